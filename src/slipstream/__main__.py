@@ -1,0 +1,5 @@
+"""``python -m slipstream`` runs the CLI."""
+
+from slipstream.cli.main import main
+
+main()

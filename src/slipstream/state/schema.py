@@ -1,0 +1,73 @@
+"""The state schema, as an ordered list of migrations; ``meta.schema_version`` says how many ran."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE services (
+        name TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        runtime TEXT NOT NULL,
+        blueprint TEXT,                 -- path of the render.yaml it came from
+        repo TEXT,                      -- git work tree holding it
+        config TEXT NOT NULL,           -- JSON of the non-secret service settings
+        env BLOB,                       -- encrypted JSON of the resolved env
+        live_deploy_id INTEGER,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE builds (
+        id INTEGER PRIMARY KEY,
+        service TEXT NOT NULL,
+        commit_sha TEXT,
+        source_dir TEXT,
+        workdir TEXT,
+        path_prefix TEXT,               -- JSON list
+        extra_env TEXT,                 -- JSON object (non-secret: VIRTUAL_ENV and the like)
+        log_path TEXT,
+        duration_s REAL,
+        status TEXT NOT NULL,           -- building | ok | failed
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE deploys (
+        id INTEGER PRIMARY KEY,
+        service TEXT NOT NULL,
+        kind TEXT NOT NULL,             -- deploy | rollback | config
+        status TEXT NOT NULL,
+        build_id INTEGER,
+        commit_sha TEXT,
+        source TEXT,                    -- what was asked for: commit, directory, or rollback target
+        rollback_of INTEGER,
+        with_pre_deploy INTEGER NOT NULL DEFAULT 1,
+        release BLOB,                   -- encrypted JSON: commands, health path, env (what runs)
+        steps TEXT NOT NULL DEFAULT '{}',  -- JSON {step: seconds}
+        message TEXT,
+        created_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX deploys_service ON deploys(service, id);
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        service TEXT NOT NULL,
+        deploy_id INTEGER NOT NULL,
+        port INTEGER,
+        pid INTEGER,
+        create_time REAL,
+        state TEXT NOT NULL,            -- starting | live | draining | stopped | failed
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        service TEXT,
+        deploy_id INTEGER,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX events_deploy ON events(deploy_id, id);
+    CREATE TABLE kept_values (
+        id TEXT PRIMARY KEY,            -- "<owner>.<KEY>": generateValue results and sync: false answers
+        value BLOB NOT NULL             -- encrypted
+    );
+    """,
+]

@@ -1,0 +1,71 @@
+"""Helpers for the proxy tests: free loopback ports, tiny upstreams, one-shot GETs."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Upstream:
+    """An HTTP/1.1 keep-alive server in a thread answering JSON: its id and the request headers."""
+
+    def __init__(self, ident: str) -> None:
+        self.ident = ident
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 5  # idle keep-alive connections end, so handler threads do not linger
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path.startswith("/slow"):
+                    time.sleep(float(self.path.split("=", 1)[1]) if "=" in self.path else 0.5)
+                body = json.dumps({"id": outer.ident, "host": self.headers.get("Host"),
+                                   "xff": self.headers.get("X-Forwarded-For"),
+                                   "proto": self.headers.get("X-Forwarded-Proto")}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # HAProxy resets idle keep-alive connections when it stops
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def get(port: int, host: str, path: str = "/", timeout: float = 5) -> tuple[int, bytes]:
+    """One GET through the proxy with ``host`` as Host header; returns (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
