@@ -117,6 +117,9 @@ def render_config(*, proxy_dir: Path, http_port: int, bind_host: str, routes: Se
         "    http-reuse safe",
         "    retries 3",
         "    option redispatch 1",
+        "    # a request on a connection that an instance dropped (crash, exit) is retried on another",
+        "    # server; beyond connection failures only for idempotent methods (see frontend)",
+        "    retry-on conn-failure empty-response",
         "    timeout connect 5s",
         "    timeout client 60s",
         "    timeout server 60s",
@@ -128,6 +131,7 @@ def render_config(*, proxy_dir: Path, http_port: int, bind_host: str, routes: Se
         "frontend http",
         f"    bind {render_bind(bind_host, http_port)}",
         "    http-request set-header X-Forwarded-Proto http",
+        "    http-request disable-l7-retry if !METH_GET !METH_HEAD !METH_OPTIONS",
         "    http-request set-var(txn.backend) "
         f"req.hdr(host),host_only,lower,map({proxy_dir / 'hosts.map'},{NO_ROUTE})",
         "    # names the service of each request (for access logs); also loads services.map",
