@@ -6,6 +6,7 @@ shell strings by definition and are run by ``builds`` and ``runtime`` with a con
 
 from __future__ import annotations
 
+import pwd
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,10 +29,14 @@ def run(argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] 
         input: str | None = None, timeout: float | None = 120, check: bool = True,
         user: str | None = None) -> Result:
     """Run ``argv`` and return its output; raise :class:`CommandFailed` on a non-zero exit when ``check``."""
+    ids: dict[str, object] = {}
+    if user is not None:  # drop to the user's own group too, not only its uid (root's gid 0 opens doors)
+        pw = pwd.getpwnam(user)
+        ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
     try:
         proc = subprocess.run(list(argv), cwd=cwd, env=dict(env) if env is not None else None,
                               input=input, capture_output=True, text=True, timeout=timeout,
-                              user=user)
+                              **ids)  # type: ignore[call-overload]
     except FileNotFoundError:
         raise Unavailable(f"{argv[0]} is not installed", "run 'make install'") from None
     except subprocess.TimeoutExpired:

@@ -94,10 +94,18 @@ class Settings:
             d.mkdir(parents=True, exist_ok=True)
 
 
+def default_home() -> Path:
+    """``~/.local/share/slipstream``; for root ``/var/lib/slipstream`` (PostgreSQL, which runs as an
+    unprivileged user, cannot reach into root's 0700 home directory)."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/slipstream")
+    return Path.home() / ".local/share/slipstream"
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: the process environment)."""
     env = dict(os.environ if env is None else env)
-    home = Path(env.get("SLIPSTREAM_HOME") or Path.home() / ".local/share/slipstream")
+    home = Path(env.get("SLIPSTREAM_HOME") or default_home())
     return Settings(
         home=home.expanduser().resolve(),
         http_port=_int(env, "SLIPSTREAM_HTTP_PORT", 8080),

@@ -70,4 +70,14 @@ MIGRATIONS: list[str] = [
         value BLOB NOT NULL             -- encrypted
     );
     """,
+    """
+    CREATE TABLE databases (
+        name TEXT PRIMARY KEY,          -- blueprint name
+        database_name TEXT NOT NULL,
+        user TEXT NOT NULL,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 ]

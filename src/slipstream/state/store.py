@@ -294,6 +294,18 @@ class Store:
         return [InstanceRecord(r["id"], r["service"], r["deploy_id"], r["port"], r["pid"],
                                r["create_time"], r["state"]) for r in rows]
 
+    # -- databases ----------------------------------------------------------------------------
+    def put_database(self, name: str, database_name: str, user: str, host: str, port: int) -> None:
+        with self.tx() as c:
+            c.execute("""INSERT INTO databases(name, database_name, user, host, port, created_at)
+                         VALUES(?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET database_name=excluded.database_name,
+                         user=excluded.user, host=excluded.host, port=excluded.port""",
+                      (name, database_name, user, host, port, time.time()))
+
+    def databases(self) -> list[dict[str, Any]]:
+        rows = self._conn().execute("SELECT * FROM databases ORDER BY name").fetchall()
+        return [dict(r) for r in rows]
+
     # -- kept values (generateValue, sync: false) ----------------------------------------------
     def kept_values(self) -> dict[str, str]:
         rows = self._conn().execute("SELECT id, value FROM kept_values").fetchall()

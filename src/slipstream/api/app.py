@@ -1,0 +1,150 @@
+"""The HTTP API (OpenAPI at /docs) the CLI and dashboard talk to; served on a 0600 unix socket."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from slipstream.api.errors import handle_expected, handle_unexpected
+from slipstream.engine.engine import Engine
+from slipstream.errors import InvalidInput, SlipstreamError, Unavailable
+
+
+class DeployRequest(BaseModel):
+    service: str
+    blueprint: str | None = None
+    commit: str | None = None
+    from_dir: str | None = None
+
+
+class ApplyRequest(BaseModel):
+    blueprint: str
+
+
+class RollbackRequest(BaseModel):
+    to: int | None = None
+    with_pre_deploy: bool = False
+
+
+class RestoreRequest(BaseModel):
+    backup: str
+    into: str | None = None
+
+
+class DrillRequest(BaseModel):
+    backup: str | None = None
+
+
+class ShutdownRequest(BaseModel):
+    everything: bool = True
+
+
+def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> FastAPI:
+    """Build the API around a started engine; ``request_shutdown(everything)`` ends the daemon."""
+    app = FastAPI(title="slipstream", version="0.1.0")
+    app.add_exception_handler(SlipstreamError, handle_expected)
+    app.add_exception_handler(Exception, handle_unexpected)
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        return {"ok": True, "pid": os.getpid(), "http_port": engine.settings.http_port}
+
+    @app.get("/v1/status")
+    def status() -> dict[str, Any]:
+        return {"services": engine.status(), "http_port": engine.settings.http_port}
+
+    @app.post("/v1/deploys")
+    def deploy(req: DeployRequest) -> dict[str, Any]:
+        deploy_id = engine.deploy(req.service, blueprint=Path(req.blueprint) if req.blueprint else None,
+                                  commit=req.commit, from_dir=Path(req.from_dir) if req.from_dir else None)
+        return {"deploy": engine.store.deploy(deploy_id).public()}
+
+    @app.post("/v1/apply")
+    def apply(req: ApplyRequest) -> dict[str, Any]:
+        result = engine.apply(Path(req.blueprint))
+        result["deploys"] = [engine.store.deploy(i).public() for i in result["deploys"]]
+        return result
+
+    @app.get("/v1/deploys/{deploy_id}")
+    def get_deploy(deploy_id: int) -> dict[str, Any]:
+        return {"deploy": engine.store.deploy(deploy_id).public()}
+
+    @app.get("/v1/deploys/{deploy_id}/events")
+    def deploy_events(deploy_id: int, after: int = 0) -> dict[str, Any]:
+        engine.store.deploy(deploy_id)
+        return {"events": engine.store.events(deploy_id=deploy_id, after=after)}
+
+    @app.get("/v1/services/{name}/deploys")
+    def deploys(name: str, limit: int = 20) -> dict[str, Any]:
+        engine.store.service(name)
+        return {"deploys": [d.public() for d in engine.store.deploys(name, limit=limit)]}
+
+    @app.post("/v1/services/{name}/rollback")
+    def rollback(name: str, req: RollbackRequest) -> dict[str, Any]:
+        deploy_id = engine.rollback(name, to=req.to, with_pre_deploy=req.with_pre_deploy)
+        return {"deploy": engine.store.deploy(deploy_id).public()}
+
+    @app.get("/v1/services/{name}/logs")
+    def logs(name: str, n: int = 100, cursor: str | None = None) -> dict[str, Any]:
+        try:
+            parsed = json.loads(cursor) if cursor else None
+        except ValueError:
+            raise InvalidInput("cursor must be the JSON object a previous answer returned") from None
+        return engine.logs(name, n=n, cursor=parsed)
+
+    @app.get("/v1/services/{name}/events")
+    def service_events(name: str, after: int = 0) -> dict[str, Any]:
+        engine.store.service(name)
+        return {"events": engine.store.events(service=name, after=after)}
+
+    def dbs() -> Any:
+        if engine.cluster is None:
+            raise Unavailable("managed PostgreSQL is not enabled in this daemon")
+        return engine.cluster
+
+    def backup_json(b: Any) -> dict[str, Any]:
+        return {"id": b.id, "database": b.database, "kind": b.kind, "created_at": b.created_at,
+                "size_bytes": b.size_bytes, "status": b.status, "error": b.error}
+
+    @app.get("/v1/databases")
+    def databases() -> dict[str, Any]:
+        return {"databases": dbs().list()}
+
+    @app.get("/v1/databases/{name}/connection")
+    def connection(name: str, reveal: bool = False) -> dict[str, Any]:
+        """The connection string: masked, unless the caller (the socket's owner) asks to reveal it."""
+        info = dbs().info(name)
+        url = info.connection_string()
+        return {"url": url if reveal else url.replace(info.password, "********"),
+                "psql": {"argv": ["psql", "-h", info.host, "-p", str(info.port), "-U", info.user,
+                                  info.database], "password": info.password if reveal else None}}
+
+    @app.post("/v1/databases/{name}/backups")
+    def backup(name: str) -> dict[str, Any]:
+        return {"backup": backup_json(dbs().backup(name))}
+
+    @app.get("/v1/databases/{name}/backups")
+    def backups(name: str) -> dict[str, Any]:
+        return {"backups": [backup_json(b) for b in dbs().backups(name)]}
+
+    @app.post("/v1/databases/{name}/restore")
+    def restore(name: str, req: RestoreRequest) -> dict[str, Any]:
+        info = dbs().restore(name, req.backup, into=req.into)
+        return {"database": info.database}
+
+    @app.post("/v1/databases/{name}/drill")
+    def drill(name: str, req: DrillRequest) -> dict[str, Any]:
+        r = dbs().drill(name, req.backup)
+        return {"ok": r.ok, "message": r.message, "tables": {k: list(v) for k, v in r.tables.items()}}
+
+    @app.post("/v1/shutdown")
+    def shutdown(req: ShutdownRequest) -> dict[str, Any]:
+        request_shutdown(req.everything)
+        return {"ok": True}
+
+    return app

@@ -1,0 +1,38 @@
+"""The one table mapping exceptions to HTTP statuses; handlers raise, never build error bodies."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from slipstream.errors import (CommandFailed, Conflict, InvalidInput, NotFound, SlipstreamError,
+                               Unavailable)
+
+log = logging.getLogger("slipstream.api")
+
+STATUS: list[tuple[type[SlipstreamError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 422),
+    (CommandFailed, 502),
+    (Unavailable, 503),
+    (SlipstreamError, 400),
+]
+
+
+def status_for(exc: SlipstreamError) -> int:
+    """The HTTP status of an expected failure."""
+    return next(code for cls, code in STATUS if isinstance(exc, cls))
+
+
+async def handle_expected(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SlipstreamError)
+    return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status_for(exc))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": "internal error in the slipstream daemon", "hint": "see daemon.log"},
+                        status_code=500)

@@ -1,0 +1,101 @@
+"""Per-runtime build environments: a cached virtualenv for Python, npm's cache for Node.
+
+Python: the virtualenv is first on PATH while ``buildCommand`` runs, so ``pip install`` never
+touches the system. It lives in ``cache_dir/<service>/venvs/<key>``, the key hashing the Python
+version, the dependency files and the build command: an unchanged rebuild finds it ready (pip has
+nothing left to install), changed dependencies get a fresh one, and the builds that used the old
+one keep it for rollbacks. A virtualenv counts as ready only after a build command succeeded in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slipstream.runner import run
+
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+PYTHON_DEPENDENCY_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "Pipfile", "Pipfile.lock",
+                           "poetry.lock", "uv.lock")
+READY_MARKER = ".slipstream-ready"
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """What the runtime adds to a build: its environment, and what instances need later."""
+
+    env: Mapping[str, str]
+    path_prefix: tuple[str, ...] = ()
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    venv: Path | None = None
+    venv_created: bool = False
+
+
+def python_dependency_files(workdir: Path) -> dict[str, bytes]:
+    """The files whose content decides a Python app's dependencies, by name."""
+    names = {p.name for p in workdir.glob("requirements*.txt")} | set(PYTHON_DEPENDENCY_FILES)
+    return {n: (workdir / n).read_bytes() for n in sorted(names) if (workdir / n).is_file()}
+
+
+def build_venv_key(python_version: str, files: Mapping[str, bytes], build_command: str | None) -> str:
+    """A short stable hash naming the virtualenv for these inputs."""
+    h = hashlib.sha256()
+    for part in (python_version.encode(), (build_command or "").encode(),
+                 *(x for name in sorted(files) for x in (name.encode(), files[name]))):
+        h.update(len(part).to_bytes(8, "big") + part)
+    return h.hexdigest()[:16]
+
+
+def render_build_env(base: Mapping[str, str], path_prefix: tuple[str, ...],
+                     extra: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``path_prefix`` first on PATH and ``extra`` on top."""
+    env = {**base, **extra}
+    env["PATH"] = ":".join((*path_prefix, base.get("PATH") or DEFAULT_PATH))
+    return env
+
+
+def python_version(python: str) -> str:
+    """The full version string of the interpreter virtualenvs are made from."""
+    return run([python, "-c", "import sys; print(sys.version)"], timeout=60).stdout.strip()
+
+
+def prepare_python(workdir: Path, cache: Path, python: str, version: str, build_command: str | None,
+                   env: Mapping[str, str], say: Callable[[str], None]) -> Toolchain:
+    """Find or create the service's virtualenv for this build's dependencies."""
+    key = build_venv_key(version, python_dependency_files(workdir), build_command)
+    venv = cache / "venvs" / key
+    created = False
+    if (venv / READY_MARKER).exists():
+        say(f"==> Reusing virtualenv {key} (dependencies unchanged)")
+    else:
+        if venv.exists():
+            shutil.rmtree(venv)   # left by a failed or interrupted build
+        say(f"==> Creating virtualenv {key} with Python {version.split()[0]}")
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        run([python, "-m", "venv", str(venv)], timeout=600)
+        created = True
+    prefix = (str(venv / "bin"),)
+    extra = {"VIRTUAL_ENV": str(venv)}
+    build_extra = {"PIP_CACHE_DIR": str(cache / "pip"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    base = {k: v for k, v in {**build_extra, **env}.items() if k != "PYTHONHOME"}
+    return Toolchain(render_build_env(base, prefix, extra), prefix, extra, venv, created)
+
+
+def mark_ready(venv: Path) -> None:
+    """Record that a build command succeeded in ``venv``, so later builds may reuse it."""
+    (venv / READY_MARKER).touch()
+
+
+def prepare_node(workdir: Path, cache: Path, env: Mapping[str, str]) -> Toolchain:
+    """Machine node/npm with a per-service npm cache; node_modules/.bin first on PATH."""
+    prefix = (str(workdir / "node_modules" / ".bin"),)
+    base = {"npm_config_cache": str(cache / "npm"), **env}
+    return Toolchain(render_build_env(base, prefix, {}), prefix)
+
+
+def prepare_plain(env: Mapping[str, str]) -> Toolchain:
+    """Static sites and other runtimes: the build environment as given."""
+    return Toolchain(dict(env))

@@ -1,0 +1,115 @@
+"""The daemon: wires the parts together and serves the API on a unix socket.
+
+Lifecycle: open the state and the master key, start (or adopt) HAProxy and the instances through
+``Engine.start``, serve the API until asked to stop. A SIGTERM/SIGINT or ``POST /v1/shutdown
+{"everything": false}`` stops only the daemon (apps and HAProxy keep serving; a restarted daemon
+adopts them); ``slipstream down`` asks for everything to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+import uvicorn
+
+from slipstream.api.app import create_app
+from slipstream.builds import Builder
+from slipstream.engine.dbs import DatabaseManager
+from slipstream.engine.engine import Engine
+from slipstream.errors import Conflict
+from slipstream.proxy import Proxy
+from slipstream.runtime import LocalDriver
+from slipstream.secrets import Masker, SecretBox
+from slipstream.settings import Settings
+from slipstream.state import Store
+
+log = logging.getLogger("slipstream.daemon")
+
+
+def _bind_socket(path: os.PathLike[str] | str) -> socket.socket:
+    """Bind the API's unix socket with mode 0600 from the start (no window where others can connect)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        pass
+    else:
+        raise Conflict("slipstream is already running", "run 'slipstream status'")
+    finally:
+        probe.close()
+    if os.path.exists(path):
+        os.unlink(path)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    sock.listen(128)
+    return sock
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Construct the engine and its parts from settings (nothing is started yet)."""
+    settings.ensure_dirs()
+    box = SecretBox(settings.master_key)
+    store = Store(settings.state_db, box)
+    masker = Masker()
+    proxy = Proxy(settings.proxy_dir, settings.http_port, settings.bind_host)
+    builder = Builder(settings.builds_dir, settings.cache_dir)
+    engine_ref: list[Engine] = []
+    driver = LocalDriver(on_event=lambda iid, kind, msg: engine_ref[0].on_instance_event(iid, kind, msg)
+                         if engine_ref else None)
+    settle = float(settings.extra.get("SLIPSTREAM_SETTLE_SECONDS", "2"))
+    dbs = DatabaseManager(settings, store, masker,
+                          backup_interval_s=float(settings.extra.get("SLIPSTREAM_BACKUP_INTERVAL", "86400")),
+                          retention=int(settings.extra.get("SLIPSTREAM_BACKUP_RETENTION", "7")))
+    engine = Engine(settings, store, proxy, driver, builder, masker, settle_s=settle, cluster=dbs)
+    engine_ref.append(engine)
+    return engine
+
+
+def run_daemon(settings: Settings) -> None:
+    """Run in the foreground until stopped."""
+    settings.ensure_dirs()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sock = _bind_socket(settings.api_socket)
+    engine = build_engine(settings)
+    everything = threading.Event()
+    server: uvicorn.Server | None = None
+
+    def request_shutdown(all_: bool) -> None:
+        if all_:
+            everything.set()
+        if server is not None:
+            server.should_exit = True
+
+    try:
+        engine.start()
+    except BaseException:
+        sock.close()
+        os.unlink(settings.api_socket)
+        engine.close()
+        raise
+    settings.daemon_pidfile.write_text(str(os.getpid()))
+    app = create_app(engine, request_shutdown)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    log.info("slipstream daemon %s serving on %s; HTTP on %s:%s", os.getpid(), settings.api_socket,
+             settings.bind_host, settings.http_port)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if everything.is_set():
+            log.info("stopping every instance, HAProxy and PostgreSQL")
+            engine.shutdown()
+        else:
+            engine.close()
+        for p in (settings.api_socket, settings.daemon_pidfile):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass

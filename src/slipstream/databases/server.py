@@ -1,0 +1,288 @@
+"""The embedded PostgreSQL server: one cluster under ``<home>/postgres``, owned by slipstream.
+
+Lifecycle of :meth:`EmbeddedServer.start` (every step is safe to repeat):
+  1. pick the OS user: initdb and postgres refuse root, so as root the cluster runs as
+     ``postgres`` (or a system user ``slipstream-pg`` created on first use), through ``setpriv``
+     (see :func:`~slipstream.databases.commands.build_as_user` for why not ``user=``);
+  2. lay out the root directory (0711, ours) and make its ancestors traversable for that user,
+     but only up to ``traverse_root``; anything above must already be traversable;
+  3. load ``cluster.json`` (0600: port, admin password) or create it with a free loopback port;
+  4. if ``pgdata/postmaster.pid`` names a live server, ADOPT it and stop here: a daemon restart
+     never restarts PostgreSQL;
+  5. ``initdb`` when ``pgdata`` is empty, then (re)write ``slipstream.conf`` (port, loopback only,
+     own socket dir) and ``pg_hba.conf`` (passwords everywhere);
+  6. ``pg_ctl start --wait``; postgres detaches into its own session, so it outlives the daemon.
+:meth:`EmbeddedServer.stop` is ``pg_ctl stop --mode fast``.
+
+Layout of the root directory::
+
+    cluster.json     port, admin login (0600, slipstream's)
+    pgdata/          PGDATA (0700, the OS user's)
+    socket/          unix socket directory (0700, the OS user's)
+    postgres.log     the server's own log
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from slipstream import runner
+from slipstream.databases.commands import (
+    INCLUDE_LINE,
+    PG_ROOT,
+    PostmasterPid,
+    build_as_user,
+    build_initdb_argv,
+    build_pg_ctl_argv,
+    find_pg_bin,
+    parse_log_failure,
+    parse_postmaster_pid,
+    plan_traversal,
+    render_pg_hba,
+    render_postgresql_conf,
+)
+from slipstream.databases.models import Endpoint
+from slipstream.errors import CommandFailed, Unavailable
+
+SUPERUSER = "slipstream"
+FALLBACK_OS_USER = "slipstream-pg"
+START_ATTEMPTS = 3  # a freshly chosen port can be taken between choosing and binding
+
+
+@dataclass(frozen=True)
+class OsUser:
+    """The unprivileged account the cluster runs as (None fields: run as ourselves)."""
+
+    name: str | None
+    uid: int
+    gid: int
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A loopback port nobody listens on right now (bind port 0 and ask)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def resolve_os_user() -> OsUser:
+    """Ourselves when not root; else ``postgres``, or a ``slipstream-pg`` system user created now."""
+    if os.geteuid() != 0:
+        return OsUser(None, os.geteuid(), os.getegid())
+    for name in ("postgres", FALLBACK_OS_USER):
+        try:
+            entry = pwd.getpwnam(name)
+            return OsUser(name, entry.pw_uid, entry.pw_gid)
+        except KeyError:
+            continue
+    runner.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                "--shell", "/usr/sbin/nologin", FALLBACK_OS_USER])
+    entry = pwd.getpwnam(FALLBACK_OS_USER)
+    return OsUser(FALLBACK_OS_USER, entry.pw_uid, entry.pw_gid)
+
+
+class EmbeddedServer:
+    """Start, adopt and stop the cluster under ``root``; see the module docstring for the steps."""
+
+    def __init__(self, root: Path, *, port: int | None = None, traverse_root: Path | None = None,
+                 pg_root: Path = PG_ROOT) -> None:
+        self.root = Path(root).absolute()
+        self.pgdata = self.root / "pgdata"
+        self.socket_dir = self.root / "socket"
+        self.log = self.root / "postgres.log"
+        self.state_file = self.root / "cluster.json"
+        self._wanted_port = port
+        self._traverse_root = (Path(traverse_root) if traverse_root else self.root.parent).resolve()
+        self._pg_root = pg_root
+        self._os_user: OsUser | None = None
+        self._state: dict[str, object] | None = None
+
+    # Facts -----------------------------------------------------------------------------------
+    @property
+    def os_user(self) -> OsUser:
+        """The account the server runs as (resolved on first use)."""
+        if self._os_user is None:
+            self._os_user = resolve_os_user()
+        return self._os_user
+
+    @property
+    def bin_dir(self) -> Path:
+        """The binaries matching the cluster's version (``PG_VERSION``), else the newest installed."""
+        version_file = self.pgdata / "PG_VERSION"
+        if version_file.exists():
+            return find_pg_bin(self._pg_root, major=int(version_file.read_text().strip()))
+        return find_pg_bin(self._pg_root)
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (persisted in ``cluster.json``; chosen on first start)."""
+        return int(str(self._load_state()["port"]))
+
+    def admin_endpoint(self, dbname: str = "postgres") -> Endpoint:
+        """The superuser login over loopback TCP."""
+        state = self._load_state()
+        return Endpoint("127.0.0.1", self.port, str(state["superuser"]), str(state["password"]), dbname)
+
+    def postmaster(self) -> PostmasterPid | None:
+        """What ``postmaster.pid`` says, or None when there is no (readable) pid file."""
+        try:
+            return parse_postmaster_pid((self.pgdata / "postmaster.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        """Whether a server is running on ``pgdata`` (``pg_ctl status``, which checks the pid is alive)."""
+        if not (self.pgdata / "postmaster.pid").exists():
+            return False
+        result = self._run(build_pg_ctl_argv(self.bin_dir, "status", self.pgdata), check=False, timeout=30)
+        if result.returncode == 0:
+            return not self._dead_postmaster()
+        if result.returncode == 3:  # not running
+            return False
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise Unavailable(f"cannot tell whether PostgreSQL runs on {self.pgdata}: "
+                          f"{detail[-1] if detail else 'pg_ctl status failed'}",
+                          f"check that user {self.os_user.name or 'slipstream'} can reach {self.pgdata}")
+
+    def _dead_postmaster(self) -> bool:
+        """A killed postmaster nobody has reaped yet still passes ``kill(pid, 0)``: check for a zombie."""
+        postmaster = self.postmaster()
+        if postmaster is None:
+            return False
+        try:
+            return bool(psutil.Process(postmaster.pid).status() == psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return True
+
+    # Lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Adopt a running server, or initdb (when empty) and start one; see the module docstring."""
+        self._prepare_root()
+        state = self._load_state(create=True)
+        if self.running():
+            pid = self.postmaster()
+            if pid is not None and pid.port != state["port"]:
+                self._save_state({**state, "port": pid.port})  # the live server is the truth
+            return
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb(str(state["superuser"]), str(state["password"]))
+        for attempt in range(START_ATTEMPTS):
+            self._write_config()
+            offset = self.log.stat().st_size if self.log.exists() else 0
+            try:
+                self._run(build_pg_ctl_argv(self.bin_dir, "start", self.pgdata, log=self.log), timeout=330)
+                self._save_state({**self._load_state(), "port_confirmed": True})
+                return
+            except CommandFailed as exc:
+                failure = parse_log_failure(self._read_log(offset)) or exc.message
+                port_taken = "could not bind" in failure or "could not create any TCP/IP" in failure
+                if port_taken and not state.get("port_confirmed") and self._wanted_port is None \
+                        and attempt + 1 < START_ATTEMPTS:
+                    state = {**self._load_state(), "port": free_port()}
+                    self._save_state(state)
+                    continue
+                raise Unavailable(f"PostgreSQL did not start: {failure}", f"see {self.log}") from None
+
+    def stop(self) -> None:
+        """``pg_ctl stop --mode fast`` (rolls back open transactions); a no-op when not running."""
+        if not self.running():
+            return
+        try:
+            self._run(build_pg_ctl_argv(self.bin_dir, "stop", self.pgdata), timeout=330)
+        except CommandFailed as exc:
+            raise Unavailable(f"PostgreSQL did not stop: {exc.message}", f"see {self.log}") from None
+
+    # Steps -----------------------------------------------------------------------------------
+    def _prepare_root(self) -> None:
+        user = self.os_user
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o711)  # traversable for the server's user, not listable
+        for directory in plan_traversal(self.pgdata, self._traverse_root, user.uid):
+            if directory == self._traverse_root or self._traverse_root in directory.parents:
+                os.chmod(directory, os.stat(directory).st_mode | 0o001)
+        blocked = plan_traversal(self.pgdata, Path("/"), user.uid)
+        if blocked:
+            raise Unavailable(f"user {user.name} cannot reach {self.root}: {blocked[-1]} is not traversable",
+                              f"run 'chmod o+x {blocked[-1]}' or put SLIPSTREAM_HOME elsewhere")
+        for directory in (self.pgdata, self.socket_dir):
+            directory.mkdir(mode=0o700, exist_ok=True)
+            self._own(directory, 0o700)
+        if not self.log.exists():
+            self.log.touch(mode=0o600)
+        self._own(self.log, 0o600)
+
+    def _initdb(self, superuser: str, password: str) -> None:
+        pwfile = self.root / f".initdb-{secrets.token_hex(4)}"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, password.encode() + b"\n")
+            os.close(fd)
+            self._own(pwfile, 0o600)
+            self._run(build_initdb_argv(self.bin_dir, self.pgdata, superuser, pwfile), timeout=120)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        conf = self.pgdata / "postgresql.conf"
+        with conf.open("a") as handle:
+            handle.write(f"\n# slipstream's settings (port, listen address, socket dir)\n{INCLUDE_LINE}\n")
+
+    def _write_config(self) -> None:
+        self._write_owned(self.pgdata / "slipstream.conf", render_postgresql_conf(self.port, self.socket_dir))
+        self._write_owned(self.pgdata / "pg_hba.conf", render_pg_hba())
+
+    # Helpers ---------------------------------------------------------------------------------
+    def _run(self, argv: list[str], *, check: bool = True, timeout: float = 60) -> runner.Result:
+        """Run a server command as the cluster's OS user, from a directory that user can enter."""
+        return runner.run(build_as_user(argv, self.os_user.name), cwd=self.root, check=check, timeout=timeout,
+                          env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TZ": "UTC"})
+
+    def _own(self, path: Path, mode: int) -> None:
+        os.chmod(path, mode)
+        if os.geteuid() == 0 and self.os_user.name is not None:
+            os.chown(path, self.os_user.uid, self.os_user.gid)
+
+    def _write_owned(self, path: Path, text: str) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        self._own(tmp, 0o600)
+        os.replace(tmp, path)
+
+    def _read_log(self, offset: int) -> str:
+        try:
+            with self.log.open("rb") as handle:
+                handle.seek(offset)
+                return handle.read()[-20000:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _load_state(self, *, create: bool = False) -> dict[str, object]:
+        if self._state is None:
+            if self.state_file.exists():
+                self._state = json.loads(self.state_file.read_text())
+            elif create:
+                self._save_state({"port": self._wanted_port or free_port(), "superuser": SUPERUSER,
+                                  "password": secrets.token_urlsafe(24), "port_confirmed": False})
+            else:
+                raise Unavailable(f"the PostgreSQL cluster in {self.root} has not been started yet",
+                                  "run 'slipstream up'")
+        assert self._state is not None
+        if self._wanted_port is not None and self._state["port"] != self._wanted_port and create:
+            self._save_state({**self._state, "port": self._wanted_port, "port_confirmed": False})
+        return self._state
+
+    def _save_state(self, state: dict[str, object]) -> None:
+        tmp = self.state_file.with_name(".cluster.json.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(state, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.state_file)
+        self._state = dict(state)

@@ -1,0 +1,157 @@
+"""Managed PostgreSQL as the engine uses it: databases from blueprints, snapshots before
+migrations, scheduled backups with retention, restores and drills.
+
+The embedded cluster starts on first need (a blueprint with ``databases:``, or a daemon start that
+finds databases in the state) and keeps running when the daemon stops; a restarted daemon adopts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from slipstream.databases import Backup, Cluster, DatabaseInfo, DrillReport
+from slipstream.errors import NotFound
+from slipstream.secrets import Masker, generate_value
+from slipstream.settings import Settings
+from slipstream.state.store import Store
+
+log = logging.getLogger("slipstream.databases")
+
+PASSWORD_KEY = "database:{name}.password"
+
+
+class DatabaseManager:
+    """One cluster, the blueprint databases in it, and their backups."""
+
+    def __init__(self, settings: Settings, store: Store, masker: Masker, *,
+                 backup_interval_s: float = 86400.0, retention: int = 7) -> None:
+        self.settings = settings
+        self.store = store
+        self.masker = masker
+        self.backup_interval_s = backup_interval_s
+        self.retention = retention
+        self.cluster = Cluster(settings.postgres_dir, settings.backups_dir,
+                               admin_url=settings.postgres_admin_url)
+        self._lock = threading.Lock()
+        self._started = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def ensure_started(self) -> None:
+        """Start (or adopt) the cluster once."""
+        with self._lock:
+            if not self._started:
+                self.cluster.start()
+                self._started = True
+
+    def start(self) -> None:
+        """At daemon start: adopt the cluster when databases exist; start the backup schedule."""
+        if self.store.databases():
+            self.ensure_started()
+            for db in self.store.databases():
+                self.masker.add([self._password(db["name"])])
+        self._thread = threading.Thread(target=self._schedule, daemon=True, name="backups")
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop the cluster (``slipstream down``)."""
+        self._stop.set()
+        if self._started or self.cluster.running():
+            self.cluster.stop()
+
+    # -- databases ----------------------------------------------------------------------------
+    def _password(self, name: str) -> str:
+        key = PASSWORD_KEY.format(name=name)
+        kept = self.store.kept_values()
+        if key not in kept:
+            kept[key] = generate_value().replace("/", "_").replace("+", "-").rstrip("=")
+            self.store.keep_value(key, kept[key])
+        return kept[key]
+
+    def ensure(self, name: str, *, database_name: str | None = None, user: str | None = None) -> DatabaseInfo:
+        """Create (idempotently) the database and role of a blueprint entry."""
+        self.ensure_started()
+        password = self._password(name)
+        info = self.cluster.ensure_database(name, database_name=database_name, user=user, password=password)
+        self.store.put_database(name, info.database, info.user, info.host, info.port)
+        self.masker.add([password, info.connection_string()])
+        return info
+
+    def info(self, name: str) -> DatabaseInfo:
+        db = next((d for d in self.store.databases() if d["name"] == name), None)
+        if db is None:
+            raise NotFound(f"unknown database '{name}'", "run 'slipstream db list'")
+        self.ensure_started()
+        return DatabaseInfo(name, db["host"], db["port"], db["database_name"], db["user"], self._password(name))
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for db in self.store.databases():
+            backups = self.cluster.backups(db["name"]) if self._started else []
+            out.append({"name": db["name"], "database": db["database_name"], "user": db["user"],
+                        "host": db["host"], "port": db["port"],
+                        "url": f"postgresql://{db['user']}:********@{db['host']}:{db['port']}/{db['database_name']}",
+                        "backups": len(backups),
+                        "last_backup": backups[0].id if backups else None})
+        return out
+
+    # -- backups ------------------------------------------------------------------------------
+    def backup(self, name: str, kind: str = "manual") -> Backup:
+        info = self.info(name)
+        try:
+            b = self.cluster.backup(info, kind=kind)
+        except Exception as exc:
+            self.store.event("backup", f"backup of {name} FAILED: {exc}")
+            log.error("backup of %s failed: %s", name, exc)
+            raise
+        self.store.event("backup", f"backup {b.id} of {name}: {b.size_bytes} bytes ({kind})")
+        return b
+
+    def backups(self, name: str) -> list[Backup]:
+        self.info(name)
+        return self.cluster.backups(name)
+
+    def find_backup(self, name: str, backup_id: str) -> Backup:
+        b = next((b for b in self.backups(name) if b.id == backup_id), None)
+        if b is None:
+            raise NotFound(f"no backup '{backup_id}' of {name}", f"run 'slipstream db backups {name}'")
+        return b
+
+    def restore(self, name: str, backup_id: str, into: str | None = None) -> DatabaseInfo:
+        info = self.info(name)
+        restored = self.cluster.restore(info, self.find_backup(name, backup_id), into=into)
+        self.store.event("backup", f"restored {backup_id} into {restored.database}")
+        return restored
+
+    def drill(self, name: str, backup_id: str | None = None) -> DrillReport:
+        info = self.info(name)
+        backups = self.cluster.backups(name)
+        if not backups:
+            raise NotFound(f"{name} has no backup to drill", f"run 'slipstream db backup {name}' first")
+        b = self.find_backup(name, backup_id) if backup_id else backups[0]
+        return self.cluster.drill(info, b)
+
+    def snapshot(self, names: list[str]) -> list[Backup]:
+        """Pre-deploy snapshots of the named databases (raises when one fails: migrations wait)."""
+        return [self.backup(n, kind="pre_deploy") for n in names]
+
+    def _schedule(self) -> None:
+        while not self._stop.wait(60):
+            if not self._started:
+                continue
+            for db in self.store.databases():
+                try:
+                    last = [b for b in self.cluster.backups(db["name"]) if b.kind == "scheduled" and b.status == "ok"]
+                    if last and time.time() - last[0].created_at < self.backup_interval_s:
+                        continue
+                    self.backup(db["name"], kind="scheduled")
+                    self.cluster.prune(db["name"], keep=self.retention)
+                except Exception:  # loud (event + log) but the schedule goes on
+                    log.exception("scheduled backup of %s failed", db["name"])

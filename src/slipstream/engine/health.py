@@ -1,0 +1,54 @@
+"""Health checks: one probe answers pass/fail with the reason a person needs to fix it."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The outcome of one check: ``ok`` and, when not ok, why (refused / status N / timeout)."""
+
+    ok: bool
+    reason: str
+
+
+def check_http(port: int, path: str, host: str, timeout: float = 5.0) -> Probe:
+    """GET ``path`` on 127.0.0.1:``port`` with ``Host: host``; 2xx and 3xx pass (as on Render)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host, "User-Agent": "slipstream-health",
+                                           "Connection": "close"})
+        resp = conn.getresponse()
+        resp.read(65536)
+        if 200 <= resp.status < 400:
+            return Probe(True, f"status {resp.status}")
+        return Probe(False, f"{path} answered status {resp.status}")
+    except ConnectionRefusedError:
+        return Probe(False, f"connection refused on port {port} (is the app listening on $PORT?)")
+    except (socket.timeout, TimeoutError):
+        return Probe(False, f"{path} did not answer within {timeout:g} s")
+    except (OSError, http.client.HTTPException) as exc:
+        return Probe(False, f"{path} failed: {exc.__class__.__name__}: {exc}")
+    finally:
+        conn.close()
+
+
+def check_tcp(port: int, timeout: float = 5.0) -> Probe:
+    """Pass when 127.0.0.1:``port`` accepts a TCP connection (Render's port detection)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return Probe(True, "port open")
+    except ConnectionRefusedError:
+        return Probe(False, f"no open port: nothing listens on port {port} (bind to $PORT)")
+    except OSError as exc:
+        return Probe(False, f"port {port}: {exc}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

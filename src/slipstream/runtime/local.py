@@ -1,0 +1,315 @@
+"""The local driver: app instances as process groups on this machine, watched by one thread.
+
+Lifecycle (see ``runtime.base`` for the protocol):
+
+1. ``start`` spawns ``/bin/sh -c startCommand`` in a new session; stdout and stderr go straight to
+   the instance's log file (O_APPEND), never through a pipe the daemon owns, so an app outlives
+   the daemon.
+2. The supervisor thread wakes every ``poll_interval``. A child that exited is noticed without
+   being reaped, its leftover group is killed, then it is reaped (no zombies, and the group id
+   cannot be reused in between). An adopted process is not our child: it counts as dead when its
+   pid is gone, is a zombie, or has another start time.
+3. A crashed instance waits in BACKOFF (``plan_restart``: 1 s doubling to 300 s, reset after 10
+   min up), then starts again from the same spec, so on the same port.
+4. ``stop`` marks the instance so the supervisor leaves it alone, SIGTERMs the group, waits until
+   no live member is left (at most the shutdown delay), SIGKILLs the rest and forgets it.
+5. ``close`` only ends the thread: the apps keep running for the next daemon to ``adopt``.
+
+Events go to ``on_event`` outside the lock, so a callback may call back into the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from slipstream.errors import Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
+from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_delay
+from slipstream.runtime.base import EventCallback, InstanceSpec, InstanceState, InstanceStatus
+from slipstream.runtime.oneoff import run_command
+from slipstream.runtime.process import (child_create_time, child_has_exited, create_time_of, describe_exit,
+                                        exit_code, group_has_live_members, group_of, is_same_process,
+                                        open_log, signal_group, spawn, tree_rss)
+
+log = logging.getLogger(__name__)
+
+_Event = tuple[str, str, str]
+_Events = list[_Event]   # (the class's own ``list`` method shadows the builtin inside it)
+
+
+@dataclass
+class _Instance:
+    """Mutable supervision record; guarded by the driver's lock."""
+
+    spec: InstanceSpec
+    state: InstanceState = InstanceState.RUNNING
+    proc: subprocess.Popen[bytes] | None = None   # None when adopted (not our child) or in BACKOFF
+    pid: int | None = None
+    create_time: float | None = None
+    started_at: float = 0.0                         # driver clock
+    restarts: int = 0
+    crashes_in_row: int = 0
+    last_exit_code: int | None = None
+    restart_at: float | None = None                 # driver clock, in BACKOFF
+    last_event: str | None = None
+    kill_reason: str | None = None                  # why the driver itself killed it (memory)
+    next_memory_check: float = 0.0                  # time.monotonic
+    stopping: bool = False
+
+
+class LocalDriver:
+    """Runs instances as local process groups and restarts them after crashes."""
+
+    def __init__(self, on_event: EventCallback | None = None, *, backoff_initial: float = 1.0,
+                 backoff_max: float = 300.0, backoff_reset_after: float = 600.0,
+                 poll_interval: float = 0.2, clock: Callable[[], float] = time.monotonic,
+                 memory_check_interval: float = 2.0) -> None:
+        self._on_event = on_event
+        self._policy = BackoffPolicy(backoff_initial, backoff_max, backoff_reset_after)
+        self._poll_interval = poll_interval
+        self._clock = clock
+        self._memory_check_interval = memory_check_interval
+        self._lock = threading.Lock()
+        self._instances: dict[str, _Instance] = {}
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="runtime-supervisor", daemon=True)
+        self._thread.start()
+
+    # -- protocol ------------------------------------------------------------------------------
+    def start(self, spec: InstanceSpec) -> InstanceStatus:
+        """Launch a new instance and supervise it."""
+        with self._lock:
+            if self._closed.is_set():
+                raise Unavailable("the runtime driver is closed", "restart the daemon")
+            if spec.instance_id in self._instances:
+                raise Conflict(f"instance {spec.instance_id} is already supervised",
+                               "stop it first or pick a new instance id")
+            inst = _Instance(spec)
+            self._launch(inst)
+            inst.last_event = f"started (pid {inst.pid})"
+            self._instances[spec.instance_id] = inst
+            status = self._status(inst)
+        self._emit((spec.instance_id, "started", inst.last_event))
+        return status
+
+    def stop(self, instance_id: str, timeout: float | None = None) -> None:
+        """SIGTERM the instance's process group, SIGKILL after ``timeout``, then forget it."""
+        with self._lock:
+            inst = self._get(instance_id)
+            already_stopping, inst.stopping = inst.stopping, True
+            proc, pgid = inst.proc, inst.pid if inst.state is InstanceState.RUNNING else None
+            if pgid is not None and proc is None and not is_same_process(pgid, inst.create_time or 0.0):
+                pgid = _leftover_group(pgid)   # the adopted process is gone: never signal a reused pid
+            delay = inst.spec.shutdown_delay_s if timeout is None else timeout
+        if already_stopping:  # another thread is stopping it: wait for that to finish
+            self._wait_forgotten(instance_id, delay + 10)
+            return
+        how = "stopped"
+        if pgid is not None:
+            how = self._terminate(proc, pgid, delay)
+        with self._lock:
+            self._instances.pop(instance_id, None)
+        self._emit((instance_id, "stopped", how))
+
+    def signal(self, instance_id: str, sig: int) -> None:
+        """Send ``sig`` to the instance's process group."""
+        with self._lock:
+            inst = self._get(instance_id)
+            if inst.state is not InstanceState.RUNNING or inst.pid is None:
+                raise Conflict(f"instance {instance_id} is not running ({inst.state})",
+                               "wait for its restart, or start it again")
+            signal_group(inst.pid, sig)
+
+    def inspect(self, instance_id: str) -> InstanceStatus:
+        """The status of one instance; raises NotFound."""
+        with self._lock:
+            return self._status(self._get(instance_id))
+
+    def list(self) -> list[InstanceStatus]:
+        """The status of every supervised instance, by id."""
+        with self._lock:
+            return [self._status(self._instances[k]) for k in sorted(self._instances)]
+
+    def adopt(self, spec: InstanceSpec, pid: int, create_time: float) -> bool:
+        """Supervise a process a previous daemon started; False when it is gone or not the same one."""
+        with self._lock:
+            if self._closed.is_set():
+                raise Unavailable("the runtime driver is closed", "restart the daemon")
+            if spec.instance_id in self._instances:
+                raise Conflict(f"instance {spec.instance_id} is already supervised")
+            if not is_same_process(pid, create_time):
+                return False
+            if group_of(pid) != pid:
+                # Every instance we start leads its own group; anything else is not ours to signal.
+                log.warning("not adopting %s: pid %d does not lead its process group", spec.instance_id, pid)
+                return False
+            self._instances[spec.instance_id] = _Instance(
+                spec, pid=pid, create_time=create_time, started_at=self._clock(),
+                last_event=f"adopted after a daemon restart (pid {pid})")
+        return True
+
+    def close(self) -> None:
+        """Stop supervising; instances keep running."""
+        self._closed.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=max(5.0, self._poll_interval * 5))
+
+    def run_once(self, command: str, cwd: Path, env: Mapping[str, str], log_path: Path,
+                 timeout_s: float | None = None, on_output: Callable[[str], None] | None = None) -> int:
+        """Run a one-off shell command to completion and return its exit code (124 on timeout)."""
+        return run_command(command, cwd, env, log_path, timeout_s, on_output)
+
+    # -- supervision ---------------------------------------------------------------------------
+    def _supervise(self) -> None:
+        while not self._closed.wait(self._poll_interval):
+            try:
+                self._tick()
+            except Exception:  # the supervisor must outlive any single failure
+                log.exception("runtime supervisor tick failed")
+
+    def _tick(self) -> None:
+        events: _Events = []
+        with self._lock:
+            for inst in list(self._instances.values()):
+                if inst.stopping:
+                    continue
+                try:
+                    if inst.state is InstanceState.RUNNING:
+                        self._check(inst, events)
+                    elif inst.state is InstanceState.BACKOFF and self._clock() >= (inst.restart_at or 0):
+                        self._restart(inst, events)
+                except Exception:
+                    log.exception("supervising %s failed", inst.spec.instance_id)
+        for event in events:
+            self._emit(event)
+
+    def _check(self, inst: _Instance, events: _Events) -> None:
+        """Notice a crash (and reap it), or enforce the memory limit of a running instance."""
+        assert inst.pid is not None
+        if inst.proc is not None:
+            if not child_has_exited(inst.proc):
+                self._check_memory(inst)
+                return
+            signal_group(inst.pid, signal.SIGKILL)  # leftovers, while the group id is still reserved
+            code: int | None = exit_code(inst.proc.wait())
+        else:
+            if is_same_process(inst.pid, inst.create_time or 0.0):
+                self._check_memory(inst)
+                return
+            leftovers = _leftover_group(inst.pid)
+            if leftovers is not None:
+                signal_group(leftovers, signal.SIGKILL)
+            code = None  # not our child: the exit status went to its old parent
+        what = inst.kill_reason or describe_exit(code)
+        self._back_off(inst, code, what, events)
+
+    def _back_off(self, inst: _Instance, code: int | None, what: str, events: _Events) -> None:
+        plan = plan_restart(self._policy, inst.crashes_in_row, self._clock() - inst.started_at)
+        inst.state, inst.proc, inst.pid, inst.create_time = InstanceState.BACKOFF, None, None, None
+        inst.crashes_in_row, inst.last_exit_code, inst.kill_reason = plan.crashes_in_row, code, None
+        inst.restart_at = self._clock() + plan.delay_s
+        inst.last_event = f"{what}; restarting in {render_delay(plan.delay_s)}"
+        events.append((inst.spec.instance_id, "exited", inst.last_event))
+
+    def _restart(self, inst: _Instance, events: _Events) -> None:
+        try:
+            self._launch(inst)
+        except SlipstreamError as exc:
+            self._back_off(inst, None, f"could not restart: {exc.message}", events)
+            return
+        inst.restarts += 1
+        inst.last_event = f"restarted after a crash (restart {inst.restarts}, pid {inst.pid})"
+        events.append((inst.spec.instance_id, "restarted", inst.last_event))
+
+    def _check_memory(self, inst: _Instance) -> None:
+        limit = inst.spec.memory_limit_mb
+        if not limit or inst.pid is None or time.monotonic() < inst.next_memory_check:
+            return
+        inst.next_memory_check = time.monotonic() + self._memory_check_interval
+        rss_mb = tree_rss(inst.pid) / (1024 * 1024)
+        if rss_mb > limit:
+            inst.kill_reason = f"exceeded its memory limit of {limit} MB (RSS {rss_mb:.0f} MB)"
+            signal_group(inst.pid, signal.SIGKILL)  # the next tick sees the exit and backs off
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _launch(self, inst: _Instance) -> None:
+        """Spawn the instance's command; raises InvalidInput when it cannot start."""
+        spec = inst.spec
+        try:
+            fd = open_log(spec.log_path)
+        except OSError as exc:
+            raise InvalidInput(f"cannot open the log file {spec.log_path}: {exc.strerror or exc}") from None
+        try:
+            proc = spawn(spec.command, spec.cwd, spec.env, fd, f"instance {spec.instance_id}")
+        finally:
+            os.close(fd)
+        inst.proc, inst.pid, inst.state = proc, proc.pid, InstanceState.RUNNING
+        inst.create_time = child_create_time(proc.pid)
+        inst.started_at, inst.restart_at = self._clock(), None
+        inst.next_memory_check = time.monotonic() + min(1.0, self._memory_check_interval)
+
+    def _terminate(self, proc: subprocess.Popen[bytes] | None, pgid: int, delay: float) -> str:
+        """SIGTERM group ``pgid``, SIGKILL what is left after ``delay``; says how it ended."""
+        signal_group(pgid, signal.SIGTERM)
+        if self._wait_group(proc, pgid, delay):
+            return "stopped"
+        signal_group(pgid, signal.SIGKILL)
+        if not self._wait_group(proc, pgid, 10.0):
+            log.warning("process group %d survived SIGKILL", pgid)
+        return f"stopped with SIGKILL after {delay:g} s"
+
+    @staticmethod
+    def _wait_group(proc: subprocess.Popen[bytes] | None, pgid: int, timeout: float) -> bool:
+        """Reap our leader when it exits and wait until no live member is left in the group."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc is not None:
+                proc.poll()
+            if not group_has_live_members(pgid):
+                if proc is not None:
+                    proc.wait()
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def _wait_forgotten(self, instance_id: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if instance_id not in self._instances:
+                    return
+            time.sleep(0.02)
+
+    def _get(self, instance_id: str) -> _Instance:
+        inst = self._instances.get(instance_id)
+        if inst is None:
+            raise NotFound(f"no instance {instance_id} is running here", "run 'slipstream status'")
+        return inst
+
+    def _status(self, inst: _Instance) -> InstanceStatus:
+        wait = None
+        if inst.state is InstanceState.BACKOFF and inst.restart_at is not None:
+            wait = max(0.0, inst.restart_at - self._clock())
+        return InstanceStatus(inst.spec.instance_id, inst.state, inst.pid, inst.create_time, inst.restarts,
+                              inst.last_exit_code, wait, inst.last_event)
+
+    def _emit(self, event: _Event) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(*event)
+        except Exception:
+            log.exception("on_event callback failed for %s", event)
+
+
+def _leftover_group(pid: int) -> int | None:
+    """The group an adopted leader ``pid`` left behind, unless the pid now names another live process."""
+    return pid if create_time_of(pid) is None else None

@@ -1,0 +1,105 @@
+"""One-off commands (buildCommand, preDeployCommand, cron runs): run to completion, stream output.
+
+Lifecycle of a run:
+
+1. ``/bin/sh -c COMMAND`` starts in its own process group; stdout and stderr share one pipe.
+2. Each complete line is appended to the log file and passed to ``on_output`` as it arrives.
+3. When the command's own process exits, whatever it left behind in its group is killed (a stray
+   background process would otherwise hold the pipe open forever), and the pipe is drained.
+4. At the deadline the group gets SIGTERM, then SIGKILL after a short grace; the result is 124,
+   like coreutils ``timeout``. Killed by signal N otherwise reads as 128+N.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO
+
+from slipstream.runtime.process import child_has_exited, exit_code, signal_group, spawn
+
+TIMEOUT_EXIT_CODE = 124
+MAX_LINE_BYTES = 64 * 1024     # a longer run without a newline is passed on in pieces
+
+
+def run_command(command: str, cwd: Path, env: Mapping[str, str], log_path: Path,
+                timeout_s: float | None = None, on_output: Callable[[str], None] | None = None,
+                *, kill_grace_s: float = 2.0, drain_s: float = 2.0) -> int:
+    """Run ``command`` to completion and return its exit code (124 on timeout)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab", buffering=0) as log:
+        proc = spawn(command, cwd, env, subprocess.PIPE, "command")
+        assert proc.stdout is not None
+        lines = _LineSplitter(log, on_output)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        timed_out = False
+        term_sent_at: float | None = None
+        drain_until: float | None = None  # set once the leader has exited
+        eof: float | None = None  # when the pipe reached end of file
+        fd = proc.stdout.fileno()
+        try:
+            while True:
+                now = time.monotonic()
+                if drain_until is None and child_has_exited(proc):
+                    signal_group(proc.pid, signal.SIGKILL)  # leftovers; the pid is not reaped yet
+                    proc.wait()
+                    drain_until = now + drain_s
+                elif drain_until is None and deadline is not None and now >= deadline:
+                    if term_sent_at is None:
+                        timed_out, term_sent_at = True, now
+                        signal_group(proc.pid, signal.SIGTERM)
+                    elif now - term_sent_at >= kill_grace_s:
+                        signal_group(proc.pid, signal.SIGKILL)
+                if drain_until is not None and (eof is not None or now >= drain_until):
+                    break  # all output read, or someone outside the group still holds the pipe
+                if eof is not None:  # output closed; usually the command is just exiting
+                    time.sleep(0.005 if now - eof < 1.0 else 0.05)
+                    continue
+                ready, _, _ = select.select([fd], [], [], 0.05)
+                if ready:
+                    chunk = os.read(fd, 65536)
+                    if chunk:
+                        lines.feed(chunk)
+                    else:
+                        eof = now
+        finally:
+            if proc.returncode is None and not child_has_exited(proc):
+                signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            proc.stdout.close()
+            lines.close()
+    return TIMEOUT_EXIT_CODE if timed_out else exit_code(proc.returncode)
+
+
+class _LineSplitter:
+    """Cuts a byte stream into lines for the log file and the output callback."""
+
+    def __init__(self, log: IO[bytes], on_output: Callable[[str], None] | None) -> None:
+        self._log = log
+        self._on_output = on_output
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self._buf += chunk
+        while b"\n" in self._buf or len(self._buf) >= MAX_LINE_BYTES:
+            cut = self._buf.find(b"\n")
+            if cut < 0 or cut >= MAX_LINE_BYTES:
+                line, self._buf = self._buf[:MAX_LINE_BYTES], self._buf[MAX_LINE_BYTES:]
+            else:
+                line, self._buf = self._buf[:cut], self._buf[cut + 1:]
+            self._emit(line)
+
+    def close(self) -> None:
+        if self._buf:
+            line, self._buf = self._buf, b""
+            self._emit(line)
+
+    def _emit(self, line: bytes) -> None:
+        self._log.write(line + b"\n")
+        if self._on_output is not None:
+            self._on_output(line.decode("utf-8", errors="replace").rstrip("\r"))

@@ -1,0 +1,86 @@
+"""The core promise, end to end: deploys, rollbacks and failed deploys under load lose no request."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.blueprints import ALL, SECRET
+from tests.e2e.conftest import Daemon, Load, make_app_repo
+
+pytestmark = pytest.mark.e2e
+
+
+def served_version(d: Daemon) -> str:
+    status, body = d.get("web.localhost")
+    assert status == 200, body
+    return body
+
+
+def live_deploy(d: Daemon) -> dict:
+    r = d.cli("status", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["services"][0]["live_deploy"]
+
+
+def test_deploys_rollbacks_and_failures_under_load(daemon: Daemon, tmp_path: Path) -> None:
+    repo = make_app_repo(tmp_path / "app", ALL)
+    bp = str(repo.path / "render.yaml")
+    r = daemon.cli("deploy", "web", "--blueprint", bp, "--commit", repo.commits["1"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert served_version(daemon) == "version=1"
+    transcript = [r.stdout + r.stderr]
+    with Load(daemon.http_port, "web.localhost", threads=2) as load:
+        for i in range(10):  # ten successful deploys alternating two commits
+            v = "2" if i % 2 == 0 else "1"
+            r = daemon.cli("deploy", "web", "--blueprint", bp, "--commit", repo.commits[v])
+            transcript.append(r.stdout + r.stderr)
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert served_version(daemon) == f"version={v}"
+            assert live_deploy(daemon)["commit"] == repo.commits[v]
+        for _ in range(3):  # rollbacks: back to the other commit each time
+            before = served_version(daemon)
+            r = daemon.cli("rollback", "web")
+            transcript.append(r.stdout + r.stderr)
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert "not reverted" in r.stdout
+            after = served_version(daemon)
+            assert after != before
+            assert live_deploy(daemon)["kind"] == "rollback"
+        live_before = live_deploy(daemon)["id"]
+        version_before = served_version(daemon)
+        for name, status, says in [("render-badbuild.yaml", "build_failed", "exited with 3"),
+                                   ("render-badpre.yaml", "pre_deploy_failed", "exited with 4"),
+                                   ("render-unhealthy.yaml", "update_failed", "status 500"),
+                                   ("render-crash.yaml", "update_failed", "after the flip")]:
+            r = daemon.cli("deploy", "web", "--blueprint", str(repo.path / name), "--commit", repo.commits["2"])
+            transcript.append(r.stdout + r.stderr)
+            assert r.returncode == 1, r.stdout + r.stderr
+            assert status in r.stderr and says in (r.stdout + r.stderr), r.stdout + r.stderr
+            assert "Traceback" not in r.stderr
+            assert served_version(daemon) == version_before
+            assert live_deploy(daemon)["id"] == live_before
+        r = daemon.cli("deploy", "web", "--blueprint", bp, "--commit", repo.commits["2"])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert served_version(daemon) == "version=2"
+    print(f"load: {load.ok} ok, {len(load.failures)} failed, versions {dict(load.versions)}")
+    assert load.failures == []
+    assert load.ok > 100
+    assert set(load.versions) == {"version=1", "version=2"}
+    # deploy history carries per-step durations
+    r = daemon.cli("deploys", "web", "--json", "-n", "30")
+    history = json.loads(r.stdout)
+    live = [d for d in history if d["status"] in ("live", "deactivated")]
+    assert len(live) >= 15 and all("health" in d["steps"] and "flip" in d["steps"] for d in live)
+    # the secret never reaches the state file, the CLI or the API
+    outputs = "\n".join(transcript) + r.stdout + daemon.cli("logs", "web", "-n", "500").stdout
+    outputs += daemon.cli("status", "--json").stdout
+    assert SECRET not in outputs
+    for f in daemon.home.glob("state.db*"):
+        assert SECRET.encode() not in f.read_bytes()
+    raw = "".join(p.read_text() for p in (daemon.home / "instances").glob("web-*.log"))
+    assert f"secret={SECRET}" in raw  # the app did print it: the masking above is real
+    assert "secret=********" in daemon.cli("logs", "web", "-n", "100000").stdout
