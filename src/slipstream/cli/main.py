@@ -23,7 +23,8 @@ from slipstream.settings import SettingsError, load_settings
 
 app = typer.Typer(help="slipstream: deploy a render.yaml on your own machine.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
-out = Console(highlight=False)
+# piped output (scripts, tests) gets wide lines instead of Rich's 80-column default
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
 
 FAILED = {"build_failed", "pre_deploy_failed", "update_failed", "canceled"}

@@ -1,0 +1,150 @@
+"""Managed PostgreSQL end to end: migrations before traffic, backups that restore, a failed
+migration that changes nothing, and a cluster that outlives a killed daemon."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from tests.e2e.conftest import Daemon, Load, git, start_daemon, stop_daemon
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "python-web"
+BLUEPRINT = """\
+databases:
+  - name: main
+services:
+  - type: web
+    name: notes
+    runtime: python
+    buildCommand: pip install -r requirements.txt
+    preDeployCommand: python migrate.py
+    startCommand: python app.py
+    healthCheckPath: /health
+    maxShutdownDelaySeconds: 5
+    envVars:
+      - key: DATABASE_URL
+        fromDatabase: {name: main, property: connectionString}
+"""
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    # not under pytest's tmp dir: pytest resets /tmp/pytest-of-root to 0700 at every start, which
+    # would cut the unprivileged postgres user off its data directory
+    root = Path(tempfile.mkdtemp(prefix="slipstream-db-"))
+    os.chmod(root, 0o711)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def request(d: Daemon, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", d.http_port, timeout=10)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Host": "notes.localhost", "Content-Type": "application/json"}
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def notes(d: Daemon) -> list[str]:
+    status, body = request(d, "GET", "/notes")
+    assert status == 200, body
+    return [n["text"] for n in body["notes"]]
+
+
+def test_database_lifecycle(home: Path) -> None:
+    repo = home / "app"
+    shutil.copytree(EXAMPLE, repo)
+    (repo / "render.yaml").write_text(BLUEPRINT)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v1")
+    d = start_daemon(home / "slipstream", SLIPSTREAM_HEALTH_DEADLINE="60", SLIPSTREAM_SETTLE_SECONDS="1")
+    outputs: list[str] = []
+    try:
+        r = d.cli("deploy", "notes", "--blueprint", str(repo / "render.yaml"), timeout=300)
+        outputs.append(r.stdout + r.stderr)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "applying 001_notes" in r.stdout  # the migration ran before traffic
+        for text in ("alpha", "beta", "gamma"):
+            assert request(d, "POST", "/notes", {"text": text})[0] == 201
+        assert notes(d) == ["alpha", "beta", "gamma"]
+
+        # back up, delete, restore: the rows are back
+        r = d.cli("db", "backup", "main")
+        assert r.returncode == 0, r.stderr
+        backup_id = r.stdout.split()[1].rstrip(":")
+        url = d.cli("db", "url", "main", "--show").stdout.strip()
+        password = psycopg.conninfo.conninfo_to_dict(url)["password"]
+        assert password and password not in d.cli("db", "url", "main").stdout
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM notes")
+        assert notes(d) == []
+        r = d.cli("db", "restore", "main", backup_id, "--yes")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert notes(d) == ["alpha", "beta", "gamma"]
+        r = d.cli("db", "drill", "main")
+        assert r.returncode == 0 and "drill ok" in r.stdout, r.stdout + r.stderr
+        assert backup_id in d.cli("db", "backups", "main").stdout
+
+        # a migration that fails halfway: deploy fails, live release answers, schema unchanged
+        (repo / "migrations" / "002_broken.sql").write_text(
+            "ALTER TABLE notes ADD COLUMN extra TEXT;\nSELECT no_such_function();\n")
+        (repo / "VERSION").write_text("2.0.0\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "v2 with a broken migration")
+        with Load(d.http_port, "notes.localhost", threads=2) as load:
+            r = d.cli("deploy", "notes", "--blueprint", str(repo / "render.yaml"), timeout=300)
+        outputs.append(r.stdout + r.stderr)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "pre_deploy_failed" in r.stderr and "slipstream db restore main" in r.stderr
+        assert load.failures == [] and load.ok > 50
+        assert all('"version": "1.0.0"' in v for v in load.versions)
+        with psycopg.connect(url) as conn:
+            cols = [r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name='notes'")]
+            versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+        assert "extra" not in cols and versions == ["001_notes"]
+        assert notes(d) == ["alpha", "beta", "gamma"]
+
+        # kill -9 the daemon: PostgreSQL and the app keep serving; a new daemon adopts the cluster
+        pg_pid = int((home / "slipstream" / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
+        daemon_pid = int((home / "slipstream" / "run" / "daemon.pid").read_text())
+        os.kill(daemon_pid, signal.SIGKILL)
+        time.sleep(0.5)
+        assert notes(d) == ["alpha", "beta", "gamma"]
+        assert psutil.pid_exists(pg_pid)
+        r = d.cli("up", "--detach")
+        assert r.returncode == 0, r.stderr
+        assert int((home / "slipstream" / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0]) == pg_pid
+        assert "main" in d.cli("db", "list").stdout
+        assert notes(d) == ["alpha", "beta", "gamma"]
+
+        # no connection string or password unmasked in CLI output, API answers or logs
+        outputs += [d.cli(*args).stdout for args in (["status", "--json"], ["deploys", "notes", "--json"],
+                                                      ["logs", "notes", "-n", "1000"], ["db", "list"])]
+        text = "\n".join(outputs)
+        assert password not in text and url not in text
+        for f in (home / "slipstream").glob("state.db*"):
+            assert password.encode() not in f.read_bytes()
+    finally:
+        stop_daemon(d)
+    assert not psutil.pid_exists(pg_pid) or psutil.Process(pg_pid).status() == psutil.STATUS_ZOMBIE
