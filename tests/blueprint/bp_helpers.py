@@ -1,0 +1,19 @@
+"""Shared helpers for blueprint tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slipstream.blueprint import BlueprintError, parse_blueprint
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = Path("/work/shared/blueprints/public")
+
+
+def errors_of(text: str | bytes) -> BlueprintError:
+    """Parse ``text`` and return the BlueprintError it must raise."""
+    with pytest.raises(BlueprintError) as info:
+        parse_blueprint(text)
+    return info.value
