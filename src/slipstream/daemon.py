@@ -67,7 +67,9 @@ def build_engine(settings: Settings) -> Engine:
     dbs = DatabaseManager(settings, store, masker,
                           backup_interval_s=float(settings.extra.get("SLIPSTREAM_BACKUP_INTERVAL", "86400")),
                           retention=int(settings.extra.get("SLIPSTREAM_BACKUP_RETENTION", "7")))
-    engine = Engine(settings, store, proxy, driver, builder, masker, settle_s=settle, cluster=dbs)
+    grace = float(settings.extra.get("SLIPSTREAM_WORKER_GRACE", "2"))
+    engine = Engine(settings, store, proxy, driver, builder, masker, settle_s=settle, worker_grace_s=grace,
+                    cluster=dbs)
     engine_ref.append(engine)
     return engine
 

@@ -110,7 +110,8 @@ def make_app_repo(root: Path, blueprints: dict[str, str], versions: tuple[str, .
     repo = AppRepo(root)
     root.mkdir(parents=True)
     git(root, "init", "-q", "-b", "main")
-    shutil.copy(APP_DIR / "app.py", root / "app.py")
+    for name in ("app.py", "worker.py", "job.py"):
+        shutil.copy(APP_DIR / name, root / name)
     for name, text in blueprints.items():
         (root / name).write_text(text)
     for v in versions:

@@ -40,6 +40,11 @@ class DrillRequest(BaseModel):
     backup: str | None = None
 
 
+class EnvRequest(BaseModel):
+    set: dict[str, str] = {}
+    unset: list[str] = []
+
+
 class ShutdownRequest(BaseModel):
     everything: bool = True
 
@@ -101,6 +106,23 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
     def service_events(name: str, after: int = 0) -> dict[str, Any]:
         engine.store.service(name)
         return {"events": engine.store.events(service=name, after=after)}
+
+    @app.get("/v1/services/{name}/env")
+    def env(name: str) -> dict[str, Any]:
+        return {"env": engine.env(name)}
+
+    @app.post("/v1/services/{name}/env")
+    def set_env(name: str, req: EnvRequest) -> dict[str, Any]:
+        deploy_id = engine.set_env(name, req.set, req.unset)
+        return {"deploy": engine.store.deploy(deploy_id).public() if deploy_id else None}
+
+    @app.get("/v1/services/{name}/runs")
+    def runs(name: str) -> dict[str, Any]:
+        return {"runs": engine.cron.runs(name)}
+
+    @app.post("/v1/services/{name}/runs")
+    def trigger_run(name: str) -> dict[str, Any]:
+        return {"run": engine.cron.trigger(name, "manual")}
 
     def dbs() -> Any:
         if engine.cluster is None:

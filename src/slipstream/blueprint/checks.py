@@ -235,6 +235,12 @@ def _warn_unsupported(s: Service, path: Path, out: Collector) -> None:
     elif s.runtime in ("go", "ruby", "rust", "elixir"):
         out.warn(_runtime_path(out, path), f"slipstream runs buildCommand and startCommand with the "
                  f"{s.runtime} tools installed on this machine; it does not install them")
+    for key in ("singleton", "memoryLimitMB"):
+        if given(out, path, key):
+            out.warn(path + (key,), f"{key} is a slipstream extension: Render's validator rejects "
+                     "files that use it", "keep a copy without it for Render", key=True)
+    if s.singleton and s.type != "worker":
+        out.warn(path + ("singleton",), "singleton only applies to workers", "remove it", key=True)
     if s.region is not None:
         out.warn(path + ("region",), REGION_NOTE, key=True)
     if s.previews is not None and s.previews.generation in ("manual", "automatic"):

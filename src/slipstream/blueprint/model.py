@@ -227,6 +227,8 @@ class Service(Model):
     headers: list[Header] = Field(default_factory=list)
     env_vars: list[EnvVar] = Field(default_factory=list)
     env_manifest: dict[str, ManifestEntry] = Field(default_factory=dict)
+    singleton: bool = False  # slipstream extension (workers): stop the old release before the new starts
+    memory_limit_mb: int | None = Field(default=None, ge=32, alias="memoryLimitMB")  # slipstream extension
     domains: list[str] = Field(default_factory=list)
     auto_deploy_trigger: Literal["commit", "checksPass", "off"] = "commit"
     build_filter: BuildFilter | None = None

@@ -75,13 +75,44 @@ def prepare_python(workdir: Path, cache: Path, python: str, version: str, build_
             shutil.rmtree(venv)   # left by a failed or interrupted build
         say(f"==> Creating virtualenv {key} with Python {version.split()[0]}")
         venv.parent.mkdir(parents=True, exist_ok=True)
-        run([python, "-m", "venv", str(venv)], timeout=600)
+        create_venv(python, venv)
         created = True
     prefix = (str(venv / "bin"),)
     extra = {"VIRTUAL_ENV": str(venv)}
     build_extra = {"PIP_CACHE_DIR": str(cache / "pip"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     base = {k: v for k, v in {**build_extra, **env}.items() if k != "PYTHONHOME"}
     return Toolchain(render_build_env(base, prefix, extra), prefix, extra, venv, created)
+
+
+PIP_LAUNCHER = """#!{python}
+import sys
+from pip._internal.cli.main import main
+sys.exit(main())
+"""
+
+
+def _pip_seed(python: str) -> list[Path]:
+    """The interpreter's own pip package and its metadata directory (empty when it has none)."""
+    probe = ("import pathlib, pip; p = pathlib.Path(pip.__file__).parent; print(p); "
+             "print(*p.parent.glob('pip-*.dist-info'), sep='\\n')")
+    r = run([python, "-c", probe], check=False, timeout=60)
+    return [Path(line) for line in r.stdout.splitlines() if line] if r.returncode == 0 else []
+
+
+def create_venv(python: str, venv: Path) -> None:
+    """A virtualenv with pip, seeded by copying the interpreter's pip (0.3 s) instead of ensurepip (7 s)."""
+    run([python, "-m", "venv", "--without-pip", str(venv)], timeout=600)
+    seed = _pip_seed(python)
+    site = next(iter(sorted(venv.glob("lib/python*/site-packages"))), None)
+    if len(seed) < 2 or site is None:
+        run([str(venv / "bin" / "python"), "-m", "ensurepip", "--default-pip"], timeout=600)
+        return
+    for src in seed:
+        shutil.copytree(src, site / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pip", "pip3"):
+        launcher = venv / "bin" / name
+        launcher.write_text(PIP_LAUNCHER.format(python=venv / "bin" / "python"))
+        launcher.chmod(0o755)
 
 
 def mark_ready(venv: Path) -> None:

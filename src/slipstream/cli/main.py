@@ -223,6 +223,25 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command()
+def jobs(args: list[str] = typer.Argument(..., metavar="[run] NAME")) -> None:
+    """'jobs NAME' lists a cron job's runs; 'jobs run NAME' starts one now (or right after the running one)."""
+    c = client()
+    if args[0] == "run" and len(args) == 2:
+        state = c.post(f"/v1/services/{args[1]}/runs")["run"]
+        out.print(f"run of {args[1]} {state}" + (" (it starts when the running one ends)" if state == "delayed" else ""))
+        return
+    if len(args) != 1:
+        fail("usage: slipstream jobs NAME | slipstream jobs run NAME")
+    t = Table("run", "trigger", "status", "exit", "started (UTC)", "duration")
+    for r in c.get(f"/v1/services/{args[0]}/runs")["runs"]:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started_at"]))
+        took = f"{r['finished_at'] - r['started_at']:.1f}s" if r["finished_at"] else "running"
+        t.add_row(str(r["id"]), r["trigger"], r["status"], str(r["exit_code"] if r["exit_code"] is not None else "-"),
+                  started, took)
+    out.print(t)
+
+
+@app.command()
 def logs(service: str, follow: bool = typer.Option(False, "-f", "--follow"),
          n: int = typer.Option(100, "-n", help="lines to show")) -> None:
     """Show SERVICE's instance logs (secrets masked)."""
@@ -244,7 +263,9 @@ def logs(service: str, follow: bool = typer.Option(False, "-f", "--follow"),
 
 def _register_subcommands() -> None:
     from slipstream.cli.db import db_app
+    from slipstream.cli.env import env_app
     app.add_typer(db_app, name="db")
+    app.add_typer(env_app, name="env")
 
 
 _register_subcommands()

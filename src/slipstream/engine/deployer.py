@@ -88,6 +88,7 @@ class DeployRun:
         self.t0 = time.monotonic()
         self.new: list[tuple[str, str, int]] = []   # (instance id, server name, port)
         self.snapshots: list[Any] = []               # pre-deploy database snapshots
+        self.stopped_old: list[InstanceRecord] = []  # old instances stopped before the new start
 
     # -- helpers ------------------------------------------------------------------------------
     def say(self, message: str, kind: str = "step") -> None:
@@ -105,30 +106,56 @@ class DeployRun:
             self._run()
         except DeployFailed as exc:
             self._cleanup_new()
+            self._restore_old()
             self.say(f"{exc.status}: {exc.message}", "error")
             self.to(exc.status, exc.message, finished=True)
         except Exception as exc:  # an engine defect: record it, keep the live release
             log.error("deploy %s crashed:\n%s", self.id, traceback.format_exc())
             self._cleanup_new()
+            self._restore_old()
             message = f"internal error during deploy: {exc.__class__.__name__}: {exc}"
             self.say(message, "error")
             self.to("update_failed", message, finished=True)
 
+    @property
+    def routed(self) -> bool:
+        """Whether the service takes traffic through HAProxy (web services and static sites)."""
+        return self.release.type == "web"
+
     def _run(self) -> None:
-        what = "rollback" if self.rec.kind == "rollback" else "deploy"
-        self.say(f"-----> {what.capitalize()} {self.id} of {self.service} ({self.rec.source})")
+        what = {"rollback": "Rollback", "config": "Config change"}.get(self.rec.kind, "Deploy")
+        self.say(f"-----> {what} {self.id} of {self.service} ({self.rec.source})")
         build = self._build()
+        self.e.prepare_build(self, build)
         self._pre_deploy(build)
+        if self.release.type == "cron":  # nothing runs until the schedule fires
+            self._go_live([])
+            self.to("live", finished=True)
+            return
+        old = self._old_instances()
+        if old and self.release.stop_first:
+            self._stop_old_first(old)
+            old = []
         self._start(build)
         self._health()
-        old = self._flip()
+        if self.routed:
+            self._flip(old)
         self._settle(old)
         self._go_live(old)
         self._drain(old)
 
+    def _stop_old_first(self, old: list[InstanceRecord]) -> None:
+        why = "it has a persistent disk" if self.release.disk else "it is a singleton worker"
+        self.say(f"-----> Stopping the old release first: {why}, so two releases never overlap")
+        started = time.monotonic()
+        self.stopped_old = old
+        with ThreadPoolExecutor(max_workers=len(old)) as pool:
+            list(pool.map(self.e.drain_instance, old))
+        self.e.store.transition(self.id, "starting", step=self.timed("stop_old", started))
+
     def _build(self) -> BuildRef:
         store = self.e.store
-        if self.rec.kind == "rollback" and self.rec.build_id is not None:
+        if self.rec.kind in ("rollback", "config") and self.rec.build_id is not None:
             b = store.build(self.rec.build_id)
             if b.status != "ok" or not b.workdir or not Path(b.workdir).is_dir():
                 raise DeployFailed("update_failed", f"build {b.id} is no longer on disk; cannot roll back to it")
@@ -160,7 +187,7 @@ class DeployRun:
 
     def _pre_deploy(self, build: BuildRef) -> None:
         cmd = self.release.pre_deploy_command
-        if not cmd or (self.rec.kind == "rollback" and not self.rec.with_pre_deploy):
+        if not cmd or (self.rec.kind in ("rollback", "config") and not self.rec.with_pre_deploy):
             return
         started = time.monotonic()
         self.to("pre_deploy")
@@ -188,14 +215,16 @@ class DeployRun:
                                 command=self.release.start_command or "", cwd=build.workdir,
                                 env=self._env(build, port, iid),
                                 log_path=self.e.settings.instances_dir / f"{iid}.log", port=port,
-                                shutdown_delay_s=self.release.shutdown_delay_s)
+                                shutdown_delay_s=self.release.shutdown_delay_s,
+                                memory_limit_mb=self.release.memory_limit_mb)
             self.e.store.put_instance(InstanceRecord(iid, self.service, self.id, port, None, None, "starting"))
             self.new.append((iid, name, port))
             status = self.e.driver.start(spec)
             self.e.remember(spec, build)
             self.e.store.put_instance(InstanceRecord(iid, self.service, self.id, port, status.pid,
                                                      status.create_time, "starting"))
-            self.e.proxy.add_server(self.service, name, port)
+            if self.routed:
+                self.e.proxy.add_server(self.service, name, port)
         self.e.store.transition(self.id, "starting", step=self.timed("start", started))
 
     def probe(self, port: int) -> Probe:
@@ -206,6 +235,9 @@ class DeployRun:
         return check_tcp(port)
 
     def _health(self) -> None:
+        if not self.routed:
+            self._worker_grace()
+            return
         started = time.monotonic()
         self.to("health_check")
         what = f"GET {self.release.health_check_path}" if self.release.health_check_path else "open port"
@@ -238,25 +270,39 @@ class DeployRun:
         self.e.store.transition(self.id, "health_check", step=self.timed("health", started))
         self.say(f"       healthy after {time.monotonic() - started:.2f} s")
 
+    def _worker_grace(self) -> None:
+        """A worker is healthy when it is still running after a grace period."""
+        started = time.monotonic()
+        self.to("health_check")
+        grace = self.e.worker_grace_s
+        self.say(f"-----> Waiting {grace:g} s: a worker is healthy when it is still running")
+        while time.monotonic() - started < grace:
+            for iid, _, _ in self.new:
+                if not self.e.alive(iid):
+                    for line in tail(self.e.settings.instances_dir / f"{iid}.log"):
+                        self.say(line, "app")
+                    raise DeployFailed("update_failed", f"worker {iid} exited within {grace:g} s"
+                                       f"{self.e.describe_exit(iid)}; the live release keeps running")
+            time.sleep(0.05)
+        self.e.store.transition(self.id, "health_check", step=self.timed("health", started))
+
     def _old_instances(self) -> list[InstanceRecord]:
         return [i for i in self.e.store.instances(self.service) if i.state == "live" and i.deploy_id != self.id]
 
-    def _flip(self) -> list[InstanceRecord]:
+    def _flip(self, old: list[InstanceRecord]) -> None:
         started = time.monotonic()
         self.to("flipping")
-        old = self._old_instances()
         hosts = list(self.release.hosts or (hostname(self.service),))
         self.e.proxy.set_route(self.service, hosts)
         self.e.proxy.switch(self.service, ready=[n for _, n, _ in self.new],
                             drain=[server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])) for i in old])
         self.e.store.transition(self.id, "flipping", step=self.timed("flip", started))
         self.say(f"-----> Traffic switched to deploy {self.id} in {1000 * (time.monotonic() - started):.1f} ms")
-        return old
 
     def _settle(self, old: list[InstanceRecord]) -> None:
         """Watch the new instances for a moment while the old ones still run; flip back on failure."""
         settle = self.e.settle_s
-        if settle <= 0:
+        if settle <= 0 or not self.routed:
             return
         started = time.monotonic()
         end = started + settle
@@ -303,6 +349,13 @@ class DeployRun:
         with ThreadPoolExecutor(max_workers=max(1, len(old))) as pool:
             list(pool.map(self.e.drain_instance, old))
         self.e.store.transition(self.id, "live", step=self.timed("drain", started), finished=True)
+
+    def _restore_old(self) -> None:
+        """After a failed stop-first deploy, start the old release again."""
+        for inst in self.stopped_old:
+            self.say(f"       starting {inst.id} of the previous release again")
+            self.e.restart_instance(inst)
+        self.stopped_old = []
 
     def _cleanup_new(self) -> None:
         for iid, name, _ in self.new:

@@ -14,39 +14,47 @@ Lifecycle:
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from slipstream.blueprint import Blueprint, BlueprintError, load_blueprint
 from slipstream.builds import Build, Builder, BuildSpec
-from slipstream.engine.deployer import (ACTIVE_STATUSES, BuildRef, DeployRun, instance_id,
-                                        server_name)
+from slipstream.engine.deployer import (ACTIVE_STATUSES, BuildRef, DeployFailed, DeployRun,
+                                        instance_id, server_name)
 from slipstream.engine.health import check_http, check_tcp
 from slipstream.engine.release import Release, hostname, instance_env
-from slipstream.engine.resolve import release_for
-from slipstream.errors import Conflict, InvalidInput, NotFound
+from slipstream.engine.cron import CronScheduler
+from slipstream.engine.monitor import LiveMonitor
+from slipstream.engine.resolve import env_overrides, release_for, save_env_overrides
+from slipstream.errors import Conflict, InvalidInput, NotFound, SlipstreamError
 from slipstream.proxy import Proxy, Route, ServerState
 from slipstream.runner import run
 from slipstream.runtime import InstanceSpec, InstanceState
-from slipstream.secrets import Masker
+from slipstream.secrets import MASK, Masker
 from slipstream.settings import Settings, base_environment
 from slipstream.state.store import InstanceRecord, Store
 
 log = logging.getLogger("slipstream.engine")
 
-SUPPORTED_TYPES = {"web"}
+SUPPORTED_TYPES = {"web", "worker", "cron"}
+UNSUPPORTED_RUNTIMES = {"docker", "image"}
 
 
 class Engine:
     """The reconciler and deploy queue for every service on this machine."""
 
     def __init__(self, settings: Settings, store: Store, proxy: Proxy, driver: Any, builder: Builder,
-                 masker: Masker, *, settle_s: float = 2.0, cluster: Any = None) -> None:
+                 masker: Masker, *, settle_s: float = 2.0, worker_grace_s: float = 2.0,
+                 cluster: Any = None) -> None:
         self.settings = settings
         self.store = store
         self.proxy = proxy
@@ -55,12 +63,17 @@ class Engine:
         self.masker = masker
         self.cluster = cluster
         self.settle_s = settle_s
+        self.worker_grace_s = worker_grace_s
         self.base_env = base_environment()
         self._lock = threading.RLock()
         self._queues: dict[str, list[int]] = {}
         self._workers: dict[str, threading.Thread] = {}
         self._specs: dict[str, InstanceSpec] = {}
         self._closing = threading.Event()
+        self.cron = CronScheduler(self, max_run_s=float(settings.extra.get("SLIPSTREAM_CRON_MAX_SECONDS", 12 * 3600)))
+        self.monitor = LiveMonitor(self, interval_s=float(settings.extra.get("SLIPSTREAM_LIVE_CHECK_INTERVAL", 5)),
+                                   unroute_after_s=float(settings.extra.get("SLIPSTREAM_UNROUTE_AFTER", 15)),
+                                   restart_after_s=float(settings.extra.get("SLIPSTREAM_RESTART_AFTER", 60)))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -83,11 +96,13 @@ class Engine:
                                       message=f"interrupted by a daemon restart during {d.status}; "
                                               "the live release kept serving")
         self._prune_proxy()
+        self.cron.start()
+        self.monitor.start()
 
     def _live_routes(self) -> list[Route]:
         routes = []
         for svc in self.store.services():
-            if svc.live_deploy_id is None:
+            if svc.live_deploy_id is None or svc.type != "web":
                 continue
             servers = tuple(ServerState(server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])), i.port or 0, "ready", 0)
                             for i in self.store.instances(svc.name) if i.state == "live")
@@ -144,6 +159,8 @@ class Engine:
     def close(self) -> None:
         """Stop supervising; apps and HAProxy keep serving."""
         self._closing.set()
+        self.cron.close()
+        self.monitor.close()
         for t in list(self._workers.values()):
             t.join(timeout=1)
         self.driver.close()
@@ -153,6 +170,8 @@ class Engine:
     def shutdown(self) -> None:
         """Stop every instance, HAProxy and the database cluster."""
         self._closing.set()
+        self.cron.close()
+        self.monitor.close()
         insts = self.store.instances()
         with ThreadPoolExecutor(max_workers=max(1, len(insts))) as pool:
             list(pool.map(lambda i: self.stop_instance(i.id, timeout=10), insts))
@@ -182,10 +201,10 @@ class Engine:
         except KeyError:
             names = ", ".join(s.name for s in bp.services) or "none"
             raise NotFound(f"no service '{name}' in {blueprint_path} (services: {names})") from None
-        if spec.type not in SUPPORTED_TYPES or spec.runtime in ("static", "docker", "image"):
-            raise InvalidInput(f"service '{name}' is type {spec.type} / runtime {spec.runtime}: "
-                               "slipstream deploys web services with native runtimes so far")
-        release = release_for(bp, spec, self.store, self.cluster)
+        reason = unsupported(spec)
+        if reason:
+            raise InvalidInput(f"service '{name}' cannot run here: {reason}")
+        release = release_for(bp, spec, self.store, self.cluster, self.settings.http_port)
         self.masker.add(release.env[k] for k in release.secret_keys)
         return release
 
@@ -228,9 +247,9 @@ class Engine:
         bp = self.load(blueprint)
         deploys, skipped = [], []
         for spec in bp.services:
-            if spec.type not in SUPPORTED_TYPES or spec.runtime in ("static", "docker", "image"):
-                skipped.append({"service": spec.name,
-                                "reason": f"type {spec.type} / runtime {spec.runtime} is not supported yet"})
+            reason = unsupported(spec)
+            if reason:
+                skipped.append({"service": spec.name, "reason": reason})
                 continue
             deploys.append(self.deploy(spec.name, blueprint=blueprint))
         return {"deploys": deploys, "skipped": skipped,
@@ -261,6 +280,46 @@ class Engine:
                                           release=release)
         self._enqueue(service, deploy_id)
         return deploy_id
+
+    def set_env(self, service: str, values: dict[str, str], unset: Sequence[str] = ()) -> int | None:
+        """Change env values; a live service gets a new release from the same build (gated flip)."""
+        bad = [k for k in [*values, *unset] if not ENV_KEY.match(k)]
+        if bad:
+            raise InvalidInput(f"not a valid env key: {', '.join(bad)}", "keys match [A-Za-z_][A-Za-z0-9_]*")
+        overrides = env_overrides(self.store, service)
+        for key, value in values.items():
+            overrides["set"][key] = value
+            if key in overrides["unset"]:
+                overrides["unset"].remove(key)
+            self.store.keep_value(f"{service}.{key}", value)  # also answers a sync: false variable
+        for key in unset:
+            overrides["set"].pop(key, None)
+            if key not in overrides["unset"]:
+                overrides["unset"].append(key)
+        save_env_overrides(self.store, service, overrides)
+        self.masker.add(values.values())
+        svc = self._known(service)
+        if svc is None or svc.live_deploy_id is None or not svc.blueprint:
+            return None
+        live = self.store.deploy(svc.live_deploy_id)
+        blueprint = Path(svc.blueprint)
+        release = self.release(self.load(blueprint), blueprint, service)
+        self.store.upsert_service(service, release.type, release.runtime, release.public(), release.env,
+                                  svc.blueprint, svc.repo)
+        changed = ", ".join([*(f"{k} set" for k in values), *(f"{k} unset" for k in unset)])
+        deploy_id = self.store.new_deploy(service, "config", source=f"env change: {changed}",
+                                          build_id=live.build_id, commit_sha=live.commit_sha,
+                                          with_pre_deploy=False, release=release.to_dict())
+        self._enqueue(service, deploy_id)
+        return deploy_id
+
+    def env(self, service: str) -> list[dict[str, Any]]:
+        """The live env's keys with masked values and where each comes from."""
+        svc = self.store.service(service)
+        env = self.store.deploy_release(svc.live_deploy_id).get("env", {}) if svc.live_deploy_id else {}
+        overrides = env_overrides(self.store, service)
+        return [{"key": k, "value": MASK, "source": "env set" if k in overrides["set"] else "blueprint"}
+                for k in sorted(env)]
 
     def _known(self, service: str) -> Any:
         try:
@@ -363,6 +422,10 @@ class Engine:
         spec = self._specs.get(inst.id)
         delay = spec.shutdown_delay_s if spec else 30.0
         deadline = time.monotonic() + delay
+        if self._service_type(inst.service) != "web":
+            self.stop_instance(inst.id, timeout=delay)
+            self.store.delete_instance(inst.id)
+            return
         while time.monotonic() < deadline:
             states = {s.name: s for s in self.proxy.servers(inst.service)}
             s = states.get(name)
@@ -380,6 +443,83 @@ class Engine:
             log.debug("remove_server %s failed", name, exc_info=True)
         self.store.delete_instance(inst.id)
 
+    def _service_type(self, service: str) -> str:
+        try:
+            return self.store.service(service).type
+        except NotFound:
+            return "web"
+
+    def restart_instance(self, inst: InstanceRecord) -> None:
+        """Start a stopped instance again from its recorded release (undo of a stop-first deploy)."""
+        spec = self._spec_for(inst)
+        if spec is None:
+            return
+        status = self.driver.start(spec)
+        self._specs[inst.id] = spec
+        self.store.put_instance(InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port,
+                                               status.pid, status.create_time, "live"))
+        if self._service_type(inst.service) == "web":
+            name = server_name(inst.deploy_id, int(inst.id.rsplit("-", 1)[1]))
+            self.proxy.add_server(inst.service, name, inst.port or 0)
+            self.proxy.set_state(inst.service, name, "ready")
+
+    def restart_live_instance(self, iid: str) -> None:
+        """Stop and start a live instance with its own spec; it rejoins rotation once healthy."""
+        inst = next((i for i in self.store.instances() if i.id == iid), None)
+        spec = self._specs.get(iid) or (self._spec_for(inst) if inst else None)
+        if inst is None or spec is None:
+            return
+        self.stop_instance(iid, timeout=spec.shutdown_delay_s)
+        status = self.driver.start(spec)
+        self._specs[iid] = spec
+        self.store.put_instance(InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port,
+                                               status.pid, status.create_time, "live"))
+        name = server_name(inst.deploy_id, int(iid.rsplit("-", 1)[1]))
+        threading.Thread(target=self._readmit, args=(inst, name), daemon=True).start()
+
+    def disk_dir(self, service: str, name: str) -> Path:
+        """Where a service's persistent disk lives (kept across deploys and rollbacks)."""
+        return self.settings.home / "disks" / service / name
+
+    def attach_disk(self, run: DeployRun, build: BuildRef) -> None:
+        """Create the disk and expose it at mountPath: a symlink (relative paths: inside the build)."""
+        disk = run.release.disk or {}
+        target = self.disk_dir(run.service, str(disk.get("name") or "disk"))
+        target.mkdir(parents=True, exist_ok=True)
+        mount = Path(str(disk.get("mount_path") or "data"))
+        link = mount if mount.is_absolute() else build.workdir / mount
+        if link.is_symlink():
+            if link.resolve() != target.resolve():
+                raise DeployFailed("update_failed", f"disk mountPath {mount} already links to {link.resolve()}; "
+                                   "is another service using the same mountPath?")
+        elif link.exists():
+            raise DeployFailed("update_failed", f"disk mountPath {mount} already exists and is not slipstream's "
+                               "disk; move it away or pick another mountPath")
+        else:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(target, target_is_directory=True)
+        run.release = replace(run.release, env={**run.release.env, "RENDER_DISK_MOUNT_PATH": str(link),
+                                                "SLIPSTREAM_DISK_PATH": str(target)})
+
+    def prepare_build(self, run: DeployRun, build: BuildRef) -> None:
+        """Per-kind steps after the build: a disk is attached, static sites get their Caddy config."""
+        if run.release.disk:
+            self.attach_disk(run, build)
+        static = run.release.static
+        if not static:
+            return
+        from slipstream.static import (HEALTH_PATH, caddy_command, render_caddy_config,
+                                       resolve_publish_dir, write_caddy_config)
+        try:
+            publish = resolve_publish_dir(build.workdir, str(static.get("publish_path") or "."))
+            config = render_caddy_config(publish, [SimpleNamespace(**r) for r in static.get("routes", [])],
+                                         [SimpleNamespace(**h) for h in static.get("headers", [])])
+        except SlipstreamError as exc:
+            raise DeployFailed("build_failed", exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
+        path = build.workdir.parent / f"caddy-d{run.id}" / "caddy.json"
+        write_caddy_config(path, config)
+        run.release = replace(run.release, start_command=caddy_command(path), health_check_path=HEALTH_PATH)
+
     # -- runtime events -----------------------------------------------------------------------
     def on_instance_event(self, iid: str, kind: str, message: str) -> None:
         """Runtime callback: keep a crashed live instance out of rotation until it is healthy."""
@@ -387,7 +527,7 @@ class Engine:
         if inst is None:
             return
         self.store.event("instance", self.masker.mask(f"{iid}: {message}"), service=inst.service)
-        if inst.state != "live":
+        if inst.state != "live" or self._service_type(inst.service) != "web":
             return
         name = server_name(inst.deploy_id, int(iid.rsplit("-", 1)[1]))
         if kind == "exited":
@@ -470,6 +610,18 @@ class Engine:
         if cursor is None:
             lines = lines[-n:]
         return {"lines": [self.masker.mask(line) for line in lines], "cursor": new_cursor}
+
+
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def unsupported(spec: Any) -> str | None:
+    """Why slipstream cannot run this blueprint service yet, or None."""
+    if spec.type not in SUPPORTED_TYPES:
+        return f"type {spec.type} is not supported by slipstream yet"
+    if spec.runtime in UNSUPPORTED_RUNTIMES:
+        return f"runtime {spec.runtime} needs a container engine, which slipstream does not have"
+    return None
 
 
 def repo_root(path: Path) -> Path | None:

@@ -33,12 +33,24 @@ class Release:
     env: Mapping[str, str] = field(default_factory=dict)
     secret_keys: tuple[str, ...] = ()   # keys whose values come from secret sources
     databases: tuple[str, ...] = ()     # blueprint databases the env refers to (snapshotted before pre-deploy)
+    schedule: str | None = None         # cron jobs
+    singleton: bool = False             # workers: stop the old release before starting the new one
+    disk: Mapping[str, Any] | None = None   # {name, mount_path, size_gb}: stop old first, keep data
+    memory_limit_mb: int | None = None
+    static: Mapping[str, Any] | None = None  # static sites: {publish_path, routes, headers}
+
+    @property
+    def stop_first(self) -> bool:
+        """Whether two releases must never overlap (a persistent disk, or a singleton worker)."""
+        return self.disk is not None or (self.type == "worker" and self.singleton)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hosts"] = list(self.hosts)
         d["secret_keys"] = list(self.secret_keys)
         d["databases"] = list(self.databases)
+        d["disk"] = dict(self.disk) if self.disk else None
+        d["static"] = dict(self.static) if self.static else None
         d["env"] = dict(self.env)
         return d
 

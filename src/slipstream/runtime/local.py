@@ -235,7 +235,7 @@ class LocalDriver:
         inst.next_memory_check = time.monotonic() + self._memory_check_interval
         rss_mb = tree_rss(inst.pid) / (1024 * 1024)
         if rss_mb > limit:
-            inst.kill_reason = f"exceeded its memory limit of {limit} MB (RSS {rss_mb:.0f} MB)"
+            inst.kill_reason = f"exceeded memory limit ({rss_mb:.0f} MB > {limit} MB)"
             signal_group(inst.pid, signal.SIGKILL)  # the next tick sees the exit and backs off
 
     # -- helpers -------------------------------------------------------------------------------

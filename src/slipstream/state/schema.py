@@ -80,4 +80,18 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE cron_runs (
+        id INTEGER PRIMARY KEY,
+        service TEXT NOT NULL,
+        deploy_id INTEGER NOT NULL,
+        trigger TEXT NOT NULL,          -- schedule | manual
+        status TEXT NOT NULL,           -- running | succeeded | failed | timed_out
+        exit_code INTEGER,
+        log_path TEXT,
+        started_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX cron_runs_service ON cron_runs(service, id);
+    """,
 ]

@@ -306,6 +306,28 @@ class Store:
         rows = self._conn().execute("SELECT * FROM databases ORDER BY name").fetchall()
         return [dict(r) for r in rows]
 
+    # -- cron runs ----------------------------------------------------------------------------
+    def new_cron_run(self, service: str, deploy_id: int, trigger: str, log_path: str) -> int:
+        with self.tx() as c:
+            cur = c.execute("""INSERT INTO cron_runs(service, deploy_id, trigger, status, log_path, started_at)
+                               VALUES(?,?,?,?,?,?)""", (service, deploy_id, trigger, "running", log_path, time.time()))
+            return int(cur.lastrowid or 0)
+
+    def finish_cron_run(self, run_id: int, status: str, exit_code: int | None) -> None:
+        with self.tx() as c:
+            c.execute("UPDATE cron_runs SET status=?, exit_code=?, finished_at=? WHERE id=?",
+                      (status, exit_code, time.time(), run_id))
+
+    def cron_runs(self, service: str, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._conn().execute("SELECT * FROM cron_runs WHERE service=? ORDER BY id DESC LIMIT ?",
+                                    (service, limit)).fetchall()
+        return [dict(r) for r in rows]
+
+    def end_running_cron_runs(self) -> None:
+        """Runs a previous daemon left 'running' are over (their processes died or were orphaned)."""
+        with self.tx() as c:
+            c.execute("UPDATE cron_runs SET status='failed', finished_at=? WHERE status='running'", (time.time(),))
+
     # -- kept values (generateValue, sync: false) ----------------------------------------------
     def kept_values(self) -> dict[str, str]:
         rows = self._conn().execute("SELECT id, value FROM kept_values").fetchall()

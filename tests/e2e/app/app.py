@@ -1,5 +1,8 @@
 """A test app whose failures are switched on by env vars from the blueprint.
 
+Also: GET /env/KEY (a value of its env), /hog/N (allocate N MB), /sick (fail /health from now on), /disk/write/TEXT and /disk/read
+(a notes file on the service's persistent disk).
+
 HEALTH_STATUS: status /health answers (default 200). CRASH_AFTER_HEALTH: seconds after the first
 passing /health at which the process exits with code 3. VERSION file: the version in every body.
 """
@@ -15,6 +18,8 @@ VERSION = (Path(__file__).parent / "VERSION").read_text().strip()
 HEALTH_STATUS = int(os.environ.get("HEALTH_STATUS", "200"))
 CRASH_AFTER = os.environ.get("CRASH_AFTER_HEALTH")
 crash_armed = threading.Event()
+HOG: list[bytes] = []
+SICK = threading.Event()
 
 
 def crash_later(delay: float) -> None:
@@ -28,8 +33,26 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         status, body = 200, f"version={VERSION}".encode()
-        if self.path == "/health":
-            status = HEALTH_STATUS
+        if self.path.startswith("/env/"):
+            body = os.environ.get(self.path[5:], "<unset>").encode()
+        elif self.path.startswith("/hog/"):
+            HOG.append(b"x" * (int(self.path[5:]) * 1024 * 1024))
+            body = b"allocated"
+        elif self.path.startswith("/disk/write/"):
+            with open(os.path.join(os.environ["RENDER_DISK_MOUNT_PATH"], "notes.txt"), "a") as f:
+                f.write(self.path[12:] + "\n")
+            body = b"written"
+        elif self.path == "/disk/read":
+            try:
+                with open(os.path.join(os.environ["RENDER_DISK_MOUNT_PATH"], "notes.txt")) as f:
+                    body = f.read().encode()
+            except FileNotFoundError:
+                body = b""
+        elif self.path == "/sick":
+            SICK.set()
+            body = b"sick from now on"
+        elif self.path == "/health":
+            status = 500 if SICK.is_set() else HEALTH_STATUS
             if CRASH_AFTER and status < 400 and not crash_armed.is_set():
                 crash_armed.set()
                 threading.Thread(target=crash_later, args=(float(CRASH_AFTER),), daemon=True).start()

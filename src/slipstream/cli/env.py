@@ -1,0 +1,52 @@
+"""``slipstream env ...``: change a service's env; a live service gets a new release, same build."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+env_app = typer.Typer(help="A service's environment (values are never printed).", no_args_is_help=True)
+
+
+def _parse(pairs: list[str]) -> dict[str, str]:
+    from slipstream.cli.main import fail
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            fail(f"'{pair}' is not KEY=VALUE")
+        values[key] = value
+    return values
+
+
+def _apply(service: str, body: dict) -> None:  # type: ignore[type-arg]
+    from slipstream.cli.main import client, out, wait_for_deploy
+    c = client()
+    d = c.post(f"/v1/services/{service}/env", body)["deploy"]
+    if d is None:
+        out.print(f"saved; {service} uses it from its next deploy")
+        return
+    out.print(f"Rolling out the new env of {service} from the same build (deploy {d['id']})")
+    wait_for_deploy(c, d)
+
+
+@env_app.command("set")
+def set_(service: str, pairs: list[str] = typer.Argument(..., metavar="KEY=VALUE...")) -> None:
+    """Set values (also answers sync: false variables) and roll them out."""
+    _apply(service, {"set": _parse(pairs), "unset": []})
+
+
+@env_app.command()
+def unset(service: str, keys: list[str]) -> None:
+    """Remove keys from the service's env and roll that out."""
+    _apply(service, {"set": {}, "unset": keys})
+
+
+@env_app.command("list")
+def list_(service: str) -> None:
+    """Keys of the live env and where each comes from (values masked)."""
+    from slipstream.cli.main import client, out
+    t = Table("key", "value", "source")
+    for e in client().get(f"/v1/services/{service}/env")["env"]:
+        t.add_row(e["key"], e["value"], e["source"])
+    out.print(t)
