@@ -49,6 +49,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-App-Version", VERSION)
+        self.send_header("Access-Control-Allow-Origin", "*")  # the static front end is another host
         self.end_headers()
         self.wfile.write(data)
 
@@ -63,6 +64,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, {"service": os.environ.get("RENDER_SERVICE_NAME", "python-web"),
                                  "version": VERSION, "instance": os.environ.get("RENDER_INSTANCE_ID", "local"),
                                  "greeting": os.environ.get("GREETING", "hello")})
+
+    def do_OPTIONS(self) -> None:
+        self.send_response(204)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Allow-Methods", "GET, POST")
+        self.send_header("Access-Control-Allow-Headers", "Content-Type")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_POST(self) -> None:
         if self.path != "/notes" or not DATABASE_URL:

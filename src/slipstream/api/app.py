@@ -75,6 +75,10 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
         result["deploys"] = [engine.store.deploy(i).public() for i in result["deploys"]]
         return result
 
+    @app.get("/v1/plan-state")
+    def plan_state() -> dict[str, Any]:
+        return engine.plan_state()
+
     @app.get("/v1/deploys/{deploy_id}")
     def get_deploy(deploy_id: int) -> dict[str, Any]:
         return {"deploy": engine.store.deploy(deploy_id).public()}

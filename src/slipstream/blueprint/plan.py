@@ -292,3 +292,28 @@ def render_plan(plan: Plan, *, title: str = "Plan") -> str:
     if plan.blocked:
         lines.append("Apply will refuse: some fields marked (immutable) cannot change in place.")
     return "\n".join(lines) + "\n"
+
+
+def _env_snapshot(bp: Blueprint, owner: Service | None, entries: list[EnvVar]) -> dict[str, Any]:
+    secrets = secret_keys(bp, owner) if owner is not None else set()
+    own = [e for e in entries if e.key and not e.from_group]
+    return {"env_keys": sorted(str(e.key) for e in own),
+            "env_sources": {str(e.key): env_source(e) for e in own},
+            "env_digests": {str(e.key): value_digest(e.value or "") for e in own
+                            if e.source == "value" and not (str(e.key) in secrets or is_secret_entry(e))}}
+
+
+def snapshot_service(bp: Blueprint, s: Service) -> dict[str, Any]:
+    """What the engine records of a service it applied, in the form ``plan_blueprint`` compares."""
+    return {**_service_values(s), **_env_snapshot(bp, s, s.env_vars)}
+
+
+def snapshot_database(d: Database) -> dict[str, Any]:
+    """What the engine records of a database it created."""
+    return {name: getattr(d, name) for name in DATABASE_FIELDS}
+
+
+def snapshot_groups(bp: Blueprint) -> dict[str, Any]:
+    """What the engine records of the env var groups of an applied blueprint."""
+    return {g.name: {"environment": g.environment, **_env_snapshot(bp, None, g.env_vars)}
+            for g in bp.env_var_groups}

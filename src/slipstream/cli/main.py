@@ -276,7 +276,12 @@ def _register_optional() -> None:
         from slipstream.cli import blueprint_cmds
     except ImportError:
         return
-    blueprint_cmds.register(app)
+    def current_state() -> dict[str, Any]:
+        """The daemon's view for 'plan'; an empty state when slipstream is not running."""
+        c = Client(load_settings())
+        return c.get("/v1/plan-state") if c.alive() else {}
+
+    blueprint_cmds.register(app, current_state)
 
 
 _register_optional()

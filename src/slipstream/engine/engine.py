@@ -27,6 +27,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from slipstream.blueprint import Blueprint, BlueprintError, load_blueprint
+from slipstream.blueprint.plan import snapshot_database, snapshot_groups, snapshot_service
 from slipstream.builds import Build, Builder, BuildSpec
 from slipstream.engine.deployer import (ACTIVE_STATUSES, BuildRef, DeployFailed, DeployRun,
                                         instance_id, server_name)
@@ -232,8 +233,10 @@ class Engine:
                                    "commit it to git, or deploy with --from-dir")
             sha = self.builder.resolve_commit(repo, commit, release.branch)
             source = f"commit {sha[:12]}"
-        self.store.upsert_service(service, release.type, release.runtime, release.public(), release.env,
-                                  str(blueprint), str(repo) if repo else None)
+        self.record_snapshot(bp, service, release)
+        self.store.upsert_service(service, release.type, release.runtime,
+                                  {**release.public(), "snapshot": snapshot_service(bp, bp.service(service))},
+                                  release.env, str(blueprint), str(repo) if repo else None)
         src = {"repo": str(repo) if repo else None, "from_dir": str(from_dir) if from_dir else None,
                "blueprint_dir": str(blueprint.parent)}
         deploy_id = self.store.new_deploy(service, "deploy", source=source, commit_sha=sha,
@@ -254,6 +257,23 @@ class Engine:
             deploys.append(self.deploy(spec.name, blueprint=blueprint))
         return {"deploys": deploys, "skipped": skipped,
                 "warnings": [str(w) for w in getattr(bp, "warnings", [])]}
+
+    def record_snapshot(self, bp: Blueprint, service: str, release: Release) -> None:
+        """Remember the databases and groups of an applied blueprint (for 'slipstream plan')."""
+        state = self.plan_state()
+        for db in bp.databases:
+            if db.name in release.databases or db.name in state["databases"]:
+                state["databases"][db.name] = snapshot_database(db)
+        state["groups"].update(snapshot_groups(bp))
+        self.store.keep_value("plan-state", json.dumps({"databases": state["databases"],
+                                                        "groups": state["groups"]}, default=str))
+
+    def plan_state(self) -> dict[str, Any]:
+        """The current state in the form 'slipstream plan' compares a blueprint with (no secrets)."""
+        kept = json.loads(self.store.kept_values().get("plan-state", "{}"))
+        return {"services": {s.name: s.config.get("snapshot", {"type": s.type, "runtime": s.runtime})
+                             for s in self.store.services()},
+                "databases": kept.get("databases", {}), "groups": kept.get("groups", {})}
 
     def rollback(self, service: str, to: int | None = None, with_pre_deploy: bool = False) -> int:
         """Queue a redeploy of an earlier successful build (no rebuild)."""

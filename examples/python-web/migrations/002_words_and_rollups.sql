@@ -1,0 +1,6 @@
+ALTER TABLE notes ADD COLUMN words INTEGER;
+CREATE TABLE daily_rollups (
+    day DATE PRIMARY KEY,
+    notes INTEGER NOT NULL,
+    words INTEGER NOT NULL
+);
