@@ -12,11 +12,15 @@ import threading
 import time
 from typing import Any
 
-from slipstream.databases import Backup, Cluster, DatabaseInfo, DrillReport
+from typing import TYPE_CHECKING
+
 from slipstream.errors import NotFound
 from slipstream.secrets import Masker, generate_value
 from slipstream.settings import Settings
 from slipstream.state.store import Store
+
+if TYPE_CHECKING:  # psycopg costs ~10 MB of daemon memory: loaded only once a database exists
+    from slipstream.databases import Backup, Cluster, DatabaseInfo, DrillReport
 
 log = logging.getLogger("slipstream.databases")
 
@@ -33,12 +37,19 @@ class DatabaseManager:
         self.masker = masker
         self.backup_interval_s = backup_interval_s
         self.retention = retention
-        self.cluster = Cluster(settings.postgres_dir, settings.backups_dir,
-                               admin_url=settings.postgres_admin_url)
+        self._cluster: Cluster | None = None
         self._lock = threading.Lock()
         self._started = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            from slipstream.databases import Cluster
+            self._cluster = Cluster(self.settings.postgres_dir, self.settings.backups_dir,
+                                    admin_url=self.settings.postgres_admin_url)
+        return self._cluster
 
     # -- lifecycle ----------------------------------------------------------------------------
     def ensure_started(self) -> None:
@@ -63,8 +74,9 @@ class DatabaseManager:
     def stop(self) -> None:
         """Stop the cluster (``slipstream down``)."""
         self._stop.set()
-        if self._started or self.cluster.running():
-            self.cluster.stop()
+        if self._started or self.store.databases() or self.settings.postgres_dir.exists():
+            if self.cluster.running():
+                self.cluster.stop()
 
     # -- databases ----------------------------------------------------------------------------
     def _password(self, name: str) -> str:
@@ -89,6 +101,7 @@ class DatabaseManager:
         if db is None:
             raise NotFound(f"unknown database '{name}'", "run 'slipstream db list'")
         self.ensure_started()
+        from slipstream.databases import DatabaseInfo
         return DatabaseInfo(name, db["host"], db["port"], db["database_name"], db["user"], self._password(name))
 
     def list(self) -> list[dict[str, Any]]:
