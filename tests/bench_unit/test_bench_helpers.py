@@ -1,0 +1,203 @@
+"""The bench's pure helpers: wrk output parsing, report keys, targets, rendered configs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.daemon_bench import Timed, render_blueprint
+from bench.nginx import render_nginx_conf, render_upstream
+from bench.profile import parse_collapsed
+from bench.proxy_bench import FlipRun, LoadRun
+from bench.report import Results, build_report, check_targets, median, overheads_ms, render_table
+from bench.tools import parse_version
+from bench.upstream import parse_head, render_response
+from bench.wrk import build_wrk_argv, parse_time_ms, parse_wrk
+
+WRK_OUT = """\
+Running 10s test @ http://127.0.0.1:8080/
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.05ms  312.45us  10.01ms   90.12%
+    Req/Sec    24.01k     1.20k   26.50k    70.00%
+  Latency Distribution
+     50%  980.00us
+     75%    1.10ms
+     90%    1.30ms
+     99%    2.21ms
+  478123 requests in 10.00s, 40.12MB read
+  Socket errors: connect 0, read 12, write 1, timeout 0
+  Non-2xx or 3xx responses: 5
+Requests/sec:  47809.12
+Transfer/sec:      4.01MB
+LUA 2xx=478106 non2xx=17 bodyA=300000 bodyB=178123
+"""
+
+
+def test_parse_wrk_reads_every_number() -> None:
+    r = parse_wrk(WRK_OUT)
+    assert r.requests == 478123 and r.duration_s == pytest.approx(10.0)
+    assert r.rps == pytest.approx(47809.12)
+    assert r.percentiles_ms == {50: pytest.approx(0.98), 75: pytest.approx(1.1), 90: pytest.approx(1.3),
+                                99: pytest.approx(2.21)}
+    assert r.socket_errors == {"connect": 0, "read": 12, "write": 1, "timeout": 0}
+    assert r.non2xx_or_3xx == 5
+    assert r.lua == {"2xx": 478106, "non2xx": 17, "bodyA": 300000, "bodyB": 178123}
+    assert r.non2xx == 17          # the script's count wins over wrk's own line
+    assert r.failed == 17 + 13
+
+
+def test_parse_wrk_without_errors_or_script() -> None:
+    text = "\n".join(line for line in WRK_OUT.splitlines()
+                     if not line.strip().startswith(("Socket", "Non-2xx", "LUA")))
+    r = parse_wrk(text)
+    assert r.errors == 0 and r.non2xx == 0 and r.failed == 0 and r.lua == {}
+
+
+def test_parse_wrk_rejects_other_text() -> None:
+    with pytest.raises(ValueError, match="not a wrk summary"):
+        parse_wrk("unable to connect to 127.0.0.1:1 Connection refused")
+
+
+@pytest.mark.parametrize("value,unit,ms", [("312.45", "us", 0.31245), ("1.5", "ms", 1.5), ("2.00", "s", 2000.0)])
+def test_parse_time_ms(value: str, unit: str, ms: float) -> None:
+    assert parse_time_ms(value, unit) == pytest.approx(ms)
+
+
+def test_wrk_argv_is_bounded_and_loopback_only() -> None:
+    argv = build_wrk_argv("http://127.0.0.1:9/", threads=2, connections=50, seconds=10, host="a.localhost")
+    assert argv[:5] == ["wrk", "-t2", "-c50", "-d10s", "--latency"] and "Host: a.localhost" in argv
+    with pytest.raises(ValueError, match="loopback"):
+        build_wrk_argv("http://10.0.0.1/", threads=1, connections=1, seconds=1)
+
+
+def test_median() -> None:
+    assert median([3, 1, 2]) == 2 and median([1, 2, 3, 4]) == 2.5 and math.isnan(median([]))
+
+
+def _load(rps: float, p99: float) -> LoadRun:
+    text = WRK_OUT.replace("47809.12", str(rps)).replace("2.21ms", f"{p99}ms")
+    text = "\n".join(line for line in text.splitlines() if not line.strip().startswith(("Socket", "Non-2xx", "LUA")))
+    return LoadRun(parse_wrk(text), {"upstream_A": 50.0}, 10)
+
+
+def _results() -> Results:
+    flip = parse_wrk(WRK_OUT)
+    deploy = {"steps": {"build": 0.03, "start": 0.005, "health": 0.15, "flip": 0.003}}
+    return Results(
+        rounds=[{"direct": _load(1000, 2.0), "slipstream": _load(900, 3.0), "nginx": _load(800, 4.0)},
+                {"direct": _load(2000, 4.0), "slipstream": _load(1600, 5.0), "nginx": _load(1000, 6.0)},
+                {"direct": _load(1500, 3.0), "slipstream": _load(1350, 4.0), "nginx": _load(900, 5.0)}],
+        flips=(FlipRun("slipstream", 40, flip, [1.0]), FlipRun("nginx_reload", 40, flip, [5.0])),
+        deploys=[Timed(200.0, deploy), Timed(260.0, deploy), Timed(220.0, deploy)],
+        build_command_ms=[2.0, 4.0, 3.0], boot_ms=[100.0, 120.0, 110.0],
+        rollbacks=[Timed(210.0, deploy)],
+        restarts=[{"ms": 1300.0, "process_back_ms": 1200.0, "timeline": [(5, "s02-d7-1: was killed by SIGKILL")]},
+                  {"ms": 1400.0, "process_back_ms": 1300.0, "timeline": []},
+                  {"ms": 1200.0, "process_back_ms": 1100.0, "timeline": []}],
+        import_rss=[("interpreter", 13.0), ("fastapi", 18.0), ("psycopg", 9.0)], empty_rss_mb=75.0,
+        idle={"services": 20, "instances": 20,
+              "daemon": {"rss_mb": 85.04, "rss_mb_max": 85.1, "cpu_percent": 0.7, "threads": 6}},
+        machine={"cores": 2})
+
+
+def test_report_has_exactly_the_issue_keys() -> None:
+    report = build_report(_results())
+    assert {k: set(v) for k, v in report.items() if k != "machine"} == {
+        "proxy": {"direct_rps", "slipstream_rps", "nginx_rps", "ratio_vs_direct", "p99_ms_direct",
+                  "p99_ms_slipstream", "p99_ms_nginx"},
+        "flips": {"count", "requests", "failed", "nginx_reload_failed"},
+        "deploy": {"runs", "total_ms_median", "overhead_ms_median"},
+        "rollback": {"ms_median"}, "restart": {"ms_median"},
+        "daemon": {"services", "rss_mb", "cpu_percent_idle"}}
+    assert report["machine"] == {"cores": 2}
+
+
+def test_report_numbers_are_medians_and_same_round_ratios() -> None:
+    r = _results()
+    report = build_report(r)
+    assert report["proxy"]["direct_rps"] == 1500 and report["proxy"]["slipstream_rps"] == 1350
+    assert report["proxy"]["ratio_vs_direct"] == 0.9            # median of 0.9, 0.8, 0.9
+    assert report["proxy"]["p99_ms_slipstream"] == 4.0
+    assert report["flips"] == {"count": 40, "requests": 478123, "failed": 30, "nginx_reload_failed": 30}
+    assert overheads_ms(r) == [87.0, 147.0, 107.0]               # total - 3 ms build - 110 ms boot
+    assert report["deploy"] == {"runs": 3, "total_ms_median": 220.0, "overhead_ms_median": 107.0}
+    assert report["restart"]["ms_median"] == 1300.0
+    assert report["daemon"] == {"services": 20, "rss_mb": 85.0, "cpu_percent_idle": 0.7}
+
+
+def test_targets_say_which_are_met() -> None:
+    report = build_report(_results())
+    met = {t.name: t.met for t in check_targets(report)}
+    assert met == {"flips": False, "proxy throughput": True, "proxy p99": True, "deploy overhead": True,
+                   "rollback": True, "restart": False, "daemon RSS": False, "daemon CPU idle": True}
+    table = render_table(report, check_targets(report))
+    assert "MISS  restart" in table and "MET   rollback" in table
+
+
+def test_nginx_config_keeps_upstream_connections_and_listens_on_loopback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    conf = render_nginx_conf(tmp_path, 8081, tmp_path / "up.conf")
+    assert "listen 127.0.0.1:8081;" in conf and "keepalive 64;" in conf
+    assert 'proxy_set_header Connection "";' in conf and f"include {tmp_path / 'up.conf'};" in conf
+    assert render_upstream(9001) == "server 127.0.0.1:9001;\n"
+
+
+def test_upstream_parses_heads_and_renders_responses() -> None:
+    assert parse_head(b"GET / HTTP/1.1\r\nHost: x") == (0, False)
+    assert parse_head(b"POST / HTTP/1.1\r\nContent-Length: 7\r\nConnection: close") == (7, True)
+    assert parse_head(b"GET / HTTP/1.0\r\nHost: x") == (0, True)
+    assert parse_head(b"GET / HTTP/1.0\r\nConnection: keep-alive") == (0, False)
+    assert render_response(b"ok A", close=False).endswith(b"Content-Length: 4\r\nConnection: keep-alive\r\n\r\nok A")
+
+
+def test_blueprint_is_valid_for_slipstream(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from slipstream.blueprint import load_blueprint
+
+    path = tmp_path / "render.yaml"
+    path.write_text(render_blueprint(20))
+    bp = load_blueprint(path)
+    assert [s.name for s in bp.services] == [f"s{i:02d}" for i in range(1, 21)]
+
+
+def test_parse_collapsed_counts_the_innermost_slipstream_frame() -> None:
+    text = ("run (threading.py:1);_loop (slipstream/engine/monitor.py:43);check_http (slipstream/engine/health.py:24);"
+            "getresponse (http/client.py:1) 3\n"
+            "run (threading.py:1);select (selectors.py:468) 2\n")
+    assert parse_collapsed(text) == [("check_http (slipstream/engine/health.py:24)", 3),
+                                     ("select (selectors.py:468)", 2)]
+
+
+def test_parse_version() -> None:
+    assert parse_version("HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/") == "2.6.12-1+deb12u4"
+    assert parse_version("nginx version: nginx/1.22.1") == "1.22.1"
+
+
+def test_health_probe_schedule_matches_the_deployer() -> None:
+    from bench.analysis import plan_health_probes
+
+    assert [round(t, 1) for t in plan_health_probes(count=6)] == [0.0, 20.0, 50.0, 95.0, 162.5, 263.8]
+
+
+def test_analysis_explains_each_missed_target() -> None:
+    from bench.analysis import render_analysis
+
+    r = _results()
+    text = render_analysis(r, check_targets(build_report(r)))
+    assert text.startswith("## Where targets are missed")
+    assert "**Restart.** Median 1200 ms" in text and "+5 ms s02-d7-1: was killed by SIGKILL" in text
+    assert "already takes 40 MB" in text and "psycopg serve features" in text
+    assert "**Flips.**" in text and "**Proxy.**" not in text      # proxy targets were met
+
+
+def test_docs_page_renders_every_section() -> None:
+    from bench.docs import render_markdown
+
+    r = _results()
+    report = build_report(r)
+    page = render_markdown(r, report, check_targets(report), "## Where targets are missed: what dominates\n")
+    for heading in ("## Targets (issue #6)", "## Machine", "## 1. Proxy overhead", "## 2. Flips under load",
+                    "## 3-4. Deploys and rollbacks", "## 5. Restarts after kill -9", "## 6. Idle daemon",
+                    "## Method", "## Where targets are missed"):
+        assert heading in page
+    assert "| restart | <= 500 ms | 1300 ms | **missed** |" in page
