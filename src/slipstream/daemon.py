@@ -68,8 +68,9 @@ def build_engine(settings: Settings) -> Engine:
                           backup_interval_s=float(settings.extra.get("SLIPSTREAM_BACKUP_INTERVAL", "86400")),
                           retention=int(settings.extra.get("SLIPSTREAM_BACKUP_RETENTION", "7")))
     grace = float(settings.extra.get("SLIPSTREAM_WORKER_GRACE", "2"))
+    min_healthy = float(settings.extra.get("SLIPSTREAM_MIN_HEALTHY_SECONDS", "1"))
     engine = Engine(settings, store, proxy, driver, builder, masker, settle_s=settle, worker_grace_s=grace,
-                    cluster=dbs)
+                    min_healthy_s=min_healthy, cluster=dbs)
     engine_ref.append(engine)
     return engine
 

@@ -18,15 +18,22 @@ def free_port() -> int:
 
 
 class Upstream:
-    """An HTTP/1.1 keep-alive server in a thread answering JSON: its id and the request headers."""
+    """An HTTP/1.1 keep-alive server in a thread answering JSON: its id and the request headers.
+
+    ``connections`` counts the TCP connections it accepted (to check the proxy reuses them).
+    """
 
     def __init__(self, ident: str) -> None:
         self.ident = ident
+        self.connections = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             timeout = 5  # idle keep-alive connections end, so handler threads do not linger
+            # headers and body are two writes: without TCP_NODELAY each response on a kept-alive
+            # connection waits ~40 ms for the proxy's delayed ACK (real app servers set it too)
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 if self.path.startswith("/slow"):
@@ -48,6 +55,10 @@ class Upstream:
 
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # HAProxy resets idle keep-alive connections when it stops
+
+            def verify_request(self, request: object, client_address: object) -> bool:
+                outer.connections += 1  # called once per accepted connection, in one thread
+                return True
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from slipstream.errors import CommandFailed, InvalidInput, Unavailable
-from slipstream.proxy.admin import AdminClient, build_line, check_answers, parse_answers
+from slipstream.proxy.admin import (AdminClient, build_line, check_answers, is_success,
+                                   parse_answers)
 from slipstream.proxy.parse import (admin_from_mask, parse_map, parse_servers_state,
                                     parse_stat_sessions)
 
@@ -37,8 +38,28 @@ def test_parse_answers(reply: str, answers: list[str]) -> None:
 
 
 def test_check_answers_accepts_known_successes() -> None:
-    check_answers(["add server be_00/a 127.0.0.1:1", "set server be_00/a state ready"],
-                  ["New server registered.", ""])
+    check_answers(["set server be_00/s00 addr 127.0.0.1 port 41001",
+                   "set server be_00/s00 state ready", "add map /p/hosts.map a be_00"],
+                  ["no need to change the addr, port changed from '1' to '41001' by "
+                   "'stats socket command'", "", ""])
+
+
+@pytest.mark.parametrize("answer", [
+    "no need to change the addr, port changed from '41001' to '1' by 'stats socket command'",
+    "no need to change the addr, no need to change the port by 'stats socket command'",
+    "IP changed from '127.0.0.2' to '127.0.0.1', no need to change the port by "
+    "'stats socket command'",
+    "IP changed from '127.0.0.2' to '127.0.0.1', port changed from '1' to '9' by 'stats socket "
+    "command'",
+])
+def test_addr_change_reports_are_successes(answer: str) -> None:
+    assert is_success(answer)
+
+
+@pytest.mark.parametrize("answer", [
+    "No such server.", "Require 'backend/server'.", "Invalid addr", "port changed from '1'"])
+def test_refusals_are_not_successes(answer: str) -> None:
+    assert not is_success(answer)
 
 
 def test_check_answers_names_the_refused_command() -> None:

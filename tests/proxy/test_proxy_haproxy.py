@@ -219,7 +219,7 @@ def test_pool_exhaustion_raises_conflict_and_remove_route_frees(proxy_dir: Path)
             ("b", ("b.localhost",)), ("c", ("c.localhost",))]
         assert get(p.http_port, "a.localhost")[0] == 503
         assert json.loads((proxy_dir / "backends.json").read_text()) == {
-            "services": {"b": "be_01", "c": "be_00"}}
+            "services": {"b": "be_01", "c": "be_00"}, "slots": {}}
     finally:
         p.stop(grace=2)
 
@@ -321,6 +321,131 @@ def test_unusable_paths_are_rejected(tmp_path: Path) -> None:
 
 def test_adoption_refuses_a_haproxy_on_another_port(proxy: Proxy) -> None:
     other = Proxy(proxy.proxy_dir, free_port(), pool_size=8)
-    with pytest.raises(Conflict, match="was started with another port, address or backend pool"):
+    with pytest.raises(Conflict, match="was started with another port, address, backend pool or slot count"):
         other.start()
     assert proxy.running()
+
+
+def test_server_connections_are_kept_alive_and_reused(proxy: Proxy, upstream) -> None:
+    a = upstream("A")
+    serve(proxy, "web", "web.localhost", "d1-1", a.port)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.http_port, timeout=5)
+    try:
+        for _ in range(200):
+            conn.request("GET", "/", headers={"Host": "web.localhost"})
+            resp = conn.getresponse()
+            assert (resp.status, body_id(resp.read())) == (200, "A")
+    finally:
+        conn.close()
+    assert a.connections <= 5   # HAProxy kept its connection to the upstream open
+
+
+def records(proxy_dir: Path) -> dict[str, dict[str, object]]:
+    return dict(json.loads((proxy_dir / "backends.json").read_text())["slots"])
+
+
+def test_a_reused_slot_never_reaches_the_instance_it_held(proxy: Proxy, upstream) -> None:
+    a, b, c = upstream("A"), upstream("B"), upstream("C")
+    clients = [http.client.HTTPConnection("127.0.0.1", proxy.http_port, timeout=5)
+               for _ in range(3)]
+
+    def burst(rounds: int) -> set[str]:
+        seen = set()
+        for _ in range(rounds):
+            for conn in clients:   # the same client connections all along
+                conn.request("GET", "/", headers={"Host": "web.localhost"})
+                resp = conn.getresponse()
+                assert resp.status == 200
+                seen.add(body_id(resp.read()))
+        return seen
+
+    try:
+        serve(proxy, "web", "web.localhost", "d1-1", a.port)
+        assert burst(10) == {"A"}
+        slot_of_a = next(k for k, v in records(proxy.proxy_dir).items() if v["name"] == "d1-1")
+        proxy.add_server("web", "d2-1", b.port)
+        proxy.switch("web", ready=["d2-1"], drain=["d1-1"])
+        assert burst(10) == {"B"}
+        proxy.remove_server("web", "d1-1")        # A keeps running: its connections could linger
+        proxy.add_server("web", "d3-1", c.port)   # takes the slot d1-1 had
+        assert records(proxy.proxy_dir)[slot_of_a] == {"name": "d3-1", "port": c.port}
+        proxy.switch("web", ready=["d3-1"], drain=["d2-1"])
+        assert burst(20) == {"C"}
+    finally:
+        for conn in clients:
+            conn.close()
+
+
+def test_a_full_backend_raises_conflict(proxy_dir: Path, upstream) -> None:
+    p = Proxy(proxy_dir, free_port(), pool_size=2, slots=2)
+    a = upstream("A")
+    try:
+        p.start()
+        serve(p, "web", "web.localhost", "d1-1", a.port)
+        p.add_server("web", "d2-1", a.port)
+        with pytest.raises(Conflict, match="all 2 proxy server slots of service web are in use; "
+                                           "cannot add server d3-1"):
+            p.add_server("web", "d3-1", a.port)
+        p.remove_server("web", "d1-1")
+        p.add_server("web", "d3-1", a.port)
+        assert [s.name for s in p.servers("web")] == ["d2-1", "d3-1"]
+        with pytest.raises(Conflict, match="service big has 3 servers but a proxy backend holds "
+                                           "at most 2"):
+            p.start([Route("big", (), tuple(ServerState(f"d1-{i}", 9000 + i, "maint")
+                                            for i in range(3)))])
+    finally:
+        p.stop(grace=2)
+
+
+def test_slot_names_are_believed_only_where_the_live_port_agrees(proxy: Proxy, upstream) -> None:
+    a, b = upstream("A"), upstream("B")
+    serve(proxy, "web", "web.localhost", "d1-1", a.port)
+    proxy.add_server("web", "d2-1", b.port)
+    path = proxy.proxy_dir / "backends.json"
+    data = json.loads(path.read_text())
+    slot_b = next(k for k, v in data["slots"].items() if v["name"] == "d2-1")
+    data["slots"][slot_b]["port"] = b.port + 1               # a record the live state denies
+    data["slots"]["be_00/s05"] = {"name": "d9-9", "port": 5555}   # never got its address
+    path.write_text(json.dumps(data))
+
+    again = Proxy(proxy.proxy_dir, proxy.http_port, pool_size=8)   # the daemon restarted
+    again.start()
+    slot_name = slot_b.split("/")[1]
+    assert again.servers("web") == [ServerState("d1-1", a.port, "ready"),
+                                    ServerState(slot_name, b.port, "maint")]
+    assert records(proxy.proxy_dir) == {"be_00/s00": {"name": "d1-1", "port": a.port}}
+    again.remove_server("web", slot_name)   # the unexplained server can be pruned by its slot
+    assert again.servers("web") == [ServerState("d1-1", a.port, "ready")]
+    assert body_id(get(proxy.http_port, "web.localhost")[1]) == "A"
+
+
+def test_remove_server_waits_without_blocking_other_services(proxy: Proxy, upstream) -> None:
+    a, b = upstream("A"), upstream("B")
+    serve(proxy, "web", "web.localhost", "d1-1", a.port)
+    serve(proxy, "api", "api.localhost", "d2-1", b.port)
+    proxy.add_server("api", "d2-2", b.port)
+    slow = threading.Thread(target=lambda: get(proxy.http_port, "web.localhost", "/slow=1"))
+    slow.start()
+    remover = threading.Thread(target=lambda: proxy.remove_server("web", "d1-1", timeout=5))
+    try:
+        deadline = time.monotonic() + 5
+        while proxy.servers("web")[0].sessions == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        remover.start()
+        while proxy.servers("web")[0].admin != "maint" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proxy.switch("api", ready=["d2-2"], drain=["d2-1"])   # while remove_server waits
+        assert remover.is_alive() and proxy.servers("web")[0].sessions == 1
+        assert {s.name: s.admin for s in proxy.servers("api")} == {"d2-1": "drain",
+                                                                   "d2-2": "ready"}
+    finally:
+        slow.join(timeout=10)
+        remover.join(timeout=10)
+    assert proxy.servers("web") == []
+
+
+def test_add_server_rejects_slot_names_and_the_placeholder_port(proxy: Proxy) -> None:
+    with pytest.raises(InvalidInput, match="server name s03 is reserved"):
+        proxy.add_server("web", "s03", 9000)
+    with pytest.raises(InvalidInput, match="port 1 of server d1-1 marks a free proxy slot"):
+        proxy.add_server("web", "d1-1", 1)

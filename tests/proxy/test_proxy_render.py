@@ -36,7 +36,8 @@ def build(case: dict, proxy_dir: Path) -> dict[str, str]:
     return {
         "haproxy.cfg": render_config(proxy_dir=proxy_dir, http_port=case["http_port"],
                                      bind_host=case["bind_host"], routes=routes,
-                                     assignment=assignment, pool_size=case["pool_size"]),
+                                     assignment=assignment, pool_size=case["pool_size"],
+                                     **({"slots": case["slots"]} if "slots" in case else {})),
         "hosts.map": render_hosts_map(routes, assignment),
         "services.map": render_services_map(assignment),
     }

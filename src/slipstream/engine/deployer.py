@@ -1,6 +1,6 @@
 """The deploy state machine for one service (web services; DESIGN.md, "The deploy state machine").
 
-    queued → building → pre_deploy → starting → health_check → flipping → live (→ draining the old)
+    queued → building → pre_deploy → starting → health_check (+ stay healthy) → flipping → live (→ drain old)
                ↓            ↓            ↓            ↓              ↓
          build_failed  pre_deploy_failed  update_failed (start, health or settle failed)
 
@@ -139,6 +139,7 @@ class DeployRun:
         self._start(build)
         self._health()
         if self.routed:
+            self._stay_healthy()
             self._flip(old)
         self._settle(old)
         self._go_live(old)
@@ -299,28 +300,50 @@ class DeployRun:
         self.e.store.transition(self.id, "flipping", step=self.timed("flip", started))
         self.say(f"-----> Traffic switched to deploy {self.id} in {1000 * (time.monotonic() - started):.1f} ms")
 
+    def _watch_new(self, seconds: float) -> tuple[str, Probe] | None:
+        """Keep checking the new instances for ``seconds``; the first one that fails, and why."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for iid, _, port in self.new:
+                probe = self.probe(port) if self.e.alive(iid) else Probe(False, "the process exited")
+                if not probe.ok:
+                    for line in tail(self.e.settings.instances_dir / f"{iid}.log"):
+                        self.say(line, "app")
+                    return iid, probe
+            time.sleep(0.05)
+        return None
+
+    def _stay_healthy(self) -> None:
+        """Before any traffic: the new instances must stay up and healthy for a moment (like
+        Kubernetes' minReadySeconds), so a release that crashes right after its first good check
+        never receives a request."""
+        seconds = self.e.min_healthy_s
+        if seconds <= 0:
+            return
+        started = time.monotonic()
+        failed = self._watch_new(seconds)
+        if failed:
+            iid, probe = failed
+            raise DeployFailed("update_failed", f"instance {iid} failed within {seconds:g} s of passing its "
+                               f"health check ({probe.reason}{self.e.describe_exit(iid)}); "
+                               "the live release keeps serving")
+        self.e.store.transition(self.id, "health_check", step=self.timed("min_healthy", started))
+
     def _settle(self, old: list[InstanceRecord]) -> None:
         """Watch the new instances for a moment while the old ones still run; flip back on failure."""
         settle = self.e.settle_s
         if settle <= 0 or not self.routed:
             return
         started = time.monotonic()
-        end = started + settle
-        while time.monotonic() < end:
-            for iid, _, port in self.new:
-                alive = self.e.alive(iid)
-                probe = self.probe(port) if alive else Probe(False, "the process exited")
-                if not probe.ok:
-                    self.e.proxy.switch(self.service,
-                                        ready=[server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])) for i in old],
-                                        drain=[n for _, n, _ in self.new])
-                    back = f"traffic moved back to deploy {old[0].deploy_id}" if old else "no earlier release to move back to"
-                    for line in tail(self.e.settings.instances_dir / f"{iid}.log"):
-                        self.say(line, "app")
-                    raise DeployFailed("update_failed",
-                                       f"instance {iid} failed right after the flip ({probe.reason}"
-                                       f"{self.e.describe_exit(iid)}); {back}")
-            time.sleep(0.05)
+        failed = self._watch_new(settle)
+        if failed:
+            iid, probe = failed
+            self.e.proxy.switch(self.service,
+                                ready=[server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])) for i in old],
+                                drain=[n for _, n, _ in self.new])
+            back = f"traffic moved back to deploy {old[0].deploy_id}" if old else "no earlier release to move back to"
+            raise DeployFailed("update_failed", f"instance {iid} failed right after the flip ({probe.reason}"
+                               f"{self.e.describe_exit(iid)}); {back}")
         self.e.store.transition(self.id, "flipping", step=self.timed("settle", started))
 
     def _go_live(self, old: list[InstanceRecord]) -> None:

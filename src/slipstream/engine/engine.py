@@ -55,7 +55,7 @@ class Engine:
 
     def __init__(self, settings: Settings, store: Store, proxy: Proxy, driver: Any, builder: Builder,
                  masker: Masker, *, settle_s: float = 2.0, worker_grace_s: float = 2.0,
-                 cluster: Any = None) -> None:
+                 min_healthy_s: float = 1.0, cluster: Any = None) -> None:
         self.settings = settings
         self.store = store
         self.proxy = proxy
@@ -65,6 +65,7 @@ class Engine:
         self.cluster = cluster
         self.settle_s = settle_s
         self.worker_grace_s = worker_grace_s
+        self.min_healthy_s = min_healthy_s
         self.base_env = base_environment()
         self._lock = threading.RLock()
         self._queues: dict[str, list[int]] = {}

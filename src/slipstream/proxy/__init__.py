@@ -1,8 +1,10 @@
 """proxy: slipstream's HAProxy data plane. Routes and servers change only through the admin socket.
 
 Modules: ``haproxy`` (the :class:`Proxy` boundary and its lifecycle), ``config`` (pure rendering of
-haproxy.cfg and the map files), ``admin`` (the admin-socket client), ``parse`` (pure parsers of
-``show`` answers), ``process`` (find, launch and stop the HAProxy process), ``model`` (data).
+haproxy.cfg, with its backends and server slots, and the map files), ``slots`` (which slipstream
+server holds which slot: the record in backends.json checked against the live ports), ``admin``
+(the admin-socket client), ``parse`` (pure parsers of ``show`` answers), ``process`` (find, launch
+and stop the HAProxy process), ``model`` (data).
 """
 
 from __future__ import annotations

@@ -5,10 +5,12 @@ Protocol (HAProxy 2.6 management guide, section 9.3, and checked against the 2.6
 1. Connect to the unix socket and send ONE line: the commands separated by ``;``. This is the
    non-interactive mode: HAProxy runs the commands in order and closes the connection when done.
 2. Read to EOF. Each command's answer ends with an empty line, and no answer contains one, so the
-   reply splits into one answer per command. Exception seen on 2.6: ``del server`` does not write
-   the closing empty line, so callers send it last in a round trip (its answer then ends at EOF).
-3. A change succeeded when its answer is empty or one of :data:`OK_ANSWERS`; anything else
-   ("No such server.", "Server still has connections attached to it, ...") is HAProxy refusing it.
+   reply splits into one answer per command (the last answer may also end at EOF: ``del server``
+   omits its empty line).
+3. A change succeeded when its answer is empty (``set server ... state``, ``add map``, ``del
+   map``) or is the report of ``set server ... addr`` ("IP changed from ..." / "no need to change
+   the addr, port changed from '1' to '41001' by 'stats socket command'"); anything else ("No
+   such server.", "Require 'backend/server'.") is HAProxy refusing it.
    HAProxy keeps running the later commands of the line after a refused one, so callers check
    that a change can apply before they send it.
 
@@ -17,14 +19,23 @@ A missing socket or a refused connection raises :class:`Unavailable`: HAProxy is
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Sequence
 from pathlib import Path
 
 from slipstream.errors import CommandFailed, InvalidInput, Unavailable
 
-# Answers that mean "done" for the commands slipstream sends (most successful changes answer "").
-OK_ANSWERS = frozenset({"", "New server registered.", "Server deleted."})
+# What ``set server <b>/<s> addr <ip> port <port>`` answers when it applied (2.6 wording).
+_ADDR_CHANGED = re.compile(r"^(IP changed from '[^']*' to '[^']*'|no need to change the addr)"
+                           r"(, (port changed from '\d+' to '\d+'|no need to change the port))?"
+                           r"( by '[^']*')?$")
+
+
+def is_success(answer: str) -> bool:
+    """True if ``answer`` is what HAProxy says when a change applied."""
+    answer = answer.strip()
+    return answer == "" or bool(_ADDR_CHANGED.match(answer))
 
 
 def build_line(commands: Sequence[str]) -> bytes:
@@ -60,7 +71,7 @@ def parse_answers(reply: str) -> list[str]:
 def check_answers(commands: Sequence[str], answers: Sequence[str]) -> None:
     """Raise :class:`CommandFailed` unless every command in ``commands`` answered success."""
     for command, answer in zip(commands, answers):
-        if answer.strip() not in OK_ANSWERS:
+        if not is_success(answer):
             first = answer.strip().splitlines()[0]
             raise CommandFailed(f"haproxy refused '{command}': {first}")
     if len(answers) != len(commands):

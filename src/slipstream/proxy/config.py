@@ -1,14 +1,19 @@
 """Pure builders for HAProxy's files: ``haproxy.cfg`` and its two map files.
 
-The config never changes while HAProxy runs. It declares a fixed pool of empty backends
-(``be_00`` ... ``be_63``); a service borrows one of them, and two map files hold the routing:
+The config never changes while HAProxy runs. It declares a fixed pool of backends (``be_00`` ...
+``be_63``), each with a fixed set of server slots (``s00`` ... ``s15``); a free slot points at
+the placeholder ``127.0.0.1:1`` and is ``disabled``. A service borrows one backend, an instance
+borrows one slot of it, and two map files hold the routing:
 
     hosts.map      web.localhost be_03      (Host header, lower case, port removed -> backend)
-    services.map   be_03 web                (backend -> service; which slot belongs to whom)
+    services.map   be_03 web                (backend -> service; which backend belongs to whom)
 
-At runtime slipstream edits the maps (``add map``/``del map``) and the servers (``add server``,
-``set server ... state``, ``del server``). The files are rendered with the routes known at start,
-so a freshly started HAProxy already routes every service it is given.
+At runtime slipstream edits the maps (``add map``/``del map``) and the slots (``set server ...
+addr``, ``set server ... state``). Slots rather than 2.6 dynamic servers (``add server``) because
+HAProxy 2.6 keeps no idle connection to a dynamic server: every request opened a new connection
+to the app and reset it afterwards (measured: 200 requests, 200 upstream connections; 1 with a
+slot). The files are rendered with the routes known at start, their servers already in slots, so
+a freshly started HAProxy routes every service it is given.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from slipstream.errors import Conflict, InvalidInput
-from slipstream.proxy.model import Route
+from slipstream.proxy.model import Route, ServerState
 
 NO_ROUTE = "no_route"           # backend answering 503 for a host no service claims
-DEFAULT_POOL_SIZE = 64
+DEFAULT_POOL_SIZE = 64          # backends: at most this many routed services
+DEFAULT_SLOTS = 16              # server slots per backend: old + new instances during a deploy
+FREE_PORT = 1                   # a free slot points at 127.0.0.1:1 (nothing listens there)
 
 NO_ROUTE_BODY = ("503 Service Unavailable\\n\\nNo service answers at this host name. "
                  "Check the name, or run 'slipstream status' to list the services and URLs.\\n")
@@ -35,6 +42,31 @@ def backend_names(pool_size: int) -> list[str]:
         raise InvalidInput(f"proxy backend pool size {pool_size} is not between 1 and 10000")
     width = max(2, len(str(pool_size - 1)))
     return [f"be_{i:0{width}d}" for i in range(pool_size)]
+
+
+def slot_names(slots: int) -> list[str]:
+    """Names of the server slots of every backend: ``s00`` ... (zero-padded to a common width)."""
+    if not 1 <= slots <= 1000:
+        raise InvalidInput(f"proxy server slots per backend {slots} is not between 1 and 1000")
+    width = max(2, len(str(slots - 1)))
+    return [f"s{i:0{width}d}" for i in range(slots)]
+
+
+def plan_slots(routes: Sequence[Route], slots: int) -> dict[str, dict[str, ServerState]]:
+    """Put each route's servers into the slots of its backend, in order: service -> slot -> server.
+
+    Raises :class:`Conflict` when a route has more servers than a backend has slots.
+    """
+    names = slot_names(slots)
+    plan: dict[str, dict[str, ServerState]] = {}
+    for route in routes:
+        if len(route.servers) > slots:
+            raise Conflict(f"service {route.service} has {len(route.servers)} servers but a proxy "
+                           f"backend holds at most {slots}",
+                           "run fewer instances of it (each deploy needs room for the old and "
+                           "the new ones)")
+        plan[route.service] = dict(zip(names, route.servers))
+    return plan
 
 
 def plan_backends(services: Iterable[str], previous: Mapping[str, str], pool_size: int,
@@ -90,14 +122,29 @@ def render_bind(bind_host: str, http_port: int) -> str:
     return f"{host}:{http_port}"
 
 
+def render_slot(slot: str, server: ServerState | None) -> str:
+    """One slot's ``server`` line: free (placeholder, disabled) or holding ``server``.
+
+    "drain" and "maint" servers are written ``disabled`` (a fresh process has no requests to
+    drain; the caller sets drain at runtime). The slipstream name follows as a comment.
+    """
+    if server is None:
+        return f"    server {slot} 127.0.0.1:{FREE_PORT} disabled"
+    disabled = "" if server.admin == "ready" else " disabled"
+    return f"    server {slot} 127.0.0.1:{server.port}{disabled}  # {server.name}"
+
+
 def render_config(*, proxy_dir: Path, http_port: int, bind_host: str, routes: Sequence[Route],
-                  assignment: Mapping[str, str], pool_size: int = DEFAULT_POOL_SIZE) -> str:
+                  assignment: Mapping[str, str], pool_size: int = DEFAULT_POOL_SIZE,
+                  slots: int = DEFAULT_SLOTS) -> str:
     """Render ``haproxy.cfg``: the frontend, the no-route backend and the backend pool.
 
-    Servers of ``routes`` are written into their backend; "drain" and "maint" servers are written
-    ``disabled`` (a fresh process has no requests to drain; the caller sets drain at runtime).
+    Every backend declares ``slots`` server slots; the servers of ``routes`` fill the first slots
+    of their backend (see :func:`plan_slots`), the others stay free.
     """
-    by_backend = {assignment[r.service]: r for r in routes}
+    names = slot_names(slots)
+    filled = plan_slots(routes, slots)
+    by_backend = {assignment[r.service]: filled[r.service] for r in routes}
     out = [
         "# Rendered by slipstream (proxy/config.py) at each start of this HAProxy. Routes and",
         "# servers then change at runtime through the admin socket, never by editing this file.",
@@ -146,8 +193,6 @@ def render_config(*, proxy_dir: Path, http_port: int, bind_host: str, routes: Se
     ]
     for backend in backend_names(pool_size):
         out += ["", f"backend {backend}", "    balance roundrobin"]
-        route = by_backend.get(backend)
-        for server in route.servers if route else ():
-            disabled = "" if server.admin == "ready" else " disabled"
-            out.append(f"    server {server.name} 127.0.0.1:{server.port}{disabled}")
+        held = by_backend.get(backend, {})
+        out += [render_slot(slot, held.get(slot)) for slot in names]
     return "\n".join(out) + "\n"

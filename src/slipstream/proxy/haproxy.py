@@ -8,50 +8,59 @@ Lifecycle of the proxy:
 
 1. ``start(routes)``: if the pidfile names a live HAProxy started from our config (the daemon
    restarted), adopt it untouched. Otherwise check the port, render ``haproxy.cfg`` and the two map
-   files with ``routes`` (see ``config.py``) and launch ``haproxy -D``; every route answers at once.
+   files with ``routes``, their servers already in server slots (see ``config.py``), and launch
+   ``haproxy -D``; every route answers at once.
 2. Make the live state include ``routes``: hosts are set as given; missing servers are added in
    their given state. An adopted process keeps the states of servers it already has (it knows
-   about drains in progress); a freshly started one gets "drain" servers set to drain.
-3. Runtime changes, each one checked round trip on the admin socket after one read of the live
+   about drains in progress); a freshly started one gets "drain" servers set to drain. After an
+   adoption the slot records in ``backends.json`` are rewritten from the live state.
+3. Runtime changes, each one checked round trip on the admin socket after a read of the live
    state: ``set_route``/``remove_route`` edit the maps (a service borrows a pre-declared backend,
-   recorded in services.map and mirrored in ``backends.json``); ``add_server`` adds a dynamic
-   server in "maint"; ``switch`` is the flip (all ``ready`` then all ``drain``, one line);
-   ``remove_server`` puts a server in maint and deletes it once its last request has finished.
-4. ``servers()``/``routes()`` read everything back from the live process (nothing is cached), so
-   a restarted daemon reconciles against what HAProxy really does.
+   recorded in services.map and mirrored in ``backends.json``); ``add_server`` records the server
+   in a free slot of the service's backend and points the slot at the instance, in maint;
+   ``switch`` is the flip (all ``ready`` then all ``drain``, one line); ``remove_server`` puts
+   the slot in maint, waits (without blocking other calls) until its last request has finished,
+   then points it back at the placeholder and frees it.
+4. ``servers()``/``routes()`` read the states back from the live process and name the slots from
+   ``backends.json`` where its record agrees with the live port (see ``slots.py``), so a
+   restarted daemon reconciles against what HAProxy really does.
 5. ``stop()``: soft stop (SIGUSR1: listeners close, requests finish), bounded, then SIGTERM.
 
-Choices (checked against HAProxy 2.6.12 here): instances are 2.6 *dynamic servers* (``add server``
-needs no experimental mode and works with ``balance roundrobin``), not pre-declared slots whose
-address is changed, so a service can have any number of instances and HAProxy itself refuses to
-``del server`` while a request is still on it. A dynamic server starts in maint. The process runs
-plain ``-D`` (no master-worker): nothing ever reloads it, so a master would only add a process.
+Choices (checked against HAProxy 2.6.12 here): instances sit in *pre-declared server slots*
+whose address is changed at runtime (``set server be/s addr 127.0.0.1 port N``), not in 2.6
+dynamic servers (``add server``): HAProxy 2.6 keeps no idle connection to a dynamic server, so
+every request opened a new connection to the app and reset it afterwards (200 requests, 200
+upstream connections and as many ``ConnectionResetError`` lines in a Python app's log), while a
+slot keeps its connections alive (200 requests, 1 connection). Putting a slot in maint closes its
+idle connections, so a freed slot reused for another instance never sends a request to the old
+one (tested). The price is a fixed capacity: ``slots`` servers per service (old and new
+instances together during a deploy) and ``pool_size`` services. The process runs plain ``-D``
+(no master-worker): nothing ever reloads it, so a master would only add a process.
 
 Files under ``proxy_dir``: haproxy.cfg, haproxy.pid, admin.sock, hosts.map, services.map,
-backends.json. HAProxy's own limits: server names are ``[A-Za-z0-9_.-]`` (slipstream ids such as
-"d12-1" are used as they are), upstreams are always 127.0.0.1, and hosts match exactly (no
-wildcards).
+backends.json. HAProxy's own limits: server names are ``[A-Za-z0-9_.-]``, upstreams are always
+127.0.0.1, and hosts match exactly (no wildcards).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from slipstream.errors import CommandFailed, Conflict, InvalidInput, NotFound, Unavailable
+from slipstream.errors import Conflict, InvalidInput, NotFound, Unavailable
 from slipstream.proxy import process
 from slipstream.proxy.admin import AdminClient
-from slipstream.proxy.config import (DEFAULT_POOL_SIZE, backend_names, plan_backends, render_bind,
-                                     render_config, render_hosts_map, render_services_map)
+from slipstream.proxy.config import (DEFAULT_POOL_SIZE, DEFAULT_SLOTS, FREE_PORT, backend_names,
+                                     plan_backends, plan_slots, render_bind, render_config,
+                                     render_hosts_map, render_services_map, slot_names)
 from slipstream.proxy.model import (Route, ServerState, check_admin, check_port,
                                     check_server_name, check_service)
 from slipstream.proxy.parse import parse_map, parse_servers_state, parse_stat_sessions
+from slipstream.proxy.slots import (Live, Records, Slot, build_slots, live_records, load_records,
+                                    save_records, write_atomic)
 
 # Characters HAProxy's config (map paths, socket path) and CLI take without quoting.
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./@+-]+$")
@@ -59,27 +68,12 @@ _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./@+-]+$")
 _MAX_SOCKET_PATH = 95
 
 
-@dataclass(frozen=True)
-class _Live:
-    """One read of the live process: maps and servers of the backend pool."""
-
-    services: dict[str, str]                 # service -> backend
-    hosts: dict[str, str]                    # host -> backend
-    servers: dict[str, list[ServerState]]    # backend -> its servers
-
-    def service_of(self, backend: str) -> str | None:
-        return next((s for s, b in self.services.items() if b == backend), None)
-
-    def hosts_of(self, backend: str) -> list[str]:
-        return sorted(h for h, b in self.hosts.items() if b == backend)
-
-
 class Proxy:
     """Slipstream's HAProxy: start/adopt/stop it and change routes and servers at runtime."""
 
     def __init__(self, proxy_dir: Path, http_port: int, bind_host: str = "127.0.0.1", *,
-                 pool_size: int = DEFAULT_POOL_SIZE, haproxy: str = "haproxy",
-                 timeout: float = 5.0) -> None:
+                 pool_size: int = DEFAULT_POOL_SIZE, slots: int = DEFAULT_SLOTS,
+                 haproxy: str = "haproxy", timeout: float = 5.0) -> None:
         self.proxy_dir = Path(proxy_dir).absolute()
         if not _SAFE_PATH.match(str(self.proxy_dir)):
             raise InvalidInput(f"proxy directory {self.proxy_dir} contains characters HAProxy's "
@@ -90,6 +84,8 @@ class Proxy:
         self.bind_host = bind_host
         self.pool_size = pool_size
         self.pool = backend_names(pool_size)
+        self.slots = slots
+        self.slot_names = slot_names(slots)
         self.haproxy = haproxy
         self.config_path = self.proxy_dir / "haproxy.cfg"
         self.pidfile = self.proxy_dir / "haproxy.pid"
@@ -110,6 +106,7 @@ class Proxy:
         """Start HAProxy (or adopt the one already running) and make it include ``routes``."""
         routes = tuple(routes)
         _check_routes(routes)
+        plan_slots(routes, self.slots)  # every route fits its backend
         with self._lock:
             self.proxy_dir.mkdir(parents=True, exist_ok=True)
             fresh = process.find_running(self.pidfile, self.config_path) is None
@@ -141,11 +138,11 @@ class Proxy:
         """Route exactly ``hosts`` to ``service`` (created or replaced); no reload."""
         wanted = Route(service, tuple(hosts)).hosts
         with self._lock:
-            live = self._read()
+            live = self._read(service, sessions=False)
             commands: list[str] = []
             backend = live.services.get(service)
             if backend is None:
-                backend = self._allocate(live, service)
+                backend = self._allocate(service)
                 commands.append(f"add map {self.services_map} {backend} {service}")
             for host in wanted:
                 owner_backend = live.hosts.get(host)
@@ -162,54 +159,78 @@ class Proxy:
                          for host in live.hosts_of(backend) if host not in wanted]
             if commands:
                 self._admin.send(commands)
-            self._save_assignment({**live.services, service: backend})
+            if backend not in live.services.values():
+                self._save(services={**live.services, service: backend})
 
     def remove_route(self, service: str) -> None:
-        """Stop routing ``service``: drop its hosts, delete its servers, free its backend."""
+        """Stop routing ``service``: drop its hosts, free its servers' slots and its backend."""
         check_service(service)
         with self._lock:
-            live = self._read()
+            live = self._read(service, sessions=False)
             backend = live.services.get(service)
             if backend is None:
                 return
             hosts = live.hosts_of(backend)
             if hosts:
                 self._admin.send([f"del map {self.hosts_map} {host}" for host in hosts])
-            for server in live.servers.get(backend, []):
-                self._delete_server(service, backend, server.name)
+        for server in live.servers_of(backend):
+            self.remove_server(service, server.name)
+        with self._lock:
+            live = self._read(service, hosts=False, sessions=False)
+            if live.services.get(service) != backend:
+                return
+            if live.servers_of(backend):  # a server was added meanwhile
+                raise Conflict(f"service {service} got new servers while its route was removed",
+                               "remove the route again")
             self._admin.send([f"del map {self.services_map} {backend}"])
-            self._save_assignment({s: b for s, b in live.services.items() if s != service})
+            self._save(services={s: b for s, b in live.services.items() if s != service})
 
     # Servers ---------------------------------------------------------------------------------
     def add_server(self, service: str, name: str, port: int) -> None:
-        """Add an instance to ``service`` in "maint" (no traffic until it is set ready)."""
+        """Put an instance into a free slot of ``service``'s backend, in "maint" (no traffic)."""
         check_service(service)
         check_server_name(name)
         check_port(port, f"port of server {name}")
+        if name in self.slot_names:
+            raise InvalidInput(f"server name {name} is reserved for the proxy's server slots",
+                               "use slipstream ids such as 'd12-1'")
+        if port == FREE_PORT:
+            raise InvalidInput(f"port {FREE_PORT} of server {name} marks a free proxy slot",
+                               "run the instance on another port")
         with self._lock:
-            live = self._read()
+            live = self._read(service, hosts=False, sessions=False)
             commands: list[str] = []
             backend = live.services.get(service)
             if backend is None:
-                backend = self._allocate(live, service)
+                backend = self._allocate(service)
                 commands.append(f"add map {self.services_map} {backend} {service}")
-            existing = _find(live.servers.get(backend, []), name)
-            if existing is not None:
-                if existing.port == port:
-                    return
+                live = self._read(service=None, hosts=False, sessions=False)
+            existing = live.find(backend, name)
+            if existing is not None and existing.server is not None:
+                if existing.server.port == port:
+                    return   # already there: keep its state
                 raise Conflict(f"server {name} of {service} already exists on port "
-                               f"{existing.port}, not {port}", "remove it first")
-            commands.append(f"add server {backend}/{name} 127.0.0.1:{port} disabled")
+                               f"{existing.server.port}, not {port}", "remove it first")
+            slot = live.free_slot(backend)
+            if slot is None:
+                raise Conflict(f"all {self.slots} proxy server slots of service {service} are in "
+                               f"use; cannot add server {name}",
+                               "remove drained servers first, or run fewer instances (a deploy "
+                               "needs slots for the old and the new instances together)")
+            services, records = load_records(self.assignment_file)
+            records[f"{backend}/{slot}"] = (name, port)   # recorded before HAProxy knows it
+            self._save(services={**live.services, service: backend}, slots=records)
+            commands += [f"set server {backend}/{slot} state maint",
+                         f"set server {backend}/{slot} addr 127.0.0.1 port {port}"]
             self._admin.send(commands)
-            if len(commands) == 2:
-                self._save_assignment({**live.services, service: backend})
 
     def set_state(self, service: str, name: str, admin: str) -> None:
         """Set one server of ``service`` to "ready", "drain" or "maint"."""
         check_admin(admin)
         with self._lock:
-            backend = self._require(self._read(hosts=False, sessions=False), service, [name])
-            self._admin.send([f"set server {backend}/{name} state {admin}"])
+            slots = self._require(self._read(service, hosts=False, sessions=False), service,
+                                  [name])
+            self._admin.send([f"set server {slots[name]} state {admin}"])
 
     def switch(self, service: str, ready: Sequence[str], drain: Sequence[str]) -> None:
         """The flip: one admin round trip sets all ``ready`` servers ready, then ``drain`` drain."""
@@ -218,71 +239,119 @@ class Proxy:
         if both:
             raise InvalidInput(f"servers {', '.join(sorted(both))} cannot be both ready and drain")
         with self._lock:
-            live = self._read(hosts=False, sessions=False)
-            backend = self._require(live, service, ready + drain)
-            commands = [f"set server {backend}/{n} state ready" for n in ready]
-            commands += [f"set server {backend}/{n} state drain" for n in drain]
+            live = self._read(service, hosts=False, sessions=False)
+            slots = self._require(live, service, ready + drain)
+            commands = [f"set server {slots[n]} state ready" for n in ready]
+            commands += [f"set server {slots[n]} state drain" for n in drain]
             if commands:
                 self._admin.send(commands)
 
     def remove_server(self, service: str, name: str, timeout: float = 10.0) -> None:
-        """Put a server in maint; delete it once its last request ends (``timeout`` s at most)."""
+        """Put a server in maint; free its slot once its last request ends (``timeout`` s at most).
+
+        The wait holds no lock: other services can be switched meanwhile.
+        """
         check_service(service)
         check_server_name(name)
         with self._lock:
-            live = self._read(hosts=False, sessions=False)
-            backend = live.services.get(service)
-            if backend is None or _find(live.servers.get(backend, []), name) is None:
+            held = self._held(service, name)
+            if held is None:
                 return
-            self._delete_server(service, backend, name, timeout)
+            self._admin.send([f"set server {held.backend}/{held.slot} state maint"])
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                now = self._held(service, name)
+                server = now.server if now is not None and now.slot == held.slot else None
+                if now is None or server is None:
+                    return   # removed by another call meanwhile
+                if server.admin != "maint":
+                    raise Conflict(f"server {name} of {service} was set {server.admin} while "
+                                   "it was being removed", "remove it again")
+                if server.sessions == 0:
+                    self._free(now)
+                    return
+            if time.monotonic() >= deadline:
+                raise Conflict(f"server {name} of {service} still has requests in flight after "
+                               f"{timeout:g} s",
+                               "it stays in maint; call remove_server again later")
+            time.sleep(0.05)
 
     def servers(self, service: str) -> list[ServerState]:
         """The servers of ``service`` as the live HAProxy has them (state and sessions)."""
         with self._lock:
-            live = self._read(hosts=False)
-            backend = self._require(live, service, [])
-            return list(live.servers.get(backend, []))
+            live = self._read(service, hosts=False)
+            self._require(live, service, [])
+            return live.servers_of(live.services[service])
 
     def routes(self) -> list[Route]:
         """Every route with its hosts and servers, read back from the live HAProxy."""
         with self._lock:
             live = self._read()
-        return [Route(service, tuple(live.hosts_of(backend)),
-                      tuple(live.servers.get(backend, [])))
+        return [Route(service, tuple(live.hosts_of(backend)), tuple(live.servers_of(backend)))
                 for service, backend in sorted(live.services.items())]
 
     # Internals -------------------------------------------------------------------------------
-    def _read(self, *, hosts: bool = True, sessions: bool = True) -> _Live:
-        """Read the maps, server states and (optionally) sessions in one round trip."""
-        commands = [f"show map {self.services_map}", "show servers state"]
+    def _read(self, service: str | None = None, *, hosts: bool = True,
+              sessions: bool = True) -> Live:
+        """Read the maps, then the slots of ``service``'s backend (or of every backend if None).
+
+        Every backend costs about 200 bytes of ``show stat`` per slot, so the calls that concern
+        one service read only its backend (two small round trips).
+        """
+        maps = [f"show map {self.services_map}"]
         if hosts:
-            commands.append(f"show map {self.hosts_map}")
-        if sessions:
-            commands.append("show stat -1 4 -1")
-        answers = dict(zip(commands, self._admin.send(commands, check=False)))
+            maps.append(f"show map {self.hosts_map}")
+        everything = self._slot_queries("", sessions) if service is None else []
+        answers = self._admin.send(maps + everything, check=False)
         pool = set(self.pool)
-        services = {svc: be for be, svc in parse_map(answers[commands[0]]).items() if be in pool}
-        hosts_text = answers.get(f"show map {self.hosts_map}", "")
-        host_map = {h: be for h, be in parse_map(hosts_text).items() if be in pool}
-        scur = parse_stat_sessions(answers["show stat -1 4 -1"]) if sessions else {}
-        servers: dict[str, list[ServerState]] = {}
-        for row in parse_servers_state(answers["show servers state"]):
-            if row.backend in pool:
-                servers.setdefault(row.backend, []).append(ServerState(
-                    row.name, row.port, row.admin, scur.get((row.backend, row.name), 0)))
-        for rows in servers.values():
-            rows.sort(key=lambda s: s.name)
-        return _Live(services, host_map, servers)
+        services = {svc: be for be, svc in parse_map(answers[0]).items() if be in pool}
+        host_map = ({h: be for h, be in parse_map(answers[1]).items() if be in pool}
+                    if hosts else {})
+        rest = answers[len(maps):]
+        if service is not None:
+            backend = services.get(service)
+            if backend is None:
+                return Live(services, host_map, {})
+            rest = self._admin.send(self._slot_queries(backend, sessions), check=False)
+        scur = parse_stat_sessions(rest[1]) if sessions else {}
+        _, records = load_records(self.assignment_file)
+        slots = build_slots(parse_servers_state(rest[0]), scur, records, self.pool,
+                            self.slot_names)
+        return Live(services, host_map, slots)
 
-    def _allocate(self, live: _Live, service: str) -> str:
+    @staticmethod
+    def _slot_queries(backend: str, sessions: bool) -> list[str]:
+        """The ``show`` commands reading one backend's slots (every backend if ``backend`` is "")."""
+        commands = [f"show servers state {backend}".rstrip()]
+        if sessions:
+            commands.append(f"show stat {backend or -1} 4 -1")
+        return commands
+
+    def _held(self, service: str, name: str) -> Slot | None:
+        """The slot holding server ``name`` of ``service`` right now (with sessions), or None."""
+        live = self._read(service, hosts=False)
+        backend = live.services.get(service)
+        return live.find(backend, name) if backend is not None else None
+
+    def _free(self, held: Slot) -> None:
+        """Point a drained slot back at the placeholder and drop its record."""
+        target = f"{held.backend}/{held.slot}"
+        self._admin.send([f"set server {target} state maint",
+                          f"set server {target} addr 127.0.0.1 port {FREE_PORT}"])
+        services, records = load_records(self.assignment_file)
+        records.pop(target, None)
+        self._save(services=services, slots=records)
+
+    def _allocate(self, service: str) -> str:
         """Pick a free backend for ``service`` (its previous one if free); Conflict when full."""
-        taken = set(live.services.values()) | {b for b, s in live.servers.items() if s}
-        taken |= set(live.hosts.values())
-        plan = plan_backends([service], self._load_assignment(), self.pool_size, taken)
-        return plan[service]
+        live = self._read(sessions=False)
+        taken = set(live.services.values()) | live.occupied() | set(live.hosts.values())
+        previous, _ = load_records(self.assignment_file)
+        return plan_backends([service], previous, self.pool_size, taken)[service]
 
-    def _require(self, live: _Live, service: str, names: Sequence[str]) -> str:
-        """The backend of ``service``; NotFound if it has none or lacks one of ``names``."""
+    def _require(self, live: Live, service: str, names: Sequence[str]) -> dict[str, str]:
+        """``{name: "backend/slot"}`` for ``names``; NotFound if the service or a name is missing."""
         check_service(service)
         for name in names:
             check_server_name(name)
@@ -290,44 +359,30 @@ class Proxy:
         if backend is None:
             raise NotFound(f"service {service} has no route in the proxy",
                            "set its route or add a server first")
-        have = {s.name for s in live.servers.get(backend, [])}
-        missing = [n for n in names if n not in have]
+        found = {n: live.find(backend, n) for n in names}
+        missing = [n for n, slot in found.items() if slot is None]
         if missing:
+            have = [s.name for s in live.servers_of(backend)]
             raise NotFound(f"service {service} has no server {', '.join(missing)} in the proxy",
-                           f"known servers: {', '.join(sorted(have)) or 'none'}")
-        return backend
-
-    def _delete_server(self, service: str, backend: str, name: str, timeout: float = 10.0) -> None:
-        """Maint + del server; retry the delete until in-flight requests are gone or timeout."""
-        target = f"{backend}/{name}"
-        answers = self._admin.send([f"set server {target} state maint", f"del server {target}"],
-                                   check=False)
-        if answers[0].strip():
-            raise CommandFailed(f"haproxy refused 'set server {target} state maint': {answers[0]}")
-        answer = answers[1].strip()
-        deadline = time.monotonic() + timeout
-        while answer != "Server deleted.":
-            if not answer.startswith("Server still has connections"):
-                raise CommandFailed(f"haproxy refused 'del server {target}': {answer}")
-            if time.monotonic() >= deadline:
-                raise Conflict(f"server {name} of {service} still has requests in flight after "
-                               f"{timeout:g} s",
-                               "it stays in maint; call remove_server again later")
-            time.sleep(0.05)
-            answer = self._admin.send([f"del server {target}"], check=False)[0].strip()
+                           f"known servers: {', '.join(have) or 'none'}")
+        return {n: f"{slot.backend}/{slot.slot}" for n, slot in found.items() if slot is not None}
 
     def _launch(self, routes: tuple[Route, ...]) -> None:
         """Render the files with ``routes`` and start a new HAProxy; wait for its socket."""
         process.check_port_free(self.bind_host, self.http_port)
         self.pidfile.unlink(missing_ok=True)
         self.socket_path.unlink(missing_ok=True)
-        assignment = plan_backends([r.service for r in routes], self._load_assignment(),
-                                   self.pool_size)
-        _write(self.hosts_map, render_hosts_map(routes, assignment))
-        _write(self.services_map, render_services_map(assignment))
-        _write(self.config_path, render_config(
+        previous, _ = load_records(self.assignment_file)
+        assignment = plan_backends([r.service for r in routes], previous, self.pool_size)
+        records = {f"{assignment[service]}/{slot}": (server.name, server.port)
+                   for service, held in plan_slots(routes, self.slots).items()
+                   for slot, server in held.items()}
+        write_atomic(self.hosts_map, render_hosts_map(routes, assignment))
+        write_atomic(self.services_map, render_services_map(assignment))
+        write_atomic(self.config_path, render_config(
             proxy_dir=self.proxy_dir, http_port=self.http_port, bind_host=self.bind_host,
-            routes=routes, assignment=assignment, pool_size=self.pool_size))
+            routes=routes, assignment=assignment, pool_size=self.pool_size, slots=self.slots))
+        self._save(services=assignment, slots=records)
         pid = process.launch(self.haproxy, self.config_path, self.pidfile, self.http_port)
         deadline = time.monotonic() + self._timeout
         while True:
@@ -339,32 +394,40 @@ class Proxy:
                     process.terminate(pid, grace=1)
                     raise
                 time.sleep(0.02)
-        self._save_assignment(assignment)
 
     def _check_adoptable(self) -> None:
-        """Refuse to adopt an HAProxy whose port or backend pool differs from ours."""
+        """Refuse to adopt an HAProxy whose port, backend pool or slots differ from ours."""
         try:
             text = self.config_path.read_text()
         except OSError:
             text = ""
         bind = f"    bind {render_bind(self.bind_host, self.http_port)}\n"
-        pool = {line.split()[1] for line in text.splitlines() if line.startswith("backend be_")}
-        if bind not in text or pool != set(self.pool):
+        declared: dict[str, list[str]] = {}
+        backend = None
+        for line in text.splitlines():
+            words = line.split()
+            if line.startswith("backend "):
+                backend = words[1] if words[1].startswith("be_") else None
+                if backend is not None:
+                    declared[backend] = []
+            elif backend is not None and words[:1] == ["server"]:
+                declared[backend].append(words[1])
+        if bind not in text or declared != {b: self.slot_names for b in self.pool}:
             pid = self.pid()
             raise Conflict(f"the running haproxy (pid {pid}) was started with another port, "
-                           "address or backend pool than this proxy",
+                           "address, backend pool or slot count than this proxy",
                            "run 'slipstream down' first, then start again")
 
     def _include(self, routes: tuple[Route, ...], fresh: bool) -> None:
         """Make the live state include ``routes`` (see step 2 of the lifecycle above)."""
         for route in routes:
-            live = self._read()
+            live = self._read(route.service, sessions=False)
             backend = live.services.get(route.service)
             if backend is None or live.hosts_of(backend) != sorted(route.hosts):
                 self.set_route(route.service, route.hosts)
-                live = self._read()
+                live = self._read(route.service, sessions=False)
                 backend = live.services[route.service]
-            have = {s.name: s for s in live.servers.get(backend, [])}
+            have = {s.name: s for s in live.servers_of(backend)}
             for server in route.servers:
                 current = have.get(server.name)
                 if current is None:
@@ -373,22 +436,15 @@ class Proxy:
                         self.set_state(route.service, server.name, server.admin)
                 elif fresh and current.admin != server.admin:
                     self.set_state(route.service, server.name, server.admin)
-        if routes and not fresh:
-            self._save_assignment(self._read().services)
+        if not fresh:   # believe the live process: drop records it does not confirm
+            live = self._read(sessions=False)
+            self._save(services=live.services, slots=live_records(live))
 
-    def _load_assignment(self) -> dict[str, str]:
-        """The service -> backend record of ``backends.json`` (empty if missing or unreadable)."""
-        try:
-            data = json.loads(self.assignment_file.read_text())
-            services = data.get("services", {})
-            return {str(k): str(v) for k, v in services.items()}
-        except (OSError, ValueError, AttributeError):
-            return {}
-
-    def _save_assignment(self, assignment: dict[str, str]) -> None:
-        """Mirror the service -> backend assignment to ``backends.json``."""
-        body = json.dumps({"services": dict(sorted(assignment.items()))}, indent=2)
-        _write(self.assignment_file, body + "\n")
+    def _save(self, *, services: dict[str, str], slots: Records | None = None) -> None:
+        """Rewrite ``backends.json`` with ``services`` and ``slots`` (kept as they are if None)."""
+        if slots is None:
+            _, slots = load_records(self.assignment_file)
+        save_records(self.assignment_file, services, slots)
 
 
 def _check_routes(routes: Sequence[Route]) -> None:
@@ -402,15 +458,3 @@ def _check_routes(routes: Sequence[Route]) -> None:
             if host in seen:
                 raise Conflict(f"host {host} is routed to both {seen[host]} and {route.service}")
             seen[host] = route.service
-
-
-def _find(servers: Sequence[ServerState], name: str) -> ServerState | None:
-    return next((s for s in servers if s.name == name), None)
-
-
-def _write(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with ``text``."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
