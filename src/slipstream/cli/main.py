@@ -159,10 +159,11 @@ def apply(blueprint: Path = typer.Argument(Path("render.yaml"), help="the bluepr
             wait_for_deploy(c, d)
         except typer.Exit:
             failed.append(d["service"])
-    urls = {s["name"]: s["url"] for s in c.get("/v1/status")["services"]}
+    services = {s["name"]: s for s in c.get("/v1/status")["services"]}
     for d in result["deploys"]:
+        s = services.get(d["service"], {})
         if d["service"] not in failed:
-            out.print(f"{d['service']}: {urls.get(d['service'])}")
+            out.print(f"{d['service']}: {s.get('url') or s.get('type', '')}")
     if failed:
         fail(f"deploys failed for: {', '.join(failed)}")
 
@@ -218,7 +219,7 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
         live_s = f"{live['id']} ({live['status']}, {(live['commit'] or 'dir')[:12]})" if live else "-"
         if s["active_deploy"]:
             live_s += f"; deploy {s['active_deploy']['id']} {s['active_deploy']['status']}"
-        t.add_row(s["name"], live_s, s["url"], inst)
+        t.add_row(s["name"], live_s, s["url"] or f"({s['type']})", inst)
     out.print(t)
 
 

@@ -600,7 +600,7 @@ class Engine:
             hosts = svc.config.get("hosts") or [hostname(svc.name)]
             out.append({
                 "name": svc.name, "type": svc.type, "runtime": svc.runtime,
-                "url": f"http://{hosts[0]}:{self.settings.http_port}",
+                "url": f"http://{hosts[0]}:{self.settings.http_port}" if svc.type == "web" else None,
                 "live_deploy": live.public() if live else None,
                 "active_deploy": active.public() if active else None,
                 "instances": instances,
