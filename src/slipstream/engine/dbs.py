@@ -14,7 +14,7 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
-from slipstream.errors import NotFound
+from slipstream.errors import InvalidInput, NotFound
 from slipstream.secrets import Masker, generate_value
 from slipstream.settings import Settings
 from slipstream.state.store import Store
@@ -87,9 +87,16 @@ class DatabaseManager:
             self.store.keep_value(key, kept[key])
         return kept[key]
 
-    def ensure(self, name: str, *, database_name: str | None = None, user: str | None = None) -> DatabaseInfo:
+    def ensure(self, name: str, *, database_name: str | None = None, user: str | None = None,
+               major_version: int | None = None) -> DatabaseInfo:
         """Create (idempotently) the database and role of a blueprint entry."""
         self.ensure_started()
+        if major_version is not None:
+            have = self.cluster.server_major_version()
+            if int(str(major_version).split(".")[0]) != have:
+                raise InvalidInput(f"database {name} asks for postgresMajorVersion {major_version}, but this "
+                                   f"machine's PostgreSQL is {have}",
+                                   f"set postgresMajorVersion: \"{have}\" or install PostgreSQL {major_version}")
         password = self._password(name)
         info = self.cluster.ensure_database(name, database_name=database_name, user=user, password=password)
         self.store.put_database(name, info.database, info.user, info.host, info.port)

@@ -41,7 +41,8 @@ def _database_props(bp: Blueprint, store: Store, cluster: Any) -> dict[str, dict
                            "restart slipstream with 'slipstream up'")
     out = {}
     for db in bp.databases:
-        info = cluster.ensure(db.name, database_name=db.database_name, user=db.user)
+        info = cluster.ensure(db.name, database_name=db.database_name, user=db.user,
+                              major_version=db.postgres_major_version)
         out[db.name] = info.properties()
     return out
 

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slipstream.engine.dbs import DatabaseManager
+from slipstream.errors import InvalidInput
+from slipstream.secrets import Masker, SecretBox
+from slipstream.settings import load_settings
+from slipstream.state import Store
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def start(self) -> None:
+        pass
+
+    def server_major_version(self) -> int:
+        return 15
+
+    def ensure_database(self, name: str, *, database_name: str | None, user: str | None, password: str):  # type: ignore[no-untyped-def]
+        from slipstream.databases import DatabaseInfo
+        self.created.append(name)
+        return DatabaseInfo(name, "127.0.0.1", 5555, database_name or name, user or name, password)
+
+
+@pytest.fixture
+def mgr(tmp_path: Path) -> DatabaseManager:
+    settings = load_settings({"SLIPSTREAM_HOME": str(tmp_path)})
+    m = DatabaseManager(settings, Store(tmp_path / "s.db", SecretBox(tmp_path / "k")), Masker())
+    m._cluster = FakeCluster()  # type: ignore[assignment]
+    return m
+
+
+def test_major_version_mismatch_is_a_clear_error(mgr: DatabaseManager) -> None:
+    with pytest.raises(InvalidInput, match="postgresMajorVersion 16, but this machine's PostgreSQL is 15"):
+        mgr.ensure("main", major_version=16)  # type: ignore[arg-type]
+    assert mgr.cluster.created == []  # type: ignore[attr-defined]
+
+
+def test_password_is_kept_and_masked(mgr: DatabaseManager) -> None:
+    a = mgr.ensure("main", major_version="15")  # type: ignore[arg-type]
+    b = mgr.ensure("main")
+    assert a.password == b.password and len(a.password) >= 40
+    assert "********" in mgr.masker.mask(f"url {a.connection_string()}")
+    assert a.password not in mgr.masker.mask(a.connection_string())
