@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.report import Results, Target, median, overheads_ms, step_medians
 
-STEP_ORDER = ("build", "pre_deploy", "start", "health", "flip", "settle", "total_to_live", "drain")
+STEP_ORDER = ("build", "pre_deploy", "start", "health", "min_healthy", "flip", "settle", "total_to_live", "drain")
 
 METHOD = """\
 ## Method

@@ -176,7 +176,7 @@ def test_parse_version() -> None:
 def test_health_probe_schedule_matches_the_deployer() -> None:
     from bench.analysis import plan_health_probes
 
-    assert [round(t, 1) for t in plan_health_probes(count=6)] == [0.0, 20.0, 50.0, 95.0, 162.5, 263.8]
+    assert [round(t, 1) for t in plan_health_probes(count=6)] == [0.0, 10.0, 25.0, 47.5, 81.2, 131.2]
 
 
 def test_analysis_explains_each_missed_target() -> None:
