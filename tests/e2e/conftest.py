@@ -125,8 +125,10 @@ def make_app_repo(root: Path, blueprints: dict[str, str], versions: tuple[str, .
 class Load:
     """Bounded keep-alive load through HAProxy from a few threads; counts failures and versions."""
 
-    def __init__(self, port: int, host: str, threads: int = 2, max_seconds: float = 600) -> None:
+    def __init__(self, port: int, host: str, threads: int = 2, max_seconds: float = 600,
+                 new_connection_each: bool = False) -> None:
         self.port, self.host = port, host
+        self.new_connection_each = new_connection_each
         self.stop_evt = threading.Event()
         self.lock = threading.Lock()
         self.ok = 0
@@ -158,6 +160,8 @@ class Load:
                         self.versions[body] += 1
                     else:
                         self.failures.append(f"status {resp.status}: {body[:80]}")
+                if self.new_connection_each:
+                    conn.close()
             except (OSError, http.client.HTTPException) as exc:
                 with self.lock:
                     self.failures.append(f"{exc.__class__.__name__}: {exc}")

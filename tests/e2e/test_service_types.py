@@ -68,6 +68,20 @@ services:
       - {{type: rewrite, source: /*, destination: /index.html}}
     headers:
       - {{path: /assets/*, name: Cache-Control, value: max-age=60}}
+  - type: pserv
+    name: inner
+    runtime: python
+    buildCommand: echo ok
+    startCommand: python app.py
+    maxShutdownDelaySeconds: 5
+  - type: web
+    name: outer
+    runtime: python
+    buildCommand: echo ok
+    startCommand: python app.py
+    healthCheckPath: /health
+    envVars:
+      - {{key: INNER, fromService: {{type: pserv, name: inner, property: hostport}}}}
   - type: web
     name: hog
     runtime: python
@@ -251,3 +265,34 @@ def test_static_site_spa_headers_redirects_and_zero_downtime(env) -> None:  # ty
         assert d.cli("rollback", "site").returncode == 0
     assert fetch(d, "site.localhost", "/")[2].strip() == "index 1"
     assert load.failures == [] and load.ok > 50
+
+
+def test_private_service_keeps_its_loopback_address_across_deploys(env) -> None:  # type: ignore[no-untyped-def]
+    import http.client
+    d, repo, tmp = env
+    deploy(d, repo, "inner", "1")
+    url = service(d, "inner")["url"]
+    assert url.startswith("tcp://127.0.0.1:") and url.endswith("(private)")
+    port = int(url.split(":")[2].split()[0])
+
+    def get(path: str = "/") -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().read().decode()
+        finally:
+            conn.close()
+
+    assert get() == "version=1"
+    deploy(d, repo, "outer", "1")
+    assert d.get("outer.localhost", "/env/INNER")[1] == f"127.0.0.1:{port}"  # fromService hostport
+    # TCP: a connection stays on the instance it reached; one that outlives the old release is
+    # closed when that release stops, so this client opens a connection per request
+    with Load(port, "inner", threads=2, new_connection_each=True) as load:
+        deploy(d, repo, "inner", "2")
+        assert d.cli("rollback", "inner").returncode == 0
+        deploy(d, repo, "inner", "2")
+    assert load.failures == [] and load.ok > 50
+    assert service(d, "inner")["url"] == url  # the same stable address
+    assert get() == "version=2"
+    assert d.get("inner.localhost")[0] == 503  # not on the public HTTP listener

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from proxy_support import Upstream, free_port
+from proxy_support import EchoUpstream, Upstream, free_port
 
 from slipstream.proxy import Proxy
 
@@ -18,6 +18,23 @@ def upstream() -> Iterator[Callable[[str], Upstream]]:
 
     def make(ident: str) -> Upstream:
         up = Upstream(ident)
+        started.append(up)
+        return up
+
+    try:
+        yield make
+    finally:
+        for up in started:
+            up.close()
+
+
+@pytest.fixture
+def echo_upstream() -> Iterator[Callable[[str], EchoUpstream]]:
+    """Factory starting TCP echo upstreams answering with their id; all are stopped at the end."""
+    started: list[EchoUpstream] = []
+
+    def make(ident: str) -> EchoUpstream:
+        up = EchoUpstream(ident)
         started.append(up)
         return up
 

@@ -1,10 +1,11 @@
-"""Helpers for the proxy tests: free loopback ports, tiny upstreams, one-shot GETs."""
+"""Helpers for the proxy tests: free loopback ports, tiny HTTP and TCP upstreams, clients."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -80,3 +81,71 @@ def get(port: int, host: str, path: str = "/", timeout: float = 5) -> tuple[int,
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+class EchoUpstream:
+    """A plain TCP server in a thread (no HTTP): answers each line with ``<id> <line>``.
+
+    Private services may speak any protocol; this one is line-based. ``connections`` counts the
+    TCP connections it accepted.
+    """
+
+    def __init__(self, ident: str) -> None:
+        self.ident = ident
+        self.connections = 0
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            timeout = 5                     # an idle connection ends, so threads do not linger
+            disable_nagle_algorithm = True
+
+            def handle(self) -> None:
+                try:
+                    for line in self.rfile:     # until the client closes
+                        self.wfile.write(outer.ident.encode() + b" " + line)
+                except OSError:
+                    pass                        # a reset or the idle timeout
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+
+            def verify_request(self, request: object, client_address: object) -> bool:
+                outer.connections += 1
+                return True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class EchoClient:
+    """One TCP connection to ``127.0.0.1:port`` sending lines and reading the echoed answers."""
+
+    def __init__(self, port: int, timeout: float = 5) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.sock.makefile("rb")
+
+    def ask(self, text: str) -> str:
+        """Send one line; return the answer line ("" if the connection closed)."""
+        self.sock.sendall(text.encode() + b"\n")
+        return self.reader.readline().decode().rstrip("\n")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+def echo(port: int, text: str = "ping", timeout: float = 5) -> str:
+    """One short TCP conversation: connect, send ``text``, return the answer, close."""
+    client = EchoClient(port, timeout)
+    try:
+        return client.ask(text)
+    finally:
+        client.close()

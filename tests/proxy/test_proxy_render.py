@@ -11,7 +11,7 @@ import pytest
 from slipstream.errors import Conflict, InvalidInput
 from slipstream.proxy import (Route, ServerState, render_config, render_hosts_map,
                               render_services_map)
-from slipstream.proxy.config import backend_names, plan_backends, render_bind
+from slipstream.proxy.config import backend_names, plan_backends, plan_private, render_bind
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.cfgtest"))
 SEP = "-" * 10 + " "
@@ -30,13 +30,20 @@ def load_case(path: Path) -> tuple[dict, dict[str, str]]:
 
 
 def build(case: dict, proxy_dir: Path) -> dict[str, str]:
-    routes = [Route(r["service"], tuple(r["hosts"]), tuple(ServerState(**s) for s in r["servers"]))
+    routes = [Route(r["service"], tuple(r["hosts"]), tuple(ServerState(**s) for s in r["servers"]),
+                    kind=r.get("kind", "http"), port=r.get("port"))
               for r in case["routes"]]
-    assignment = plan_backends([r.service for r in routes], case["previous"], case["pool_size"])
+    ports = case.get("private_ports", [])
+    assignment = plan_backends([r.service for r in routes if r.kind == "http"], case["previous"],
+                               case["pool_size"])
+    assignment |= plan_private([r.service for r in routes if r.kind == "private"],
+                               case["previous"], ports,
+                               pinned={r.service: r.port for r in routes if r.port})
     return {
         "haproxy.cfg": render_config(proxy_dir=proxy_dir, http_port=case["http_port"],
                                      bind_host=case["bind_host"], routes=routes,
                                      assignment=assignment, pool_size=case["pool_size"],
+                                     private_ports=ports,
                                      **({"slots": case["slots"]} if "slots" in case else {})),
         "hosts.map": render_hosts_map(routes, assignment),
         "services.map": render_services_map(assignment),
@@ -110,6 +117,11 @@ def test_route_lowercases_hosts() -> None:
     (lambda: ServerState("d1-1", 9000, "up"), "state 'up' is not one of ready, drain, maint"),
     (lambda: Route("web", (), (ServerState("a", 1, "ready"), ServerState("a", 2, "ready"))),
      "names a server twice"),
+    (lambda: Route("db", ("db.localhost",), kind="private"),
+     "private route for db names hosts \\(db.localhost\\); a private service has only a port"),
+    (lambda: Route("web", ("web.localhost",), port=9000), "http route for web has a port"),
+    (lambda: Route("db", (), kind="private", port=0), "private port of db 0 is not a TCP port"),
+    (lambda: Route("db", (), kind="tcp"), "route kind 'tcp' of db is not one of http, private"),
 ])
 def test_invalid_input_is_rejected_with_a_clear_message(build_it, message: str) -> None:
     with pytest.raises(InvalidInput, match=message.replace("*", r"\*").replace("'", "'")):

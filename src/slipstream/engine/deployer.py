@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("slipstream.engine")
 
+ROUTED_TYPES = {"web", "pserv"}  # take traffic through HAProxy (pserv: a private TCP listener)
 FAILED_STATUSES = {"build_failed", "pre_deploy_failed", "update_failed", "canceled"}
 ACTIVE_STATUSES = {"queued", "building", "pre_deploy", "starting", "health_check", "flipping"}
 
@@ -120,7 +121,7 @@ class DeployRun:
     @property
     def routed(self) -> bool:
         """Whether the service takes traffic through HAProxy (web services and static sites)."""
-        return self.release.type == "web"
+        return self.release.type in ROUTED_TYPES
 
     def _run(self) -> None:
         what = {"rollback": "Rollback", "config": "Config change"}.get(self.rec.kind, "Deploy")
@@ -209,6 +210,8 @@ class DeployRun:
         started = time.monotonic()
         self.to("starting")
         n = max(1, self.release.num_instances)
+        if self.release.type == "pserv":  # its listener first: servers join that backend, not an HTTP one
+            self.e.proxy.set_private_route(self.service)
         self.say(f"-----> Starting {n} instance{'s' if n > 1 else ''}: {self.release.start_command}")
         for i in range(1, n + 1):
             iid, name, port = instance_id(self.service, self.id, i), server_name(self.id, i), free_port()
@@ -293,8 +296,10 @@ class DeployRun:
     def _flip(self, old: list[InstanceRecord]) -> None:
         started = time.monotonic()
         self.to("flipping")
-        hosts = list(self.release.hosts or (hostname(self.service),))
-        self.e.proxy.set_route(self.service, hosts)
+        if self.release.type == "pserv":
+            self.e.proxy.set_private_route(self.service)
+        else:
+            self.e.proxy.set_route(self.service, list(self.release.hosts or (hostname(self.service),)))
         self.e.proxy.switch(self.service, ready=[n for _, n, _ in self.new],
                             drain=[server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])) for i in old])
         self.e.store.transition(self.id, "flipping", step=self.timed("flip", started))

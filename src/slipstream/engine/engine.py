@@ -29,8 +29,8 @@ from typing import Any
 from slipstream.blueprint import Blueprint, BlueprintError, load_blueprint
 from slipstream.blueprint.plan import snapshot_database, snapshot_groups, snapshot_service
 from slipstream.builds import Build, Builder, BuildSpec
-from slipstream.engine.deployer import (ACTIVE_STATUSES, BuildRef, DeployFailed, DeployRun,
-                                        instance_id, server_name)
+from slipstream.engine.deployer import (ACTIVE_STATUSES, ROUTED_TYPES, BuildRef, DeployFailed,
+                                        DeployRun, instance_id, server_name)
 from slipstream.engine.health import check_http, check_tcp
 from slipstream.engine.release import Release, hostname, instance_env
 from slipstream.engine.cron import CronScheduler
@@ -46,7 +46,7 @@ from slipstream.state.store import InstanceRecord, Store
 
 log = logging.getLogger("slipstream.engine")
 
-SUPPORTED_TYPES = {"web", "worker", "cron"}
+SUPPORTED_TYPES = {"web", "pserv", "worker", "cron"}
 UNSUPPORTED_RUNTIMES = {"docker", "image"}
 
 
@@ -104,12 +104,15 @@ class Engine:
     def _live_routes(self) -> list[Route]:
         routes = []
         for svc in self.store.services():
-            if svc.live_deploy_id is None or svc.type != "web":
+            if svc.live_deploy_id is None or svc.type not in ROUTED_TYPES:
                 continue
             servers = tuple(ServerState(server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])), i.port or 0, "ready", 0)
                             for i in self.store.instances(svc.name) if i.state == "live")
-            hosts = tuple(svc.config.get("hosts") or (hostname(svc.name),))
-            routes.append(Route(svc.name, hosts, servers))
+            if svc.type == "pserv":
+                routes.append(Route(svc.name, (), servers, kind="private",
+                                    port=self._private_ports().get(svc.name)))
+            else:
+                routes.append(Route(svc.name, tuple(svc.config.get("hosts") or (hostname(svc.name),)), servers))
         return routes
 
     def _spec_for(self, inst: InstanceRecord) -> InstanceSpec | None:
@@ -206,7 +209,8 @@ class Engine:
         reason = unsupported(spec)
         if reason:
             raise InvalidInput(f"service '{name}' cannot run here: {reason}")
-        release = release_for(bp, spec, self.store, self.cluster, self.settings.http_port)
+        release = release_for(bp, spec, self.store, self.cluster, self.settings.http_port,
+                              private_port=self.private_port)
         self.masker.add(release.env[k] for k in release.secret_keys)
         return release
 
@@ -443,7 +447,7 @@ class Engine:
         spec = self._specs.get(inst.id)
         delay = spec.shutdown_delay_s if spec else 30.0
         deadline = time.monotonic() + delay
-        if self._service_type(inst.service) != "web":
+        if self._service_type(inst.service) not in ROUTED_TYPES:
             self.stop_instance(inst.id, timeout=delay)
             self.store.delete_instance(inst.id)
             return
@@ -464,6 +468,14 @@ class Engine:
             log.debug("remove_server %s failed", name, exc_info=True)
         self.store.delete_instance(inst.id)
 
+    def _private_ports(self) -> dict[str, int]:
+        """Stable loopback ports of the private services HAProxy listens for."""
+        return {r.service: r.port for r in self.proxy.routes() if r.kind == "private" and r.port}
+
+    def private_port(self, service: str) -> int:
+        """The stable address of a private service (assigned on first use, kept for good)."""
+        return self.proxy.set_private_route(service)
+
     def _service_type(self, service: str) -> str:
         try:
             return self.store.service(service).type
@@ -479,7 +491,7 @@ class Engine:
         self._specs[inst.id] = spec
         self.store.put_instance(InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port,
                                                status.pid, status.create_time, "live"))
-        if self._service_type(inst.service) == "web":
+        if self._service_type(inst.service) in ROUTED_TYPES:
             name = server_name(inst.deploy_id, int(inst.id.rsplit("-", 1)[1]))
             self.proxy.add_server(inst.service, name, inst.port or 0)
             self.proxy.set_state(inst.service, name, "ready")
@@ -548,7 +560,7 @@ class Engine:
         if inst is None:
             return
         self.store.event("instance", self.masker.mask(f"{iid}: {message}"), service=inst.service)
-        if inst.state != "live" or self._service_type(inst.service) != "web":
+        if inst.state != "live" or self._service_type(inst.service) not in ROUTED_TYPES:
             return
         name = server_name(inst.deploy_id, int(iid.rsplit("-", 1)[1]))
         if kind == "exited":
@@ -600,7 +612,9 @@ class Engine:
             hosts = svc.config.get("hosts") or [hostname(svc.name)]
             out.append({
                 "name": svc.name, "type": svc.type, "runtime": svc.runtime,
-                "url": f"http://{hosts[0]}:{self.settings.http_port}" if svc.type == "web" else None,
+                "url": f"http://{hosts[0]}:{self.settings.http_port}" if svc.type == "web"
+                else (f"tcp://127.0.0.1:{self._private_ports().get(svc.name)} (private)"
+                      if svc.type == "pserv" and svc.name in self._private_ports() else None),
                 "live_deploy": live.public() if live else None,
                 "active_deploy": active.public() if active else None,
                 "instances": instances,

@@ -19,7 +19,7 @@ log = logging.getLogger("slipstream.monitor")
 
 
 class LiveMonitor:
-    """Checks every live web instance each ``interval_s`` and acts on sustained failure."""
+    """Checks every live web and private instance each ``interval_s`` and acts on sustained failure."""
 
     def __init__(self, engine: Engine, *, interval_s: float = 5, unroute_after_s: float = 15,
                  restart_after_s: float = 60) -> None:
@@ -47,7 +47,7 @@ class LiveMonitor:
     def check_all(self) -> None:
         """One round over every live instance of every web service."""
         for svc in self.e.store.services():
-            if svc.type != "web":
+            if svc.type not in ("web", "pserv"):
                 continue
             for inst in self.e.store.instances(svc.name):
                 if inst.state != "live" or not self.e.alive(inst.id):

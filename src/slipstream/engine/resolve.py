@@ -7,7 +7,7 @@ stable across deploys; ``sync: false`` values must already have been given (``sl
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from slipstream.blueprint import Blueprint, BlueprintError
@@ -52,16 +52,19 @@ class _Services(Mapping[str, Mapping[str, object]]):
     already refused reference loops, so the recursion ends)."""
 
     def __init__(self, bp: Blueprint, databases: Mapping[str, Mapping[str, str]], kept: Mapping[str, str],
-                 http_port: int) -> None:
+                 http_port: int, private_port: Callable[[str], int] | None = None) -> None:
         self.bp, self.databases, self.kept, self.http_port = bp, databases, kept, http_port
+        self.private_port = private_port
         self._memo: dict[str, dict[str, object]] = {}
 
     def __getitem__(self, name: str) -> Mapping[str, object]:
         if name not in self._memo:
             other = self.bp.service(name)  # KeyError when absent, as a Mapping should
-            host = hostname(name)
-            facts: dict[str, object] = {"host": host, "port": str(self.http_port),
-                                        "hostport": f"{host}:{self.http_port}"}
+            if other.type == "pserv" and self.private_port is not None:
+                host, port = "127.0.0.1", self.private_port(name)  # stable across deploys
+            else:
+                host, port = hostname(name), self.http_port
+            facts: dict[str, object] = {"host": host, "port": str(port), "hostport": f"{host}:{port}"}
             self._memo[name] = facts
             facts["env"] = resolve_env(self.bp, other, databases=self.databases, services=self,
                                        generated=self.kept, synced=self.kept)
@@ -87,7 +90,8 @@ def save_env_overrides(store: Store, service: str, overrides: Mapping[str, Any])
     store.keep_value(OVERRIDES_KEY.format(service=service), json.dumps(overrides, sort_keys=True))
 
 
-def release_for(bp: Blueprint, spec: Any, store: Store, cluster: Any = None, http_port: int = 8080) -> Release:
+def release_for(bp: Blueprint, spec: Any, store: Store, cluster: Any = None, http_port: int = 8080,
+                private_port: Callable[[str], int] | None = None) -> Release:
     """Resolve ``spec`` (a blueprint service) into the Release it would run now."""
     kept = store.kept_values()
     for vid in needed_generated(bp):
@@ -101,7 +105,7 @@ def release_for(bp: Blueprint, spec: Any, store: Store, cluster: Any = None, htt
                            f"set them with 'slipstream env set {spec.name} KEY=VALUE'")
     overrides = env_overrides(store, spec.name)
     databases = _database_props(bp, store, cluster)
-    services = _Services(bp, databases, kept, http_port)
+    services = _Services(bp, databases, kept, http_port, private_port)
     try:
         env = resolve_env(bp, spec, databases=databases, services=services, generated=kept, synced=kept)
     except BlueprintError as exc:

@@ -4,7 +4,8 @@ Modules: ``haproxy`` (the :class:`Proxy` boundary and its lifecycle), ``config``
 haproxy.cfg, with its backends and server slots, and the map files), ``slots`` (which slipstream
 server holds which slot: the record in backends.json checked against the live ports), ``admin``
 (the admin-socket client), ``parse`` (pure parsers of ``show`` answers), ``process`` (find, launch
-and stop the HAProxy process), ``model`` (data).
+and stop the HAProxy process), ``private`` (the stable ports of the private-service TCP
+listeners), ``model`` (data).
 """
 
 from __future__ import annotations

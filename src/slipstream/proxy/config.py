@@ -14,6 +14,12 @@ HAProxy 2.6 keeps no idle connection to a dynamic server: every request opened a
 to the app and reset it afterwards (measured: 200 requests, 200 upstream connections; 1 with a
 slot). The files are rendered with the routes known at start, their servers already in slots, so
 a freshly started HAProxy routes every service it is given.
+
+Private services (Render's ``pserv``) speak any TCP protocol, so no Host header can route them:
+each borrows one of K pre-declared TCP listeners instead, ``frontend priv_00`` on a fixed loopback
+port (always 127.0.0.1, whatever the HTTP bind address) feeding ``backend pbe_00``, which has the
+same server slots as an HTTP backend. services.map records ``pbe_00 db`` like ``be_03 web``; the
+listener's port never changes, so the service keeps its address across deploys and restarts.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from slipstream.errors import Conflict, InvalidInput
-from slipstream.proxy.model import Route, ServerState
+from slipstream.proxy.model import Route, ServerState, check_port
 
 NO_ROUTE = "no_route"           # backend answering 503 for a host no service claims
 DEFAULT_POOL_SIZE = 64          # backends: at most this many routed services
@@ -42,6 +48,19 @@ def backend_names(pool_size: int) -> list[str]:
         raise InvalidInput(f"proxy backend pool size {pool_size} is not between 1 and 10000")
     width = max(2, len(str(pool_size - 1)))
     return [f"be_{i:0{width}d}" for i in range(pool_size)]
+
+
+def private_names(count: int) -> list[str]:
+    """Names of the private backends: ``pbe_00`` ... (zero-padded); ``count`` may be 0."""
+    if not 0 <= count <= 1000:
+        raise InvalidInput(f"proxy private listener pool size {count} is not between 0 and 1000")
+    width = max(2, len(str(count - 1)))
+    return [f"pbe_{i:0{width}d}" for i in range(count)]
+
+
+def listener_name(backend: str) -> str:
+    """The TCP frontend feeding private backend ``backend``: ``pbe_03`` -> ``priv_03``."""
+    return "priv_" + backend.removeprefix("pbe_")
 
 
 def slot_names(slots: int) -> list[str]:
@@ -76,11 +95,53 @@ def plan_backends(services: Iterable[str], previous: Mapping[str, str], pool_siz
     ``taken`` lists backends that must not be handed out (e.g. held by services not in
     ``services``). Raises :class:`Conflict` when the pool has no free backend left.
     """
-    pool = backend_names(pool_size)
-    valid = set(pool)
+    plan: dict[str, str] = {}
+    full = _fill(list(dict.fromkeys(services)), previous, backend_names(pool_size), set(taken),
+                 plan)
+    if full is not None:
+        raise Conflict(f"all {pool_size} proxy backends are in use; cannot route service {full}",
+                       "remove unused services, or raise the proxy pool size")
+    return plan
+
+
+def plan_private(services: Iterable[str], previous: Mapping[str, str], ports: Sequence[int],
+                 taken: Iterable[str] = (), pinned: Mapping[str, int] | None = None
+                 ) -> dict[str, str]:
+    """Give each private service a listener (its ``pbe_`` backend), as :func:`plan_backends`.
+
+    ``ports`` are the listeners' ports in order; ``pinned`` maps a service to the port it must
+    keep. Raises :class:`Conflict` when a pinned port is not a listener's or is taken, or when
+    every listener is in use.
+    """
+    pool = private_names(len(ports))
+    by_port = dict(zip(ports, pool))
     used = set(taken)
     plan: dict[str, str] = {}
-    wanted = list(dict.fromkeys(services))
+    for service, port in (pinned or {}).items():
+        backend = by_port.get(port)
+        if backend is None:
+            raise Conflict(f"private service {service} must keep port {port}, which is not one "
+                           f"of the proxy's private ports ({', '.join(map(str, ports)) or 'none'})",
+                           "restore the proxy's private.json, or route the service without a "
+                           "port to give it a new one")
+        if backend in used or backend in plan.values():
+            raise Conflict(f"private port {port} wanted by service {service} is already taken",
+                           "give each private service its own port")
+        plan[service] = backend
+    used |= set(plan.values())
+    wanted = [s for s in dict.fromkeys(services) if s not in plan]
+    full = _fill(wanted, previous, pool, used, plan)
+    if full is not None:
+        raise Conflict(f"all {len(ports)} private service ports of the proxy are in use; cannot "
+                       f"route private service {full}",
+                       "remove unused private services, or raise the proxy's private pool size")
+    return plan
+
+
+def _fill(wanted: Sequence[str], previous: Mapping[str, str], pool: Sequence[str],
+          used: set[str], plan: dict[str, str]) -> str | None:
+    """Add ``wanted`` to ``plan`` from ``pool`` (previous first); return who found no room."""
+    valid = set(pool)
     for service in wanted:
         backend = previous.get(service)
         if backend in valid and backend not in used:
@@ -91,12 +152,10 @@ def plan_backends(services: Iterable[str], previous: Mapping[str, str], pool_siz
         if service not in plan:
             backend = next(free, None)
             if backend is None:
-                raise Conflict(f"all {pool_size} proxy backends are in use; cannot route "
-                               f"service {service}",
-                               "remove unused services, or raise the proxy pool size")
+                return service
             plan[service] = backend
             used.add(backend)
-    return plan
+    return None
 
 
 def render_hosts_map(routes: Sequence[Route], assignment: Mapping[str, str]) -> str:
@@ -136,8 +195,9 @@ def render_slot(slot: str, server: ServerState | None) -> str:
 
 def render_config(*, proxy_dir: Path, http_port: int, bind_host: str, routes: Sequence[Route],
                   assignment: Mapping[str, str], pool_size: int = DEFAULT_POOL_SIZE,
-                  slots: int = DEFAULT_SLOTS) -> str:
-    """Render ``haproxy.cfg``: the frontend, the no-route backend and the backend pool.
+                  slots: int = DEFAULT_SLOTS, private_ports: Sequence[int] = ()) -> str:
+    """Render ``haproxy.cfg``: the frontend, the no-route backend, the backend pool and one TCP
+    listener with its backend per port of ``private_ports``.
 
     Every backend declares ``slots`` server slots; the servers of ``routes`` fill the first slots
     of their backend (see :func:`plan_slots`), the others stay free.
@@ -195,4 +255,56 @@ def render_config(*, proxy_dir: Path, http_port: int, bind_host: str, routes: Se
         out += ["", f"backend {backend}", "    balance roundrobin"]
         held = by_backend.get(backend, {})
         out += [render_slot(slot, held.get(slot)) for slot in names]
+    out += render_private(private_ports, by_backend, names)
     return "\n".join(out) + "\n"
+
+
+def render_private(ports: Sequence[int], by_backend: Mapping[str, Mapping[str, ServerState]],
+                   names: Sequence[str]) -> list[str]:
+    """The config lines of the private listeners: a TCP defaults section, then per port a
+    ``priv_NN`` frontend bound to 127.0.0.1 and its ``pbe_NN`` backend of server slots."""
+    if not ports:
+        return []
+    out = [
+        "",
+        "# Private services: any TCP protocol, one listener each, on loopback only. Long idle",
+        "# timeouts (database and queue connections stay open), TCP keep-alives find dead peers.",
+        "defaults",
+        "    mode tcp",
+        "    option clitcpka",
+        "    option srvtcpka",
+        "    timeout connect 5s",
+        "    timeout client 24h",
+        "    timeout server 24h",
+        "    timeout queue 5s",
+    ]
+    for backend, port in zip(private_names(len(ports)), ports):
+        out += ["", f"frontend {listener_name(backend)}", "    mode tcp",
+                f"    bind 127.0.0.1:{check_port(port, 'private port')}",
+                f"    default_backend {backend}",
+                "", f"backend {backend}", "    mode tcp", "    balance roundrobin",
+                "    retries 3", "    option redispatch"]
+        held = by_backend.get(backend, {})
+        out += [render_slot(slot, held.get(slot)) for slot in names]
+    return out
+
+
+def parse_layout(text: str) -> dict[str, list[str]]:
+    """What a rendered ``haproxy.cfg`` declares: each frontend's binds and each backend's slots.
+
+    Keys are ``frontend <name>`` and ``backend <name>``; used to check that a running HAProxy was
+    started with the layout this proxy expects before adopting it.
+    """
+    layout: dict[str, list[str]] = {}
+    section: list[str] | None = None
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if not line[0].isspace():
+            section = None
+            if words[0] in ("frontend", "backend") and len(words) > 1:
+                section = layout.setdefault(f"{words[0]} {words[1]}", [])
+        elif section is not None and words[0] in ("bind", "server") and len(words) > 1:
+            section.append(words[1])
+    return layout

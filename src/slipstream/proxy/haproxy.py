@@ -6,10 +6,11 @@ keep-alive requests. So after the start nothing here reloads or restarts HAProxy
 
 Lifecycle of the proxy:
 
-1. ``start(routes)``: if the pidfile names a live HAProxy started from our config (the daemon
-   restarted), adopt it untouched. Otherwise check the port, render ``haproxy.cfg`` and the two map
-   files with ``routes``, their servers already in server slots (see ``config.py``), and launch
-   ``haproxy -D``; every route answers at once.
+1. ``start(routes)``: settle the private listener ports (``private.json``, see ``private.py``).
+   If the pidfile names a live HAProxy started from our config (the daemon restarted), adopt it
+   untouched. Otherwise check the ports, render ``haproxy.cfg`` and the two map files with
+   ``routes``, their servers already in server slots (see ``config.py``), and launch ``haproxy
+   -D``; every route answers at once.
 2. Make the live state include ``routes``: hosts are set as given; missing servers are added in
    their given state. An adopted process keeps the states of servers it already has (it knows
    about drains in progress); a freshly started one gets "drain" servers set to drain. After an
@@ -20,7 +21,9 @@ Lifecycle of the proxy:
    in a free slot of the service's backend and points the slot at the instance, in maint;
    ``switch`` is the flip (all ``ready`` then all ``drain``, one line); ``remove_server`` puts
    the slot in maint, waits (without blocking other calls) until its last request has finished,
-   then points it back at the placeholder and frees it.
+   then points it back at the placeholder and frees it. ``set_private_route`` gives a private
+   (TCP) service one of the pre-declared loopback listeners instead of host names; its servers
+   are then changed exactly like an HTTP service's.
 4. ``servers()``/``routes()`` read the states back from the live process and name the slots from
    ``backends.json`` where its record agrees with the live port (see ``slots.py``), so a
    restarted daemon reconciles against what HAProxy really does.
@@ -38,8 +41,8 @@ instances together during a deploy) and ``pool_size`` services. The process runs
 (no master-worker): nothing ever reloads it, so a master would only add a process.
 
 Files under ``proxy_dir``: haproxy.cfg, haproxy.pid, admin.sock, hosts.map, services.map,
-backends.json. HAProxy's own limits: server names are ``[A-Za-z0-9_.-]``, upstreams are always
-127.0.0.1, and hosts match exactly (no wildcards).
+backends.json, private.json. HAProxy's own limits: server names are ``[A-Za-z0-9_.-]``,
+upstreams are always 127.0.0.1, and hosts match exactly (no wildcards).
 """
 
 from __future__ import annotations
@@ -54,11 +57,14 @@ from slipstream.errors import Conflict, InvalidInput, NotFound, Unavailable
 from slipstream.proxy import process
 from slipstream.proxy.admin import AdminClient
 from slipstream.proxy.config import (DEFAULT_POOL_SIZE, DEFAULT_SLOTS, FREE_PORT, backend_names,
-                                     plan_backends, plan_slots, render_bind, render_config,
+                                     listener_name, parse_layout, plan_backends, plan_private,
+                                     plan_slots, private_names, render_bind, render_config,
                                      render_hosts_map, render_services_map, slot_names)
 from slipstream.proxy.model import (Route, ServerState, check_admin, check_port,
                                     check_server_name, check_service)
 from slipstream.proxy.parse import parse_map, parse_servers_state, parse_stat_sessions
+from slipstream.proxy.private import (DEFAULT_PRIVATE_POOL, check_free, check_ports,
+                                      extend_ports, load_ports, ports_in_config, save_ports)
 from slipstream.proxy.slots import (Live, Records, Slot, build_slots, live_records, load_records,
                                     save_records, write_atomic)
 
@@ -73,7 +79,9 @@ class Proxy:
 
     def __init__(self, proxy_dir: Path, http_port: int, bind_host: str = "127.0.0.1", *,
                  pool_size: int = DEFAULT_POOL_SIZE, slots: int = DEFAULT_SLOTS,
-                 haproxy: str = "haproxy", timeout: float = 5.0) -> None:
+                 haproxy: str = "haproxy", timeout: float = 5.0,
+                 private_pool: int = DEFAULT_PRIVATE_POOL,
+                 private_ports: Sequence[int] | None = None) -> None:
         self.proxy_dir = Path(proxy_dir).absolute()
         if not _SAFE_PATH.match(str(self.proxy_dir)):
             raise InvalidInput(f"proxy directory {self.proxy_dir} contains characters HAProxy's "
@@ -86,6 +94,10 @@ class Proxy:
         self.pool = backend_names(pool_size)
         self.slots = slots
         self.slot_names = slot_names(slots)
+        self.private_pool = private_names(private_pool)     # pbe_00 ...: one per TCP listener
+        self._given_ports = (None if private_ports is None else
+                             check_ports(private_ports, private_pool, self.http_port))
+        self._ports: list[int] | None = None                # settled by start()
         self.haproxy = haproxy
         self.config_path = self.proxy_dir / "haproxy.cfg"
         self.pidfile = self.proxy_dir / "haproxy.pid"
@@ -93,6 +105,7 @@ class Proxy:
         self.hosts_map = self.proxy_dir / "hosts.map"
         self.services_map = self.proxy_dir / "services.map"
         self.assignment_file = self.proxy_dir / "backends.json"
+        self.private_file = self.proxy_dir / "private.json"
         if len(str(self.socket_path).encode()) > _MAX_SOCKET_PATH:
             raise InvalidInput(f"admin socket path {self.socket_path} is longer than "
                                f"{_MAX_SOCKET_PATH} bytes, too long for a unix socket",
@@ -110,10 +123,13 @@ class Proxy:
         with self._lock:
             self.proxy_dir.mkdir(parents=True, exist_ok=True)
             fresh = process.find_running(self.pidfile, self.config_path) is None
+            ports = self._settle_ports(fresh)
             if fresh:
                 self._launch(routes)
             else:
                 self._check_adoptable()
+            if ports != load_ports(self.private_file):
+                save_ports(self.private_file, ports)
             self._include(routes, fresh)
 
     def stop(self, grace: float = 10.0) -> None:
@@ -141,6 +157,10 @@ class Proxy:
             live = self._read(service, sessions=False)
             commands: list[str] = []
             backend = live.services.get(service)
+            if backend in self.private_pool:
+                raise Conflict(f"service {service} is a private service (port "
+                               f"{self._port_of(backend)}); it cannot have host names",
+                               "remove its private route first")
             if backend is None:
                 backend = self._allocate(service)
                 commands.append(f"add map {self.services_map} {backend} {service}")
@@ -162,8 +182,17 @@ class Proxy:
             if backend not in live.services.values():
                 self._save(services={**live.services, service: backend})
 
+    def set_private_route(self, service: str) -> int:
+        """Give ``service`` a private TCP listener (idempotent) and return its stable port.
+
+        The service is then reached at ``127.0.0.1:<port>`` only; its servers are added and
+        switched as for an HTTP service. No reload. All listeners in use -> :class:`Conflict`.
+        """
+        return self._set_private_route(service, None)
+
     def remove_route(self, service: str) -> None:
-        """Stop routing ``service``: drop its hosts, free its servers' slots and its backend."""
+        """Stop routing ``service``: drop its hosts, free its servers' slots and its backend
+        (or its private listener)."""
         check_service(service)
         with self._lock:
             live = self._read(service, sessions=False)
@@ -288,8 +317,11 @@ class Proxy:
         """Every route with its hosts and servers, read back from the live HAProxy."""
         with self._lock:
             live = self._read()
-        return [Route(service, tuple(live.hosts_of(backend)), tuple(live.servers_of(backend)))
-                for service, backend in sorted(live.services.items())]
+            return [Route(service, (), tuple(live.servers_of(backend)), kind="private",
+                          port=self._port_of(backend))
+                    if backend in self.private_pool else
+                    Route(service, tuple(live.hosts_of(backend)), tuple(live.servers_of(backend)))
+                    for service, backend in sorted(live.services.items())]
 
     # Internals -------------------------------------------------------------------------------
     def _read(self, service: str | None = None, *, hosts: bool = True,
@@ -304,7 +336,7 @@ class Proxy:
             maps.append(f"show map {self.hosts_map}")
         everything = self._slot_queries("", sessions) if service is None else []
         answers = self._admin.send(maps + everything, check=False)
-        pool = set(self.pool)
+        pool = set(self.pool) | set(self.private_pool)
         services = {svc: be for be, svc in parse_map(answers[0]).items() if be in pool}
         host_map = ({h: be for h, be in parse_map(answers[1]).items() if be in pool}
                     if hosts else {})
@@ -316,8 +348,8 @@ class Proxy:
             rest = self._admin.send(self._slot_queries(backend, sessions), check=False)
         scur = parse_stat_sessions(rest[1]) if sessions else {}
         _, records = load_records(self.assignment_file)
-        slots = build_slots(parse_servers_state(rest[0]), scur, records, self.pool,
-                            self.slot_names)
+        slots = build_slots(parse_servers_state(rest[0]), scur, records,
+                            [*self.pool, *self.private_pool], self.slot_names)
         return Live(services, host_map, slots)
 
     @staticmethod
@@ -370,10 +402,17 @@ class Proxy:
     def _launch(self, routes: tuple[Route, ...]) -> None:
         """Render the files with ``routes`` and start a new HAProxy; wait for its socket."""
         process.check_port_free(self.bind_host, self.http_port)
+        previous, _ = load_records(self.assignment_file)
+        ports = self._listener_ports()
+        owners = {self._port_of(b): s for s, b in previous.items() if b in self.private_pool}
+        check_free(ports, owners, self.private_file)
         self.pidfile.unlink(missing_ok=True)
         self.socket_path.unlink(missing_ok=True)
-        previous, _ = load_records(self.assignment_file)
-        assignment = plan_backends([r.service for r in routes], previous, self.pool_size)
+        private = [r for r in routes if r.kind == "private"]
+        assignment = plan_backends([r.service for r in routes if r.kind == "http"], previous,
+                                   self.pool_size)
+        assignment |= plan_private([r.service for r in private], previous, ports,
+                                   pinned={r.service: r.port for r in private if r.port})
         records = {f"{assignment[service]}/{slot}": (server.name, server.port)
                    for service, held in plan_slots(routes, self.slots).items()
                    for slot, server in held.items()}
@@ -381,7 +420,8 @@ class Proxy:
         write_atomic(self.services_map, render_services_map(assignment))
         write_atomic(self.config_path, render_config(
             proxy_dir=self.proxy_dir, http_port=self.http_port, bind_host=self.bind_host,
-            routes=routes, assignment=assignment, pool_size=self.pool_size, slots=self.slots))
+            routes=routes, assignment=assignment, pool_size=self.pool_size, slots=self.slots,
+            private_ports=ports))
         self._save(services=assignment, slots=records)
         pid = process.launch(self.haproxy, self.config_path, self.pidfile, self.http_port)
         deadline = time.monotonic() + self._timeout
@@ -396,26 +436,22 @@ class Proxy:
                 time.sleep(0.02)
 
     def _check_adoptable(self) -> None:
-        """Refuse to adopt an HAProxy whose port, backend pool or slots differ from ours."""
+        """Refuse to adopt an HAProxy whose ports, backend pools or slots differ from ours."""
         try:
             text = self.config_path.read_text()
         except OSError:
             text = ""
-        bind = f"    bind {render_bind(self.bind_host, self.http_port)}\n"
-        declared: dict[str, list[str]] = {}
-        backend = None
-        for line in text.splitlines():
-            words = line.split()
-            if line.startswith("backend "):
-                backend = words[1] if words[1].startswith("be_") else None
-                if backend is not None:
-                    declared[backend] = []
-            elif backend is not None and words[:1] == ["server"]:
-                declared[backend].append(words[1])
-        if bind not in text or declared != {b: self.slot_names for b in self.pool}:
+        expected = {"frontend http": [render_bind(self.bind_host, self.http_port)]}
+        expected |= {f"backend {b}": self.slot_names for b in [*self.pool, *self.private_pool]}
+        expected |= {f"frontend {listener_name(b)}": [f"127.0.0.1:{port}"]
+                     for b, port in zip(self.private_pool, self._listener_ports())}
+        declared = {k: v for k, v in parse_layout(text).items()
+                    if k.split()[1].startswith(("http", "be_", "pbe_", "priv_"))}
+        if declared != expected:
             pid = self.pid()
             raise Conflict(f"the running haproxy (pid {pid}) was started with another port, "
-                           "address, backend pool or slot count than this proxy",
+                           "address, backend pool or slot count, or other private service "
+                           "ports, than this proxy",
                            "run 'slipstream down' first, then start again")
 
     def _include(self, routes: tuple[Route, ...], fresh: bool) -> None:
@@ -423,7 +459,11 @@ class Proxy:
         for route in routes:
             live = self._read(route.service, sessions=False)
             backend = live.services.get(route.service)
-            if backend is None or live.hosts_of(backend) != sorted(route.hosts):
+            if route.kind == "private":
+                self._set_private_route(route.service, route.port)
+                live = self._read(route.service, sessions=False)
+                backend = live.services[route.service]
+            elif backend is None or live.hosts_of(backend) != sorted(route.hosts):
                 self.set_route(route.service, route.hosts)
                 live = self._read(route.service, sessions=False)
                 backend = live.services[route.service]
@@ -439,6 +479,64 @@ class Proxy:
         if not fresh:   # believe the live process: drop records it does not confirm
             live = self._read(sessions=False)
             self._save(services=live.services, slots=live_records(live))
+
+    def _set_private_route(self, service: str, port: int | None) -> int:
+        """Assign ``service`` a listener (the one on ``port`` if given) and return its port."""
+        check_service(service)
+        with self._lock:
+            live = self._read(sessions=False)
+            backend = live.services.get(service)
+            if backend in self.private_pool:
+                have = self._port_of(backend)
+                if port is not None and port != have:
+                    raise Conflict(f"private service {service} listens on 127.0.0.1:{have}, "
+                                   f"not {port}", "remove its route first to move it")
+                return have
+            if backend is not None:
+                raise Conflict(f"service {service} is routed by host name, not as a private "
+                               "service", "remove its route first")
+            previous, _ = load_records(self.assignment_file)
+            taken = set(live.services.values()) | live.occupied()
+            backend = plan_private([service], previous, self._listener_ports(), taken,
+                                   pinned=None if port is None else {service: port})[service]
+            self._admin.send([f"add map {self.services_map} {backend} {service}"])
+            self._save(services={**live.services, service: backend})
+            return self._port_of(backend)
+
+    def _settle_ports(self, fresh: bool) -> list[int]:
+        """The listener ports for this start: given, else recorded, else (adopting a running
+        HAProxy whose record is lost) its config's, else new free ones; see ``private.py``."""
+        saved = load_ports(self.private_file)
+        if self._given_ports is not None:
+            ports = self._given_ports
+        else:
+            if saved is None and not fresh:
+                try:
+                    saved = ports_in_config(self.config_path.read_text())
+                except OSError:
+                    saved = None
+            ports = extend_ports(saved or [], len(self.private_pool), [self.http_port])
+        if self.http_port in ports:
+            raise Conflict(f"HTTP port {self.http_port} is also a private service port "
+                           f"(recorded in {self.private_file})",
+                           "choose another HTTP port, or delete that file to pick new private "
+                           "ports (private services then move)")
+        self._ports = ports
+        return ports
+
+    def _listener_ports(self) -> list[int]:
+        """The listener ports settled by ``start`` (or recorded in ``private.json``)."""
+        if self._ports is None:
+            saved = load_ports(self.private_file) or []
+            if len(saved) < len(self.private_pool):
+                raise Unavailable(f"the private service ports of {self.proxy_dir} are not known "
+                                  "yet", "start the proxy first")
+            self._ports = saved[:len(self.private_pool)]
+        return self._ports
+
+    def _port_of(self, backend: str) -> int:
+        """The listener port of private backend ``backend``."""
+        return self._listener_ports()[self.private_pool.index(backend)]
 
     def _save(self, *, services: dict[str, str], slots: Records | None = None) -> None:
         """Rewrite ``backends.json`` with ``services`` and ``slots`` (kept as they are if None)."""

@@ -1,4 +1,4 @@
-"""The proxy's data: a route (host names -> one service) and the servers (instances) behind it.
+"""The proxy's data: a route (host names or a private port -> one service) and its servers.
 
 Both are validated at construction, so every name that reaches HAProxy's config file or its admin
 socket is already known to be safe there (no spaces, no ';', no quotes).
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from slipstream.errors import InvalidInput
 
 ADMIN_STATES = ("ready", "drain", "maint")
+# "http": routed by Host header on the shared HTTP port; "private": its own TCP port on loopback.
+ROUTE_KINDS = ("http", "private")
 
 # HAProxy server names allow letters, digits and "-_.:"; slipstream ids look like "d12-1".
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -83,17 +85,35 @@ class ServerState:
 
 @dataclass(frozen=True)
 class Route:
-    """A service's host names (matched case-insensitively, port ignored) and its servers."""
+    """A service's way in and its servers.
+
+    An "http" route names host names (matched case-insensitively, port ignored). A "private"
+    route (Render's ``pserv``) has no host names: it owns one TCP listener on 127.0.0.1, whose
+    ``port`` the proxy reports (and, given to ``Proxy.start``, must keep).
+    """
 
     service: str
     hosts: tuple[str, ...]
     servers: tuple[ServerState, ...] = ()
+    kind: str = "http"
+    port: int | None = None
 
     def __post_init__(self) -> None:
         check_service(self.service)
+        if self.kind not in ROUTE_KINDS:
+            raise InvalidInput(f"route kind {self.kind!r} of {self.service} is not one of "
+                               f"{', '.join(ROUTE_KINDS)}")
         hosts = tuple(normalise_host(h) for h in self.hosts)
         if len(set(hosts)) != len(hosts):
             raise InvalidInput(f"route for {self.service} names a host twice: {', '.join(hosts)}")
+        if self.kind == "private" and hosts:
+            raise InvalidInput(f"private route for {self.service} names hosts "
+                               f"({', '.join(hosts)}); a private service has only a port")
+        if self.port is not None:
+            if self.kind != "private":
+                raise InvalidInput(f"http route for {self.service} has a port; only a private "
+                                   "route has one")
+            check_port(self.port, f"private port of {self.service}")
         names = [s.name for s in self.servers]
         if len(set(names)) != len(names):
             raise InvalidInput(f"route for {self.service} names a server twice: {', '.join(names)}")

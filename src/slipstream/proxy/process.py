@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import socket
 import time
@@ -18,6 +19,9 @@ import psutil
 
 from slipstream import runner
 from slipstream.errors import CommandFailed, Conflict, InvalidInput
+
+# HAProxy 2.6: "Binding [f.cfg:18] for frontend x: cannot bind socket (...) for [127.0.0.1:4001]"
+_BIND_FAILED = re.compile(r"cannot bind socket \(Address already in use\) for \[([^\]]+)\]")
 
 
 def build_argv(haproxy: str, config: Path, pidfile: Path) -> list[str]:
@@ -84,8 +88,13 @@ def launch(haproxy: str, config: Path, pidfile: Path, port: int, timeout: float 
         alerts = [line for line in result.stderr.splitlines() if "ALERT" in line]
         detail = (alerts or result.stderr.strip().splitlines() or ["no output"])[0]
         if "cannot bind socket" in result.stderr and "Address already in use" in result.stderr:
-            raise Conflict(f"port {port} is in use by another program",
-                           "stop that program, or choose another port with SLIPSTREAM_HTTP_PORT")
+            where = _BIND_FAILED.search(result.stderr)
+            if where is None or where.group(1).endswith(f":{port}"):
+                raise Conflict(f"port {port} is in use by another program",
+                               "stop that program, or choose another port with "
+                               "SLIPSTREAM_HTTP_PORT")
+            raise Conflict(f"{where.group(1)} is in use by another program",
+                           "stop that program, then start the proxy again")
         raise CommandFailed(f"haproxy did not start: {detail.split(': ', 1)[-1]}",
                             f"check {config}")
     deadline = time.monotonic() + timeout
