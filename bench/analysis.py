@@ -106,12 +106,12 @@ def _steps(r: Results, kind: str) -> str:
                  median(t.ms for t in runs) - recorded - request}
     listed = "; ".join(f"{name} {ms:.0f} ms" for name, ms in sorted(parts.items(), key=lambda x: -x[1]) if ms >= 0.5)
     probes = ", ".join(f"{t:.0f}" for t in plan_health_probes())
+    wait = ("Without the stability wait the platform's own share is the remainder; the wait is a design choice "
+            "traded for zero failed requests (see docs/architecture.md). " if steps.get("min_healthy") else "")
     return (f"**{kind.capitalize()}.** Where the time beyond buildCommand ({build_cmd:.1f} ms) and app boot "
             f"({boot:.0f} ms) goes, medians: {listed}. The deployer probes health at {probes} ms after the "
             "start (interval from 10 ms growing x1.5 to 50 ms), so the wait after the boot is at most ~50 ms. "
-            "Without the stability wait the platform's own share is the remainder; the wait is a design choice "
-            "traded for zero failed requests (see docs/architecture.md). Boot and steps stretch when other "
-            "work shares the two cores.")
+            f"{wait}Boot and steps stretch when other work shares the two cores.")
 
 
 def _daemon_cpu(r: Results) -> str:

@@ -75,6 +75,8 @@ def test_deploys_rollbacks_and_failures_under_load(daemon: Daemon, tmp_path: Pat
     history = json.loads(r.stdout)
     live = [d for d in history if d["status"] in ("live", "deactivated")]
     assert len(live) >= 15 and all("health" in d["steps"] and "flip" in d["steps"] for d in live)
+    # a new release waits a moment of stable health before the flip; a rollback's proved itself
+    assert all(("min_healthy" in d["steps"]) == (d["kind"] == "deploy") for d in live), history
     # the secret never reaches the state file, the CLI or the API
     outputs = "\n".join(transcript) + r.stdout + daemon.cli("logs", "web", "-n", "500").stdout
     outputs += daemon.cli("status", "--json").stdout

@@ -321,9 +321,13 @@ class DeployRun:
     def _stay_healthy(self) -> None:
         """Before any traffic: the new instances must stay up and healthy for a moment (like
         Kubernetes' minReadySeconds), so a release that crashes right after its first good check
-        never receives a request."""
+        never receives a request. A rollback skips it: its release proved itself when it was live,
+        and the settle window after the flip still moves traffic back if it fails."""
         seconds = self.e.min_healthy_s
         if seconds <= 0:
+            return
+        if self.rec.kind == "rollback":  # the very release (build and env) already ran live
+            self.say(f"       deploy {self.rec.rollback_of} ran this release live before: no stability wait")
             return
         started = time.monotonic()
         failed = self._watch_new(seconds)
