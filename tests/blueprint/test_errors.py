@@ -147,6 +147,10 @@ ROWS = [
      6, 48, "services[0] (api).envManifest.DEBUG.default", "default 'maybe' is not a boolean", None),
     ("manifest secret default masked", WEB + "    envManifest: {PIN: {type: int, secret: true, default: abc}}\n",
      6, 59, "services[0] (api).envManifest.PIN.default", "default '(secret)' is not a whole number", None),
+    ("bad extension name", "databases:\n  - name: db\n    extensions: [pg_trgm, \"DROP TABLE\"]\n",
+     3, 27, "databases[0] (db).extensions[1]", "'DROP TABLE' is not a PostgreSQL extension name", "pg_trgm"),
+    ("extension twice", "databases:\n  - name: db\n    extensions: [citext, citext]\n",
+     3, 26, "databases[0] (db).extensions[1]", "extension 'citext' is listed twice", None),
 ]
 
 

@@ -91,3 +91,23 @@ def test_environment_filter_and_deletes() -> None:
     current = {"services": {"old": {"type": "worker", "environment": "staging"}}}
     assert [a.name for a in plan_blueprint(bp, current, environment="staging").actions] == ["old"]
     assert plan_blueprint(bp, current).actions[-1].op == "delete"
+
+
+def test_a_database_open_to_every_address_is_warned_about() -> None:
+    text = TEXT.replace("  - name: db\n", "  - name: db\n    ipAllowList:\n      - {source: 0.0.0.0/0}\n"
+                        "      - {source: 203.0.113.0/24}\n")
+    for state in ({}, {"databases": {"db": {"environment": None}}}):
+        plan = plan_blueprint(parse_blueprint(text), state)
+        out = render_plan(plan)
+        assert "! warning: ipAllowList 0.0.0.0/0 lets any address on the internet reach this database" in out
+        assert "203.0.113.0/24" not in out  # a narrow rule is fine
+    assert "warning" not in render_plan(plan_blueprint(parse_blueprint(TEXT), {}))
+
+
+def test_extensions_are_planned_and_compared() -> None:
+    text = TEXT.replace("  - name: db\n", "  - name: db\n    extensions: [pg_trgm, vector]\n")
+    bp = parse_blueprint(text)
+    assert bp.databases[0].extensions == ["pg_trgm", "vector"]
+    assert "extensions is a slipstream extension" in " ".join(str(w) for w in bp.warnings)
+    plan = plan_blueprint(bp, {"databases": {"db": {"environment": None, "extensions": ["pg_trgm"]}}})
+    assert "    ~ extensions: ['pg_trgm'] -> ['pg_trgm', 'vector']" in render_plan(plan)

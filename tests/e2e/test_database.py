@@ -25,6 +25,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "python-web"
 BLUEPRINT = """\
 databases:
   - name: main
+    extensions: [pg_trgm]
 services:
   - type: web
     name: notes
@@ -87,12 +88,14 @@ def test_database_lifecycle(home: Path) -> None:
         for text in ("alpha", "beta", "gamma"):
             assert request(d, "POST", "/notes", {"text": text})[0] == 201
         assert notes(d) == ["alpha", "beta", "gamma"]
+        url = d.cli("db", "url", "main", "--show").stdout.strip()
+        with psycopg.connect(url) as conn:  # the extension the blueprint asks for was created
+            assert conn.execute("SELECT similarity('slipstream', 'slipstreams') > 0.5").fetchone() == (True,)
 
         # back up, delete, restore: the rows are back
         r = d.cli("db", "backup", "main")
         assert r.returncode == 0, r.stderr
         backup_id = r.stdout.split()[1].rstrip(":")
-        url = d.cli("db", "url", "main", "--show").stdout.strip()
         password = psycopg.conninfo.conninfo_to_dict(url)["password"]
         assert password and password not in d.cli("db", "url", "main").stdout
         with psycopg.connect(url, autocommit=True) as conn:
@@ -124,6 +127,15 @@ def test_database_lifecycle(home: Path) -> None:
                 "SELECT column_name FROM information_schema.columns WHERE table_name='notes'")]
             versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
         assert "extra" not in cols and sorted(versions) == applied
+        assert notes(d) == ["alpha", "beta", "gamma"]
+
+        # an extension this machine does not have: a one-line error naming it, nothing changes
+        (repo / "render-ext.yaml").write_text(BLUEPRINT.replace("[pg_trgm]", "[pg_trgm, surely_not_here]"))
+        live = json.loads(d.cli("status", "--json").stdout)["services"][0]["live_deploy"]["id"]
+        r = d.cli("deploy", "notes", "--blueprint", str(repo / "render-ext.yaml"), timeout=120)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "extension 'surely_not_here' is not installed" in r.stderr and "Traceback" not in r.stderr
+        assert json.loads(d.cli("status", "--json").stdout)["services"][0]["live_deploy"]["id"] == live
         assert notes(d) == ["alpha", "beta", "gamma"]
 
         # kill -9 the daemon: PostgreSQL and the app keep serving; a new daemon adopts the cluster

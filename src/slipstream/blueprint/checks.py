@@ -18,6 +18,7 @@ from slipstream.blueprint.problems import Collector, Path, format_path
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 PG_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+PG_EXTENSION = re.compile(r"[a-z0-9_][a-z0-9_.-]{0,62}")
 HOSTNAME = re.compile(r"(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z][-a-z0-9]{0,61}[a-z0-9]")
 REGION_NOTE = "slipstream runs every resource on this machine; the region is kept for reference only"
 
@@ -277,6 +278,17 @@ def check_database(p: Placed[Database], out: Collector) -> None:
         out.error(path + ("postgresMajorVersion",), f"'{version[:20]}' is not a PostgreSQL major version "
                   "slipstream knows (11 to 18)", "for example '16'")
     _check_cidrs(d.ip_allow_list, path + ("ipAllowList",), out)
+    if given(out, path, "extensions"):
+        out.warn(path + ("extensions",), "extensions is a slipstream extension: Render's validator rejects "
+                 "files that use it", "keep a copy without it for Render (run CREATE EXTENSION there)", key=True)
+    seen: set[str] = set()
+    for here, ext in out.items(path + ("extensions",), d.extensions):
+        if not PG_EXTENSION.fullmatch(ext):
+            out.error(here, f"'{ext[:60]}' is not a PostgreSQL extension name",
+                      "use the name CREATE EXTENSION takes, e.g. 'pg_trgm' or 'uuid-ossp'")
+        elif ext in seen:
+            out.error(here, f"extension '{ext}' is listed twice", "list each extension once")
+        seen.add(ext)
     if d.ip_allow_list:
         out.warn(path + ("ipAllowList",), "slipstream's PostgreSQL listens on loopback only; ipAllowList "
                  "is kept for Render but opens nothing here", key=True)

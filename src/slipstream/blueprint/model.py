@@ -270,6 +270,7 @@ class Database(Model):
     preview_disk_size_gb: int | None = Field(default=None, alias="previewDiskSizeGB", ge=1)
     storage_autoscaling_enabled: bool | None = None
     ip_allow_list: list[IpAllow] = Field(default_factory=list)
+    extensions: list[str] = Field(default_factory=list)  # slipstream extension: CREATE EXTENSION each
     read_replicas: list[ReadReplica] = Field(default_factory=list)
     high_availability: HighAvailability | None = None
     environment: str | None = internal()

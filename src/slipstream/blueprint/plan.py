@@ -20,6 +20,7 @@ shown: the plan says ``(secret)`` instead.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -31,7 +32,8 @@ SERVICE_FIELDS = ("type", "runtime", "environment", "plan", "region", "repo", "b
                   "build_command", "start_command", "pre_deploy_command", "health_check_path",
                   "num_instances", "max_shutdown_delay_seconds", "schedule", "static_publish_path",
                   "docker_command", "auto_deploy_trigger", "domains", "disk", "env_groups")
-DATABASE_FIELDS = ("environment", "database_name", "user", "region", "postgres_major_version", "plan")
+DATABASE_FIELDS = ("environment", "database_name", "user", "region", "postgres_major_version", "plan",
+                   "extensions")
 IMMUTABLE = {"service": {"type", "runtime", "environment"},
              "database": {"environment", "database_name", "user", "region", "postgres_major_version"},
              "group": {"environment"}}
@@ -213,17 +215,34 @@ def _service_action(bp: Blueprint, s: Service, current: Mapping[str, Any] | None
     return Action("service", s.name, op, s.environment, detail, info, fields, env, tuple(notes))
 
 
+def _open_to_everyone(d: Database) -> tuple[str, ...]:
+    """A warning for an ``ipAllowList`` rule that lets any address in (seed 002's risk)."""
+    wide = [a.source for a in d.ip_allow_list if _prefix_len(a.source) == 0]
+    if not wide:
+        return ()
+    return (f"warning: ipAllowList {', '.join(wide)} lets any address on the internet reach this database "
+            "on Render; list only the addresses that need it (here PostgreSQL listens on loopback only)",)
+
+
+def _prefix_len(source: str) -> int | None:
+    try:
+        return ipaddress.ip_network(source, strict=False).prefixlen
+    except ValueError:
+        return None
+
+
 def _database_action(d: Database, current: Mapping[str, Any] | None) -> Action:
     detail = "database"
     info = f"PostgreSQL {d.postgres_major_version}" if d.postgres_major_version else ""
+    warnings = _open_to_everyone(d)
     if current is None:
-        return Action("database", d.name, "create", d.environment, detail, info)
+        return Action("database", d.name, "create", d.environment, detail, info, notes=warnings)
     desired = {name: getattr(d, name) for name in DATABASE_FIELDS}
     fields = _field_changes("database", desired, current, _aliases(Database))
     notes = tuple(f"{f.field} cannot change ({_show(f.old)} -> {_show(f.new)}): create a new "
                   "database and move the data with a backup and restore" for f in fields if f.immutable)
     return Action("database", d.name, "update" if fields else "unchanged", d.environment, detail,
-                  info, fields, notes=notes)
+                  info, fields, notes=notes + warnings)
 
 
 def plan_blueprint(desired: Blueprint, current: Mapping[str, Any] | None = None, *,

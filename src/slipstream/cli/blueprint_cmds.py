@@ -85,6 +85,9 @@ def plan_file(file: Path, environment: str | None, as_json: bool,
         return 1
     current = current_state() if current_state is not None else {}
     plan = plan_blueprint(bp, current, environment=environment)
+    if not as_json:
+        for w in bp.warnings:
+            typer.echo(f"warning: {w}", err=True)
     if as_json:
         typer.echo(json.dumps(plan.to_dict(), indent=2, default=str))
     else:

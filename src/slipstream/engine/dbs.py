@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
-
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from slipstream.errors import InvalidInput, NotFound
 from slipstream.secrets import Masker, generate_value
@@ -88,8 +87,8 @@ class DatabaseManager:
         return kept[key]
 
     def ensure(self, name: str, *, database_name: str | None = None, user: str | None = None,
-               major_version: int | None = None) -> DatabaseInfo:
-        """Create (idempotently) the database and role of a blueprint entry."""
+               major_version: int | None = None, extensions: Sequence[str] = ()) -> DatabaseInfo:
+        """Create (idempotently) the database and role of a blueprint entry, and its extensions."""
         self.ensure_started()
         if major_version is not None:
             have = self.cluster.server_major_version()
@@ -101,6 +100,8 @@ class DatabaseManager:
         info = self.cluster.ensure_database(name, database_name=database_name, user=user, password=password)
         self.store.put_database(name, info.database, info.user, info.host, info.port)
         self.masker.add([password, info.connection_string()])
+        if extensions:
+            self.cluster.ensure_extensions(info, extensions)
         return info
 
     def info(self, name: str) -> DatabaseInfo:
