@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from slipstream.databases.pitr import BaseBackup
 from slipstream.engine.dbs import DatabaseManager
 from slipstream.errors import InvalidInput
 from slipstream.secrets import Masker, SecretBox
@@ -14,6 +17,19 @@ from slipstream.state import Store
 class FakeCluster:
     def __init__(self) -> None:
         self.created: list[str] = []
+        self.bases: list[BaseBackup] = []
+        self.pruned: list[int] = []
+
+    def base_backups(self) -> list[BaseBackup]:
+        return sorted(self.bases, key=lambda b: -b.finished_at)
+
+    def base_backup(self) -> BaseBackup:
+        self.bases.append(BaseBackup(f"base-{len(self.bases)}", Path("/nowhere"), time.time(), time.time(), "", 1))
+        return self.bases[-1]
+
+    def prune_base_backups(self, keep: int) -> list[BaseBackup]:
+        self.pruned.append(keep)
+        return []
 
     def start(self) -> None:
         pass
@@ -47,3 +63,17 @@ def test_password_is_kept_and_masked(mgr: DatabaseManager) -> None:
     assert a.password == b.password and len(a.password) >= 40
     assert "********" in mgr.masker.mask(f"url {a.connection_string()}")
     assert a.password not in mgr.masker.mask(a.connection_string())
+
+
+def test_base_backups_follow_the_backup_interval(mgr: DatabaseManager) -> None:
+    fake: FakeCluster = mgr.cluster  # type: ignore[assignment]
+    mgr._scheduled_base_backup()
+    assert fake.bases == []  # no database yet: nothing to recover
+    mgr.ensure("main")
+    mgr._scheduled_base_backup()
+    mgr._scheduled_base_backup()
+    assert len(fake.bases) == 1 and fake.pruned == [7]  # the second call is inside the interval
+    fake.bases[0] = replace(fake.bases[0], finished_at=time.time() - mgr.backup_interval_s - 1)
+    mgr._scheduled_base_backup()
+    assert len(fake.bases) == 2 and fake.pruned == [7, 7]
+    assert any("base backup base-1" in e["message"] for e in mgr.store.events(limit=50))

@@ -32,8 +32,9 @@ class RollbackRequest(BaseModel):
 
 
 class RestoreRequest(BaseModel):
-    backup: str
+    backup: str | None = None
     into: str | None = None
+    to_time: str | None = None
 
 
 class DrillRequest(BaseModel):
@@ -160,8 +161,25 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
 
     @app.post("/v1/databases/{name}/restore")
     def restore(name: str, req: RestoreRequest) -> dict[str, Any]:
-        info = dbs().restore(name, req.backup, into=req.into)
+        if req.to_time is not None:
+            if req.backup is not None or not req.into:
+                raise InvalidInput("a point-in-time restore takes a time and --into NEW, not a backup id",
+                                   f"slipstream db restore {name} --to-time 2026-11-23T19:50:00Z --into {name}_recovered")
+            info = dbs().restore_to_time(name, req.to_time, into=req.into)
+        elif req.backup is None:
+            raise InvalidInput("restore needs a backup id or --to-time", f"run 'slipstream db backups {name}'")
+        else:
+            info = dbs().restore(name, req.backup, into=req.into)
         return {"database": info.database}
+
+    @app.post("/v1/postgres/base-backups")
+    def base_backup() -> dict[str, Any]:
+        b = dbs().base_backup()
+        return {"base_backup": {"id": b.id, "finished_at": b.finished_at, "size_bytes": b.size_bytes}}
+
+    @app.get("/v1/postgres/base-backups")
+    def base_backups() -> dict[str, Any]:
+        return dbs().recovery_window()
 
     @app.post("/v1/databases/{name}/drill")
     def drill(name: str, req: DrillRequest) -> dict[str, Any]:

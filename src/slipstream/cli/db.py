@@ -52,21 +52,54 @@ def backup(name: str) -> None:
     _out().print(f"backup {b['id']}: {b['size_bytes']} bytes, {b['status']}")
 
 
+def _utc(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 @db_app.command()
 def backups(name: str) -> None:
-    """NAME's backups, newest first."""
+    """NAME's backups, newest first, and how far back point-in-time recovery reaches."""
     t = Table("id", "kind", "created", "size", "status")
     for b in _c().get(f"/v1/databases/{name}/backups")["backups"]:
-        when = datetime.datetime.fromtimestamp(b["created_at"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-        t.add_row(b["id"], b["kind"], when, f"{b['size_bytes']:,}", b["status"] + (f": {b['error']}" if b["error"] else ""))
+        t.add_row(b["id"], b["kind"], _utc(b["created_at"]), f"{b['size_bytes']:,}",
+                  b["status"] + (f": {b['error']}" if b["error"] else ""))
     _out().print(t)
+    window = _c().get("/v1/postgres/base-backups")
+    if window["from"] is not None:
+        _out().print(f"point-in-time recovery: any time from {_utc(window['from'])} to now "
+                     f"({len(window['base_backups'])} base backups); "
+                     f"slipstream db restore {name} --to-time TIME --into NEW")
+    else:
+        _out().print("point-in-time recovery: no base backup yet (one is taken daily; "
+                     "'slipstream db base-backup' takes one now)")
+
+
+@db_app.command("base-backup")
+def base_backup() -> None:
+    """A base backup of the whole cluster now: point-in-time recovery can reach back to it."""
+    b = _c().post("/v1/postgres/base-backups")["base_backup"]
+    _out().print(f"base backup {b['id']}: {b['size_bytes']:,} bytes, finished {_utc(b['finished_at'])}")
 
 
 @db_app.command()
-def restore(name: str, backup_id: str,
+def restore(name: str, backup_id: Optional[str] = typer.Argument(None, help="a backup id from 'db backups'"),
             into: Optional[str] = typer.Option(None, "--into", help="restore into a new database instead"),
+            to_time: Optional[str] = typer.Option(None, "--to-time",
+                                                  help="point-in-time recovery as of this time (UTC unless an "
+                                                       "offset is given), into --into NEW"),
             yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")) -> None:
-    """Restore BACKUP_ID into NAME (after confirmation) or into a new database."""
+    """Restore BACKUP_ID into NAME (after confirmation) or into a new database; or, with
+    --to-time, recover NAME as it was at that time into a new database."""
+    from slipstream.cli.main import fail
+    if to_time is not None:
+        if backup_id is not None or into is None:
+            fail("--to-time restores into a new database and takes no backup id",
+                 f"slipstream db restore {name} --to-time {to_time} --into {name.replace('-', '_')}_recovered")
+        r = _c().post(f"/v1/databases/{name}/restore", {"to_time": to_time, "into": into})
+        _out().print(f"recovered {name} as of {to_time} into database {r['database']}")
+        return
+    if backup_id is None:
+        fail("restore needs a backup id (or --to-time)", f"run 'slipstream db backups {name}'")
     if into is None and not yes:
         typer.confirm(f"Replace the contents of {name} with backup {backup_id}?", abort=True)
     r = _c().post(f"/v1/databases/{name}/restore", {"backup": backup_id, "into": into})

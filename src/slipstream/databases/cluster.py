@@ -8,6 +8,9 @@ that role (and the admin) may connect to it.
 
 from __future__ import annotations
 
+import datetime
+import secrets
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,8 +33,9 @@ from slipstream.databases.models import (
     check_identifier,
     derive_identifier,
 )
+from slipstream.databases.pitr import BaseBackup, PointInTime
 from slipstream.databases.server import EmbeddedServer
-from slipstream.errors import InvalidInput, Unavailable
+from slipstream.errors import Conflict, InvalidInput, Unavailable
 
 
 class Cluster:
@@ -148,6 +152,33 @@ class Cluster:
         """Restore into a scratch database and compare with the sidecar; raises DrillFailed unless ok."""
         return drill_backup(self.admin_endpoint(), self.bin_dir, info, backup)
 
+    # Point-in-time recovery (embedded cluster only) --------------------------------------------
+    def base_backup(self) -> BaseBackup:
+        """A ``pg_basebackup`` of the whole cluster now (the starting point of point-in-time recovery)."""
+        return self._pitr().take_base_backup()
+
+    def base_backups(self) -> list[BaseBackup]:
+        """Base backups, newest first (none with an operator's server)."""
+        return self._pitr().base_backups() if self._server is not None else []
+
+    def prune_base_backups(self, keep: int = 7) -> list[BaseBackup]:
+        """Keep the newest ``keep`` base backups and the archived WAL they need."""
+        return self._pitr().prune(keep)
+
+    def restore_to_time(self, info: DatabaseInfo, target: datetime.datetime, *, into: str) -> DatabaseInfo:
+        """Recover the cluster as of ``target`` aside, and copy ``info``'s database from it into ``into``."""
+        check_identifier(into, "database name")
+        with admin.connect(self.admin_endpoint()) as conn:
+            if admin.database_owner(conn, into) is not None:
+                raise Conflict(f"database {into} already exists", "choose another name for --into")
+        with self._pitr().recovered(target) as endpoint:
+            scratch = self.store.root / f".pitr-{secrets.token_hex(4)}"
+            try:
+                dump = take_backup(endpoint, self.bin_dir, BackupStore(scratch), info, "manual")
+                return restore_backup(self.admin_endpoint(), self.bin_dir, info, dump, into=into)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+
     # Access ----------------------------------------------------------------------------------
     def psql_argv(self, info: DatabaseInfo) -> list[str]:
         """argv for an interactive psql as the app's role; run it with :meth:`psql_env` (holds PGPASSWORD)."""
@@ -162,6 +193,12 @@ class Cluster:
         return build_hba_lines(info.database, info.user, cidrs)
 
     # Helpers ---------------------------------------------------------------------------------
+    def _pitr(self) -> PointInTime:
+        if self._server is None:
+            raise Unavailable("point-in-time recovery needs slipstream's own PostgreSQL cluster",
+                              "use your server's own tools, or restore a pg_dump backup")
+        return PointInTime(self._server)
+
     def _embedded(self) -> EmbeddedServer:
         assert self._server is not None
         return self._server

@@ -8,6 +8,7 @@ Passwords never appear in an argv: they travel in ``PGPASSWORD`` (see :func:`bui
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 import shutil
@@ -99,7 +100,24 @@ def _conf_string(value: str) -> str:
     return f"'{value}'"
 
 
-def render_postgresql_conf(port: int, socket_dir: Path, listen: Sequence[str] = ("127.0.0.1",)) -> str:
+def archive_settings(wal_dir: Path) -> list[str]:
+    """``postgresql.conf`` lines that copy each finished WAL segment into ``wal_dir`` (never overwriting)."""
+    if "'" in str(wal_dir) or " " in str(wal_dir) or "\\" in str(wal_dir):
+        raise InvalidInput(f"{wal_dir} cannot hold the WAL archive (quotes or spaces in the path)",
+                           "put SLIPSTREAM_HOME on a path without them")
+    return ["wal_level = replica", "archive_mode = on",
+            f"archive_command = 'test ! -f {wal_dir}/%f && cp %p {wal_dir}/%f'"]
+
+
+def recovery_settings(wal_dir: Path, target: datetime.datetime) -> list[str]:
+    """The lines that make a copied cluster replay archived WAL up to ``target`` and then promote."""
+    when = target.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    return ["archive_mode = off", "hot_standby = off", f"restore_command = 'cp {wal_dir}/%f %p'",
+            f"recovery_target_time = '{when}'", "recovery_target_action = 'promote'"]
+
+
+def render_postgresql_conf(port: int, socket_dir: Path, listen: Sequence[str] = ("127.0.0.1",),
+                           extra: Sequence[str] = ()) -> str:
     """The settings slipstream owns, written to ``slipstream.conf`` and included from ``postgresql.conf``."""
     lines = [
         "# Written by slipstream on every start; edit postgresql.conf for your own settings.",
@@ -111,6 +129,7 @@ def render_postgresql_conf(port: int, socket_dir: Path, listen: Sequence[str] = 
         "log_line_prefix = '%m [%p] %q%u@%d '",
         "log_timezone = 'UTC'",
         "timezone = 'UTC'",
+        *extra,
     ]
     return "\n".join(lines) + "\n"
 
@@ -138,6 +157,8 @@ def render_pg_hba(extra_lines: Sequence[str] = ()) -> str:
         "local all all scram-sha-256",
         "host all all 127.0.0.1/32 scram-sha-256",
         "host all all ::1/128 scram-sha-256",
+        "local replication all scram-sha-256",          # pg_basebackup (point-in-time recovery)
+        "host replication all 127.0.0.1/32 scram-sha-256",
     ]
     return "\n".join([*base, *extra_lines]) + "\n"
 

@@ -10,7 +10,7 @@ Lifecycle of :meth:`EmbeddedServer.start` (every step is safe to repeat):
   4. if ``pgdata/postmaster.pid`` names a live server, ADOPT it and stop here: a daemon restart
      never restarts PostgreSQL;
   5. ``initdb`` when ``pgdata`` is empty, then (re)write ``slipstream.conf`` (port, loopback only,
-     own socket dir) and ``pg_hba.conf`` (passwords everywhere);
+     own socket dir, WAL archiving into ``wal/``) and ``pg_hba.conf`` (passwords everywhere);
   6. ``pg_ctl start --wait``; postgres detaches into its own session, so it outlives the daemon.
 :meth:`EmbeddedServer.stop` is ``pg_ctl stop --mode fast``.
 
@@ -19,12 +19,15 @@ Layout of the root directory::
     cluster.json     port, admin login (0600, slipstream's)
     pgdata/          PGDATA (0700, the OS user's)
     socket/          unix socket directory (0700, the OS user's)
+    wal/             archived WAL segments (0700, the OS user's; see ``pitr.py``)
+    base/            base backups for point-in-time recovery (see ``pitr.py``)
     postgres.log     the server's own log
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import secrets
@@ -39,6 +42,7 @@ from slipstream.databases.commands import (
     INCLUDE_LINE,
     PG_ROOT,
     PostmasterPid,
+    archive_settings,
     build_as_user,
     build_initdb_argv,
     build_pg_ctl_argv,
@@ -50,8 +54,9 @@ from slipstream.databases.commands import (
     render_postgresql_conf,
 )
 from slipstream.databases.models import Endpoint
-from slipstream.errors import CommandFailed, Unavailable
+from slipstream.errors import CommandFailed, InvalidInput, Unavailable
 
+log = logging.getLogger("slipstream.databases")
 SUPERUSER = "slipstream"
 FALLBACK_OS_USER = "slipstream-pg"
 START_ATTEMPTS = 3  # a freshly chosen port can be taken between choosing and binding
@@ -97,6 +102,7 @@ class EmbeddedServer:
         self.root = Path(root).absolute()
         self.pgdata = self.root / "pgdata"
         self.socket_dir = self.root / "socket"
+        self.wal_dir = self.root / "wal"
         self.log = self.root / "postgres.log"
         self.state_file = self.root / "cluster.json"
         self._wanted_port = port
@@ -212,7 +218,7 @@ class EmbeddedServer:
         if blocked:
             raise Unavailable(f"user {user.name} cannot reach {self.root}: {blocked[-1]} is not traversable",
                               f"run 'chmod o+x {blocked[-1]}' or put SLIPSTREAM_HOME elsewhere")
-        for directory in (self.pgdata, self.socket_dir):
+        for directory in (self.pgdata, self.socket_dir, self.wal_dir):
             directory.mkdir(mode=0o700, exist_ok=True)
             self._own(directory, 0o700)
         if not self.log.exists():
@@ -234,7 +240,13 @@ class EmbeddedServer:
             handle.write(f"\n# slipstream's settings (port, listen address, socket dir)\n{INCLUDE_LINE}\n")
 
     def _write_config(self) -> None:
-        self._write_owned(self.pgdata / "slipstream.conf", render_postgresql_conf(self.port, self.socket_dir))
+        try:
+            archiving = archive_settings(self.wal_dir)
+        except InvalidInput as exc:  # the server still runs; only point-in-time recovery is off
+            log.warning("WAL archiving is off: %s", exc.message)
+            archiving = []
+        conf = render_postgresql_conf(self.port, self.socket_dir, extra=archiving)
+        self._write_owned(self.pgdata / "slipstream.conf", conf)
         self._write_owned(self.pgdata / "pg_hba.conf", render_pg_hba())
 
     # Helpers ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from slipstream.state.store import Store
 
 if TYPE_CHECKING:  # psycopg costs ~10 MB of daemon memory: loaded only once a database exists
     from slipstream.databases import Backup, Cluster, DatabaseInfo, DrillReport
+    from slipstream.databases.pitr import BaseBackup
 
 log = logging.getLogger("slipstream.databases")
 
@@ -151,6 +152,34 @@ class DatabaseManager:
         self.store.event("backup", f"restored {backup_id} into {restored.database}")
         return restored
 
+    def restore_to_time(self, name: str, when: str, into: str) -> DatabaseInfo:
+        """Point-in-time recovery of ``name`` as of ``when`` into the new database ``into``."""
+        from slipstream.databases.pitr import parse_target_time
+        target = parse_target_time(when)
+        info = self.info(name)
+        restored = self.cluster.restore_to_time(info, target, into=into)
+        self.store.event("backup", f"restored {name} as of {target.isoformat()} into {restored.database}")
+        return restored
+
+    def base_backup(self) -> BaseBackup:
+        """A base backup of the whole cluster now (loud on failure, like every backup)."""
+        self.ensure_started()
+        try:
+            b = self.cluster.base_backup()
+        except Exception as exc:
+            self.store.event("backup", f"base backup FAILED: {exc}")
+            log.error("base backup failed: %s", exc)
+            raise
+        self.store.event("backup", f"base backup {b.id}: {b.size_bytes} bytes")
+        return b
+
+    def recovery_window(self) -> dict[str, Any]:
+        """Base backups and the span of times ``restore --to-time`` can reach."""
+        bases = self.cluster.base_backups() if self._started else []
+        return {"base_backups": [{"id": b.id, "finished_at": b.finished_at, "size_bytes": b.size_bytes}
+                                 for b in bases],
+                "from": bases[-1].finished_at if bases else None}
+
     def drill(self, name: str, backup_id: str | None = None) -> DrillReport:
         info = self.info(name)
         backups = self.cluster.backups(name)
@@ -176,3 +205,17 @@ class DatabaseManager:
                     self.cluster.prune(db["name"], keep=self.retention)
                 except Exception:  # loud (event + log) but the schedule goes on
                     log.exception("scheduled backup of %s failed", db["name"])
+            self._scheduled_base_backup()
+
+    def _scheduled_base_backup(self) -> None:
+        """The embedded cluster's base backup for point-in-time recovery, on the same interval."""
+        if self.settings.postgres_admin_url or not self.store.databases():
+            return
+        try:
+            bases = self.cluster.base_backups()
+            if bases and time.time() - bases[0].finished_at < self.backup_interval_s:
+                return
+            self.base_backup()
+            self.cluster.prune_base_backups(keep=self.retention)
+        except Exception:
+            log.exception("scheduled base backup failed")
