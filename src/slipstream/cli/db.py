@@ -67,7 +67,7 @@ def backups(name: str) -> None:
     window = _c().get("/v1/postgres/base-backups")
     if window["from"] is not None:
         _out().print(f"point-in-time recovery: any time from {_utc(window['from'])} to now "
-                     f"({len(window['base_backups'])} base backups); "
+                     f"({len(window['base_backups'])} base backup{'' if len(window['base_backups']) == 1 else 's'}); "
                      f"slipstream db restore {name} --to-time TIME --into NEW")
     else:
         _out().print("point-in-time recovery: no base backup yet (one is taken daily; "
