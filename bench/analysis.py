@@ -41,7 +41,9 @@ def _proxy(r: Results) -> str:
         f"By that arithmetic 0.85x direct needs an app spending about {need:.0f} us of CPU or more per request; "
         f"the bench's app spends {u:.0f} us on purpose (it measures the proxy, not the app). p99 through "
         "slipstream was "
-        f"{p99_extra:+.2f} ms over direct (median of same-round differences), part of the same CPU contention.")
+        + (f"{p99_extra:.2f} ms above direct (median of same-round differences), part of the same CPU contention."
+           if p99_extra > 0 else f"{-p99_extra:.2f} ms below direct (median of same-round differences): with "
+           "fewer requests in flight at once, the tail is shorter even though each request costs more."))
     return " ".join(text)
 
 
