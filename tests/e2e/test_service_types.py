@@ -51,6 +51,7 @@ services:
     healthCheckPath: /health
     numInstances: 2
     maxShutdownDelaySeconds: 5
+    envManifest: {{RETRIES: {{type: int, default: "3"}}}}
   - type: web
     name: stash
     runtime: python
@@ -234,6 +235,16 @@ def test_env_set_rolls_out_from_the_same_build(env) -> None:  # type: ignore[no-
     assert "FEATURE_FLAG" in listing and "on-42" not in listing and "tok-envset-secret-99" not in listing
     assert d.cli("env", "unset", "pair", "FEATURE_FLAG").returncode == 0
     assert d.get("pair.localhost", "/env/FEATURE_FLAG")[1] == "<unset>"
+    # a value the envManifest refuses: one clear error, nothing saved, no new release
+    assert d.get("pair.localhost", "/env/RETRIES")[1] == "3"  # the manifest's default
+    deploys_before = len(json.loads(d.cli("deploys", "pair", "--json", "-n", "100").stdout))
+    r = d.cli("env", "set", "pair", "RETRIES=many")
+    assert r.returncode == 1 and "RETRIES: '********' is not a whole number" in r.stderr, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(json.loads(d.cli("deploys", "pair", "--json", "-n", "100").stdout)) == deploys_before
+    assert "env set" not in [line for line in d.cli("env", "list", "pair").stdout.splitlines() if "RETRIES" in line][0]
+    assert d.cli("env", "set", "pair", "RETRIES=5").returncode == 0
+    assert d.get("pair.localhost", "/env/RETRIES")[1] == "5"
     for f in d.home.glob("state.db*"):
         assert b"tok-envset-secret-99" not in f.read_bytes()
 

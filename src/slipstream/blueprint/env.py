@@ -78,12 +78,21 @@ def resolve_env(bp: Blueprint, service: Service | str, *,
     for here, e in out.items(base, svc.env_vars):
         if not e.from_group:
             _resolve_one(e, svc.name, here, env, out, databases, services, generated, synced)
-    rules = manifest_rules(bp, svc)
-    env = apply_defaults(rules, env)
-    check_env(rules, env, out, svc.name)
     if out.errors:
         raise out.fail()
-    return env
+    return fit_manifest(bp, svc, env)
+
+
+def fit_manifest(bp: Blueprint, service: Service | str, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` plus the manifest's defaults; BlueprintError naming every key that breaks a rule."""
+    svc = bp.service(service) if isinstance(service, str) else service
+    rules = manifest_rules(bp, svc)
+    full = apply_defaults(rules, env)
+    out = collector_for(bp)
+    check_env(rules, full, out, svc.name)
+    if out.errors:
+        raise out.fail()
+    return full
 
 
 def _resolve_one(e: EnvVar, owner: str, path: Path, env: dict[str, str], out: Collector,

@@ -199,8 +199,9 @@ class Engine:
             raise InvalidInput(f"{blueprint_path} is not a valid blueprint:\n{exc}",
                                f"run 'slipstream validate {blueprint_path}'") from None
 
-    def release(self, bp: Blueprint, blueprint_path: Path, name: str) -> Release:
-        """Resolve one service of a blueprint into a Release and record the service."""
+    def release(self, bp: Blueprint, blueprint_path: Path, name: str, *, overrides: Any = None,
+                pending: dict[str, str] | None = None) -> Release:
+        """Resolve one service of a blueprint into a Release (see ``release_for`` for the options)."""
         try:
             spec = bp.service(name)
         except KeyError:
@@ -210,7 +211,7 @@ class Engine:
         if reason:
             raise InvalidInput(f"service '{name}' cannot run here: {reason}")
         release = release_for(bp, spec, self.store, self.cluster, self.settings.http_port,
-                              private_port=self.private_port)
+                              private_port=self.private_port, overrides=overrides, pending=pending)
         self.masker.add(release.env[k] for k in release.secret_keys)
         return release
 
@@ -316,19 +317,27 @@ class Engine:
             overrides["set"][key] = value
             if key in overrides["unset"]:
                 overrides["unset"].remove(key)
-            self.store.keep_value(f"{service}.{key}", value)  # also answers a sync: false variable
         for key in unset:
             overrides["set"].pop(key, None)
             if key not in overrides["unset"]:
                 overrides["unset"].append(key)
-        save_env_overrides(self.store, service, overrides)
+        pending = {f"{service}.{key}": value for key, value in values.items()}  # also answers sync: false
         self.masker.add(values.values())
         svc = self._known(service)
-        if svc is None or svc.live_deploy_id is None or not svc.blueprint:
+        release = None
+        if svc is not None and svc.live_deploy_id is not None and svc.blueprint:
+            blueprint = Path(svc.blueprint)  # check first: a refused change saves nothing
+            try:
+                release = self.release(self.load(blueprint), blueprint, service, overrides=overrides,
+                                       pending=pending)
+            except InvalidInput as exc:  # the message may quote a value just set: mask it
+                raise InvalidInput(self.masker.mask(exc.message), exc.hint) from None
+        for vid, value in pending.items():
+            self.store.keep_value(vid, value)
+        save_env_overrides(self.store, service, overrides)
+        if release is None or svc is None or svc.live_deploy_id is None:
             return None
         live = self.store.deploy(svc.live_deploy_id)
-        blueprint = Path(svc.blueprint)
-        release = self.release(self.load(blueprint), blueprint, service)
         self.store.upsert_service(service, release.type, release.runtime, release.public(), release.env,
                                   svc.blueprint, svc.repo)
         changed = ", ".join([*(f"{k} set" for k in values), *(f"{k} unset" for k in unset)])

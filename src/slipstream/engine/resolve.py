@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from slipstream.blueprint import Blueprint, BlueprintError
-from slipstream.blueprint.env import needed_generated, needed_synced, resolve_env
+from slipstream.blueprint.env import fit_manifest, needed_generated, needed_synced, resolve_env
 from slipstream.engine.release import DEFAULT_SHUTDOWN_DELAY, Release, hostname
 from slipstream.errors import InvalidInput
 from slipstream.secrets import generate_value, looks_secret
@@ -91,9 +91,11 @@ def save_env_overrides(store: Store, service: str, overrides: Mapping[str, Any])
 
 
 def release_for(bp: Blueprint, spec: Any, store: Store, cluster: Any = None, http_port: int = 8080,
-                private_port: Callable[[str], int] | None = None) -> Release:
-    """Resolve ``spec`` (a blueprint service) into the Release it would run now."""
-    kept = store.kept_values()
+                private_port: Callable[[str], int] | None = None,
+                overrides: Mapping[str, Any] | None = None, pending: Mapping[str, str] | None = None) -> Release:
+    """Resolve ``spec`` (a blueprint service) into the Release it would run now; ``overrides`` and
+    ``pending`` kept values stand in for what an ``env set`` about to be saved would hold."""
+    kept = {**store.kept_values(), **(pending or {})}
     for vid in needed_generated(bp):
         if vid not in kept:
             kept[vid] = generate_value()
@@ -103,16 +105,22 @@ def release_for(bp: Blueprint, spec: Any, store: Store, cluster: Any = None, htt
         keys = ", ".join(m.split(".", 1)[1] for m in missing)
         raise InvalidInput(f"{spec.name} needs values for sync: false variables: {keys}",
                            f"set them with 'slipstream env set {spec.name} KEY=VALUE'")
-    overrides = env_overrides(store, spec.name)
+    overrides = overrides if overrides is not None else env_overrides(store, spec.name)
     databases = _database_props(bp, store, cluster)
     services = _Services(bp, databases, kept, http_port, private_port)
     try:
         env = resolve_env(bp, spec, databases=databases, services=services, generated=kept, synced=kept)
     except BlueprintError as exc:
         raise InvalidInput(f"cannot resolve the environment of {spec.name}:\n{exc}") from None
-    env.update(overrides["set"])
-    for key in overrides["unset"]:
-        env.pop(key, None)
+    if overrides["set"] or overrides["unset"]:
+        env.update(overrides["set"])
+        for key in overrides["unset"]:
+            env.pop(key, None)
+        try:  # 'env set' values meet the envManifest like the blueprint's own
+            env = fit_manifest(bp, spec, env)
+        except BlueprintError as exc:
+            raise InvalidInput(f"the environment of {spec.name} would not fit its envManifest:\n{exc}",
+                               "choose a value the manifest allows") from None
     secret_sources = set(overrides["set"])
     for ev in spec.env_vars:
         if ev.key and (ev.generate_value or ev.sync is False or ev.from_database is not None):
