@@ -8,6 +8,7 @@ adopts them); ``slipstream down`` asks for everything to stop.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -22,6 +23,7 @@ from slipstream.engine.engine import Engine
 from slipstream.errors import Conflict
 from slipstream.proxy import Proxy
 from slipstream.runtime import LocalDriver
+from slipstream.runtime.cgroups import MemoryCgroups
 from slipstream.secrets import Masker, SecretBox
 from slipstream.settings import Settings
 from slipstream.state import Store
@@ -61,8 +63,12 @@ def build_engine(settings: Settings) -> Engine:
     proxy = Proxy(settings.proxy_dir, settings.http_port, settings.bind_host)
     builder = Builder(settings.builds_dir, settings.cache_dir)
     engine_ref: list[Engine] = []
+    cgroups = None
+    if settings.extra.get("SLIPSTREAM_MEMORY_CGROUPS", "auto") != "off":
+        label = "slipstream-" + hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
+        cgroups = MemoryCgroups.detect(label)
     driver = LocalDriver(on_event=lambda iid, kind, msg: engine_ref[0].on_instance_event(iid, kind, msg)
-                         if engine_ref else None)
+                         if engine_ref else None, memory_cgroups=cgroups)
     settle = float(settings.extra.get("SLIPSTREAM_SETTLE_SECONDS", "2"))
     dbs = DatabaseManager(settings, store, masker,
                           backup_interval_s=float(settings.extra.get("SLIPSTREAM_BACKUP_INTERVAL", "86400")),

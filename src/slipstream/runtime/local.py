@@ -32,6 +32,7 @@ from pathlib import Path
 
 from slipstream.errors import Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
 from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_delay
+from slipstream.runtime.cgroups import MemoryCgroups
 from slipstream.runtime.base import EventCallback, InstanceSpec, InstanceState, InstanceStatus
 from slipstream.runtime.oneoff import run_command
 from slipstream.runtime.process import (child_create_time, child_has_exited, create_time_of, describe_exit,
@@ -60,6 +61,7 @@ class _Instance:
     restart_at: float | None = None                 # driver clock, in BACKOFF
     last_event: str | None = None
     kill_reason: str | None = None                  # why the driver itself killed it (memory)
+    oom_kills_seen: int = 0                         # the cgroup's OOM-kill count at launch
     next_memory_check: float = 0.0                  # time.monotonic
     stopping: bool = False
 
@@ -70,8 +72,9 @@ class LocalDriver:
     def __init__(self, on_event: EventCallback | None = None, *, backoff_initial: float = 1.0,
                  backoff_max: float = 300.0, backoff_reset_after: float = 600.0,
                  poll_interval: float = 0.2, clock: Callable[[], float] = time.monotonic,
-                 memory_check_interval: float = 2.0) -> None:
+                 memory_check_interval: float = 2.0, memory_cgroups: MemoryCgroups | None = None) -> None:
         self._on_event = on_event
+        self._cgroups = memory_cgroups
         self._policy = BackoffPolicy(backoff_initial, backoff_max, backoff_reset_after)
         self._poll_interval = poll_interval
         self._clock = clock
@@ -116,6 +119,8 @@ class LocalDriver:
             how = self._terminate(proc, pgid, delay)
         with self._lock:
             self._instances.pop(instance_id, None)
+        if self._cgroups is not None:
+            self._cgroups.remove(instance_id)
         self._emit((instance_id, "stopped", how))
 
     def signal(self, instance_id: str, sig: int) -> None:
@@ -152,7 +157,8 @@ class LocalDriver:
                 return False
             self._instances[spec.instance_id] = _Instance(
                 spec, pid=pid, create_time=create_time, started_at=self._clock(),
-                last_event=f"adopted after a daemon restart (pid {pid})")
+                last_event=f"adopted after a daemon restart (pid {pid})",
+                oom_kills_seen=self._cgroups.oom_kills(spec.instance_id) if self._cgroups else 0)
         return True
 
     def close(self) -> None:
@@ -207,8 +213,15 @@ class LocalDriver:
             if leftovers is not None:
                 signal_group(leftovers, signal.SIGKILL)
             code = None  # not our child: the exit status went to its old parent
-        what = inst.kill_reason or describe_exit(code)
+        what = inst.kill_reason or self._oom_reason(inst) or describe_exit(code)
         self._back_off(inst, code, what, events)
+
+    def _oom_reason(self, inst: _Instance) -> str | None:
+        """Why the kernel killed an instance over its cgroup's cap, when it did."""
+        limit = inst.spec.memory_limit_mb
+        if self._cgroups is None or not limit or self._cgroups.oom_kills(inst.spec.instance_id) <= inst.oom_kills_seen:
+            return None
+        return f"exceeded memory limit (reached the {limit} MB cap; killed by the kernel)"
 
     def _back_off(self, inst: _Instance, code: int | None, what: str, events: _Events) -> None:
         plan = plan_restart(self._policy, inst.crashes_in_row, self._clock() - inst.started_at)
@@ -246,8 +259,12 @@ class LocalDriver:
             fd = open_log(spec.log_path)
         except OSError as exc:
             raise InvalidInput(f"cannot open the log file {spec.log_path}: {exc.strerror or exc}") from None
+        procs = None
+        if self._cgroups is not None and spec.memory_limit_mb:
+            procs = self._cgroups.prepare(spec.instance_id, spec.memory_limit_mb)
+            inst.oom_kills_seen = self._cgroups.oom_kills(spec.instance_id)
         try:
-            proc = spawn(spec.command, spec.cwd, spec.env, fd, f"instance {spec.instance_id}")
+            proc = spawn(spec.command, spec.cwd, spec.env, fd, f"instance {spec.instance_id}", cgroup_procs=procs)
         finally:
             os.close(fd)
         inst.proc, inst.pid, inst.state = proc, proc.pid, InstanceState.RUNNING

@@ -17,6 +17,7 @@ from typing import IO
 import psutil
 
 from slipstream.errors import InvalidInput
+from slipstream.runtime.cgroups import wrap
 
 # Two psutil create_times name the same process when they differ by less than half a clock tick.
 CREATE_TIME_TOLERANCE_S = 0.005
@@ -34,13 +35,14 @@ def open_log(path: Path) -> int:
 
 
 def spawn(command: str, cwd: Path, env: Mapping[str, str], stdout: int | IO[bytes],
-          what: str) -> subprocess.Popen[bytes]:
-    """Start ``command`` in its own session; raise InvalidInput when it cannot start at all."""
+          what: str, cgroup_procs: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own session (first joining the memory cgroup whose ``cgroup.procs``
+    is given); raise InvalidInput when it cannot start at all."""
     if not Path(cwd).is_dir():
         raise InvalidInput(f"cannot start {what}: working directory {cwd} does not exist",
                            "check rootDir and that the build is still on disk")
     try:
-        return subprocess.Popen(shell_argv(command), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+        return subprocess.Popen(wrap(shell_argv(command), cgroup_procs), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
                                 stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True,
                                 close_fds=True)
     except OSError as exc:
