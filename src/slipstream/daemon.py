@@ -115,6 +115,9 @@ def run_daemon(settings: Settings) -> None:
         if everything.is_set():
             log.info("stopping every instance, HAProxy and PostgreSQL")
             engine.shutdown()
+            cgroups = getattr(engine.driver, "memory_cgroups", None)
+            if cgroups is not None:
+                cgroups.cleanup()
         else:
             engine.close()
         for p in (settings.api_socket, settings.daemon_pidfile):

@@ -47,10 +47,7 @@ def cgroups() -> Iterator[MemoryCgroups]:
     try:
         yield found
     finally:
-        for child in found.base.iterdir():
-            if child.is_dir():
-                child.rmdir()
-        found.base.rmdir()
+        found.cleanup()
 
 
 def test_prepare_sets_and_raises_the_limit(cgroups: MemoryCgroups) -> None:
@@ -81,6 +78,9 @@ def test_the_kernel_stops_an_instance_at_its_cap(cgroups: MemoryCgroups, drivers
     assert peak is None or peak <= 40.5
     driver.stop(spec.instance_id, timeout=1)
     assert not (cgroups.base / spec.instance_id).exists()  # removed with the instance
+    cgroups.prepare("left-over", 40)
+    cgroups.cleanup()  # what 'slipstream down' does
+    assert not cgroups.base.exists()
 
 
 def test_a_crash_under_the_cap_is_not_called_a_memory_kill(cgroups: MemoryCgroups,

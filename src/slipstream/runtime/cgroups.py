@@ -123,6 +123,19 @@ class MemoryCgroups:
         except OSError:
             pass
 
+    def cleanup(self) -> None:
+        """Remove every empty instance cgroup and then the base (``slipstream down``)."""
+        try:
+            children = [c for c in self.base.iterdir() if c.is_dir()]
+        except OSError:
+            return
+        for child in children:
+            self.remove(child.name)
+        try:
+            self.base.rmdir()
+        except OSError:
+            pass
+
 
 def wrap(argv: list[str], procs: Path | None) -> list[str]:
     """``argv`` that first moves its shell into the cgroup whose ``cgroup.procs`` is ``procs``."""

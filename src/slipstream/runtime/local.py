@@ -85,6 +85,11 @@ class LocalDriver:
         self._thread = threading.Thread(target=self._supervise, name="runtime-supervisor", daemon=True)
         self._thread.start()
 
+    @property
+    def memory_cgroups(self) -> MemoryCgroups | None:
+        """The per-instance memory cgroups in use, if any."""
+        return self._cgroups
+
     # -- protocol ------------------------------------------------------------------------------
     def start(self, spec: InstanceSpec) -> InstanceStatus:
         """Launch a new instance and supervise it."""
