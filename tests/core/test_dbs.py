@@ -37,6 +37,10 @@ class FakeCluster:
     def server_major_version(self) -> int:
         return 15
 
+    def set_access(self, allow) -> bool:  # type: ignore[no-untyped-def]
+        self.access = dict(allow)
+        return True
+
     def ensure_database(self, name: str, *, database_name: str | None, user: str | None, password: str):  # type: ignore[no-untyped-def]
         from slipstream.databases import DatabaseInfo
         self.created.append(name)
@@ -77,3 +81,12 @@ def test_base_backups_follow_the_backup_interval(mgr: DatabaseManager) -> None:
     mgr._scheduled_base_backup()
     assert len(fake.bases) == 2 and fake.pruned == [7, 7]
     assert any("base backup base-1" in e["message"] for e in mgr.store.events(limit=50))
+
+
+def test_ip_allow_lists_are_kept_and_applied_together(mgr: DatabaseManager) -> None:
+    fake: FakeCluster = mgr.cluster  # type: ignore[assignment]
+    mgr.ensure("main", ip_allow_list=["10.0.0.0/8"])
+    mgr.ensure("other", ip_allow_list=["203.0.113.7/32"])
+    assert fake.access == {"main": ("main", "main", ["10.0.0.0/8"]), "other": ("other", "other", ["203.0.113.7/32"])}
+    mgr.ensure("main")  # the list was emptied in the blueprint: loopback only again
+    assert fake.access == {"other": ("other", "other", ["203.0.113.7/32"])}

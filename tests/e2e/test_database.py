@@ -27,6 +27,8 @@ BLUEPRINT = """\
 databases:
   - name: main
     extensions: [pg_trgm]
+    ipAllowList:
+      - {source: 127.0.0.3/32, description: relay}
 services:
   - type: web
     name: notes
@@ -89,6 +91,8 @@ def test_database_lifecycle(home: Path) -> None:
         for text in ("alpha", "beta", "gamma"):
             assert request(d, "POST", "/notes", {"text": text})[0] == 201
         assert notes(d) == ["alpha", "beta", "gamma"]
+        hba = (home / "slipstream" / "postgres" / "pgdata" / "pg_hba.conf").read_text()
+        assert "host main main 127.0.0.3/32 scram-sha-256" in hba  # ipAllowList -> pg_hba
         url = d.cli("db", "url", "main", "--show").stdout.strip()
         with psycopg.connect(url) as conn:  # the extension the blueprint asks for was created
             assert conn.execute("SELECT similarity('slipstream', 'slipstreams') > 0.5").fetchone() == (True,)

@@ -290,8 +290,9 @@ def check_database(p: Placed[Database], out: Collector) -> None:
             out.error(here, f"extension '{ext}' is listed twice", "list each extension once")
         seen.add(ext)
     if d.ip_allow_list:
-        out.warn(path + ("ipAllowList",), "slipstream's PostgreSQL listens on loopback only; ipAllowList "
-                 "is kept for Render but opens nothing here", key=True)
+        out.warn(path + ("ipAllowList",), "ipAllowList becomes pg_hba rules for this database's role; "
+                 "slipstream's PostgreSQL takes connections only on the addresses in "
+                 "SLIPSTREAM_POSTGRES_LISTEN (loopback by default)", key=True)
     if d.region is not None:
         out.warn(path + ("region",), REGION_NOTE, key=True)
     if d.read_replicas:

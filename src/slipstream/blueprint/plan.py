@@ -221,7 +221,8 @@ def _open_to_everyone(d: Database) -> tuple[str, ...]:
     if not wide:
         return ()
     return (f"warning: ipAllowList {', '.join(wide)} lets any address on the internet reach this database "
-            "on Render; list only the addresses that need it (here PostgreSQL listens on loopback only)",)
+            "on Render; list only the addresses that need it (here: any address PostgreSQL listens on, "
+            "see SLIPSTREAM_POSTGRES_LISTEN)",)
 
 
 def _prefix_len(source: str) -> int | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from slipstream.databases import admin
@@ -43,12 +43,12 @@ class Cluster:
 
     def __init__(self, data_dir: Path, backups_dir: Path, *, port: int | None = None,
                  admin_url: str | None = None, traverse_root: Path | None = None,
-                 pg_root: Path = PG_ROOT) -> None:
+                 pg_root: Path = PG_ROOT, listen: Sequence[str] = ("127.0.0.1",)) -> None:
         self.store = BackupStore(Path(backups_dir))
         self._pg_root = pg_root
         self._external = parse_admin_url(admin_url) if admin_url else None
         self._server = None if self._external else EmbeddedServer(
-            Path(data_dir), port=port, traverse_root=traverse_root, pg_root=pg_root)
+            Path(data_dir), port=port, traverse_root=traverse_root, pg_root=pg_root, listen=listen)
 
     # Lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -191,6 +191,15 @@ class Cluster:
     def hba_rules(self, info: DatabaseInfo, cidrs: Sequence[str]) -> list[str]:
         """``pg_hba.conf`` lines for a database's ``ipAllowList`` (empty list: loopback only)."""
         return build_hba_lines(info.database, info.user, cidrs)
+
+    def set_access(self, allow: Mapping[str, tuple[str, str, Sequence[str]]]) -> bool:
+        """Apply every database's ``ipAllowList`` (name -> (database, role, CIDRs)) as ``pg_hba``
+        rules of the embedded server; False with an operator's server, whose rules are its own."""
+        lines = [line for name in sorted(allow) for line in build_hba_lines(*allow[name])]
+        if self._server is None:
+            return not lines
+        self._server.set_access(lines)
+        return True
 
     # Helpers ---------------------------------------------------------------------------------
     def _pitr(self) -> PointInTime:

@@ -10,7 +10,8 @@ Lifecycle of :meth:`EmbeddedServer.start` (every step is safe to repeat):
   4. if ``pgdata/postmaster.pid`` names a live server, ADOPT it and stop here: a daemon restart
      never restarts PostgreSQL;
   5. ``initdb`` when ``pgdata`` is empty, then (re)write ``slipstream.conf`` (port, loopback only,
-     own socket dir, WAL archiving into ``wal/``) and ``pg_hba.conf`` (passwords everywhere);
+     own socket dir, WAL archiving into ``wal/``) and ``pg_hba.conf`` (passwords everywhere: loopback
+     for every database, plus each database's ``ipAllowList`` rules kept in ``cluster.json``);
   6. ``pg_ctl start --wait``; postgres detaches into its own session, so it outlives the daemon.
 :meth:`EmbeddedServer.stop` is ``pg_ctl stop --mode fast``.
 
@@ -26,18 +27,21 @@ Layout of the root directory::
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import pwd
 import secrets
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from slipstream import runner
+from slipstream.databases import admin
 from slipstream.databases.commands import (
     INCLUDE_LINE,
     PG_ROOT,
@@ -71,6 +75,23 @@ class OsUser:
     gid: int
 
 
+def check_listen(addresses: Sequence[str]) -> tuple[str, ...]:
+    """The addresses PostgreSQL listens on: loopback always (apps connect there), plus any others."""
+    out = ["127.0.0.1"]
+    for raw in addresses:
+        address = raw.strip()
+        if not address or address in out:
+            continue
+        if address != "*":
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise InvalidInput(f"SLIPSTREAM_POSTGRES_LISTEN: {address!r} is not an IP address",
+                                   "list addresses like 127.0.0.1,10.0.0.5, or * for every interface") from None
+        out.append(address)
+    return ("*",) if "*" in out else tuple(out)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A loopback port nobody listens on right now (bind port 0 and ask)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -98,7 +119,7 @@ class EmbeddedServer:
     """Start, adopt and stop the cluster under ``root``; see the module docstring for the steps."""
 
     def __init__(self, root: Path, *, port: int | None = None, traverse_root: Path | None = None,
-                 pg_root: Path = PG_ROOT) -> None:
+                 pg_root: Path = PG_ROOT, listen: Sequence[str] = ("127.0.0.1",)) -> None:
         self.root = Path(root).absolute()
         self.pgdata = self.root / "pgdata"
         self.socket_dir = self.root / "socket"
@@ -106,6 +127,7 @@ class EmbeddedServer:
         self.log = self.root / "postgres.log"
         self.state_file = self.root / "cluster.json"
         self._wanted_port = port
+        self._listen = check_listen(listen)
         self._traverse_root = (Path(traverse_root) if traverse_root else self.root.parent).resolve()
         self._pg_root = pg_root
         self._os_user: OsUser | None = None
@@ -239,15 +261,29 @@ class EmbeddedServer:
         with conf.open("a") as handle:
             handle.write(f"\n# slipstream's settings (port, listen address, socket dir)\n{INCLUDE_LINE}\n")
 
+    def set_access(self, lines: Sequence[str]) -> None:
+        """Make ``lines`` (``ipAllowList`` rules) the extra ``pg_hba.conf`` entries: kept in
+        ``cluster.json`` for every later start, written now, and reloaded when the server runs."""
+        state = self._load_state(create=True)
+        if list(lines) == list(state.get("hba_extra") or []) and (self.pgdata / "pg_hba.conf").exists():
+            return
+        self._save_state({**state, "hba_extra": list(lines)})
+        if (self.pgdata / "PG_VERSION").exists():
+            self._write_owned(self.pgdata / "pg_hba.conf", render_pg_hba(list(lines)))
+            if self.running():
+                with admin.connect(self.admin_endpoint()) as conn:
+                    conn.execute("SELECT pg_reload_conf()")
+
     def _write_config(self) -> None:
         try:
             archiving = archive_settings(self.wal_dir)
         except InvalidInput as exc:  # the server still runs; only point-in-time recovery is off
             log.warning("WAL archiving is off: %s", exc.message)
             archiving = []
-        conf = render_postgresql_conf(self.port, self.socket_dir, extra=archiving)
+        conf = render_postgresql_conf(self.port, self.socket_dir, listen=self._listen, extra=archiving)
         self._write_owned(self.pgdata / "slipstream.conf", conf)
-        self._write_owned(self.pgdata / "pg_hba.conf", render_pg_hba())
+        extra = [str(line) for line in self._load_state().get("hba_extra") or []]  # type: ignore[union-attr]
+        self._write_owned(self.pgdata / "pg_hba.conf", render_pg_hba(extra))
 
     # Helpers ---------------------------------------------------------------------------------
     def _run(self, argv: list[str], *, check: bool = True, timeout: float = 60) -> runner.Result:

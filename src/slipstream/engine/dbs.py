@@ -7,6 +7,7 @@ finds databases in the state) and keeps running when the daemon stops; a restart
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # psycopg costs ~10 MB of daemon memory: loaded only once a d
 log = logging.getLogger("slipstream.databases")
 
 PASSWORD_KEY = "database:{name}.password"
+ACCESS_KEY = "postgres.ip-allow-lists"  # name -> [database, role, [CIDR, ...]]
 
 
 class DatabaseManager:
@@ -47,8 +49,9 @@ class DatabaseManager:
     def cluster(self) -> Cluster:
         if self._cluster is None:
             from slipstream.databases import Cluster
+            listen = self.settings.extra.get("SLIPSTREAM_POSTGRES_LISTEN", "127.0.0.1").split(",")
             self._cluster = Cluster(self.settings.postgres_dir, self.settings.backups_dir,
-                                    admin_url=self.settings.postgres_admin_url)
+                                    admin_url=self.settings.postgres_admin_url, listen=listen)
         return self._cluster
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -88,7 +91,8 @@ class DatabaseManager:
         return kept[key]
 
     def ensure(self, name: str, *, database_name: str | None = None, user: str | None = None,
-               major_version: int | None = None, extensions: Sequence[str] = ()) -> DatabaseInfo:
+               major_version: int | None = None, extensions: Sequence[str] = (),
+               ip_allow_list: Sequence[str] = ()) -> DatabaseInfo:
         """Create (idempotently) the database and role of a blueprint entry, and its extensions."""
         self.ensure_started()
         if major_version is not None:
@@ -103,7 +107,22 @@ class DatabaseManager:
         self.masker.add([password, info.connection_string()])
         if extensions:
             self.cluster.ensure_extensions(info, extensions)
+        self._set_access(name, info, ip_allow_list)
         return info
+
+    def _set_access(self, name: str, info: DatabaseInfo, cidrs: Sequence[str]) -> None:
+        """Keep ``name``'s ``ipAllowList`` and apply every database's as pg_hba rules."""
+        kept = json.loads(self.store.kept_values().get(ACCESS_KEY, "{}"))
+        entry = [info.database, info.user, list(cidrs)]
+        if kept.get(name) == entry:
+            return
+        if cidrs:
+            kept[name] = entry
+        else:
+            kept.pop(name, None)
+        if not self.cluster.set_access({n: (d, u, c) for n, (d, u, c) in kept.items()}):
+            log.warning("ipAllowList of %s not applied: an operator's PostgreSQL keeps its own pg_hba rules", name)
+        self.store.keep_value(ACCESS_KEY, json.dumps(kept, sort_keys=True))
 
     def info(self, name: str) -> DatabaseInfo:
         db = next((d for d in self.store.databases() if d["name"] == name), None)

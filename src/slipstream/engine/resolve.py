@@ -42,7 +42,8 @@ def _database_props(bp: Blueprint, store: Store, cluster: Any) -> dict[str, dict
     out = {}
     for db in bp.databases:
         info = cluster.ensure(db.name, database_name=db.database_name, user=db.user,
-                              major_version=db.postgres_major_version, extensions=db.extensions)
+                              major_version=db.postgres_major_version, extensions=db.extensions,
+                              ip_allow_list=[a.source for a in db.ip_allow_list])
         out[db.name] = info.properties()
     return out
 
