@@ -94,6 +94,13 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
+def _remove_cgroups(engine: Engine) -> None:
+    """Remove the daemon's (now empty) memory cgroups: after 'slipstream down' or a failed start."""
+    cgroups = getattr(engine.driver, "memory_cgroups", None)
+    if cgroups is not None:
+        cgroups.cleanup()
+
+
 def run_daemon(settings: Settings) -> None:
     """Run in the foreground until stopped."""
     limit_malloc_arenas()
@@ -116,6 +123,7 @@ def run_daemon(settings: Settings) -> None:
         sock.close()
         os.unlink(settings.api_socket)
         engine.close()
+        _remove_cgroups(engine)
         raise
     settings.daemon_pidfile.write_text(str(os.getpid()))
     app = create_app(engine, request_shutdown)
@@ -129,9 +137,7 @@ def run_daemon(settings: Settings) -> None:
         if everything.is_set():
             log.info("stopping every instance, HAProxy and PostgreSQL")
             engine.shutdown()
-            cgroups = getattr(engine.driver, "memory_cgroups", None)
-            if cgroups is not None:
-                cgroups.cleanup()
+            _remove_cgroups(engine)
         else:
             engine.close()
         for p in (settings.api_socket, settings.daemon_pidfile):
