@@ -117,7 +117,7 @@ class DaemonStand:
             self.cli("down", timeout=90)
         except subprocess.TimeoutExpired:
             print("warning: 'slipstream down' did not finish in 90 s")
-        for p in processes_under(self.home):
+        for p in procs.processes_under(self.home):
             try:
                 p.kill()
             except psutil.Error:
@@ -269,16 +269,3 @@ class DaemonStand:
         builds = sorted((self.home / "builds" / service).iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
         app = next(p for b in reversed(builds) for p in [b / "src" / "app.py"] if p.exists())
         return str(python), app
-
-
-def processes_under(home: Path) -> list[psutil.Process]:
-    """Processes whose command line or working directory lies under ``home`` (never this one)."""
-    found = []
-    for p in psutil.process_iter(["cmdline", "cwd"]):
-        try:
-            text = " ".join(p.info["cmdline"] or []) + " " + (p.info["cwd"] or "")
-        except (psutil.Error, TypeError):
-            continue
-        if str(home) in text and p.pid != os.getpid():
-            found.append(p)
-    return found

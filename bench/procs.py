@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
+
 UPSTREAM = Path(__file__).with_name("upstream.py")
 T = TypeVar("T")
 
@@ -131,3 +133,15 @@ def time_command(argv: list[str], runs: int, cwd: Path | None = None,
                        capture_output=True, timeout=60, check=False)
         samples.append((time.perf_counter() - started) * 1000)
     return samples
+
+def processes_under(home: Path) -> list[psutil.Process]:
+    """Processes whose command line or working directory lies under ``home`` (never this one)."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            text = " ".join(p.info["cmdline"] or []) + " " + (p.info["cwd"] or "")
+        except (psutil.Error, TypeError):
+            continue
+        if str(home) in text and p.pid != os.getpid():
+            found.append(p)
+    return found

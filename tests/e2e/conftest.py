@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.procs import processes_under
 from slipstream.engine.health import free_port
 
 APP_DIR = Path(__file__).parent / "app"
@@ -42,19 +43,6 @@ class Daemon:
             return resp.status, resp.read().decode()
         finally:
             conn.close()
-
-
-def processes_under(home: Path) -> list[psutil.Process]:
-    """Processes whose command line or working directory lies under ``home``."""
-    found = []
-    for p in psutil.process_iter(["cmdline", "cwd"]):
-        try:
-            text = " ".join(p.info["cmdline"] or []) + " " + (p.info["cwd"] or "")
-        except (psutil.Error, TypeError):
-            continue
-        if str(home) in text and p.pid != os.getpid():
-            found.append(p)
-    return found
 
 
 def start_daemon(home: Path, **extra: str) -> Daemon:

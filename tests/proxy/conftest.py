@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 from pathlib import Path
 
 import pytest
@@ -10,39 +11,34 @@ from proxy_support import EchoUpstream, Upstream, free_port
 
 from slipstream.proxy import Proxy
 
+T = TypeVar("T")
 
-@pytest.fixture
-def upstream() -> Iterator[Callable[[str], Upstream]]:
-    """Factory starting upstreams answering their id; all are stopped at the end."""
-    started: list[Upstream] = []
 
-    def make(ident: str) -> Upstream:
-        up = Upstream(ident)
-        started.append(up)
-        return up
+def _factory(cls: Callable[[str], T]) -> Iterator[Callable[[str], T]]:
+    """A fixture body: ``make(ident)`` starts one server of ``cls``; all are closed at the end."""
+    started: list[T] = []
+
+    def make(ident: str) -> T:
+        started.append(cls(ident))
+        return started[-1]
 
     try:
         yield make
     finally:
         for up in started:
-            up.close()
+            up.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def upstream() -> Iterator[Callable[[str], Upstream]]:
+    """Factory starting upstreams answering their id; all are stopped at the end."""
+    yield from _factory(Upstream)
 
 
 @pytest.fixture
 def echo_upstream() -> Iterator[Callable[[str], EchoUpstream]]:
     """Factory starting TCP echo upstreams answering with their id; all are stopped at the end."""
-    started: list[EchoUpstream] = []
-
-    def make(ident: str) -> EchoUpstream:
-        up = EchoUpstream(ident)
-        started.append(up)
-        return up
-
-    try:
-        yield make
-    finally:
-        for up in started:
-            up.close()
+    yield from _factory(EchoUpstream)
 
 
 @pytest.fixture

@@ -18,7 +18,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Upstream:
+class _ServerThread:
+    """A socketserver on a free loopback port, served in a thread; ``connections`` counts the TCP
+    connections it accepted."""
+
+    connections = 0
+
+    def _serve(self, server_class: type[socketserver.TCPServer],
+               handler: type[socketserver.BaseRequestHandler]) -> None:
+        outer = self
+
+        class Server(server_class):  # type: ignore[valid-type, misc]
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # HAProxy resets idle keep-alive connections when it stops
+
+            def verify_request(self, request: object, client_address: object) -> bool:
+                outer.connections += 1  # called once per accepted connection, in one thread
+                return True
+
+        self.server = Server(("127.0.0.1", 0), handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class Upstream(_ServerThread):
     """An HTTP/1.1 keep-alive server in a thread answering JSON: its id and the request headers.
 
     ``connections`` counts the TCP connections it accepted (to check the proxy reuses them).
@@ -51,25 +82,7 @@ class Upstream:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass  # HAProxy resets idle keep-alive connections when it stops
-
-            def verify_request(self, request: object, client_address: object) -> bool:
-                outer.connections += 1  # called once per accepted connection, in one thread
-                return True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self._serve(ThreadingHTTPServer, Handler)
 
 
 def get(port: int, host: str, path: str = "/", timeout: float = 5) -> tuple[int, bytes]:
@@ -83,7 +96,7 @@ def get(port: int, host: str, path: str = "/", timeout: float = 5) -> tuple[int,
         conn.close()
 
 
-class EchoUpstream:
+class EchoUpstream(_ServerThread):
     """A plain TCP server in a thread (no HTTP): answers each line with ``<id> <line>``.
 
     Private services may speak any protocol; this one is line-based. ``connections`` counts the
@@ -106,22 +119,7 @@ class EchoUpstream:
                 except OSError:
                     pass                        # a reset or the idle timeout
 
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-
-            def verify_request(self, request: object, client_address: object) -> bool:
-                outer.connections += 1
-                return True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self._serve(socketserver.ThreadingTCPServer, Handler)
 
 
 class EchoClient:

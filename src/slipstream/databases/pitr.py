@@ -1,7 +1,8 @@
 """Point-in-time recovery for the embedded cluster: WAL archiving, base backups, recovery to a time.
 
-The live server archives every finished WAL segment into ``<root>/wal`` (``archive_settings`` in
-:mod:`~slipstream.databases.commands`, written into ``slipstream.conf`` on each start). :class:`PointInTime` adds two things on top:
+The live server archives every finished WAL segment into ``<root>/wal`` (``archive_settings``
+in :mod:`~slipstream.databases.commands`, written into ``slipstream.conf`` on each start).
+:class:`PointInTime` adds two things on top:
 
 1. ``take_base_backup()``: ``pg_basebackup`` (plain files, WAL streamed alongside) of the whole
    cluster into ``<root>/base/<id>/`` plus a sidecar ``<id>.json``; ``prune(keep)`` deletes old
@@ -30,10 +31,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from slipstream import runner
 from slipstream.databases import admin
 from slipstream.databases.commands import (
-    build_as_user,
     build_client_env,
     build_pg_ctl_argv,
     parse_log_failure,
@@ -121,7 +120,7 @@ class PointInTime:
                 "--username", endpoint.user, "--no-password", "--pgdata", str(target), "--format", "plain",
                 "--wal-method", "stream", "--checkpoint", "fast"]
         try:
-            self._run(argv, env=build_client_env(endpoint), timeout=6 * 3600)
+            self.server.run_as_owner(argv, env=build_client_env(endpoint), timeout=6 * 3600)
             label = (target / "backup_label").read_text()
         except (CommandFailed, OSError) as exc:
             shutil.rmtree(target, ignore_errors=True)
@@ -144,7 +143,8 @@ class PointInTime:
             shutil.rmtree(b.path, ignore_errors=True)
         kept = backups[:max(1, keep)]
         if kept and kept[-1].start_wal and self.wal_dir.is_dir():
-            self._run([str(self.server.bin_dir / "pg_archivecleanup"), str(self.wal_dir), kept[-1].start_wal])
+            cleanup = self.server.bin_dir / "pg_archivecleanup"
+            self.server.run_as_owner([str(cleanup), str(self.wal_dir), kept[-1].start_wal])
         return gone
 
     def window(self) -> tuple[float, float] | None:
@@ -171,18 +171,19 @@ class PointInTime:
         scratch = self.server.root / f"pitr-{secrets.token_hex(4)}"
         pgdata, socket_dir, log = scratch / "pgdata", scratch / "socket", scratch / "postgres.log"
         self._own_dir(scratch)
-        self._run(["cp", "-a", str(base.path), str(pgdata)], timeout=6 * 3600)
-        self._run(["mkdir", "-m", "0700", str(socket_dir)])
+        self.server.run_as_owner(["cp", "-a", str(base.path), str(pgdata)], timeout=6 * 3600)
+        self.server.run_as_owner(["mkdir", "-m", "0700", str(socket_dir)])
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (pgdata / stale).unlink(missing_ok=True)
         port = free_port()
         conf = render_postgresql_conf(port, socket_dir, extra=recovery_settings(self.wal_dir, target))
-        self._write_owned(pgdata / "slipstream.conf", conf)
-        self._write_owned(pgdata / "recovery.signal", "")
+        self.server.write_owned(pgdata / "slipstream.conf", conf)
+        self.server.write_owned(pgdata / "recovery.signal", "")
         started = False
         try:
             try:
-                self._run(build_pg_ctl_argv(self.server.bin_dir, "start", pgdata, log=log), timeout=6 * 3600)
+                start = build_pg_ctl_argv(self.server.bin_dir, "start", pgdata, log=log)
+                self.server.run_as_owner(start, timeout=6 * 3600)
                 started = True
             except CommandFailed:
                 tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
@@ -195,8 +196,9 @@ class PointInTime:
             yield endpoint
         finally:
             if started:
-                self._run([str(self.server.bin_dir / "pg_ctl"), "stop", "--pgdata", str(pgdata), "--mode", "immediate",
-                           "--wait", "--silent"], check=False, timeout=120)
+                stop = [str(self.server.bin_dir / "pg_ctl"), "stop", "--pgdata", str(pgdata),
+                        "--mode", "immediate", "--wait", "--silent"]
+                self.server.run_as_owner(stop, check=False, timeout=120)
             shutil.rmtree(scratch, ignore_errors=True)
 
     # Helpers ---------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ class PointInTime:
                     return
             except Unavailable:
                 pass  # still replaying ("hot standby mode is disabled")
-            status = self._run([str(self.server.bin_dir / "pg_ctl"), "status", "--pgdata", str(pgdata)], check=False)
+            status = self.server.run_as_owner(build_pg_ctl_argv(self.server.bin_dir, "status", pgdata), check=False)
             if status.returncode != 0:
                 tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
                 raise CommandFailed(f"recovery to {target.isoformat()} failed: "
@@ -243,22 +245,6 @@ class PointInTime:
                 raise Unavailable(f"recovery to {target.isoformat()} did not finish within {timeout:g} s")
             time.sleep(0.1)
 
-    def _run(self, argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 120,
-             check: bool = True) -> runner.Result:
-        base = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TZ": "UTC", **(env or {})}
-        return runner.run(build_as_user(argv, self.server.os_user.name), cwd=self.server.root, env=base,
-                          timeout=timeout, check=check)
-
     def _own_dir(self, path: Path) -> None:
         path.mkdir(mode=0o700, exist_ok=True)
-        self._own(path, 0o700)
-
-    def _own(self, path: Path, mode: int) -> None:
-        os.chmod(path, mode)
-        user = self.server.os_user
-        if os.geteuid() == 0 and user.name is not None:
-            os.chown(path, user.uid, user.gid)
-
-    def _write_owned(self, path: Path, text: str) -> None:
-        path.write_text(text)
-        self._own(path, 0o600)
+        self.server.own(path, 0o700)

@@ -170,7 +170,7 @@ class EmbeddedServer:
         """Whether a server is running on ``pgdata`` (``pg_ctl status``, which checks the pid is alive)."""
         if not (self.pgdata / "postmaster.pid").exists():
             return False
-        result = self._run(build_pg_ctl_argv(self.bin_dir, "status", self.pgdata), check=False, timeout=30)
+        result = self.run_as_owner(build_pg_ctl_argv(self.bin_dir, "status", self.pgdata), check=False, timeout=30)
         if result.returncode == 0:
             return not self._dead_postmaster()
         if result.returncode == 3:  # not running
@@ -206,7 +206,7 @@ class EmbeddedServer:
             self._write_config()
             offset = self.log.stat().st_size if self.log.exists() else 0
             try:
-                self._run(build_pg_ctl_argv(self.bin_dir, "start", self.pgdata, log=self.log), timeout=330)
+                self.run_as_owner(build_pg_ctl_argv(self.bin_dir, "start", self.pgdata, log=self.log), timeout=330)
                 self._save_state({**self._load_state(), "port_confirmed": True})
                 return
             except CommandFailed as exc:
@@ -224,7 +224,7 @@ class EmbeddedServer:
         if not self.running():
             return
         try:
-            self._run(build_pg_ctl_argv(self.bin_dir, "stop", self.pgdata), timeout=330)
+            self.run_as_owner(build_pg_ctl_argv(self.bin_dir, "stop", self.pgdata), timeout=330)
         except CommandFailed as exc:
             raise Unavailable(f"PostgreSQL did not stop: {exc.message}", f"see {self.log}") from None
 
@@ -242,10 +242,10 @@ class EmbeddedServer:
                               f"run 'chmod o+x {blocked[-1]}' or put SLIPSTREAM_HOME elsewhere")
         for directory in (self.pgdata, self.socket_dir, self.wal_dir):
             directory.mkdir(mode=0o700, exist_ok=True)
-            self._own(directory, 0o700)
+            self.own(directory, 0o700)
         if not self.log.exists():
             self.log.touch(mode=0o600)
-        self._own(self.log, 0o600)
+        self.own(self.log, 0o600)
 
     def _initdb(self, superuser: str, password: str) -> None:
         pwfile = self.root / f".initdb-{secrets.token_hex(4)}"
@@ -253,8 +253,8 @@ class EmbeddedServer:
         try:
             os.write(fd, password.encode() + b"\n")
             os.close(fd)
-            self._own(pwfile, 0o600)
-            self._run(build_initdb_argv(self.bin_dir, self.pgdata, superuser, pwfile), timeout=120)
+            self.own(pwfile, 0o600)
+            self.run_as_owner(build_initdb_argv(self.bin_dir, self.pgdata, superuser, pwfile), timeout=120)
         finally:
             pwfile.unlink(missing_ok=True)
         conf = self.pgdata / "postgresql.conf"
@@ -269,7 +269,7 @@ class EmbeddedServer:
             return
         self._save_state({**state, "hba_extra": list(lines)})
         if (self.pgdata / "PG_VERSION").exists():
-            self._write_owned(self.pgdata / "pg_hba.conf", render_pg_hba(list(lines)))
+            self.write_owned(self.pgdata / "pg_hba.conf", render_pg_hba(list(lines)))
             if self.running():
                 with admin.connect(self.admin_endpoint()) as conn:
                     conn.execute("SELECT pg_reload_conf()")
@@ -281,25 +281,29 @@ class EmbeddedServer:
             log.warning("WAL archiving is off: %s", exc.message)
             archiving = []
         conf = render_postgresql_conf(self.port, self.socket_dir, listen=self._listen, extra=archiving)
-        self._write_owned(self.pgdata / "slipstream.conf", conf)
+        self.write_owned(self.pgdata / "slipstream.conf", conf)
         extra = [str(line) for line in self._load_state().get("hba_extra") or []]  # type: ignore[union-attr]
-        self._write_owned(self.pgdata / "pg_hba.conf", render_pg_hba(extra))
+        self.write_owned(self.pgdata / "pg_hba.conf", render_pg_hba(extra))
 
     # Helpers ---------------------------------------------------------------------------------
-    def _run(self, argv: list[str], *, check: bool = True, timeout: float = 60) -> runner.Result:
+    def run_as_owner(self, argv: list[str], *, check: bool = True, timeout: float = 60,
+                     env: dict[str, str] | None = None) -> runner.Result:
         """Run a server command as the cluster's OS user, from a directory that user can enter."""
+        base = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TZ": "UTC", **(env or {})}
         return runner.run(build_as_user(argv, self.os_user.name), cwd=self.root, check=check, timeout=timeout,
-                          env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TZ": "UTC"})
+                          env=base)
 
-    def _own(self, path: Path, mode: int) -> None:
+    def own(self, path: Path, mode: int) -> None:
+        """chmod ``path`` and, as root, hand it to the cluster's OS user."""
         os.chmod(path, mode)
         if os.geteuid() == 0 and self.os_user.name is not None:
             os.chown(path, self.os_user.uid, self.os_user.gid)
 
-    def _write_owned(self, path: Path, text: str) -> None:
+    def write_owned(self, path: Path, text: str) -> None:
+        """Write ``path`` atomically, 0600 and owned by the cluster's OS user."""
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
-        self._own(tmp, 0o600)
+        self.own(tmp, 0o600)
         os.replace(tmp, path)
 
     def _read_log(self, offset: int) -> str:
