@@ -25,7 +25,8 @@ def test_alias_cycle_is_refused() -> None:
 
 def test_deep_nesting_is_refused_before_the_python_stack() -> None:
     exc = errors_of("services: " + "[" * 5000 + "]" * 5000 + "\n")
-    assert "nesting is deeper than 64 levels" in str(exc)
+    # our composer's limit, or PyYAML's own (6.0.4+ stops the scanner first); either way a clean error
+    assert "nesting" in str(exc) and str(exc).startswith("render.yaml:1:")
     exc = errors_of("services:\n" + "".join("  " * i + "- \n" for i in range(1, 200)))
     assert exc.problems
 
