@@ -1,8 +1,9 @@
 # The developer actions. CI runs `make test` (through .ci/run), exactly as a person would.
 VENV := .venv
 BIN := $(VENV)/bin
+PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 
-.PHONY: install demo test bench down clean
+.PHONY: install demo check test test-fast bench down clean
 
 install: $(VENV)/.installed
 
@@ -15,8 +16,18 @@ demo: install
 	$(BIN)/slipstream apply examples/render.yaml
 	@$(BIN)/slipstream status
 
-test: install
-	$(BIN)/pytest -q -p no:cacheprovider
+# lint, formatting and strict types; `make test` runs it first
+check: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: check
+	$(PYTEST)
+
+# unit and in-process tests only (no real daemon, database or app): seconds, for the edit loop
+test-fast: install
+	$(PYTEST) -m "not e2e and not real and not slow"
 
 bench: install
 	$(BIN)/python -m bench.run

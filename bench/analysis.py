@@ -16,15 +16,21 @@ def _proxy(r: Results) -> str:
     def us(name: str, key: str) -> float:
         return median(row[name].cpu_us_per_request(key) for row in r.rounds)
 
-    accepts = {name: median(row[name].upstream_connects / max(1, row[name].result.requests) for row in r.rounds)
-               for name in ("direct", "slipstream", "nginx")}
-    text = [f"**Proxy.** The machine accepted {accepts['slipstream']:.3f} TCP connections per request through "
-            f"slipstream's HAProxy (direct {accepts['direct']:.3f}, nginx {accepts['nginx']:.3f}; `nstat` "
-            "TcpPassiveOpens over each run)."]
+    accepts = {
+        name: median(row[name].upstream_connects / max(1, row[name].result.requests) for row in r.rounds)
+        for name in ("direct", "slipstream", "nginx")
+    }
+    text = [
+        f"**Proxy.** The machine accepted {accepts['slipstream']:.3f} TCP connections per request through "
+        f"slipstream's HAProxy (direct {accepts['direct']:.3f}, nginx {accepts['nginx']:.3f}; `nstat` "
+        "TcpPassiveOpens over each run)."
+    ]
     if accepts["slipstream"] >= 0.5:
-        text.append("So HAProxy opened a new upstream connection for nearly every request (no server-side "
-                    "keep-alive): each request pays a connect plus the upstream's accept and set-up, which "
-                    "dominates the gap.")
+        text.append(
+            "So HAProxy opened a new upstream connection for nearly every request (no server-side "
+            "keep-alive): each request pays a connect plus the upstream's accept and set-up, which "
+            "dominates the gap."
+        )
     else:
         text.append("So upstream connections are kept alive; the gap is CPU.")
     u, w, h = us("direct", "upstream_A"), us("direct", "wrk"), us("slipstream", "haproxy")
@@ -41,9 +47,13 @@ def _proxy(r: Results) -> str:
         f"By that arithmetic 0.85x direct needs an app spending about {need:.0f} us of CPU or more per request; "
         f"the bench's app spends {u:.0f} us on purpose (it measures the proxy, not the app). p99 through "
         "slipstream was "
-        + (f"{p99_extra:.2f} ms above direct (median of same-round differences), part of the same CPU contention."
-           if p99_extra > 0 else f"{-p99_extra:.2f} ms below direct (median of same-round differences): with "
-           "fewer requests in flight at once, the tail is shorter even though each request costs more."))
+        + (
+            f"{p99_extra:.2f} ms above direct (median of same-round differences), part of the same CPU contention."
+            if p99_extra > 0
+            else f"{-p99_extra:.2f} ms below direct (median of same-round differences): with "
+            "fewer requests in flight at once, the tail is shorter even though each request costs more."
+        )
+    )
     return " ".join(text)
 
 
@@ -51,14 +61,16 @@ def _restart(r: Results) -> str:
     back = median(x["process_back_ms"] for x in r.restarts)
     total = median(x["ms"] for x in r.restarts)
     timeline = "; ".join(f"+{ms} ms {msg}" for ms, msg in (r.restarts[0]["timeline"] if r.restarts else []))
-    return (f"**Restart.** Median {back:.0f} ms from `kill -9` until the new process answers on its own port, "
-            f"then {total - back:.0f} ms more until HAProxy sends it traffic. Daemon events of the first "
-            f"restart: {timeline or 'none recorded'}. The runtime's crash back-off starts at 1 s "
-            "(`runtime/backoff.py`, CrashLoopBackOff-like) and the supervisor notices an exit on its 0.2 s "
-            "poll, so the first restart cannot beat ~1 s; after it the engine polls the app's health every "
-            "0.1 s before setting its server ready. Restarting the first crash at once (back-off from the "
-            "second crash in a row) and readmitting on the first passing probe would bring it near the "
-            "app's boot time.")
+    return (
+        f"**Restart.** Median {back:.0f} ms from `kill -9` until the new process answers on its own port, "
+        f"then {total - back:.0f} ms more until HAProxy sends it traffic. Daemon events of the first "
+        f"restart: {timeline or 'none recorded'}. The runtime's crash back-off starts at 1 s "
+        "(`runtime/backoff.py`, CrashLoopBackOff-like) and the supervisor notices an exit on its 0.2 s "
+        "poll, so the first restart cannot beat ~1 s; after it the engine polls the app's health every "
+        "0.1 s before setting its server ready. Restarting the first crash at once (back-off from the "
+        "second crash in a row) and readmitting on the first passing probe would bring it near the "
+        "app's boot time."
+    )
 
 
 def _daemon_rss(r: Results) -> str:
@@ -72,12 +84,18 @@ def _daemon_rss(r: Results) -> str:
     services = max(1, r.idle.get("services", 1))
     loaded = {name for name, _ in r.import_rss}
     lazy = [m for m in ("psycopg", "croniter", "httpx", "prometheus_client") if m in loaded]
-    hint = (f" Of these, {', '.join(lazy)} serve features an idle daemon may not use; "
-            "importing them on first use would save their share." if lazy else "")
-    return (f"**Daemon RSS.** Importing what the daemon imports, in a fresh interpreter, already takes "
-            f"{floor:.0f} MB before any work (interpreter {interp:.0f} MB; largest parts: {listed}). Just started "
-            f"with no service the daemon held {r.empty_rss_mb:.1f} MB; with {services} services {full:.1f} MB, "
-            f"so about {(full - r.empty_rss_mb) / services:.2f} MB per service. The import floor dominates.{hint}")
+    hint = (
+        f" Of these, {', '.join(lazy)} serve features an idle daemon may not use; "
+        "importing them on first use would save their share."
+        if lazy
+        else ""
+    )
+    return (
+        f"**Daemon RSS.** Importing what the daemon imports, in a fresh interpreter, already takes "
+        f"{floor:.0f} MB before any work (interpreter {interp:.0f} MB; largest parts: {listed}). Just started "
+        f"with no service the daemon held {r.empty_rss_mb:.1f} MB; with {services} services {full:.1f} MB, "
+        f"so about {(full - r.empty_rss_mb) / services:.2f} MB per service. The import floor dominates.{hint}"
+    )
 
 
 def plan_health_probes(first: float = 0.01, factor: float = 1.5, cap: float = 0.05, count: int = 7) -> list[float]:
@@ -96,34 +114,50 @@ def _steps(r: Results, kind: str) -> str:
     boot, build_cmd = median(r.boot_ms), median(r.build_command_ms)
     recorded = sum(steps.get(k, 0.0) for k in ("build", "pre_deploy", "start", "health", "min_healthy", "flip"))
     request = median(t.request_ms for t in runs)
-    parts = {"waiting for the next health probe after the boot (health step - app boot)": steps.get("health", 0) - boot,
-             "the build step without the buildCommand (export of the commit, toolchain check)":
-                 steps.get("build", build_cmd) - build_cmd,
-             "the start step": steps.get("start", 0.0), "the flip": steps.get("flip", 0.0),
-             "the deliberate stability wait before the flip (SLIPSTREAM_MIN_HEALTHY_SECONDS: new instances "
-             "must stay healthy this long, so a release that crashes right after its first good check never "
-             "gets a request)": steps.get("min_healthy", 0.0),
-             "the API request itself (blueprint parse, git look-ups, records; until it answers)": request,
-             "the rest outside the recorded steps (hand-off to the worker, state writes, the bench's 5 ms poll)":
-                 median(t.ms for t in runs) - recorded - request}
+    parts = {
+        "waiting for the next health probe after the boot (health step - app boot)": steps.get("health", 0) - boot,
+        "the build step without the buildCommand (export of the commit, toolchain check)": steps.get("build", build_cmd)
+        - build_cmd,
+        "the start step": steps.get("start", 0.0),
+        "the flip": steps.get("flip", 0.0),
+        "the deliberate stability wait before the flip (SLIPSTREAM_MIN_HEALTHY_SECONDS: new instances "
+        "must stay healthy this long, so a release that crashes right after its first good check never "
+        "gets a request)": steps.get("min_healthy", 0.0),
+        "the API request itself (blueprint parse, git look-ups, records; until it answers)": request,
+        "the rest outside the recorded steps (hand-off to the worker, state writes, the bench's 5 ms poll)": median(
+            t.ms for t in runs
+        )
+        - recorded
+        - request,
+    }
     listed = "; ".join(f"{name} {ms:.0f} ms" for name, ms in sorted(parts.items(), key=lambda x: -x[1]) if ms >= 0.5)
     probes = ", ".join(f"{t:.0f}" for t in plan_health_probes())
-    wait = ("Without the stability wait the platform's own share is the remainder; the wait is a design choice "
-            "traded for zero failed requests (see docs/architecture.md). " if steps.get("min_healthy") else "")
-    return (f"**{kind.capitalize()}.** Where the time beyond buildCommand ({build_cmd:.1f} ms) and app boot "
-            f"({boot:.0f} ms) goes, medians: {listed}. The deployer probes health at {probes} ms after the "
-            "start (interval from 10 ms growing x1.5 to 50 ms), so the wait after the boot is at most ~50 ms. "
-            f"{wait}Boot and steps stretch when other work shares the two cores.")
+    wait = (
+        "Without the stability wait the platform's own share is the remainder; the wait is a design choice "
+        "traded for zero failed requests (see docs/architecture.md). "
+        if steps.get("min_healthy")
+        else ""
+    )
+    return (
+        f"**{kind.capitalize()}.** Where the time beyond buildCommand ({build_cmd:.1f} ms) and app boot "
+        f"({boot:.0f} ms) goes, medians: {listed}. The deployer probes health at {probes} ms after the "
+        "start (interval from 10 ms growing x1.5 to 50 ms), so the wait after the boot is at most ~50 ms. "
+        f"{wait}Boot and steps stretch when other work shares the two cores."
+    )
 
 
 def _daemon_cpu(r: Results) -> str:
     if not r.daemon_py_spy:
-        return ("**Daemon CPU.** Above target; py-spy was not installed, so no profile was taken "
-                "(`.venv/bin/pip install py-spy` and rerun).")
+        return (
+            "**Daemon CPU.** Above target; py-spy was not installed, so no profile was taken "
+            "(`.venv/bin/pip install py-spy` and rerun)."
+        )
     listed = ", ".join(f"{fn} ({n})" for fn, n in r.daemon_py_spy)
-    return (f"**Daemon CPU.** py-spy, 5 s of active samples while idle; innermost slipstream frames seen most "
-            f"often (samples): {listed}. Idle work grows with the number of instances: the runtime's supervisor "
-            "polls every instance each 0.2 s and the live monitor health-checks every live instance.")
+    return (
+        f"**Daemon CPU.** py-spy, 5 s of active samples while idle; innermost slipstream frames seen most "
+        f"often (samples): {listed}. Idle work grows with the number of instances: the runtime's supervisor "
+        "polls every instance each 0.2 s and the live monitor health-checks every live instance."
+    )
 
 
 def render_analysis(r: Results, targets: Sequence[Target]) -> str:
@@ -146,6 +180,9 @@ def render_analysis(r: Results, targets: Sequence[Target]) -> str:
         parts += [_daemon_cpu(r), ""]
     if "flips" in missed and r.flips:
         f = r.flips[0]
-        parts += [f"**Flips.** {f.load.failed} failed requests over {f.flips} flips (non-2xx {f.load.non2xx}, "
-                  f"socket errors {f.load.socket_errors}).", ""]
+        parts += [
+            f"**Flips.** {f.load.failed} failed requests over {f.flips} flips (non-2xx {f.load.non2xx}, "
+            f"socket errors {f.load.socket_errors}).",
+            "",
+        ]
     return "\n".join(parts)

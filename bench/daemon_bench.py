@@ -51,11 +51,17 @@ def render_blueprint(count: int) -> str:
 
 def git(repo: Path, *args: str) -> str:
     """Run git in ``repo`` with a fixed identity; its output."""
-    env = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(repo)}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env=env, timeout=30).stdout.strip()
+    env = {
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@example.com",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@example.com",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(repo),
+    }
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env, timeout=30
+    ).stdout.strip()
 
 
 def make_app_repo(root: Path, services: int) -> dict[str, str]:
@@ -79,7 +85,7 @@ class Timed:
 
     ms: float
     deploy: dict[str, Any]
-    request_ms: float = 0.0   # how long the POST itself took to answer
+    request_ms: float = 0.0  # how long the POST itself took to answer
 
 
 class DaemonStand:
@@ -92,8 +98,9 @@ class DaemonStand:
         self.blueprint = self.repo / "render.yaml"
         self.http_port = procs.free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPSTREAM_")}
-        self.env.update(SLIPSTREAM_HOME=str(self.home), SLIPSTREAM_HTTP_PORT=str(self.http_port),
-                        SLIPSTREAM_HEALTH_DEADLINE="60")
+        self.env.update(
+            SLIPSTREAM_HOME=str(self.home), SLIPSTREAM_HTTP_PORT=str(self.http_port), SLIPSTREAM_HEALTH_DEADLINE="60"
+        )
         self.shas: dict[str, str] = {}
         self.version_of: dict[str, str] = {}
         self._http: httpx.Client | None = None
@@ -106,8 +113,11 @@ class DaemonStand:
         r = self.cli("up", "--detach")
         if r.returncode != 0:
             raise RuntimeError(f"slipstream up failed: {r.stdout}{r.stderr}")
-        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=str(self.home / "run" / "api.sock")),
-                                  base_url="http://slipstream", timeout=60)
+        self._http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.home / "run" / "api.sock")),
+            base_url="http://slipstream",
+            timeout=60,
+        )
 
     def stop(self) -> None:
         """``slipstream down``, then SIGKILL whatever still runs under the home."""
@@ -124,8 +134,7 @@ class DaemonStand:
                 pass
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*SLIPSTREAM, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run([*SLIPSTREAM, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """One API call on the unix socket; RuntimeError with the daemon's words on an error."""
@@ -152,15 +161,17 @@ class DaemonStand:
 
     def wait_serving(self, service: str, body: str, timeout: float = 60) -> float:
         """Poll through HAProxy every 5 ms until ``service`` answers 200 ``body``; monotonic time."""
-        procs.wait_for(lambda: self.served(service) == (200, body), timeout, 0.005,
-                       f"{service} serving {body!r}")
+        procs.wait_for(lambda: self.served(service) == (200, body), timeout, 0.005, f"{service} serving {body!r}")
         return time.perf_counter()
 
     def wait_finished(self, deploy_id: int, timeout: float = 120) -> dict[str, Any]:
         """Poll the deploy until it has finished; RuntimeError unless it went live."""
-        d = procs.wait_for(lambda: (lambda x: x if x["finished_at"] else None)(
-            self.api("GET", f"/v1/deploys/{deploy_id}")["deploy"]), timeout, 0.05,
-            f"deploy {deploy_id} finishing")
+        d = procs.wait_for(
+            lambda: (lambda x: x if x["finished_at"] else None)(self.api("GET", f"/v1/deploys/{deploy_id}")["deploy"]),
+            timeout,
+            0.05,
+            f"deploy {deploy_id} finishing",
+        )
         if d["status"] not in ("live", "deactivated"):
             raise RuntimeError(f"deploy {deploy_id} ended {d['status']}: {d.get('message')}")
         return d
@@ -218,8 +229,7 @@ class DaemonStand:
         """``kill -9`` the app process of ``service``; ms until its port and HAProxy answer again."""
         inst = self.instances(service)[0]
         port, pid = int(inst["port"]), int(inst["pid"])
-        last_event = max((e["id"] for e in self.api("GET", f"/v1/services/{service}/events")["events"]),
-                         default=0)
+        last_event = max((e["id"] for e in self.api("GET", f"/v1/services/{service}/events")["events"]), default=0)
         leader = psutil.Process(pid)  # the instance is `sh -c "python app.py"`: kill the app itself
         app = next((c for c in leader.children(recursive=True) if "app.py" in " ".join(c.cmdline())), leader)
         wall, started = time.time(), time.perf_counter()
@@ -238,10 +248,12 @@ class DaemonStand:
             time.sleep(0.005)
         serving = time.perf_counter()
         events = self.api("GET", f"/v1/services/{service}/events", None)
-        timeline = [(round((e["ts"] - wall) * 1000), e["message"]) for e in events["events"]
-                    if e["id"] > last_event]
-        return {"ms": (serving - started) * 1000, "process_back_ms": ((process_back or serving) - started) * 1000,
-                "timeline": timeline}
+        timeline = [(round((e["ts"] - wall) * 1000), e["message"]) for e in events["events"] if e["id"] > last_event]
+        return {
+            "ms": (serving - started) * 1000,
+            "process_back_ms": ((process_back or serving) - started) * 1000,
+            "timeline": timeline,
+        }
 
     def idle(self, seconds: float, quiet: float = 3.0) -> dict[str, Any]:
         """RSS (median of 1 s samples) and CPU% (over the window) of the daemon and HAProxy."""
@@ -257,8 +269,12 @@ class DaemonStand:
             time.sleep(1.0)
         out: dict[str, Any] = {}
         for k, p in procs_.items():
-            out[k] = {"cpu_percent": p.cpu_percent(None), "rss_mb": sorted(rss[k])[len(rss[k]) // 2],
-                      "rss_mb_max": max(rss[k]), "threads": p.num_threads()}
+            out[k] = {
+                "cpu_percent": p.cpu_percent(None),
+                "rss_mb": sorted(rss[k])[len(rss[k]) // 2],
+                "rss_mb_max": max(rss[k]),
+                "threads": p.num_threads(),
+            }
         out["instances"] = sum(len(s["instances"]) for s in self.api("GET", "/v1/status")["services"])
         out["services"] = len(self.api("GET", "/v1/status")["services"])
         return out
@@ -266,6 +282,8 @@ class DaemonStand:
     def build_paths(self, service: str) -> tuple[str, Path]:
         """The virtualenv python and the app.py of ``service``'s newest build (for the boot timing)."""
         python = next((self.home / "cache" / service / "venvs").glob("*/bin/python"))
-        builds = sorted((self.home / "builds" / service).iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
+        builds = sorted(
+            (self.home / "builds" / service).iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1
+        )
         app = next(p for b in reversed(builds) for p in [b / "src" / "app.py"] if p.exists())
         return str(python), app

@@ -62,43 +62,57 @@ def _targets(targets: Sequence[Target]) -> list[str]:
 
 
 def _proxy(r: Results) -> list[str]:
-    out = ["| round | target | req/s | p50 | p99 | failed | ratio vs direct | TCP accepts per request | "
-           "CPU us per request: upstream / proxy / wrk | machine idle |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| round | target | req/s | p50 | p99 | failed | ratio vs direct | TCP accepts per request | "
+        "CPU us per request: upstream / proxy / wrk | machine idle |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for i, row in enumerate(r.rounds, 1):
         for name in ("direct", "slipstream", "nginx"):
             run = row[name]
             w = run.result
             proxy = {"slipstream": "haproxy", "nginx": "nginx"}.get(name)
             proxy_us = f"{run.cpu_us_per_request(proxy):.0f}" if proxy else "-"
-            out.append(f"| {i} | {name} | {w.rps:,.0f} | {w.p50_ms:.2f} ms | {w.p99_ms:.2f} ms | {w.failed} | "
-                       f"{w.rps / row['direct'].result.rps:.3f} | {run.upstream_connects / max(1, w.requests):.3f} | "
-                       f"{run.cpu_us_per_request('upstream_A'):.0f} / {proxy_us} / {run.cpu_us_per_request('wrk'):.0f} | "
-                       f"{run.machine_idle:.0f} % |")
+            out.append(
+                f"| {i} | {name} | {w.rps:,.0f} | {w.p50_ms:.2f} ms | {w.p99_ms:.2f} ms | {w.failed} | "
+                f"{w.rps / row['direct'].result.rps:.3f} | {run.upstream_connects / max(1, w.requests):.3f} | "
+                f"{run.cpu_us_per_request('upstream_A'):.0f} / {proxy_us} / {run.cpu_us_per_request('wrk'):.0f} | "
+                f"{run.machine_idle:.0f} % |"
+            )
     return out
 
 
 def _flips(r: Results) -> list[str]:
     assert r.flips is not None
-    out = ["| mechanism | flips | requests | req/s | p99 | non-2xx | socket errors | bodies A / B | "
-           "flip call median / max |", "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| mechanism | flips | requests | req/s | p99 | non-2xx | socket errors | bodies A / B | "
+        "flip call median / max |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for f in r.flips:
         errs = ", ".join(f"{k} {v}" for k, v in f.load.socket_errors.items() if v) or "0"
-        out.append(f"| {f.mechanism} | {f.flips} | {f.load.requests:,} | {f.load.rps:,.0f} | "
-                   f"{f.load.p99_ms:.2f} ms | {f.load.non2xx} | {errs} | {f.load.lua.get('bodyA', 0):,} / "
-                   f"{f.load.lua.get('bodyB', 0):,} | {median(f.apply_ms):.1f} / {max(f.apply_ms or [0]):.1f} ms |")
+        out.append(
+            f"| {f.mechanism} | {f.flips} | {f.load.requests:,} | {f.load.rps:,.0f} | "
+            f"{f.load.p99_ms:.2f} ms | {f.load.non2xx} | {errs} | {f.load.lua.get('bodyA', 0):,} / "
+            f"{f.load.lua.get('bodyB', 0):,} | {median(f.apply_ms):.1f} / {max(f.apply_ms or [0]):.1f} ms |"
+        )
     return out
 
 
 def _steps(r: Results) -> list[str]:
     rows = {"deploy": step_medians(r.deploys), "rollback": step_medians(r.rollbacks)}
     names = [s for s in STEP_ORDER if any(s in v for v in rows.values())]
-    out = ["| kind | client: to traffic | API request | " + " | ".join(names) + " |",
-           "|---|---|---|" + "---|" * len(names)]
+    out = [
+        "| kind | client: to traffic | API request | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
     runs = {"deploy": r.deploys, "rollback": r.rollbacks}
     for kind, steps in rows.items():
         cells = [_ms(steps[s] * 1000) if s in steps else "-" for s in names]
-        out.append(f"| {kind} | {_ms(median(t.ms for t in runs[kind]))} | "
-                   f"{_ms(median(t.request_ms for t in runs[kind]))} | " + " | ".join(cells) + " |")
+        out.append(
+            f"| {kind} | {_ms(median(t.ms for t in runs[kind]))} | "
+            f"{_ms(median(t.request_ms for t in runs[kind]))} | " + " | ".join(cells) + " |"
+        )
     return out
 
 
@@ -116,8 +130,10 @@ def _idle(r: Results) -> list[str]:
     for name in ("daemon", "haproxy"):
         x = r.idle.get(name)
         if x:
-            out.append(f"| {name} | {x['rss_mb']:.1f} MB | {x['rss_mb_max']:.1f} MB | {x['cpu_percent']:.2f} | "
-                       f"{x['threads']} |")
+            out.append(
+                f"| {name} | {x['rss_mb']:.1f} MB | {x['rss_mb_max']:.1f} MB | {x['cpu_percent']:.2f} | "
+                f"{x['threads']} |"
+            )
     return out
 
 
@@ -125,12 +141,12 @@ def _spy(r: Results) -> list[str]:
     if r.daemon_py_spy is None:
         return ["No CPU profile of the idle daemon: py-spy is not installed (`.venv/bin/pip install py-spy`)."]
     listed = ", ".join(f"`{frame}` {n}" for frame, n in r.daemon_py_spy) or "no active samples"
-    return [f"py-spy on the idle daemon (5 s, 100 Hz, active threads only; innermost slipstream frame, samples): "
-            f"{listed}."]
+    return [
+        f"py-spy on the idle daemon (5 s, 100 Hz, active threads only; innermost slipstream frame, samples): {listed}."
+    ]
 
 
-def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target],
-                    analysis: str = "") -> str:
+def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target], analysis: str = "") -> str:
     """The whole docs/benchmarks.md page."""
     m = report["machine"]
     first = r.first_deploy
@@ -170,8 +186,12 @@ def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target
         "the flip with traffic already on the new build, so it is in `total_to_live` but not in the time to "
         "traffic.",
         "",
-        (f"First deploy of the service (not in the medians): {first.ms:.0f} ms to traffic, build step "
-         f"{first.deploy['steps'].get('build', 0) * 1000:.0f} ms." if first else ""),
+        (
+            f"First deploy of the service (not in the medians): {first.ms:.0f} ms to traffic, build step "
+            f"{first.deploy['steps'].get('build', 0) * 1000:.0f} ms."
+            if first
+            else ""
+        ),
         f"The CLI's own start-up (`slipstream status --json`): {median(r.cli_ms):.0f} ms median, on top of "
         "every API timing above when a person types the command.",
         "",

@@ -27,16 +27,16 @@ def render_nginx_conf(prefix: Path, port: int, upstream_include: Path) -> str:
     return f"""\
 # Rendered by bench/nginx.py: the nginx baseline of `make bench`.
 worker_processes auto;
-pid {prefix / 'nginx.pid'};
-error_log {prefix / 'error.log'} warn;
+pid {prefix / "nginx.pid"};
+error_log {prefix / "error.log"} warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
-    client_body_temp_path {temp / 'body'};
-    proxy_temp_path {temp / 'proxy'};
-    fastcgi_temp_path {temp / 'fastcgi'};
-    uwsgi_temp_path {temp / 'uwsgi'};
-    scgi_temp_path {temp / 'scgi'};
+    client_body_temp_path {temp / "body"};
+    proxy_temp_path {temp / "proxy"};
+    fastcgi_temp_path {temp / "fastcgi"};
+    uwsgi_temp_path {temp / "uwsgi"};
+    scgi_temp_path {temp / "scgi"};
     upstream app {{
         include {upstream_include};
         keepalive 64;

@@ -30,13 +30,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def spawn(argv: list[str], log_path: Path, env: Mapping[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: list[str], log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own session, output appended to ``log_path``."""
     with open(log_path, "ab") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=dict(env) if env is not None else None, cwd=cwd,
-                                start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 3.0, sig: int = signal.SIGTERM) -> None:
@@ -74,8 +81,7 @@ def get(port: int, host: str = "localhost", path: str = "/", timeout: float = 2.
         conn.close()
 
 
-def wait_for(check: Callable[[], T | None], timeout: float, interval: float = 0.005,
-              what: str = "condition") -> T:
+def wait_for(check: Callable[[], T | None], timeout: float, interval: float = 0.005, what: str = "condition") -> T:
     """Poll ``check`` until it returns something truthy; TimeoutError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -96,8 +102,9 @@ def upstream_env(port: int, app_id: str, base: Mapping[str, str]) -> dict[str, s
 def start_upstream(app_id: str, log_dir: Path, base_env: Mapping[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     """Start the bench upstream answering ``ok <app_id>`` on a free port; wait until it answers."""
     port = free_port()
-    proc = spawn([sys.executable, "-I", str(UPSTREAM)], log_dir / f"upstream-{app_id}.log",
-                 upstream_env(port, app_id, base_env))
+    proc = spawn(
+        [sys.executable, "-I", str(UPSTREAM)], log_dir / f"upstream-{app_id}.log", upstream_env(port, app_id, base_env)
+    )
     try:
         wait_for(lambda: get(port)[0] == 200, 10, 0.01, f"upstream {app_id} on port {port}")
     except BaseException:
@@ -123,16 +130,19 @@ def time_boot(python: str, app: Path, base_env: Mapping[str, str], runs: int, lo
     return samples
 
 
-def time_command(argv: list[str], runs: int, cwd: Path | None = None,
-                 env: Mapping[str, str] | None = None) -> list[float]:
+def time_command(
+    argv: list[str], runs: int, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> list[float]:
     """Milliseconds ``argv`` takes from spawn to exit, ``runs`` times."""
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, env=dict(env) if env is not None else None,
-                       capture_output=True, timeout=60, check=False)
+        subprocess.run(
+            argv, cwd=cwd, env=dict(env) if env is not None else None, capture_output=True, timeout=60, check=False
+        )
         samples.append((time.perf_counter() - started) * 1000)
     return samples
+
 
 def processes_under(home: Path) -> list[psutil.Process]:
     """Processes whose command line or working directory lies under ``home`` (never this one)."""

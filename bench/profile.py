@@ -15,8 +15,18 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-HEAVY_IMPORTS = ("ssl", "pydantic", "fastapi", "uvicorn", "cryptography", "psycopg", "croniter", "yaml",
-                 "httpx", "prometheus_client")
+HEAVY_IMPORTS = (
+    "ssl",
+    "pydantic",
+    "fastapi",
+    "uvicorn",
+    "cryptography",
+    "psycopg",
+    "croniter",
+    "yaml",
+    "httpx",
+    "prometheus_client",
+)
 
 _IMPORT_RSS = """\
 import importlib, json, subprocess, sys, psutil
@@ -37,8 +47,7 @@ print(json.dumps(out))
 def import_rss(heavy: tuple[str, ...] = HEAVY_IMPORTS) -> list[tuple[str, float]]:
     """(module, MB of RSS its import added), in import order: the bare interpreter first, then each
     of ``heavy`` that importing ``slipstream.daemon`` loads, then the rest of the daemon's imports."""
-    r = subprocess.run([sys.executable, "-c", _IMPORT_RSS, *heavy], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run([sys.executable, "-c", _IMPORT_RSS, *heavy], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         return []
     return [(name, float(mb)) for name, mb in json.loads(r.stdout)]
@@ -70,9 +79,26 @@ def py_spy_top(pid: int, seconds: int, out_dir: Path) -> list[tuple[str, int]] |
     if exe is None:
         return None
     out = out_dir / f"py-spy-{pid}.txt"
-    r = subprocess.run([exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
-                        "--nonblocking", "--format", "raw", "--output", str(out)],
-                       capture_output=True, text=True, timeout=seconds + 30)
+    r = subprocess.run(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "100",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+    )
     if r.returncode != 0 or not out.exists():
         return None
     return parse_collapsed(out.read_text())

@@ -38,7 +38,7 @@ class LoadRun:
 
     result: WrkResult
     cpu: dict[str, float]
-    upstream_connects: int   # TCP connections accepted on the machine during the run (nstat)
+    upstream_connects: int  # TCP connections accepted on the machine during the run (nstat)
     machine_idle: float = float("nan")  # % of all cores left idle during the run
 
     def cpu_us_per_request(self, key: str) -> float:
@@ -64,8 +64,9 @@ def cpu_seconds(pid: int | None) -> float:
 def passive_opens() -> int:
     """The kernel's count of accepted TCP connections (TcpPassiveOpens), or -1 without nstat."""
     try:
-        out = subprocess.run(["nstat", "-az", "TcpPassiveOpens"], capture_output=True, text=True,
-                             timeout=5).stdout.split()
+        out = subprocess.run(
+            ["nstat", "-az", "TcpPassiveOpens"], capture_output=True, text=True, timeout=5
+        ).stdout.split()
         return int(out[out.index("TcpPassiveOpens") + 1])
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
         return -1
@@ -112,8 +113,7 @@ class ProxyStand:
         self.proxy.add_server("flip", "a", a)
         self.proxy.add_server("flip", "b", b)
         self.proxy.set_state("flip", "a", "ready")
-        procs.wait_for(lambda: procs.get(self.proxy_port, HOST) == (200, "ok A"), 10, 0.02,
-                       "HAProxy routing to A")
+        procs.wait_for(lambda: procs.get(self.proxy_port, HOST) == (200, "ok A"), 10, 0.02, "HAProxy routing to A")
         self.nginx = Nginx(self.workdir / "nginx", procs.free_port(), a)
         self.nginx.start()
 
@@ -132,9 +132,11 @@ class ProxyStand:
 
     def pids(self) -> dict[str, int | None]:
         """Pids of the processes a load runs through (for reading their CPU use)."""
-        return {"upstream_A": self.upstreams["A"][0].pid,
-                "haproxy": self.proxy.pid() if self.proxy else None,
-                "nginx": self.nginx.proc.pid if self.nginx and self.nginx.proc else None}
+        return {
+            "upstream_A": self.upstreams["A"][0].pid,
+            "haproxy": self.proxy.pid() if self.proxy else None,
+            "nginx": self.nginx.proc.pid if self.nginx and self.nginx.proc else None,
+        }
 
     def stop(self) -> None:
         """Stop nginx, HAProxy and the upstreams (each attempted, whatever fails)."""
@@ -149,21 +151,30 @@ class ProxyStand:
             procs.stop(proc)
 
     # -- benchmark 1 ---------------------------------------------------------------------------
-    def throughput(self, rounds: int, seconds: int, threads: int = 2, connections: int = 50,
-                   gap: float = 1.0) -> list[dict[str, LoadRun]]:
+    def throughput(
+        self, rounds: int, seconds: int, threads: int = 2, connections: int = 50, gap: float = 1.0
+    ) -> list[dict[str, LoadRun]]:
         """``rounds`` rounds of one wrk run per target; the start of the order rotates per round."""
         names = list(self.targets())
         results: list[dict[str, LoadRun]] = []
         for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
+            order = names[r % len(names) :] + names[: r % len(names)]
             row: dict[str, LoadRun] = {}
             for name in order:
-                argv = build_wrk_argv(f"http://127.0.0.1:{self.targets()[name]}/", threads=threads,
-                                      connections=connections, seconds=seconds, host=HOST)
+                argv = build_wrk_argv(
+                    f"http://127.0.0.1:{self.targets()[name]}/",
+                    threads=threads,
+                    connections=connections,
+                    seconds=seconds,
+                    host=HOST,
+                )
                 row[name] = self._measured(argv, seconds)
                 w = row[name].result
-                print(f"       round {r + 1} {name:<10} {w.rps:>9,.0f} req/s  p50 {w.p50_ms:.2f} ms  "
-                      f"p99 {w.p99_ms:.2f} ms  failed {w.failed}", flush=True)
+                print(
+                    f"       round {r + 1} {name:<10} {w.rps:>9,.0f} req/s  p50 {w.p50_ms:.2f} ms  "
+                    f"p99 {w.p99_ms:.2f} ms  failed {w.failed}",
+                    flush=True,
+                )
                 time.sleep(gap)
             results.append(row)
         return results
@@ -205,11 +216,20 @@ class ProxyStand:
         ngx = self._flip_run("nginx_reload", nginx.port, FLIP_HOST, reload, count, interval, lead)
         return slip, ngx
 
-    def _flip_run(self, mechanism: str, port: int, host: str, flip: Callable[[int], None],
-                  count: int, interval: float, lead: float) -> FlipRun:
+    def _flip_run(
+        self,
+        mechanism: str,
+        port: int,
+        host: str,
+        flip: Callable[[int], None],
+        count: int,
+        interval: float,
+        lead: float,
+    ) -> FlipRun:
         seconds = int(lead + count * interval + lead + 0.999)
-        argv = build_wrk_argv(f"http://127.0.0.1:{port}/", threads=2, connections=50,
-                              seconds=seconds, host=host, script=self.lua)
+        argv = build_wrk_argv(
+            f"http://127.0.0.1:{port}/", threads=2, connections=50, seconds=seconds, host=host, script=self.lua
+        )
         apply_ms: list[float] = []
         done = threading.Event()
         errors: list[BaseException] = []
@@ -236,7 +256,10 @@ class ProxyStand:
             thread.join(timeout=30)
         if errors:
             raise RuntimeError(f"{mechanism} flip failed: {errors[0]}") from errors[0]
-        print(f"       {mechanism:<13} {len(apply_ms)} flips, {result.requests:,} requests, "
-              f"{result.failed} failed (non-2xx {result.non2xx}, socket {result.socket_errors}), "
-              f"bodies A/B {result.lua.get('bodyA')}/{result.lua.get('bodyB')}", flush=True)
+        print(
+            f"       {mechanism:<13} {len(apply_ms)} flips, {result.requests:,} requests, "
+            f"{result.failed} failed (non-2xx {result.non2xx}, socket {result.socket_errors}), "
+            f"bodies A/B {result.lua.get('bodyA')}/{result.lua.get('bodyB')}",
+            flush=True,
+        )
         return FlipRun(mechanism, len(apply_ms), result, apply_ms)

@@ -34,9 +34,9 @@ class Results:
     machine: dict[str, Any] = field(default_factory=dict)
     settle_s: float = 2.0
     elapsed_s: float = 0.0
-    import_rss: list[tuple[str, float]] = field(default_factory=list)   # profile of the daemon's RSS floor
-    daemon_py_spy: list[tuple[str, int]] | None = None                 # idle CPU profile, when taken
-    empty_rss_mb: float = float("nan")                                 # the daemon just started, no service
+    import_rss: list[tuple[str, float]] = field(default_factory=list)  # profile of the daemon's RSS floor
+    daemon_py_spy: list[tuple[str, int]] | None = None  # idle CPU profile, when taken
+    empty_rss_mb: float = float("nan")  # the daemon just started, no service
 
 
 @dataclass(frozen=True)
@@ -73,27 +73,44 @@ def _r(x: float, digits: int = 1) -> float:
 
 def build_report(r: Results) -> dict[str, Any]:
     """bench/report.json: exactly the keys named in issue #6, plus "machine"."""
-    med = {name: {"rps": median(row[name].result.rps for row in r.rounds),
-                  "p99": median(row[name].result.p99_ms for row in r.rounds)}
-           for name in ("direct", "slipstream", "nginx")}
+    med = {
+        name: {
+            "rps": median(row[name].result.rps for row in r.rounds),
+            "p99": median(row[name].result.p99_ms for row in r.rounds),
+        }
+        for name in ("direct", "slipstream", "nginx")
+    }
     ratio = median(row["slipstream"].result.rps / row["direct"].result.rps for row in r.rounds)
     assert r.flips is not None
     slip, ngx = r.flips
     return {
-        "proxy": {"direct_rps": round(med["direct"]["rps"]), "slipstream_rps": round(med["slipstream"]["rps"]),
-                  "nginx_rps": round(med["nginx"]["rps"]), "ratio_vs_direct": _r(ratio, 3),
-                  "p99_ms_direct": _r(med["direct"]["p99"], 2),
-                  "p99_ms_slipstream": _r(med["slipstream"]["p99"], 2),
-                  "p99_ms_nginx": _r(med["nginx"]["p99"], 2)},
-        "flips": {"count": slip.flips, "requests": slip.load.requests, "failed": slip.load.failed,
-                  "nginx_reload_failed": ngx.load.failed},
-        "deploy": {"runs": len(r.deploys), "total_ms_median": _r(median(t.ms for t in r.deploys)),
-                   "overhead_ms_median": _r(median(overheads_ms(r)))},
+        "proxy": {
+            "direct_rps": round(med["direct"]["rps"]),
+            "slipstream_rps": round(med["slipstream"]["rps"]),
+            "nginx_rps": round(med["nginx"]["rps"]),
+            "ratio_vs_direct": _r(ratio, 3),
+            "p99_ms_direct": _r(med["direct"]["p99"], 2),
+            "p99_ms_slipstream": _r(med["slipstream"]["p99"], 2),
+            "p99_ms_nginx": _r(med["nginx"]["p99"], 2),
+        },
+        "flips": {
+            "count": slip.flips,
+            "requests": slip.load.requests,
+            "failed": slip.load.failed,
+            "nginx_reload_failed": ngx.load.failed,
+        },
+        "deploy": {
+            "runs": len(r.deploys),
+            "total_ms_median": _r(median(t.ms for t in r.deploys)),
+            "overhead_ms_median": _r(median(overheads_ms(r))),
+        },
         "rollback": {"ms_median": _r(median(t.ms for t in r.rollbacks))},
         "restart": {"ms_median": _r(median(x["ms"] for x in r.restarts))},
-        "daemon": {"services": r.idle.get("services", 0),
-                   "rss_mb": _r(r.idle.get("daemon", {}).get("rss_mb", float("nan"))),
-                   "cpu_percent_idle": _r(r.idle.get("daemon", {}).get("cpu_percent", float("nan")), 2)},
+        "daemon": {
+            "services": r.idle.get("services", 0),
+            "rss_mb": _r(r.idle.get("daemon", {}).get("rss_mb", float("nan"))),
+            "cpu_percent_idle": _r(r.idle.get("daemon", {}).get("cpu_percent", float("nan")), 2),
+        },
         "machine": r.machine,
     }
 
@@ -103,20 +120,37 @@ def check_targets(report: dict[str, Any]) -> list[Target]:
     p, f, d = report["proxy"], report["flips"], report["daemon"]
     p99_limit = p["p99_ms_direct"] + 2
     return [
-        Target("flips", "0 failed requests over >= 40 flips",
-               f"{f['failed']} failed over {f['count']} flips", f["failed"] == 0 and f["count"] >= 40),
-        Target("proxy throughput", ">= 0.85x direct", f"{p['ratio_vs_direct']:.2f}x",
-               p["ratio_vs_direct"] >= 0.85),
-        Target("proxy p99", f"<= direct + 2 ms ({p99_limit:.2f} ms)", f"{p['p99_ms_slipstream']:.2f} ms",
-               p["p99_ms_slipstream"] <= p99_limit),
-        Target("deploy overhead", "<= 150 ms", f"{report['deploy']['overhead_ms_median']:.0f} ms",
-               report["deploy"]["overhead_ms_median"] <= 150),
-        Target("rollback", "<= 500 ms", f"{report['rollback']['ms_median']:.0f} ms",
-               report["rollback"]["ms_median"] <= 500),
-        Target("restart", "<= 500 ms", f"{report['restart']['ms_median']:.0f} ms",
-               report["restart"]["ms_median"] <= 500),
-        Target("daemon RSS", f"<= 80 MB with 20 services ({d['services']} here)", f"{d['rss_mb']:.1f} MB",
-               d["rss_mb"] <= 80 and d["services"] >= 20),
+        Target(
+            "flips",
+            "0 failed requests over >= 40 flips",
+            f"{f['failed']} failed over {f['count']} flips",
+            f["failed"] == 0 and f["count"] >= 40,
+        ),
+        Target("proxy throughput", ">= 0.85x direct", f"{p['ratio_vs_direct']:.2f}x", p["ratio_vs_direct"] >= 0.85),
+        Target(
+            "proxy p99",
+            f"<= direct + 2 ms ({p99_limit:.2f} ms)",
+            f"{p['p99_ms_slipstream']:.2f} ms",
+            p["p99_ms_slipstream"] <= p99_limit,
+        ),
+        Target(
+            "deploy overhead",
+            "<= 150 ms",
+            f"{report['deploy']['overhead_ms_median']:.0f} ms",
+            report["deploy"]["overhead_ms_median"] <= 150,
+        ),
+        Target(
+            "rollback", "<= 500 ms", f"{report['rollback']['ms_median']:.0f} ms", report["rollback"]["ms_median"] <= 500
+        ),
+        Target(
+            "restart", "<= 500 ms", f"{report['restart']['ms_median']:.0f} ms", report["restart"]["ms_median"] <= 500
+        ),
+        Target(
+            "daemon RSS",
+            f"<= 80 MB with 20 services ({d['services']} here)",
+            f"{d['rss_mb']:.1f} MB",
+            d["rss_mb"] <= 80 and d["services"] >= 20,
+        ),
         Target("daemon CPU idle", "<= 1 %", f"{d['cpu_percent_idle']:.2f} %", d["cpu_percent_idle"] <= 1),
     ]
 
@@ -126,21 +160,29 @@ def render_table(report: dict[str, Any], targets: Sequence[Target]) -> str:
     p, f = report["proxy"], report["flips"]
     rows = [
         ("proxy direct", f"{p['direct_rps']:,} req/s", f"p99 {p['p99_ms_direct']:.2f} ms"),
-        ("proxy slipstream", f"{p['slipstream_rps']:,} req/s",
-         f"p99 {p['p99_ms_slipstream']:.2f} ms, {p['ratio_vs_direct']:.2f}x direct"),
+        (
+            "proxy slipstream",
+            f"{p['slipstream_rps']:,} req/s",
+            f"p99 {p['p99_ms_slipstream']:.2f} ms, {p['ratio_vs_direct']:.2f}x direct",
+        ),
         ("proxy nginx", f"{p['nginx_rps']:,} req/s", f"p99 {p['p99_ms_nginx']:.2f} ms"),
         ("flips slipstream", f"{f['failed']} failed", f"{f['count']} flips, {f['requests']:,} requests"),
         ("flips nginx reload", f"{f['nginx_reload_failed']} failed", "same load and pacing"),
-        ("deploy", f"{report['deploy']['total_ms_median']:.0f} ms",
-         f"overhead {report['deploy']['overhead_ms_median']:.0f} ms, {report['deploy']['runs']} runs"),
+        (
+            "deploy",
+            f"{report['deploy']['total_ms_median']:.0f} ms",
+            f"overhead {report['deploy']['overhead_ms_median']:.0f} ms, {report['deploy']['runs']} runs",
+        ),
         ("rollback", f"{report['rollback']['ms_median']:.0f} ms", "command -> earlier build serving"),
         ("restart", f"{report['restart']['ms_median']:.0f} ms", "kill -9 -> serving again"),
-        ("daemon idle", f"{report['daemon']['rss_mb']:.1f} MB",
-         f"{report['daemon']['cpu_percent_idle']:.2f} % CPU, {report['daemon']['services']} services"),
+        (
+            "daemon idle",
+            f"{report['daemon']['rss_mb']:.1f} MB",
+            f"{report['daemon']['cpu_percent_idle']:.2f} % CPU, {report['daemon']['services']} services",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     lines = [f"{name:<{width}}  {value:>14}  {note}" for name, value, note in rows]
     lines.append("")
-    lines += [f"{'MET ' if t.met else 'MISS'}  {t.name:<17} {t.measured:>12}  (target {t.wanted})"
-              for t in targets]
+    lines += [f"{'MET ' if t.met else 'MISS'}  {t.name:<17} {t.measured:>12}  (target {t.wanted})" for t in targets]
     return "\n".join(lines)

@@ -54,8 +54,7 @@ class Plan:
     idle_s: float = 10.0
 
 
-QUICK = Plan(rounds=1, seconds=3, flips=6, flip_interval=0.3, deploys=2, rollbacks=2, restarts=1,
-             boots=2, idle_s=3.0)
+QUICK = Plan(rounds=1, seconds=3, flips=6, flip_interval=0.3, deploys=2, rollbacks=2, restarts=1, boots=2, idle_s=3.0)
 
 
 def _watchdog(signum: int, frame: FrameType | None) -> None:
@@ -74,8 +73,7 @@ def run_proxy(plan: Plan, work: Path, r: Results) -> None:
         stand.start()
         step(f"Proxy overhead: {plan.rounds} rounds of wrk -t2 -c50 -d{plan.seconds}s per target")
         r.rounds = stand.throughput(plan.rounds, plan.seconds)
-        step(f"Flips under load: {plan.flips} flips every {plan.flip_interval} s, "
-             "Proxy.switch then nginx reload")
+        step(f"Flips under load: {plan.flips} flips every {plan.flip_interval} s, Proxy.switch then nginx reload")
         r.flips = stand.flips(plan.flips, plan.flip_interval)
     finally:
         stand.stop()
@@ -98,8 +96,7 @@ def run_daemon(plan: Plan, work: Path, r: Results) -> None:
         python, app = stand.build_paths("s01")
         r.boot_ms = procs.time_boot(python, app, os.environ, plan.boots, work)
         r.build_command_ms = procs.time_command(["/bin/sh", "-c", BUILD_COMMAND], plan.boots)
-        r.cli_ms = procs.time_command([sys.executable, "-m", "slipstream", "status", "--json"], 3,
-                                      env=stand.env)
+        r.cli_ms = procs.time_command([sys.executable, "-m", "slipstream", "status", "--json"], 3, env=stand.env)
         step("Applying the blueprint: 20 services")
         r.apply_s = stand.apply_all()
         step(f"Restarts: kill -9 of the app in {plan.restarts} services (each its first restart)")
@@ -143,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(render_analysis(r, targets))
     else:
         (ROOT / "bench" / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (ROOT / "docs" / "benchmarks.md").write_text(render_markdown(r, report, targets,
-                                                                     render_analysis(r, targets)))
+        (ROOT / "docs" / "benchmarks.md").write_text(render_markdown(r, report, targets, render_analysis(r, targets)))
         print("wrote bench/report.json and docs/benchmarks.md")
     return 0
 

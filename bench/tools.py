@@ -72,6 +72,6 @@ def machine_info() -> dict[str, object]:
         "haproxy": parse_version(_first_line(["haproxy", "-v"])),
         "nginx": parse_version(_first_line(["nginx", "-v"])),
         "wrk": parse_version(_first_line(["wrk", "-v"])),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }

@@ -31,8 +31,10 @@ def identity() -> str:
 
 def render_response(body: bytes, close: bool) -> bytes:
     """One complete 200 response carrying ``body``."""
-    head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n")
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+        f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -81,7 +83,7 @@ class HttpProtocol(asyncio.Protocol):
                 return
             if len(self.buf) < end + 4 + length:
                 return  # the body is still arriving
-            self.buf = self.buf[end + 4 + length:]
+            self.buf = self.buf[end + 4 + length :]
             close = close or self.app.stopping
             self.transport.write(self.app.closing_reply if close else self.app.reply)
             if close:
@@ -105,8 +107,9 @@ class App:
         done = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, done.set)
-        server = await loop.create_server(lambda: HttpProtocol(self), "127.0.0.1", port,
-                                          reuse_address=True, backlog=1024)
+        server = await loop.create_server(
+            lambda: HttpProtocol(self), "127.0.0.1", port, reuse_address=True, backlog=1024
+        )
         print(f"listening on 127.0.0.1:{port} as {identity()}", flush=True)
         await done.wait()
         self.stopping = True

@@ -57,10 +57,10 @@ class WrkResult:
     requests: int
     duration_s: float
     rps: float
-    percentiles_ms: dict[int, float]                       # 50, 75, 90, 99 -> ms
+    percentiles_ms: dict[int, float]  # 50, 75, 90, 99 -> ms
     socket_errors: dict[str, int] = field(default_factory=dict)  # connect/read/write/timeout
-    non2xx_or_3xx: int = 0                                 # wrk's own count
-    lua: dict[str, int] = field(default_factory=dict)      # counts from COUNT_LUA, if used
+    non2xx_or_3xx: int = 0  # wrk's own count
+    lua: dict[str, int] = field(default_factory=dict)  # counts from COUNT_LUA, if used
 
     @property
     def p50_ms(self) -> float:
@@ -99,20 +99,28 @@ def parse_wrk(text: str) -> WrkResult:
         raise ValueError(f"not a wrk summary: {text[-300:]!r}")
     percentiles = {int(p): parse_time_ms(v, u) for p, v, u in _PERCENTILE.findall(text)}
     socket = _SOCKET.search(text)
-    errors = (dict(zip(("connect", "read", "write", "timeout"), map(int, socket.groups())))
-              if socket else {"connect": 0, "read": 0, "write": 0, "timeout": 0})
+    errors = (
+        dict(zip(("connect", "read", "write", "timeout"), map(int, socket.groups()), strict=False))
+        if socket
+        else {"connect": 0, "read": 0, "write": 0, "timeout": 0}
+    )
     non2xx = _NON2XX.search(text)
     lua_line = _LUA.search(text)
-    lua = ({k: int(v) for k, v in (kv.split("=", 1) for kv in lua_line.group(1).split())}
-           if lua_line else {})
-    return WrkResult(requests=int(requests.group(1)),
-                     duration_s=parse_time_ms(requests.group(2), requests.group(3)) / 1000.0,
-                     rps=float(rps.group(1)), percentiles_ms=percentiles, socket_errors=errors,
-                     non2xx_or_3xx=int(non2xx.group(1)) if non2xx else 0, lua=lua)
+    lua = {k: int(v) for k, v in (kv.split("=", 1) for kv in lua_line.group(1).split())} if lua_line else {}
+    return WrkResult(
+        requests=int(requests.group(1)),
+        duration_s=parse_time_ms(requests.group(2), requests.group(3)) / 1000.0,
+        rps=float(rps.group(1)),
+        percentiles_ms=percentiles,
+        socket_errors=errors,
+        non2xx_or_3xx=int(non2xx.group(1)) if non2xx else 0,
+        lua=lua,
+    )
 
 
-def build_wrk_argv(url: str, *, threads: int, connections: int, seconds: int,
-                   host: str | None = None, script: Path | None = None) -> list[str]:
+def build_wrk_argv(
+    url: str, *, threads: int, connections: int, seconds: int, host: str | None = None, script: Path | None = None
+) -> list[str]:
     """The wrk command line for one bounded run with latency percentiles."""
     if not url.startswith(("http://127.", "http://localhost")):
         raise ValueError(f"bench traffic goes to loopback only, not {url}")

@@ -69,16 +69,32 @@ def build_engine(settings: Settings) -> Engine:
     if settings.extra.get("SLIPSTREAM_MEMORY_CGROUPS", "auto") != "off":
         label = "slipstream-" + hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
         cgroups = MemoryCgroups.detect(label)
-    driver = LocalDriver(on_event=lambda iid, kind, msg: engine_ref[0].on_instance_event(iid, kind, msg)
-                         if engine_ref else None, memory_cgroups=cgroups)
+    driver = LocalDriver(
+        on_event=lambda iid, kind, msg: engine_ref[0].on_instance_event(iid, kind, msg) if engine_ref else None,
+        memory_cgroups=cgroups,
+    )
     settle = float(settings.extra.get("SLIPSTREAM_SETTLE_SECONDS", "2"))
-    dbs = DatabaseManager(settings, store, masker,
-                          backup_interval_s=float(settings.extra.get("SLIPSTREAM_BACKUP_INTERVAL", "86400")),
-                          retention=int(settings.extra.get("SLIPSTREAM_BACKUP_RETENTION", "7")))
+    dbs = DatabaseManager(
+        settings,
+        store,
+        masker,
+        backup_interval_s=float(settings.extra.get("SLIPSTREAM_BACKUP_INTERVAL", "86400")),
+        retention=int(settings.extra.get("SLIPSTREAM_BACKUP_RETENTION", "7")),
+    )
     grace = float(settings.extra.get("SLIPSTREAM_WORKER_GRACE", "2"))
     min_healthy = float(settings.extra.get("SLIPSTREAM_MIN_HEALTHY_SECONDS", "1"))
-    engine = Engine(settings, store, proxy, driver, builder, masker, settle_s=settle, worker_grace_s=grace,
-                    min_healthy_s=min_healthy, cluster=dbs)
+    engine = Engine(
+        settings,
+        store,
+        proxy,
+        driver,
+        builder,
+        masker,
+        settle_s=settle,
+        worker_grace_s=grace,
+        min_healthy_s=min_healthy,
+        cluster=dbs,
+    )
     engine_ref.append(engine)
     return engine
 
@@ -129,8 +145,13 @@ def run_daemon(settings: Settings) -> None:
     app = create_app(engine, request_shutdown)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
-    log.info("slipstream daemon %s serving on %s; HTTP on %s:%s", os.getpid(), settings.api_socket,
-             settings.bind_host, settings.http_port)
+    log.info(
+        "slipstream daemon %s serving on %s; HTTP on %s:%s",
+        os.getpid(),
+        settings.api_socket,
+        settings.bind_host,
+        settings.http_port,
+    )
     try:
         server.run(sockets=[sock])
     finally:

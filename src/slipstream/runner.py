@@ -25,18 +25,32 @@ class Result:
     stderr: str
 
 
-def run(argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
-        input: str | None = None, timeout: float | None = 120, check: bool = True,
-        user: str | None = None) -> Result:
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    timeout: float | None = 120,
+    check: bool = True,
+    user: str | None = None,
+) -> Result:
     """Run ``argv`` and return its output; raise :class:`CommandFailed` on a non-zero exit when ``check``."""
     ids: dict[str, object] = {}
     if user is not None:  # drop to the user's own group too, not only its uid (root's gid 0 opens doors)
         pw = pwd.getpwnam(user)
         ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
     try:
-        proc = subprocess.run(list(argv), cwd=cwd, env=dict(env) if env is not None else None,
-                              input=input, capture_output=True, text=True, timeout=timeout,
-                              **ids)  # type: ignore[call-overload]
+        proc = subprocess.run(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **ids,
+        )  # type: ignore[call-overload]  # typeshed has no overload for user/group passed through **ids
     except FileNotFoundError:
         raise Unavailable(f"{argv[0]} is not installed", "run 'make install'") from None
     except subprocess.TimeoutExpired:

@@ -29,11 +29,11 @@ class Settings:
     """Where slipstream keeps its state and which loopback ports it uses."""
 
     home: Path
-    http_port: int = 8080           # HAProxy's public HTTP listener (web services, static sites)
-    bind_host: str = "127.0.0.1"    # address HAProxy listens on
+    http_port: int = 8080  # HAProxy's public HTTP listener (web services, static sites)
+    bind_host: str = "127.0.0.1"  # address HAProxy listens on
     postgres_admin_url: str | None = None  # an existing server to use instead of the embedded cluster
-    health_deadline_s: float = 900.0       # Render: a deploy is canceled after 15 minutes unhealthy
-    drain_timeout_s: float | None = None   # None: the service's maxShutdownDelaySeconds
+    health_deadline_s: float = 900.0  # Render: a deploy is canceled after 15 minutes unhealthy
+    drain_timeout_s: float | None = None  # None: the service's maxShutdownDelaySeconds
     extra: dict[str, str] = field(default_factory=dict)
 
     # Derived paths ---------------------------------------------------------------------------
@@ -89,8 +89,7 @@ class Settings:
         """Create the directory tree; secrets inside are 0600 files."""
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o711)  # traversable, not listable: the postgres user needs to reach postgres/
-        for d in (self.builds_dir, self.cache_dir, self.instances_dir, self.backups_dir,
-                  self.proxy_dir, self.run_dir):
+        for d in (self.builds_dir, self.cache_dir, self.instances_dir, self.backups_dir, self.proxy_dir, self.run_dir):
             d.mkdir(parents=True, exist_ok=True)
 
 

@@ -39,18 +39,21 @@ def test_parse_wrk_reads_every_number() -> None:
     r = parse_wrk(WRK_OUT)
     assert r.requests == 478123 and r.duration_s == pytest.approx(10.0)
     assert r.rps == pytest.approx(47809.12)
-    assert r.percentiles_ms == {50: pytest.approx(0.98), 75: pytest.approx(1.1), 90: pytest.approx(1.3),
-                                99: pytest.approx(2.21)}
+    assert r.percentiles_ms == {
+        50: pytest.approx(0.98),
+        75: pytest.approx(1.1),
+        90: pytest.approx(1.3),
+        99: pytest.approx(2.21),
+    }
     assert r.socket_errors == {"connect": 0, "read": 12, "write": 1, "timeout": 0}
     assert r.non2xx_or_3xx == 5
     assert r.lua == {"2xx": 478106, "non2xx": 17, "bodyA": 300000, "bodyB": 178123}
-    assert r.non2xx == 17          # the script's count wins over wrk's own line
+    assert r.non2xx == 17  # the script's count wins over wrk's own line
     assert r.failed == 17 + 13
 
 
 def test_parse_wrk_without_errors_or_script() -> None:
-    text = "\n".join(line for line in WRK_OUT.splitlines()
-                     if not line.strip().startswith(("Socket", "Non-2xx", "LUA")))
+    text = "\n".join(line for line in WRK_OUT.splitlines() if not line.strip().startswith(("Socket", "Non-2xx", "LUA")))
     r = parse_wrk(text)
     assert r.errors == 0 and r.non2xx == 0 and r.failed == 0 and r.lua == {}
 
@@ -86,31 +89,50 @@ def _results() -> Results:
     flip = parse_wrk(WRK_OUT)
     deploy = {"steps": {"build": 0.03, "start": 0.005, "health": 0.15, "flip": 0.003}}
     return Results(
-        rounds=[{"direct": _load(1000, 2.0), "slipstream": _load(900, 3.0), "nginx": _load(800, 4.0)},
-                {"direct": _load(2000, 4.0), "slipstream": _load(1600, 5.0), "nginx": _load(1000, 6.0)},
-                {"direct": _load(1500, 3.0), "slipstream": _load(1350, 4.0), "nginx": _load(900, 5.0)}],
+        rounds=[
+            {"direct": _load(1000, 2.0), "slipstream": _load(900, 3.0), "nginx": _load(800, 4.0)},
+            {"direct": _load(2000, 4.0), "slipstream": _load(1600, 5.0), "nginx": _load(1000, 6.0)},
+            {"direct": _load(1500, 3.0), "slipstream": _load(1350, 4.0), "nginx": _load(900, 5.0)},
+        ],
         flips=(FlipRun("slipstream", 40, flip, [1.0]), FlipRun("nginx_reload", 40, flip, [5.0])),
         deploys=[Timed(200.0, deploy), Timed(260.0, deploy), Timed(220.0, deploy)],
-        build_command_ms=[2.0, 4.0, 3.0], boot_ms=[100.0, 120.0, 110.0],
+        build_command_ms=[2.0, 4.0, 3.0],
+        boot_ms=[100.0, 120.0, 110.0],
         rollbacks=[Timed(210.0, deploy)],
-        restarts=[{"ms": 1300.0, "process_back_ms": 1200.0, "timeline": [(5, "s02-d7-1: was killed by SIGKILL")]},
-                  {"ms": 1400.0, "process_back_ms": 1300.0, "timeline": []},
-                  {"ms": 1200.0, "process_back_ms": 1100.0, "timeline": []}],
-        import_rss=[("interpreter", 13.0), ("fastapi", 18.0), ("psycopg", 9.0)], empty_rss_mb=75.0,
-        idle={"services": 20, "instances": 20,
-              "daemon": {"rss_mb": 85.04, "rss_mb_max": 85.1, "cpu_percent": 0.7, "threads": 6}},
-        machine={"cores": 2})
+        restarts=[
+            {"ms": 1300.0, "process_back_ms": 1200.0, "timeline": [(5, "s02-d7-1: was killed by SIGKILL")]},
+            {"ms": 1400.0, "process_back_ms": 1300.0, "timeline": []},
+            {"ms": 1200.0, "process_back_ms": 1100.0, "timeline": []},
+        ],
+        import_rss=[("interpreter", 13.0), ("fastapi", 18.0), ("psycopg", 9.0)],
+        empty_rss_mb=75.0,
+        idle={
+            "services": 20,
+            "instances": 20,
+            "daemon": {"rss_mb": 85.04, "rss_mb_max": 85.1, "cpu_percent": 0.7, "threads": 6},
+        },
+        machine={"cores": 2},
+    )
 
 
 def test_report_has_exactly_the_issue_keys() -> None:
     report = build_report(_results())
     assert {k: set(v) for k, v in report.items() if k != "machine"} == {
-        "proxy": {"direct_rps", "slipstream_rps", "nginx_rps", "ratio_vs_direct", "p99_ms_direct",
-                  "p99_ms_slipstream", "p99_ms_nginx"},
+        "proxy": {
+            "direct_rps",
+            "slipstream_rps",
+            "nginx_rps",
+            "ratio_vs_direct",
+            "p99_ms_direct",
+            "p99_ms_slipstream",
+            "p99_ms_nginx",
+        },
         "flips": {"count", "requests", "failed", "nginx_reload_failed"},
         "deploy": {"runs", "total_ms_median", "overhead_ms_median"},
-        "rollback": {"ms_median"}, "restart": {"ms_median"},
-        "daemon": {"services", "rss_mb", "cpu_percent_idle"}}
+        "rollback": {"ms_median"},
+        "restart": {"ms_median"},
+        "daemon": {"services", "rss_mb", "cpu_percent_idle"},
+    }
     assert report["machine"] == {"cores": 2}
 
 
@@ -118,10 +140,10 @@ def test_report_numbers_are_medians_and_same_round_ratios() -> None:
     r = _results()
     report = build_report(r)
     assert report["proxy"]["direct_rps"] == 1500 and report["proxy"]["slipstream_rps"] == 1350
-    assert report["proxy"]["ratio_vs_direct"] == 0.9            # median of 0.9, 0.8, 0.9
+    assert report["proxy"]["ratio_vs_direct"] == 0.9  # median of 0.9, 0.8, 0.9
     assert report["proxy"]["p99_ms_slipstream"] == 4.0
     assert report["flips"] == {"count": 40, "requests": 478123, "failed": 30, "nginx_reload_failed": 30}
-    assert overheads_ms(r) == [87.0, 147.0, 107.0]               # total - 3 ms build - 110 ms boot
+    assert overheads_ms(r) == [87.0, 147.0, 107.0]  # total - 3 ms build - 110 ms boot
     assert report["deploy"] == {"runs": 3, "total_ms_median": 220.0, "overhead_ms_median": 107.0}
     assert report["restart"]["ms_median"] == 1300.0
     assert report["daemon"] == {"services": 20, "rss_mb": 85.0, "cpu_percent_idle": 0.7}
@@ -130,8 +152,16 @@ def test_report_numbers_are_medians_and_same_round_ratios() -> None:
 def test_targets_say_which_are_met() -> None:
     report = build_report(_results())
     met = {t.name: t.met for t in check_targets(report)}
-    assert met == {"flips": False, "proxy throughput": True, "proxy p99": True, "deploy overhead": True,
-                   "rollback": True, "restart": False, "daemon RSS": False, "daemon CPU idle": True}
+    assert met == {
+        "flips": False,
+        "proxy throughput": True,
+        "proxy p99": True,
+        "deploy overhead": True,
+        "rollback": True,
+        "restart": False,
+        "daemon RSS": False,
+        "daemon CPU idle": True,
+    }
     table = render_table(report, check_targets(report))
     assert "MISS  restart" in table and "MET   rollback" in table
 
@@ -161,11 +191,15 @@ def test_blueprint_is_valid_for_slipstream(tmp_path) -> None:  # type: ignore[no
 
 
 def test_parse_collapsed_counts_the_innermost_slipstream_frame() -> None:
-    text = ("run (threading.py:1);_loop (slipstream/engine/monitor.py:43);check_http (slipstream/engine/health.py:24);"
-            "getresponse (http/client.py:1) 3\n"
-            "run (threading.py:1);select (selectors.py:468) 2\n")
-    assert parse_collapsed(text) == [("check_http (slipstream/engine/health.py:24)", 3),
-                                     ("select (selectors.py:468)", 2)]
+    text = (
+        "run (threading.py:1);_loop (slipstream/engine/monitor.py:43);check_http (slipstream/engine/health.py:24);"
+        "getresponse (http/client.py:1) 3\n"
+        "run (threading.py:1);select (selectors.py:468) 2\n"
+    )
+    assert parse_collapsed(text) == [
+        ("check_http (slipstream/engine/health.py:24)", 3),
+        ("select (selectors.py:468)", 2),
+    ]
 
 
 def test_parse_version() -> None:
@@ -187,7 +221,7 @@ def test_analysis_explains_each_missed_target() -> None:
     assert text.startswith("## Where targets are missed")
     assert "**Restart.** Median 1200 ms" in text and "+5 ms s02-d7-1: was killed by SIGKILL" in text
     assert "already takes 40 MB" in text and "psycopg serve features" in text
-    assert "**Flips.**" in text and "**Proxy.**" not in text      # proxy targets were met
+    assert "**Flips.**" in text and "**Proxy.**" not in text  # proxy targets were met
 
 
 def test_docs_page_renders_every_section() -> None:
@@ -196,8 +230,16 @@ def test_docs_page_renders_every_section() -> None:
     r = _results()
     report = build_report(r)
     page = render_markdown(r, report, check_targets(report), "## Where targets are missed: what dominates\n")
-    for heading in ("## Targets (issue #6)", "## Machine", "## 1. Proxy overhead", "## 2. Flips under load",
-                    "## 3-4. Deploys and rollbacks", "## 5. Restarts after kill -9", "## 6. Idle daemon",
-                    "## Method", "## Where targets are missed"):
+    for heading in (
+        "## Targets (issue #6)",
+        "## Machine",
+        "## 1. Proxy overhead",
+        "## 2. Flips under load",
+        "## 3-4. Deploys and rollbacks",
+        "## 5. Restarts after kill -9",
+        "## 6. Idle daemon",
+        "## Method",
+        "## Where targets are missed",
+    ):
         assert heading in page
     assert "| restart | <= 500 ms | 1300 ms | **missed** |" in page

@@ -50,8 +50,10 @@ def test_validate_invalid(files: Path) -> None:
     result = CliRunner().invoke(make_app(), ["validate", str(files / "bad.yaml")])
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert f"error: {files / 'bad.yaml'}:7:5: services[0] (api).startComand: unknown key 'startComand' " \
-           "(hint: did you mean 'startCommand'?)" in result.stderr
+    assert (
+        f"error: {files / 'bad.yaml'}:7:5: services[0] (api).startComand: unknown key 'startComand' "
+        "(hint: did you mean 'startCommand'?)" in result.stderr
+    )
     assert "is invalid: 2 errors" in result.stderr
 
 
@@ -61,7 +63,9 @@ def test_validate_json(files: Path) -> None:
     data = json.loads(result.stdout)
     assert data["valid"] is False
     assert {e["message"] for e in data["errors"]} == {
-        "unknown key 'startComand'", "missing required key 'startCommand' for a python web service"}
+        "unknown key 'startComand'",
+        "missing required key 'startCommand' for a python web service",
+    }
     ok = json.loads(CliRunner().invoke(make_app(), ["validate", "--json", str(files / "good.yaml")]).stdout)
     assert ok["valid"] is True and ok["services"] == ["api"] and len(ok["warnings"]) == 1
 

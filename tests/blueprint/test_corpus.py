@@ -51,8 +51,10 @@ def test_corpus_counts(capsys) -> None:  # type: ignore[no-untyped-def]
             invalid += 1
     share = valid / len(FILES)
     with capsys.disabled():
-        print(f"\ncorpus: {len(FILES)} files, {valid} valid ({share:.0%}), {invalid} invalid "
-              f"(all expected), {warnings} warnings")
+        print(
+            f"\ncorpus: {len(FILES)} files, {valid} valid ({share:.0%}), {invalid} invalid "
+            f"(all expected), {warnings} warnings"
+        )
     assert invalid == len(EXPECTED_INVALID)
     assert valid == len(FILES) - len(EXPECTED_INVALID)
 

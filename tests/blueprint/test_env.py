@@ -48,8 +48,9 @@ services:
 
 FACTS = dict(
     databases={"db": {"connectionString": "postgresql://u:pw@127.0.0.1:5432/db", "host": "127.0.0.1"}},
-    services={"search": {"host": "127.0.0.1", "port": "4100", "hostport": "127.0.0.1:4100",
-                         "env": {"SEARCH_TOKEN": "tok"}}},
+    services={
+        "search": {"host": "127.0.0.1", "port": "4100", "hostport": "127.0.0.1:4100", "env": {"SEARCH_TOKEN": "tok"}}
+    },
     generated={"api.SECRET_KEY": "gen-secret", "base.SIGNING_KEY": "gen-sign", "search.SEARCH_TOKEN": "tok"},
     synced={"api.STRIPE_KEY": "sk_live"},
 )
@@ -59,9 +60,15 @@ def test_resolution_order_and_sources() -> None:
     bp = parse_blueprint(TEXT)
     env = resolve_env(bp, bp.service("api"), **FACTS)  # type: ignore[arg-type]
     assert env == {
-        "LOG_LEVEL": "info", "MODE": "own", "SIGNING_KEY": "gen-sign",
-        "DATABASE_URL": "postgresql://u:pw@127.0.0.1:5432/db", "SECRET_KEY": "gen-secret",
-        "STRIPE_KEY": "sk_live", "SEARCH": "127.0.0.1:4100", "TOKEN": "tok", "WORKERS": "4",
+        "LOG_LEVEL": "info",
+        "MODE": "own",
+        "SIGNING_KEY": "gen-sign",
+        "DATABASE_URL": "postgresql://u:pw@127.0.0.1:5432/db",
+        "SECRET_KEY": "gen-secret",
+        "STRIPE_KEY": "sk_live",
+        "SEARCH": "127.0.0.1:4100",
+        "TOKEN": "tok",
+        "WORKERS": "4",
         "TIMEOUT": "30",
     }
     assert list(env)[:3] == ["LOG_LEVEL", "MODE", "SIGNING_KEY"]  # groups first, own entries after
@@ -85,8 +92,10 @@ def test_every_unresolved_entry_is_reported_with_its_line() -> None:
     text = str(info.value)
     lines = text.splitlines()
     assert len(lines) == 6, text
-    assert "render.yaml:21:29: services[0] (api).envVars[3] (DATABASE_URL).fromDatabase: database 'db' " \
-           "is not available yet" in text
+    assert (
+        "render.yaml:21:29: services[0] (api).envVars[3] (DATABASE_URL).fromDatabase: database 'db' "
+        "is not available yet" in text
+    )
     assert "STRIPE_KEY needs a value (it is declared with sync: false)" in text
     assert "--env-file" in text
     assert "no generated value for SIGNING_KEY (base.SIGNING_KEY)" in text
@@ -111,8 +120,10 @@ def test_secret_keys() -> None:
 
 
 def test_sync_false_in_a_group_is_ignored_like_render() -> None:
-    text = ("envVarGroups:\n  - name: g\n    envVars:\n      - {key: A, sync: false}\n      - {key: B, value: b}\n"
-            "services:\n  - {type: worker, name: w, runtime: python, startCommand: x, envVars: [{fromGroup: g}]}\n")
+    text = (
+        "envVarGroups:\n  - name: g\n    envVars:\n      - {key: A, sync: false}\n      - {key: B, value: b}\n"
+        "services:\n  - {type: worker, name: w, runtime: python, startCommand: x, envVars: [{fromGroup: g}]}\n"
+    )
     bp = parse_blueprint(text)
     assert any("sync: false has no effect in an env var group" in w.message for w in bp.warnings)
     assert resolve_env(bp, "w", databases={}, services={}, generated={}, synced={}) == {"B": "b"}

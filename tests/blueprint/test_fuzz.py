@@ -25,19 +25,93 @@ from slipstream.blueprint.convert import field_aliases
 from slipstream.blueprint.env import needed_generated, needed_synced, resolve_env
 from slipstream.blueprint.plan import plan_blueprint, render_plan
 
-FAST = dict(deadline=None, database=None, derandomize=False,
-            suppress_health_check=list(HealthCheck))
+FAST = dict(deadline=None, database=None, derandomize=False, suppress_health_check=list(HealthCheck))
 
-VOCAB = sorted({alias for model in (m.Document, m.Service, m.Database, m.EnvVarGroup, m.EnvVar, m.FromDatabase,
-                                    m.FromService, m.Disk, m.StaticRoute, m.Header, m.ManifestEntry, m.Scaling,
-                                    m.BuildFilter, m.ServicePreviews, m.Previews, m.Image, m.IpAllow,
-                                    m.Environment, m.Project, m.Ungrouped)
-                for alias in field_aliases(model)} | {"env", "autoDeploy", "previewsEnabled", "<<"})
-WORDS = ["web", "pserv", "worker", "cron", "keyvalue", "redis", "python", "node", "static", "docker", "image",
-         "go", "api", "db", "jobs", "shared", "connectionString", "host", "port", "hostport", "password",
-         "KEY", "PORT", "*/5 * * * *", "@daily", "/", "/healthz", "/var/data", "0.0.0.0/0", "true", "false",
-         "commit", "off", "enum", "int", "url", "bool", "", " ", "~", "null", "1", "0", "-1", "300", "1e9",
-         "ünïcödé", "a" * 70, "\\x00", "0x1F", "12:30", "2024-01-01", ".inf", "!!binary aGk="]
+VOCAB = sorted(
+    {
+        alias
+        for model in (
+            m.Document,
+            m.Service,
+            m.Database,
+            m.EnvVarGroup,
+            m.EnvVar,
+            m.FromDatabase,
+            m.FromService,
+            m.Disk,
+            m.StaticRoute,
+            m.Header,
+            m.ManifestEntry,
+            m.Scaling,
+            m.BuildFilter,
+            m.ServicePreviews,
+            m.Previews,
+            m.Image,
+            m.IpAllow,
+            m.Environment,
+            m.Project,
+            m.Ungrouped,
+        )
+        for alias in field_aliases(model)
+    }
+    | {"env", "autoDeploy", "previewsEnabled", "<<"}
+)
+WORDS = [
+    "web",
+    "pserv",
+    "worker",
+    "cron",
+    "keyvalue",
+    "redis",
+    "python",
+    "node",
+    "static",
+    "docker",
+    "image",
+    "go",
+    "api",
+    "db",
+    "jobs",
+    "shared",
+    "connectionString",
+    "host",
+    "port",
+    "hostport",
+    "password",
+    "KEY",
+    "PORT",
+    "*/5 * * * *",
+    "@daily",
+    "/",
+    "/healthz",
+    "/var/data",
+    "0.0.0.0/0",
+    "true",
+    "false",
+    "commit",
+    "off",
+    "enum",
+    "int",
+    "url",
+    "bool",
+    "",
+    " ",
+    "~",
+    "null",
+    "1",
+    "0",
+    "-1",
+    "300",
+    "1e9",
+    "ünïcödé",
+    "a" * 70,
+    "\\x00",
+    "0x1F",
+    "12:30",
+    "2024-01-01",
+    ".inf",
+    "!!binary aGk=",
+]
 DOCS = sorted(CORPUS.glob("*.render.yaml")) if CORPUS.is_dir() else []
 SEEDS = [p.read_text() for p in DOCS] + [(REPO / "docs" / "blueprint-reference.yaml").read_text()]
 
@@ -88,12 +162,67 @@ def test_fuzz_text_with_any_characters() -> None:
     run(st.text(st.characters(codec=None, exclude_categories=()), max_size=200), 1500)
 
 
-TOKENS = ["services:", "databases:", "envVarGroups:", "projects:", "environments:", "envVars:", "\n", "\n  ",
-          "\n    ", "\n      ", "  ", "- ", "-", ": ", ":", "? ", "&a ", "*a", "&b ", "*b", "<<: ", "<<: *a",
-          "{", "}", "[", "]", ", ", "'", '"', "\\", "#", "!!str ", "!!int ", "!!map ", "!tag ", "|", ">",
-          "---", "...", "%YAML 1.1\n", "\t", "type: web", "name: api", "runtime: python", "startCommand: x",
-          "key: A", "value: 1", "fromGroup: g", "fromDatabase:", "schedule: '* * * * *'", "~", "null", "é",
-          "\ufeff", "\x85", "\u2028", "0o17", "1_000", "- type: cron"]
+TOKENS = [
+    "services:",
+    "databases:",
+    "envVarGroups:",
+    "projects:",
+    "environments:",
+    "envVars:",
+    "\n",
+    "\n  ",
+    "\n    ",
+    "\n      ",
+    "  ",
+    "- ",
+    "-",
+    ": ",
+    ":",
+    "? ",
+    "&a ",
+    "*a",
+    "&b ",
+    "*b",
+    "<<: ",
+    "<<: *a",
+    "{",
+    "}",
+    "[",
+    "]",
+    ", ",
+    "'",
+    '"',
+    "\\",
+    "#",
+    "!!str ",
+    "!!int ",
+    "!!map ",
+    "!tag ",
+    "|",
+    ">",
+    "---",
+    "...",
+    "%YAML 1.1\n",
+    "\t",
+    "type: web",
+    "name: api",
+    "runtime: python",
+    "startCommand: x",
+    "key: A",
+    "value: 1",
+    "fromGroup: g",
+    "fromDatabase:",
+    "schedule: '* * * * *'",
+    "~",
+    "null",
+    "é",
+    "\ufeff",
+    "\x85",
+    "\u2028",
+    "0o17",
+    "1_000",
+    "- type: cron",
+]
 
 
 def test_fuzz_yaml_token_soup() -> None:
@@ -101,72 +230,134 @@ def test_fuzz_yaml_token_soup() -> None:
     run(seeded(lambda r: "".join(r.choice(TOKENS) for _ in range(r.randint(0, 60)))), 2000)
 
 
-scalars = st.one_of(st.sampled_from(WORDS), st.integers(-5, 400), st.booleans(), st.none(),
-                    st.text(string.printable, max_size=12))
+scalars = st.one_of(
+    st.sampled_from(WORDS), st.integers(-5, 400), st.booleans(), st.none(), st.text(string.printable, max_size=12)
+)
 documents = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.sampled_from(VOCAB) | st.text(max_size=6), inner, max_size=6)),
-    max_leaves=12)
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(VOCAB) | st.text(max_size=6), inner, max_size=6)
+    ),
+    max_leaves=12,
+)
 
 
 def random_value(r: random.Random, depth: int = 0) -> object:
     """A random YAML value whose keys come from the blueprint vocabulary."""
     roll = r.random()
     if depth > 5 or roll < 0.45:
-        return r.choice([r.choice(WORDS), r.randint(-5, 400), r.random() < 0.5, None,
-                         "".join(r.choice(string.printable) for _ in range(r.randint(0, 10)))])
+        return r.choice(
+            [
+                r.choice(WORDS),
+                r.randint(-5, 400),
+                r.random() < 0.5,
+                None,
+                "".join(r.choice(string.printable) for _ in range(r.randint(0, 10))),
+            ]
+        )
     if roll < 0.65:
         return [random_value(r, depth + 1) for _ in range(r.randint(0, 4))]
-    return {r.choice(VOCAB) if r.random() < 0.9 else r.choice(WORDS): random_value(r, depth + 1)
-            for _ in range(r.randint(0, 7))}
+    return {
+        r.choice(VOCAB) if r.random() < 0.9 else r.choice(WORDS): random_value(r, depth + 1)
+        for _ in range(r.randint(0, 7))
+    }
 
 
 def dump(doc: object, flow: bool = False) -> str:
-    return yaml.dump(doc, Dumper=yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper,
-                     default_flow_style=flow, allow_unicode=True)
+    return yaml.dump(
+        doc,
+        Dumper=yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper,
+        default_flow_style=flow,
+        allow_unicode=True,
+    )
 
 
 def test_fuzz_documents_over_the_vocabulary() -> None:
-    run(st.tuples(st.dictionaries(st.sampled_from(VOCAB), documents, max_size=4), st.booleans())
-        .map(lambda t: dump(t[0], t[1])), 300)
-    run(seeded(lambda r: dump({r.choice(VOCAB): random_value(r) for _ in range(r.randint(0, 5))},
-                              r.random() < 0.3)), 2000)
+    run(
+        st.tuples(st.dictionaries(st.sampled_from(VOCAB), documents, max_size=4), st.booleans()).map(
+            lambda t: dump(t[0], t[1])
+        ),
+        300,
+    )
+    run(
+        seeded(lambda r: dump({r.choice(VOCAB): random_value(r) for _ in range(r.randint(0, 5))}, r.random() < 0.3)),
+        2000,
+    )
 
 
-names = st.sampled_from(["api", "jobs", "db", "cache", "site", "shared", "Bad_Name", "x" * 64])  # noqa: E501
+names = st.sampled_from(["api", "jobs", "db", "cache", "site", "shared", "Bad_Name", "x" * 64])
 env_entry = st.one_of(
-    st.fixed_dictionaries({"key": st.sampled_from(["A", "B", "PORT", "1X", "SECRET_KEY"]),
-                           "value": st.sampled_from(["1", "x", "true", ""])}),
+    st.fixed_dictionaries(
+        {
+            "key": st.sampled_from(["A", "B", "PORT", "1X", "SECRET_KEY"]),
+            "value": st.sampled_from(["1", "x", "true", ""]),
+        }
+    ),
     st.fixed_dictionaries({"key": st.just("G"), "generateValue": st.booleans()}),
     st.fixed_dictionaries({"key": st.just("S"), "sync": st.booleans()}),
-    st.fixed_dictionaries({"key": st.just("D"), "fromDatabase": st.fixed_dictionaries(
-        {"name": names, "property": st.sampled_from(["connectionString", "host", "url"])})}),
-    st.fixed_dictionaries({"key": st.just("F"), "fromService": st.fixed_dictionaries(
-        {"type": st.sampled_from(["web", "pserv", "worker", "keyvalue", "redis"]), "name": names},
-        optional={"property": st.sampled_from(["host", "hostport", "connectionString"]),
-                  "envVarKey": st.sampled_from(["A", "G", "S", "F"])})}),
+    st.fixed_dictionaries(
+        {
+            "key": st.just("D"),
+            "fromDatabase": st.fixed_dictionaries(
+                {"name": names, "property": st.sampled_from(["connectionString", "host", "url"])}
+            ),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "key": st.just("F"),
+            "fromService": st.fixed_dictionaries(
+                {"type": st.sampled_from(["web", "pserv", "worker", "keyvalue", "redis"]), "name": names},
+                optional={
+                    "property": st.sampled_from(["host", "hostport", "connectionString"]),
+                    "envVarKey": st.sampled_from(["A", "G", "S", "F"]),
+                },
+            ),
+        }
+    ),
     st.fixed_dictionaries({"fromGroup": names}),
 )
 service = st.fixed_dictionaries(
     {"type": st.sampled_from(["web", "pserv", "worker", "cron", "keyvalue"]), "name": names},
-    optional={"runtime": st.sampled_from(["python", "node", "static", "docker", "go"]),
-              "startCommand": st.just("run"), "schedule": st.sampled_from(["*/5 * * * *", "61 * * * *", "@daily"]),
-              "staticPublishPath": st.just("dist"), "ipAllowList": st.just([]),
-              "numInstances": st.integers(0, 3), "healthCheckPath": st.sampled_from(["/h", "h"]),
-              "disk": st.fixed_dictionaries({"name": st.just("d"), "mountPath": st.sampled_from(["/d", "d"])}),
-              "scaling": st.fixed_dictionaries({"minInstances": st.integers(1, 3), "maxInstances": st.integers(1, 3)},
-                                               optional={"targetCPUPercent": st.integers(1, 100)}),
-              "envVars": st.lists(env_entry, max_size=5),
-              "envManifest": st.dictionaries(st.sampled_from(["A", "G", "S", "D", "Z"]), st.fixed_dictionaries(
-                  {}, optional={"type": st.sampled_from(["int", "bool", "url", "enum", "string"]),
-                                "default": st.sampled_from(["1", "x", "true"]), "values": st.just(["1", "x"]),
-                                "secret": st.booleans(), "required": st.booleans()}), max_size=3)})
+    optional={
+        "runtime": st.sampled_from(["python", "node", "static", "docker", "go"]),
+        "startCommand": st.just("run"),
+        "schedule": st.sampled_from(["*/5 * * * *", "61 * * * *", "@daily"]),
+        "staticPublishPath": st.just("dist"),
+        "ipAllowList": st.just([]),
+        "numInstances": st.integers(0, 3),
+        "healthCheckPath": st.sampled_from(["/h", "h"]),
+        "disk": st.fixed_dictionaries({"name": st.just("d"), "mountPath": st.sampled_from(["/d", "d"])}),
+        "scaling": st.fixed_dictionaries(
+            {"minInstances": st.integers(1, 3), "maxInstances": st.integers(1, 3)},
+            optional={"targetCPUPercent": st.integers(1, 100)},
+        ),
+        "envVars": st.lists(env_entry, max_size=5),
+        "envManifest": st.dictionaries(
+            st.sampled_from(["A", "G", "S", "D", "Z"]),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "type": st.sampled_from(["int", "bool", "url", "enum", "string"]),
+                    "default": st.sampled_from(["1", "x", "true"]),
+                    "values": st.just(["1", "x"]),
+                    "secret": st.booleans(),
+                    "required": st.booleans(),
+                },
+            ),
+            max_size=3,
+        ),
+    },
+)
 blueprints = st.fixed_dictionaries(
     {"services": st.lists(service, max_size=4)},
-    optional={"databases": st.lists(st.fixed_dictionaries({"name": names}), max_size=2),
-              "envVarGroups": st.lists(st.fixed_dictionaries(
-                  {"name": names, "envVars": st.lists(env_entry, max_size=3)}), max_size=2)})
+    optional={
+        "databases": st.lists(st.fixed_dictionaries({"name": names}), max_size=2),
+        "envVarGroups": st.lists(
+            st.fixed_dictionaries({"name": names, "envVars": st.lists(env_entry, max_size=3)}), max_size=2
+        ),
+    },
+)
 
 
 NAMES = ["api", "jobs", "db", "cache", "site", "shared", "Bad_Name", "x" * 64]
@@ -184,8 +375,10 @@ def random_env(r: random.Random) -> dict[str, object]:
         elif source == "fromDatabase":
             entry["fromDatabase"] = {"name": r.choice(NAMES), "property": r.choice(["connectionString", "host", "url"])}
         elif source == "fromService":
-            ref: dict[str, object] = {"type": r.choice(["web", "pserv", "worker", "keyvalue", "redis"]),
-                                      "name": r.choice(NAMES)}
+            ref: dict[str, object] = {
+                "type": r.choice(["web", "pserv", "worker", "keyvalue", "redis"]),
+                "name": r.choice(NAMES),
+            }
             if r.random() < 0.6:
                 ref["property"] = r.choice(["host", "hostport", "connectionString"])
             if r.random() < 0.5:
@@ -203,17 +396,31 @@ def random_service(r: random.Random) -> dict[str, object]:
         "runtime": lambda: r.choice(["python", "node", "static", "docker", "go"]),
         "startCommand": lambda: "run",
         "schedule": lambda: r.choice(["*/5 * * * *", "61 * * * *", "@daily", "* * *"]),
-        "staticPublishPath": lambda: "dist", "ipAllowList": lambda: [],
-        "numInstances": lambda: r.randint(0, 3), "healthCheckPath": lambda: r.choice(["/h", "h"]),
+        "staticPublishPath": lambda: "dist",
+        "ipAllowList": lambda: [],
+        "numInstances": lambda: r.randint(0, 3),
+        "healthCheckPath": lambda: r.choice(["/h", "h"]),
         "disk": lambda: {"name": "d", "mountPath": r.choice(["/d", "d"])},
-        "scaling": lambda: {"minInstances": r.randint(1, 3), "maxInstances": r.randint(1, 3),
-                            **({"targetCPUPercent": 50} if r.random() < 0.7 else {})},
+        "scaling": lambda: {
+            "minInstances": r.randint(1, 3),
+            "maxInstances": r.randint(1, 3),
+            **({"targetCPUPercent": 50} if r.random() < 0.7 else {}),
+        },
         "envVars": lambda: [random_env(r) for _ in range(r.randint(0, 5))],
-        "envManifest": lambda: {r.choice(["A", "G", "S", "D", "Z"]): {
-            k: v() for k, v in {"type": lambda: r.choice(["int", "bool", "url", "enum", "string"]),
-                                "default": lambda: r.choice(["1", "x", "true"]), "values": lambda: ["1", "x"],
-                                "secret": lambda: r.random() < 0.5, "required": lambda: r.random() < 0.5}.items()
-            if r.random() < 0.4} for _ in range(r.randint(0, 2))},
+        "envManifest": lambda: {
+            r.choice(["A", "G", "S", "D", "Z"]): {
+                k: v()
+                for k, v in {
+                    "type": lambda: r.choice(["int", "bool", "url", "enum", "string"]),
+                    "default": lambda: r.choice(["1", "x", "true"]),
+                    "values": lambda: ["1", "x"],
+                    "secret": lambda: r.random() < 0.5,
+                    "required": lambda: r.random() < 0.5,
+                }.items()
+                if r.random() < 0.4
+            }
+            for _ in range(r.randint(0, 2))
+        },
     }
     for key, make in options.items():
         if r.random() < (0.9 if key in ("runtime", "startCommand", "envVars") else 0.25):
@@ -226,8 +433,10 @@ def random_blueprint(r: random.Random) -> str:
     if r.random() < 0.6:
         doc["databases"] = [{"name": r.choice(NAMES)} for _ in range(r.randint(0, 2))]
     if r.random() < 0.5:
-        doc["envVarGroups"] = [{"name": r.choice(NAMES), "envVars": [random_env(r) for _ in range(r.randint(0, 3))]}
-                               for _ in range(r.randint(0, 2))]
+        doc["envVarGroups"] = [
+            {"name": r.choice(NAMES), "envVars": [random_env(r) for _ in range(r.randint(0, 3))]}
+            for _ in range(r.randint(0, 2))
+        ]
     if r.random() < 0.2:
         doc = {"projects": [{"name": "p", "environments": [dict(doc, name="prod"), {"name": "dev", **doc}]}]}
     return dump(doc)
@@ -248,7 +457,7 @@ def mutated(draw):  # type: ignore[no-untyped-def]
         i = draw(st.integers(0, len(lines) - 1))
         if op == "cut":
             a = draw(st.integers(0, len(text)))
-            text = text[:a] + text[a + draw(st.integers(1, 40)):]
+            text = text[:a] + text[a + draw(st.integers(1, 40)) :]
         elif op == "insert":
             a = draw(st.integers(0, len(text)))
             text = text[:a] + draw(st.sampled_from(TOKENS + WORDS)) + text[a:]
@@ -257,7 +466,7 @@ def mutated(draw):  # type: ignore[no-untyped-def]
             lines[i], lines[j] = lines[j], lines[i]
             text = "".join(lines)
         elif op == "dup":
-            text = "".join(lines[: i + 1] + [lines[i]] + lines[i + 1:])
+            text = "".join(lines[: i + 1] + [lines[i]] + lines[i + 1 :])
         elif op == "indent":
             lines[i] = draw(st.sampled_from(["", " ", "  ", "\t"])) + lines[i].lstrip(" ")
             text = "".join(lines)

@@ -61,8 +61,11 @@ swap_size_mb = 512
 def test_procfile() -> None:
     imported = build_from_procfile(PROCFILE, name="shop", runtime="python")
     services = imported.document["services"]
-    assert [(s["type"], s["name"]) for s in services] == [("web", "shop"), ("worker", "shop-worker"),
-                                                         ("worker", "shop-clock")]
+    assert [(s["type"], s["name"]) for s in services] == [
+        ("web", "shop"),
+        ("worker", "shop-worker"),
+        ("worker", "shop-clock"),
+    ]
     web = services[0]
     assert web["startCommand"] == "gunicorn app:app --bind 0.0.0.0:$PORT"
     assert web["preDeployCommand"] == "alembic upgrade head"
@@ -91,7 +94,12 @@ def test_procfile_without_web_and_bad_lines() -> None:
 def test_fly_toml() -> None:
     imported = build_from_fly_toml(FLY)
     web, worker = imported.document["services"]
-    assert (web["type"], web["name"], worker["type"], worker["name"]) == ("web", "shop-api", "worker", "shop-api-worker")
+    assert (web["type"], web["name"], worker["type"], worker["name"]) == (
+        "web",
+        "shop-api",
+        "worker",
+        "shop-api-worker",
+    )
     assert web["runtime"] == "docker" and web["dockerfilePath"] == "Dockerfile.prod"
     assert web["dockerCommand"] == "gunicorn shop.wsgi" and worker["dockerCommand"] == "celery -A shop worker"
     assert web["preDeployCommand"] == "python manage.py migrate" and "preDeployCommand" not in worker
@@ -101,8 +109,16 @@ def test_fly_toml() -> None:
     assert {e["key"]: e["value"] for e in web["envVars"]} == {"DEBUG": "false", "WORKERS": "4", "PORT": "8000"}
     assert {e["key"] for e in worker["envVars"]} == {"DEBUG", "WORKERS"}
     notes = "\n".join(imported.notes)
-    for fragment in ("primary_region", "kill_signal = SIGINT", "force_https", "auto_stop_machines",
-                     "vm = [...]", "swap_size_mb", "fly secrets", "'shop_api' is not a valid service name"):
+    for fragment in (
+        "primary_region",
+        "kill_signal = SIGINT",
+        "force_https",
+        "auto_stop_machines",
+        "vm = [...]",
+        "swap_size_mb",
+        "fly secrets",
+        "'shop_api' is not a valid service name",
+    ):
         assert fragment in notes
     text = render_imported(imported, "fly.toml")
     assert yaml.safe_load(text)["services"][0]["name"] == "shop-api"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from slipstream.blueprint import Blueprint, Service, parse_blueprint
 
@@ -53,15 +54,23 @@ def bp() -> Blueprint:
 
 def test_defaults_and_deprecations(bp: Blueprint) -> None:
     api = bp.service("api")
-    assert (api.runtime, api.auto_deploy_trigger, api.num_instances, api.max_shutdown_delay_seconds) == \
-        ("python", "commit", 1, 30)
+    assert (api.runtime, api.auto_deploy_trigger, api.num_instances, api.max_shutdown_delay_seconds) == (
+        "python",
+        "commit",
+        1,
+        30,
+    )
     assert api.disk is not None and api.disk.size_gb == 10 and api.disk.mount_path == "/var/data"
     assert bp.service("cache").type == "keyvalue"
     assert bp.previews.generation == "automatic"
     assert bp.database("db").postgres_major_version == "16"
     messages = " | ".join(w.message for w in bp.warnings)
-    for old in ("'env' is deprecated", "'autoDeploy' is deprecated", "type 'redis' is deprecated",
-                "'previewsEnabled' is deprecated"):
+    for old in (
+        "'env' is deprecated",
+        "'autoDeploy' is deprecated",
+        "type 'redis' is deprecated",
+        "'previewsEnabled' is deprecated",
+    ):
         assert old in messages
 
 
@@ -93,7 +102,7 @@ def test_lookup_and_aliases(bp: Blueprint) -> None:
 
 
 def test_models_are_frozen(bp: Blueprint) -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         bp.service("api").name = "other"  # type: ignore[misc]
 
 

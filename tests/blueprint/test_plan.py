@@ -24,17 +24,25 @@ services:
 
 def test_empty_state_creates_everything_in_apply_order() -> None:
     plan = plan_blueprint(parse_blueprint(TEXT), {})
-    assert [(a.kind, a.name, a.op) for a in plan.actions] == [("database", "db", "create"),
-                                                              ("service", "api", "create")]
+    assert [(a.kind, a.name, a.op) for a in plan.actions] == [
+        ("database", "db", "create"),
+        ("service", "api", "create"),
+    ]
     assert plan.has_changes and not plan.blocked
     assert [e.shown for e in plan.actions[1].env] == [
-        "API_TOKEN=(secret)", "GREETING='hello'", "DATABASE_URL=(from database db: connectionString)"]
+        "API_TOKEN=(secret)",
+        "GREETING='hello'",
+        "DATABASE_URL=(from database db: connectionString)",
+    ]
 
 
 def test_secret_values_never_appear_in_any_output() -> None:
     bp = parse_blueprint(TEXT)
-    current = {"services": {"api": {"type": "web", "runtime": "python",
-                                    "env_keys": ["API_TOKEN"], "env_digests": {"API_TOKEN": "x"}}}}
+    current = {
+        "services": {
+            "api": {"type": "web", "runtime": "python", "env_keys": ["API_TOKEN"], "env_digests": {"API_TOKEN": "x"}}
+        }
+    }
     for state in ({}, current):
         plan = plan_blueprint(bp, state)
         assert "tok-123456" not in render_plan(plan)
@@ -45,12 +53,20 @@ def test_unchanged_when_the_snapshot_matches() -> None:
     bp = parse_blueprint(TEXT)
     current = {
         "databases": {"db": {"environment": None}},
-        "services": {"api": {"type": "web", "runtime": "python", "start_command": "gunicorn app:app",
-                             "env_keys": ["API_TOKEN", "GREETING", "DATABASE_URL"],
-                             "env_sources": {"API_TOKEN": "value", "GREETING": "value",
-                                             "DATABASE_URL": "fromDatabase:db.connectionString"},
-                             "env_digests": {"API_TOKEN": value_digest("tok-123456"),
-                                             "GREETING": value_digest("hello")}}},
+        "services": {
+            "api": {
+                "type": "web",
+                "runtime": "python",
+                "start_command": "gunicorn app:app",
+                "env_keys": ["API_TOKEN", "GREETING", "DATABASE_URL"],
+                "env_sources": {
+                    "API_TOKEN": "value",
+                    "GREETING": "value",
+                    "DATABASE_URL": "fromDatabase:db.connectionString",
+                },
+                "env_digests": {"API_TOKEN": value_digest("tok-123456"), "GREETING": value_digest("hello")},
+            }
+        },
     }
     plan = plan_blueprint(bp, current)
     assert [a.op for a in plan.actions] == ["unchanged", "unchanged"]
@@ -62,8 +78,9 @@ def test_unchanged_when_the_snapshot_matches() -> None:
 
 def test_only_fields_in_the_snapshot_are_compared() -> None:
     bp = parse_blueprint(TEXT)
-    plan = plan_blueprint(bp, {"services": {"api": {"env_keys": ["API_TOKEN", "GREETING", "DATABASE_URL"]}},
-                               "databases": {"db": {}}})
+    plan = plan_blueprint(
+        bp, {"services": {"api": {"env_keys": ["API_TOKEN", "GREETING", "DATABASE_URL"]}}, "databases": {"db": {}}}
+    )
     assert all(a.op == "unchanged" for a in plan.actions)
 
 
@@ -77,13 +94,21 @@ def test_immutable_change_blocks() -> None:
 
 
 def test_env_source_descriptors() -> None:
-    bp = parse_blueprint(TEXT + "      - {key: H, fromService: {type: web, name: other, property: host}}\n"
-                         "      - {key: K, fromService: {type: web, name: other, envVarKey: X}}\n"
-                         "      - {key: S, sync: false}\n"
-                         "  - {type: web, name: other, runtime: node, startCommand: x, envVars: [{key: X, value: y}]}\n")
+    bp = parse_blueprint(
+        TEXT + "      - {key: H, fromService: {type: web, name: other, property: host}}\n"
+        "      - {key: K, fromService: {type: web, name: other, envVarKey: X}}\n"
+        "      - {key: S, sync: false}\n"
+        "  - {type: web, name: other, runtime: node, startCommand: x, envVars: [{key: X, value: y}]}\n"
+    )
     sources = [env_source(e) for e in bp.service("api").env_vars]
-    assert sources == ["value", "value", "fromDatabase:db.connectionString", "fromService:web/other.host",
-                       "fromService:web/other.env:X", "sync"]
+    assert sources == [
+        "value",
+        "value",
+        "fromDatabase:db.connectionString",
+        "fromService:web/other.host",
+        "fromService:web/other.env:X",
+        "sync",
+    ]
 
 
 def test_environment_filter_and_deletes() -> None:
@@ -94,8 +119,10 @@ def test_environment_filter_and_deletes() -> None:
 
 
 def test_a_database_open_to_every_address_is_warned_about() -> None:
-    text = TEXT.replace("  - name: db\n", "  - name: db\n    ipAllowList:\n      - {source: 0.0.0.0/0}\n"
-                        "      - {source: 203.0.113.0/24}\n")
+    text = TEXT.replace(
+        "  - name: db\n",
+        "  - name: db\n    ipAllowList:\n      - {source: 0.0.0.0/0}\n      - {source: 203.0.113.0/24}\n",
+    )
     for state in ({}, {"databases": {"db": {"environment": None}}}):
         plan = plan_blueprint(parse_blueprint(text), state)
         out = render_plan(plan)

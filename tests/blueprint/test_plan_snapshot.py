@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from slipstream.blueprint import parse_blueprint
-from slipstream.blueprint.plan import (plan_blueprint, snapshot_database, snapshot_groups,
-                                       snapshot_service)
+from slipstream.blueprint.plan import plan_blueprint, snapshot_database, snapshot_groups, snapshot_service
 
 TEXT = """\
 databases:
@@ -27,9 +26,11 @@ services:
 
 def snapshot(text: str) -> dict:
     bp = parse_blueprint(text)
-    return {"services": {s.name: snapshot_service(bp, s) for s in bp.services},
-            "databases": {d.name: snapshot_database(d) for d in bp.databases},
-            "groups": snapshot_groups(bp)}
+    return {
+        "services": {s.name: snapshot_service(bp, s) for s in bp.services},
+        "databases": {d.name: snapshot_database(d) for d in bp.databases},
+        "groups": snapshot_groups(bp),
+    }
 
 
 def test_applied_blueprint_is_unchanged() -> None:

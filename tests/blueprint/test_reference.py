@@ -10,10 +10,32 @@ from slipstream.blueprint import model as m
 from slipstream.blueprint.convert import field_aliases
 
 REFERENCE = REPO / "docs" / "blueprint-reference.yaml"
-MODELS = [m.Document, m.Service, m.Database, m.EnvVarGroup, m.EnvVar, m.FromDatabase, m.FromService,
-          m.Disk, m.StaticRoute, m.Header, m.ManifestEntry, m.Scaling, m.BuildFilter, m.ServicePreviews,
-          m.Previews, m.RegistryCredsRef, m.RegistryCredential, m.Image, m.IpAllow, m.ReadReplica,
-          m.HighAvailability, m.Environment, m.Project, m.Ungrouped]
+MODELS = [
+    m.Document,
+    m.Service,
+    m.Database,
+    m.EnvVarGroup,
+    m.EnvVar,
+    m.FromDatabase,
+    m.FromService,
+    m.Disk,
+    m.StaticRoute,
+    m.Header,
+    m.ManifestEntry,
+    m.Scaling,
+    m.BuildFilter,
+    m.ServicePreviews,
+    m.Previews,
+    m.RegistryCredsRef,
+    m.RegistryCredential,
+    m.Image,
+    m.IpAllow,
+    m.ReadReplica,
+    m.HighAvailability,
+    m.Environment,
+    m.Project,
+    m.Ungrouped,
+]
 
 
 def _keys(node: object, found: set[str]) -> set[str]:
@@ -34,8 +56,7 @@ def test_reference_is_valid() -> None:
 
 def test_reference_shows_every_key_of_the_model() -> None:
     shown = _keys(yaml.safe_load(REFERENCE.read_text()), set())
-    missing = {f"{model.__name__}.{alias}" for model in MODELS for alias in field_aliases(model)
-               if alias not in shown}
+    missing = {f"{model.__name__}.{alias}" for model in MODELS for alias in field_aliases(model) if alias not in shown}
     assert not missing, f"docs/blueprint-reference.yaml does not show: {sorted(missing)}"
 
 

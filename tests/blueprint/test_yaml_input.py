@@ -12,7 +12,7 @@ WEB = "  - type: web\n    name: api\n    runtime: python\n    startCommand: guni
 
 def test_billion_laughs_stops_at_the_node_budget() -> None:
     lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
-    for prev, name in zip("abcdefgh", "bcdefghi"):
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=False):
         lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
     exc = errors_of("\n".join(lines) + "\n")
     assert "expands to more than 100000 values through aliases" in str(exc)
@@ -32,9 +32,11 @@ def test_deep_nesting_is_refused_before_the_python_stack() -> None:
 
 
 def test_aliases_and_merge_keys_work() -> None:
-    text = ("services:\n  - &base\n    type: worker\n    name: a\n    runtime: python\n    startCommand: x\n"
-            "    envVars: &vars [{key: A, value: '1'}]\n"
-            "  - <<: *base\n    name: b\n    envVars: *vars\n")
+    text = (
+        "services:\n  - &base\n    type: worker\n    name: a\n    runtime: python\n    startCommand: x\n"
+        "    envVars: &vars [{key: A, value: '1'}]\n"
+        "  - <<: *base\n    name: b\n    envVars: *vars\n"
+    )
     bp = parse_blueprint(text)
     assert [s.name for s in bp.services] == ["a", "b"]
     assert bp.service("b").start_command == "x"
@@ -81,8 +83,10 @@ def test_non_mapping_documents(text: str) -> None:
 
 
 def test_values_are_taken_as_written() -> None:
-    text = ("services:\n" + WEB + "    envVars:\n      - {key: A, value: 1.10}\n      - {key: B, value: yes}\n"
-            "      - {key: C, value: 0x1F}\n      - {key: D, value: 12:30}\n      - {key: E, value: ''}\n")
+    text = (
+        "services:\n" + WEB + "    envVars:\n      - {key: A, value: 1.10}\n      - {key: B, value: yes}\n"
+        "      - {key: C, value: 0x1F}\n      - {key: D, value: 12:30}\n      - {key: E, value: ''}\n"
+    )
     env = {e.key: e.value for e in parse_blueprint(text).services[0].env_vars}
     assert env == {"A": "1.10", "B": "yes", "C": "0x1F", "D": "12:30", "E": ""}
 
@@ -92,10 +96,18 @@ def test_empty_value_is_not_a_source() -> None:
     assert "has no value source" in str(exc)
 
 
-@pytest.mark.parametrize("text", [
-    "services:\n" + WEB, "services: " + "[" * 500 + "]" * 500 + "\n", "a: &x [*x]\n", "services:\n\t- x\n",
-    "services: 'open\n", "services:\n  - name: a\x01\n", "éé: [1,\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "services:\n" + WEB,
+        "services: " + "[" * 500 + "]" * 500 + "\n",
+        "a: &x [*x]\n",
+        "services:\n\t- x\n",
+        "services: 'open\n",
+        "services:\n  - name: a\x01\n",
+        "éé: [1,\n",
+    ],
+)
 def test_pure_python_loader_behaves_the_same(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from slipstream.blueprint import BlueprintError, yamltree
 

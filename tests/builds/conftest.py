@@ -15,8 +15,12 @@ BUILD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": 
 
 def git(repo: Path, *args: str) -> str:
     """Run git in ``repo`` with a fixed identity; return stdout."""
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=Test", "-c", "user.email=t@example.com",
-                           *args], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=Test", "-c", "user.email=t@example.com", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 class Repo:
@@ -54,9 +58,18 @@ def make_spec(repo: Repo) -> Callable[..., BuildSpec]:
     counter = iter(range(1, 1000))
 
     def make(**kw: object) -> BuildSpec:
-        fields: dict[str, object] = dict(service="api", build_id=next(counter), source_repo=repo.path,
-                                         commit=None, branch=None, from_dir=None, root_dir=None,
-                                         runtime="static", build_command=None, env=BUILD_ENV)
+        fields: dict[str, object] = dict(
+            service="api",
+            build_id=next(counter),
+            source_repo=repo.path,
+            commit=None,
+            branch=None,
+            from_dir=None,
+            root_dir=None,
+            runtime="static",
+            build_command=None,
+            env=BUILD_ENV,
+        )
         fields.update(kw)
         return BuildSpec(**fields)  # type: ignore[arg-type]
 

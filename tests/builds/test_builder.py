@@ -23,11 +23,13 @@ def files_in(build: Build) -> dict[str, str]:
 
 # -- source ----------------------------------------------------------------------------------------
 
-def test_builds_at_two_commits_hold_each_commits_files(builder: Builder, repo: Repo,
-                                                       make_spec: Callable[..., BuildSpec]) -> None:
+
+def test_builds_at_two_commits_hold_each_commits_files(
+    builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec]
+) -> None:
     first = repo.commit({"app.py": "v1", "old.txt": "gone later"})
     second = repo.commit({"app.py": "v2", "new.txt": "added"}, delete=("old.txt",))
-    (repo.path / "app.py").write_text("uncommitted edit")       # the work tree plays no part
+    (repo.path / "app.py").write_text("uncommitted edit")  # the work tree plays no part
     (repo.path / "untracked.txt").write_text("x")
 
     b1 = builder.build(make_spec(commit=first[:8]))
@@ -41,7 +43,7 @@ def test_builds_at_two_commits_hold_each_commits_files(builder: Builder, repo: R
     assert b1.workdir == b1.source_dir and b1.path_prefix == () and b1.commit is not None
     assert (repo.path / "app.py").read_text() == "uncommitted edit"
     assert git(repo.path, "status", "--porcelain") == "M app.py\n?? untracked.txt".strip()
-    assert not os.stat(b1.source_dir / "app.py").st_mode & 0o222   # frozen (by convention)
+    assert not os.stat(b1.source_dir / "app.py").st_mode & 0o222  # frozen (by convention)
 
 
 def test_resolve_commit(builder: Builder, repo: Repo, tmp_path: Path) -> None:
@@ -53,7 +55,7 @@ def test_resolve_commit(builder: Builder, repo: Repo, tmp_path: Path) -> None:
 
     assert builder.resolve_commit(repo.path, None, None) == first
     assert builder.resolve_commit(repo.path, None, "feature") == second
-    assert builder.resolve_commit(repo.path, second[:7], "main") == second      # a ref wins over the branch
+    assert builder.resolve_commit(repo.path, second[:7], "main") == second  # a ref wins over the branch
     assert builder.resolve_commit(repo.path / "sub", "HEAD", None) == first
     assert builder.repo_root(repo.path / "sub") == repo.path
     assert builder.repo_root(tmp_path) is None
@@ -73,9 +75,9 @@ def test_resolve_commit(builder: Builder, repo: Repo, tmp_path: Path) -> None:
         builder.resolve_commit(empty.path, None, None)
 
 
-def test_unknown_commit_fails_the_build_before_anything_runs(builder: Builder, repo: Repo,
-                                                             make_spec: Callable[..., BuildSpec],
-                                                             tmp_path: Path) -> None:
+def test_unknown_commit_fails_the_build_before_anything_runs(
+    builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec], tmp_path: Path
+) -> None:
     repo.commit({"a": "1"})
     with pytest.raises(NotFound, match="unknown commit 'deadbeef'"):
         builder.build(make_spec(commit="deadbeef", build_command="touch ran"))
@@ -87,18 +89,22 @@ def test_root_dir_is_honoured(builder: Builder, repo: Repo, make_spec: Callable[
     b = builder.build(make_spec(root_dir="services/api", build_command="pwd > where.txt"))
     assert b.workdir == b.source_dir / "services" / "api"
     assert (b.workdir / "where.txt").read_text().strip() == str(b.workdir)
-    assert (b.source_dir / "web" / "index.html").exists()   # the whole repository is there
+    assert (b.source_dir / "web" / "index.html").exists()  # the whole repository is there
 
 
-@pytest.mark.parametrize(("root_dir", "message"), [
-    ("../outside", "must be a relative path inside the repository"),
-    ("/etc", "must be a relative path inside the repository"),
-    ("services/../../x", "must be a relative path inside the repository"),
-    ("missing", "rootDir 'missing' is not a directory"),
-    ("link", "leads outside the source tree"),
-])
-def test_bad_root_dirs_are_rejected(builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec],
-                                    root_dir: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("root_dir", "message"),
+    [
+        ("../outside", "must be a relative path inside the repository"),
+        ("/etc", "must be a relative path inside the repository"),
+        ("services/../../x", "must be a relative path inside the repository"),
+        ("missing", "rootDir 'missing' is not a directory"),
+        ("link", "leads outside the source tree"),
+    ],
+)
+def test_bad_root_dirs_are_rejected(
+    builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec], root_dir: str, message: str
+) -> None:
     repo.commit({"a": "1"})
     os.symlink("/tmp", repo.path / "link")
     repo.commit({})
@@ -106,9 +112,9 @@ def test_bad_root_dirs_are_rejected(builder: Builder, repo: Repo, make_spec: Cal
         builder.build(make_spec(root_dir=root_dir))
 
 
-def test_from_dir_snapshot_leaves_out_git_venv_and_node_modules(builder: Builder, repo: Repo,
-                                                                make_spec: Callable[..., BuildSpec],
-                                                                tmp_path: Path) -> None:
+def test_from_dir_snapshot_leaves_out_git_venv_and_node_modules(
+    builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec], tmp_path: Path
+) -> None:
     repo.commit({"app.py": "committed"})
     (repo.path / "draft.py").write_text("not committed")
     for junk in (".venv/bin/python", "node_modules/x/index.js", "web/node_modules/y.js"):
@@ -121,14 +127,19 @@ def test_from_dir_snapshot_leaves_out_git_venv_and_node_modules(builder: Builder
     b = builder.build(make_spec(source_repo=None, from_dir=repo.path))
 
     assert b.commit is None
-    assert files_in(b) == {"alias.py": "committed", "app.py": "committed", "draft.py": "not committed",
-                           "web/page.html": "page"}
+    assert files_in(b) == {
+        "alias.py": "committed",
+        "app.py": "committed",
+        "draft.py": "not committed",
+        "web/page.html": "page",
+    }
     assert (b.source_dir / "alias.py").is_symlink()
     assert not (b.source_dir / ".git").exists()
 
 
-def test_from_dir_containing_the_builds_dir_does_not_copy_itself(tmp_path: Path,
-                                                                 make_spec: Callable[..., BuildSpec]) -> None:
+def test_from_dir_containing_the_builds_dir_does_not_copy_itself(
+    tmp_path: Path, make_spec: Callable[..., BuildSpec]
+) -> None:
     app = tmp_path / "app"
     (app / "src").mkdir(parents=True)
     (app / "src" / "main.py").write_text("x")
@@ -140,22 +151,29 @@ def test_from_dir_containing_the_builds_dir_does_not_copy_itself(tmp_path: Path,
 
 # -- build command -------------------------------------------------------------------------------
 
+
 def test_build_command_output_is_streamed_and_logged_with_exactly_the_build_env(
-        builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SLIPSTREAM_TEST_LEAK", "leaked")
     repo.commit({"a": "1"})
     lines: list[str] = []
-    b = builder.build(make_spec(build_command='echo "compiling [$SLIPSTREAM_TEST_LEAK] [$MODE]"; echo warn >&2',
-                                env={**BUILD_ENV, "MODE": "prod"}), on_output=lines.append)
+    b = builder.build(
+        make_spec(
+            build_command='echo "compiling [$SLIPSTREAM_TEST_LEAK] [$MODE]"; echo warn >&2',
+            env={**BUILD_ENV, "MODE": "prod"},
+        ),
+        on_output=lines.append,
+    )
     assert "compiling [] [prod]" in lines and "warn" in lines
     log = b.log_path.read_text()
     assert "compiling [] [prod]\nwarn\n" in log and f"Checking out commit {b.commit}" in log
     assert b.duration_s > 0
 
 
-def test_failing_build_command_raises_build_failed_with_the_log_tail(builder: Builder, repo: Repo,
-                                                                     make_spec: Callable[..., BuildSpec]) -> None:
+def test_failing_build_command_raises_build_failed_with_the_log_tail(
+    builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec]
+) -> None:
     repo.commit({"a": "1"})
     cmd = "for i in $(seq 1 30); do echo line $i; done; exit 3"
     spec = make_spec(build_command=cmd)
@@ -177,7 +195,8 @@ def test_build_timeout(tmp_path: Path, repo: Repo, make_spec: Callable[..., Buil
 
 
 def test_same_build_id_twice_is_a_conflict_but_an_interrupted_attempt_is_redone(
-        builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec]) -> None:
+    builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec]
+) -> None:
     repo.commit({"a": "1"})
     leftover = builder.builds_dir / "api" / "7" / "src"
     leftover.mkdir(parents=True)
@@ -189,8 +208,9 @@ def test_same_build_id_twice_is_a_conflict_but_an_interrupted_attempt_is_redone(
 
 
 @pytest.mark.parametrize("service", ["", "..", "a/b", ".hidden"])
-def test_service_names_that_are_not_directory_names_are_rejected(builder: Builder, service: str,
-                                                                 make_spec: Callable[..., BuildSpec]) -> None:
+def test_service_names_that_are_not_directory_names_are_rejected(
+    builder: Builder, service: str, make_spec: Callable[..., BuildSpec]
+) -> None:
     with pytest.raises(InvalidInput):
         builder.build(make_spec(service=service))
 
@@ -202,19 +222,22 @@ def test_needs_exactly_one_source(builder: Builder, make_spec: Callable[..., Bui
         builder.build(make_spec(source_repo=None))
 
 
-def test_node_builds_get_a_per_service_npm_cache(builder: Builder, repo: Repo,
-                                                 make_spec: Callable[..., BuildSpec]) -> None:
+def test_node_builds_get_a_per_service_npm_cache(
+    builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec]
+) -> None:
     repo.commit({"package.json": "{}"})
     lines: list[str] = []
-    b = builder.build(make_spec(runtime="node", build_command='echo "$npm_config_cache"; echo "$PATH"'),
-                      on_output=lines.append)
+    b = builder.build(
+        make_spec(runtime="node", build_command='echo "$npm_config_cache"; echo "$PATH"'), on_output=lines.append
+    )
     assert str(builder.cache_dir / "api" / "npm") in lines
     assert f"{b.workdir}/node_modules/.bin:/usr/local/bin:/usr/bin:/bin" in lines
     assert b.path_prefix == (str(b.workdir / "node_modules" / ".bin"),)
 
 
-def test_different_services_build_at_the_same_time(builder: Builder, repo: Repo,
-                                                   make_spec: Callable[..., BuildSpec], tmp_path: Path) -> None:
+def test_different_services_build_at_the_same_time(
+    builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec], tmp_path: Path
+) -> None:
     repo.commit({"a": "1"})
     flag = tmp_path / "b-started"
     # a waits (bounded) for b's build command: it can only succeed if both run at once
@@ -234,8 +257,9 @@ def test_different_services_build_at_the_same_time(builder: Builder, repo: Repo,
     assert isinstance(results["a"], Build) and isinstance(results["b"], Build), results
 
 
-def test_remove_deletes_the_build_directory(builder: Builder, repo: Repo,
-                                            make_spec: Callable[..., BuildSpec], tmp_path: Path) -> None:
+def test_remove_deletes_the_build_directory(
+    builder: Builder, repo: Repo, make_spec: Callable[..., BuildSpec], tmp_path: Path
+) -> None:
     repo.commit({"a": "1"})
     b = builder.build(make_spec(build_command="mkdir -p out && touch out/x"))
     builder.remove(b)

@@ -43,6 +43,7 @@ class FakeCluster:
 
     def ensure_database(self, name: str, *, database_name: str | None, user: str | None, password: str):  # type: ignore[no-untyped-def]
         from slipstream.databases import DatabaseInfo
+
         self.created.append(name)
         return DatabaseInfo(name, "127.0.0.1", 5555, database_name or name, user or name, password)
 

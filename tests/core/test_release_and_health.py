@@ -10,17 +10,32 @@ from slipstream.engine.release import Release, instance_env
 
 
 def release(**kw: object) -> Release:
-    base = dict(service="web", type="web", runtime="python", start_command="python app.py",
-                build_command=None, pre_deploy_command=None, health_check_path="/health",
-                hosts=("web.localhost",), env={"PORT": "1", "FOO": "bar"})
+    base = dict(
+        service="web",
+        type="web",
+        runtime="python",
+        start_command="python app.py",
+        build_command=None,
+        pre_deploy_command=None,
+        health_check_path="/health",
+        hosts=("web.localhost",),
+        env={"PORT": "1", "FOO": "bar"},
+    )
     base.update(kw)
     return Release(**base)  # type: ignore[arg-type]
 
 
 def test_instance_env_layers_render_variables_and_port_last() -> None:
-    env = instance_env(release(), base={"PATH": "/usr/bin", "HOME": "/root"}, path_prefix=["/venv/bin"],
-                       extra={"VIRTUAL_ENV": "/venv"}, port=4321, instance_id="web-d1-1", commit="abc",
-                       http_port=8080)
+    env = instance_env(
+        release(),
+        base={"PATH": "/usr/bin", "HOME": "/root"},
+        path_prefix=["/venv/bin"],
+        extra={"VIRTUAL_ENV": "/venv"},
+        port=4321,
+        instance_id="web-d1-1",
+        commit="abc",
+        http_port=8080,
+    )
     assert env["PATH"] == "/venv/bin:/usr/bin"
     assert env["PORT"] == "4321" and env["FOO"] == "bar"
     assert env["RENDER"] == "true" and env["RENDER_SERVICE_NAME"] == "web"
@@ -54,8 +69,9 @@ def server():  # type: ignore[no-untyped-def]
     srv.server_close()
 
 
-@pytest.mark.parametrize("path, ok, reason", [("/ok", True, "200"), ("/redirect", True, "302"),
-                                              ("/bad", False, "status 500")])
+@pytest.mark.parametrize(
+    "path, ok, reason", [("/ok", True, "200"), ("/redirect", True, "302"), ("/bad", False, "status 500")]
+)
 def test_http_check(server: int, path: str, ok: bool, reason: str) -> None:
     p = check_http(server, path, "web.localhost")
     assert p.ok is ok and reason in p.reason

@@ -26,11 +26,14 @@ def test_wrong_context_or_key_is_refused(tmp_path: Path) -> None:
         SecretBox(tmp_path / "b.key").decrypt(blob, "service:web")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("token=abcdef123 and again abcdef123", f"token={MASK} and again {MASK}"),
-    ("prefix abcdef1234567 wins", f"prefix {MASK} wins"),
-    ("on off", "on off"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("token=abcdef123 and again abcdef123", f"token={MASK} and again {MASK}"),
+        ("prefix abcdef1234567 wins", f"prefix {MASK} wins"),
+        ("on off", "on off"),
+    ],
+)
 def test_masker(text: str, expected: str) -> None:
     m = Masker()
     m.add(["abcdef123", "abcdef1234567", "on"])
@@ -39,11 +42,14 @@ def test_masker(text: str, expected: str) -> None:
 
 def test_generated_values_are_256_bit_base64() -> None:
     import base64
+
     a, b = generate_value(), generate_value()
     assert a != b and len(base64.b64decode(a)) == 32
 
 
-@pytest.mark.parametrize("key, secret", [("API_TOKEN", True), ("DATABASE_URL", True), ("PORT", False),
-                                         ("LOG_LEVEL", False), ("SECRET_KEY", True)])
+@pytest.mark.parametrize(
+    "key, secret",
+    [("API_TOKEN", True), ("DATABASE_URL", True), ("PORT", False), ("LOG_LEVEL", False), ("SECRET_KEY", True)],
+)
 def test_looks_secret(key: str, secret: bool) -> None:
     assert looks_secret(key) is secret

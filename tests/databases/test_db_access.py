@@ -72,14 +72,20 @@ def relay(cluster: Cluster) -> Iterator[Relay]:
 
 def via(relay: Relay, info: DatabaseInfo) -> Callable[[], object]:
     def connect() -> object:
-        with psycopg.connect(host="127.0.0.1", port=relay.port, user=info.user, password=info.password,
-                             dbname=info.database, connect_timeout=5) as conn:
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=relay.port,
+            user=info.user,
+            password=info.password,
+            dbname=info.database,
+            connect_timeout=5,
+        ) as conn:
             return conn.execute("SELECT inet_client_addr()::text").fetchone()[0]  # type: ignore[index]
+
     return connect
 
 
-def test_allow_list_lets_in_only_its_addresses_and_its_role(cluster: Cluster, db: DatabaseInfo,
-                                                            relay: Relay) -> None:
+def test_allow_list_lets_in_only_its_addresses_and_its_role(cluster: Cluster, db: DatabaseInfo, relay: Relay) -> None:
     other = cluster.ensure_database(f"t{secrets.token_hex(4)}-other", password=secrets.token_urlsafe(16))
     try:
         with pytest.raises(psycopg.OperationalError, match=f'no pg_hba.conf entry for host "{SOURCE}"'):

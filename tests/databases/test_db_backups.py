@@ -92,8 +92,9 @@ def test_drill_passes_on_a_good_backup(cluster: Cluster, db: DatabaseInfo) -> No
 
 def _admin_sql(cluster: Cluster, query: str) -> list[tuple[object, ...]]:
     admin = cluster.admin_endpoint()
-    with psycopg.connect(host=admin.host, port=admin.port, user=admin.user, password=admin.password,
-                         dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host=admin.host, port=admin.port, user=admin.user, password=admin.password, dbname="postgres", autocommit=True
+    ) as conn:
         return conn.execute(query).fetchall()
 
 

@@ -35,10 +35,18 @@ BIN = Path("/usr/lib/postgresql/15/bin")
 ADMIN = Endpoint("127.0.0.1", 6543, "slipstream", "pw-secret", "app")
 
 
-@pytest.mark.parametrize(("name", "ident"), [
-    ("main-db", "main_db"), ("Main DB", "main_db"), ("9lives", "db_9lives"), ("postgres", "postgres_db"),
-    ("pg-stats", "db_pg_stats"), ("a" * 80, "a" * 63), ("orders.v2", "orders_v2"),
-])
+@pytest.mark.parametrize(
+    ("name", "ident"),
+    [
+        ("main-db", "main_db"),
+        ("Main DB", "main_db"),
+        ("9lives", "db_9lives"),
+        ("postgres", "postgres_db"),
+        ("pg-stats", "db_pg_stats"),
+        ("a" * 80, "a" * 63),
+        ("orders.v2", "orders_v2"),
+    ],
+)
 def test_derive_identifier(name: str, ident: str) -> None:
     assert derive_identifier(name) == ident
     assert check_identifier(ident, "x") == ident
@@ -50,10 +58,19 @@ def test_derive_identifier_rejects_names_without_letters(bad: str) -> None:
         derive_identifier(bad)
 
 
-@pytest.mark.parametrize(("value", "fragment"), [
-    ("Main", "not a valid"), ("1abc", "not a valid"), ("a-b", "not a valid"), ("x" * 64, "not a valid"),
-    ("a;drop", "not a valid"), ("postgres", "reserved"), ("pg_x", "reserved"), ("slipstream", "reserved"),
-])
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("Main", "not a valid"),
+        ("1abc", "not a valid"),
+        ("a-b", "not a valid"),
+        ("x" * 64, "not a valid"),
+        ("a;drop", "not a valid"),
+        ("postgres", "reserved"),
+        ("pg_x", "reserved"),
+        ("slipstream", "reserved"),
+    ],
+)
 def test_check_identifier_rejects(value: str, fragment: str) -> None:
     with pytest.raises(InvalidInput, match=fragment):
         check_identifier(value, "databaseName")
@@ -72,8 +89,14 @@ def test_check_extension_and_kind() -> None:
 def test_database_info_properties_and_url_escaping() -> None:
     info = DatabaseInfo("main", "127.0.0.1", 5433, "main", "main", "p@ss/w:rd")
     assert info.connection_string() == "postgresql://main:p%40ss%2Fw%3Ard@127.0.0.1:5433/main"
-    assert info.properties() == {"connectionString": info.connection_string(), "host": "127.0.0.1",
-                                 "port": "5433", "user": "main", "password": "p@ss/w:rd", "database": "main"}
+    assert info.properties() == {
+        "connectionString": info.connection_string(),
+        "host": "127.0.0.1",
+        "port": "5433",
+        "user": "main",
+        "password": "p@ss/w:rd",
+        "database": "main",
+    }
     assert "p@ss" not in repr(info)
 
 
@@ -91,7 +114,7 @@ def test_find_pg_bin_picks_highest_and_requested(tmp_path: Path) -> None:
 def test_lifecycle_argv() -> None:
     initdb = build_initdb_argv(BIN, Path("/h/pgdata"), "slipstream", Path("/h/.pw"))
     assert initdb[0] == str(BIN / "initdb")
-    assert initdb[initdb.index("--auth"):initdb.index("--auth") + 2] == ["--auth", "scram-sha-256"]
+    assert initdb[initdb.index("--auth") : initdb.index("--auth") + 2] == ["--auth", "scram-sha-256"]
     assert "--data-checksums" in initdb and "--pwfile" in initdb
     start = build_pg_ctl_argv(BIN, "start", Path("/h/pgdata"), log=Path("/h/postgres.log"))
     assert start[:4] == [str(BIN / "pg_ctl"), "start", "--pgdata", "/h/pgdata"]
@@ -106,7 +129,15 @@ def test_lifecycle_argv() -> None:
 def test_build_as_user() -> None:
     assert build_as_user(["initdb"], None) == ["initdb"]
     assert build_as_user(["initdb", "-D", "x"], "postgres") == [
-        "setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", "initdb", "-D", "x"]
+        "setpriv",
+        "--reuid=postgres",
+        "--regid=postgres",
+        "--init-groups",
+        "--",
+        "initdb",
+        "-D",
+        "x",
+    ]
 
 
 def test_postgresql_conf_listens_on_loopback_only() -> None:
@@ -132,9 +163,11 @@ def test_pg_hba() -> None:
 
 
 def test_client_argv_never_holds_the_password() -> None:
-    for argv in (build_pg_dump_argv(BIN, ADMIN, Path("/b/x.dump"), snapshot="00000003-1"),
-                 build_pg_restore_argv(BIN, ADMIN, Path("/b/x.dump"), clean=True),
-                 build_psql_argv(BIN, ADMIN)):
+    for argv in (
+        build_pg_dump_argv(BIN, ADMIN, Path("/b/x.dump"), snapshot="00000003-1"),
+        build_pg_restore_argv(BIN, ADMIN, Path("/b/x.dump"), clean=True),
+        build_psql_argv(BIN, ADMIN),
+    ):
         assert not any("pw-secret" in arg for arg in argv)
         assert argv[argv.index("--dbname") + 1] == "app"
         assert "--no-password" in argv
@@ -162,14 +195,23 @@ def test_parse_admin_url() -> None:
         parse_admin_url("postgresql://a@h:notaport/x")
 
 
-@pytest.mark.parametrize(("stderr", "reason"), [
-    ("pg_restore: while PROCESSING TOC:\npg_restore: from TOC entry 6; 2615 16390 SCHEMA audit app\n"
-     "pg_restore: error: could not execute query: ERROR:  schema \"audit\" already exists\n"
-     "Command was: CREATE SCHEMA audit;\n", 'ERROR: schema "audit" already exists'),
-    ("pg_restore: error: could not read from input file: end of file\n", "could not read from input file: end of file"),
-    ("something odd\nlast words\n", "last words"),
-    ("", "no output"),
-])
+@pytest.mark.parametrize(
+    ("stderr", "reason"),
+    [
+        (
+            "pg_restore: while PROCESSING TOC:\npg_restore: from TOC entry 6; 2615 16390 SCHEMA audit app\n"
+            'pg_restore: error: could not execute query: ERROR:  schema "audit" already exists\n'
+            "Command was: CREATE SCHEMA audit;\n",
+            'ERROR: schema "audit" already exists',
+        ),
+        (
+            "pg_restore: error: could not read from input file: end of file\n",
+            "could not read from input file: end of file",
+        ),
+        ("something odd\nlast words\n", "last words"),
+        ("", "no output"),
+    ],
+)
 def test_parse_client_error(stderr: str, reason: str) -> None:
     assert parse_client_error(stderr) == reason
 
@@ -184,10 +226,12 @@ def test_parse_postmaster_pid() -> None:
 
 
 def test_parse_log_failure_prefers_fatal() -> None:
-    log = ("2026-01-01 LOG:  starting PostgreSQL 15\n"
-           "2026-01-01 LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use\n"
-           "2026-01-01 FATAL:  could not create any TCP/IP sockets\n"
-           "2026-01-01 LOG:  database system is shut down\n")
+    log = (
+        "2026-01-01 LOG:  starting PostgreSQL 15\n"
+        '2026-01-01 LOG:  could not bind IPv4 address "127.0.0.1": Address already in use\n'
+        "2026-01-01 FATAL:  could not create any TCP/IP sockets\n"
+        "2026-01-01 LOG:  database system is shut down\n"
+    )
     assert parse_log_failure(log) == "FATAL: could not create any TCP/IP sockets"
     assert parse_log_failure("LOG: all fine\n") is None
 
@@ -217,8 +261,18 @@ def test_backup_id_sorts_by_time() -> None:
 
 
 def test_sidecar_round_trip() -> None:
-    backup = Backup("main-1", "main", Path("/b/main/main-1.dump"), "pre_deploy", 12.5, 99, "ok", None,
-                    "ab" * 32, {"public.items": 3})
+    backup = Backup(
+        "main-1",
+        "main",
+        Path("/b/main/main-1.dump"),
+        "pre_deploy",
+        12.5,
+        99,
+        "ok",
+        None,
+        "ab" * 32,
+        {"public.items": 3},
+    )
     data = render_sidecar(backup, tables=["public.items"])
     assert parse_sidecar(data, Path("/b/main")) == backup
     assert parse_sidecar(data, Path("/b/main")).row_counts == {"public.items": 3}
@@ -252,11 +306,15 @@ def test_plan_drill() -> None:
 
 def test_sql_builders_quote_identifiers() -> None:
     from slipstream.databases import sql as q
-    assert q.build_create_role('we"ird', "SCRAM-SHA-256$x").as_string() == \
-        'CREATE ROLE "we""ird" LOGIN PASSWORD \'SCRAM-SHA-256$x\''
+
+    assert (
+        q.build_create_role('we"ird', "SCRAM-SHA-256$x").as_string()
+        == 'CREATE ROLE "we""ird" LOGIN PASSWORD \'SCRAM-SHA-256$x\''
+    )
     assert q.build_create_database("main", "main").as_string() == 'CREATE DATABASE "main" OWNER "main"'
-    assert q.build_revoke_public_connect("main").as_string() == \
-        'REVOKE CONNECT, TEMPORARY ON DATABASE "main" FROM PUBLIC'
+    assert (
+        q.build_revoke_public_connect("main").as_string() == 'REVOKE CONNECT, TEMPORARY ON DATABASE "main" FROM PUBLIC'
+    )
     assert q.build_drop_database("a b").as_string() == 'DROP DATABASE IF EXISTS "a b" WITH (FORCE)'
     assert q.build_create_extension("uuid-ossp").as_string() == 'CREATE EXTENSION IF NOT EXISTS "uuid-ossp"'
     assert q.build_count_rows("audit", "events").as_string() == 'SELECT count(*) FROM "audit"."events"'

@@ -77,6 +77,7 @@ def test_ensure_database_is_idempotent_and_the_role_can_log_in(cluster: Cluster)
 def test_passwords_reach_the_server_only_as_scram_verifiers(cluster: Cluster) -> None:
     from slipstream.databases import admin
     from slipstream.databases.sql import encrypt_password
+
     with admin.connect(cluster.admin_endpoint()) as conn:
         verifier = encrypt_password(conn, "plain-secret", "someone")
     assert verifier.startswith("SCRAM-SHA-256$4096:") and "plain-secret" not in verifier
@@ -84,8 +85,9 @@ def test_passwords_reach_the_server_only_as_scram_verifiers(cluster: Cluster) ->
 
 def test_explicit_names_and_isolation_between_databases(cluster: Cluster, db: DatabaseInfo) -> None:
     suffix = secrets.token_hex(3)
-    other = cluster.ensure_database(f"o{suffix}", database_name=f"shop_{suffix}", user=f"shop_user_{suffix}",
-                                    password="pw-other")
+    other = cluster.ensure_database(
+        f"o{suffix}", database_name=f"shop_{suffix}", user=f"shop_user_{suffix}", password="pw-other"
+    )
     try:
         assert (other.database, other.user) == (f"shop_{suffix}", f"shop_user_{suffix}")
         intruder = DatabaseInfo(db.name, db.host, db.port, other.database, db.user, db.password)
@@ -135,10 +137,12 @@ def test_admin_url_mode_uses_an_existing_server(cluster: Cluster) -> None:
 
 def test_psql_argv_logs_in_without_the_password_in_argv(cluster: Cluster, db: DatabaseInfo) -> None:
     import subprocess
+
     argv = cluster.psql_argv(db)
     assert db.password not in " ".join(argv)
-    out = subprocess.run([*argv, "-Atc", "select current_user"], env=cluster.psql_env(db),
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [*argv, "-Atc", "select current_user"], env=cluster.psql_env(db), capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == db.user
 

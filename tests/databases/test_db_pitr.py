@@ -13,19 +13,20 @@ from slipstream.databases import Cluster, DatabaseInfo
 from slipstream.databases.commands import archive_settings, recovery_settings
 from slipstream.databases.pitr import BaseBackup, choose_base, parse_target_time
 from slipstream.errors import Conflict, InvalidInput, NotFound
-
 from tests.databases.conftest import log_tail
 
 
 def rows(cluster: Cluster, info: DatabaseInfo, database: str | None = None) -> list[str]:
-    with psycopg.connect(host=info.host, port=info.port, user=info.user, password=info.password,
-                         dbname=database or info.database) as conn:
+    with psycopg.connect(
+        host=info.host, port=info.port, user=info.user, password=info.password, dbname=database or info.database
+    ) as conn:
         return [r[0] for r in conn.execute("SELECT t FROM items ORDER BY id")]
 
 
 def write(info: DatabaseInfo, sql: str) -> None:
-    with psycopg.connect(host=info.host, port=info.port, user=info.user, password=info.password,
-                         dbname=info.database, autocommit=True) as conn:
+    with psycopg.connect(
+        host=info.host, port=info.port, user=info.user, password=info.password, dbname=info.database, autocommit=True
+    ) as conn:
         conn.execute(sql)
 
 
@@ -35,7 +36,7 @@ def test_restore_to_a_time_between_two_writes(cluster: Cluster, db: DatabaseInfo
     assert base.start_wal and base.size_bytes > 1_000_000 and base in cluster.base_backups()
     write(db, "INSERT INTO items (t) VALUES ('after base')")
     time.sleep(0.3)
-    target = dt.datetime.now(dt.timezone.utc)
+    target = dt.datetime.now(dt.UTC)
     time.sleep(0.3)
     write(db, "DELETE FROM items")  # the mistake to recover from
     assert rows(cluster, db) == []
@@ -49,9 +50,16 @@ def test_restore_to_a_time_between_two_writes(cluster: Cluster, db: DatabaseInfo
     assert rows(cluster, db) == []  # the live database is untouched
     with pytest.raises(Conflict, match="already exists"):
         cluster.restore_to_time(db, target, into=restored.database)
-    with psycopg.connect(**{"host": db.host, "port": db.port, "user": cluster.admin_endpoint().user,
-                            "password": cluster.admin_endpoint().password, "dbname": "postgres"},
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        **{
+            "host": db.host,
+            "port": db.port,
+            "user": cluster.admin_endpoint().user,
+            "password": cluster.admin_endpoint().password,
+            "dbname": "postgres",
+        },
+        autocommit=True,
+    ) as conn:
         conn.execute(f'DROP DATABASE "{restored.database}"')
     # nothing is left behind but the base backup and the archive
     leftovers = [p.name for p in cluster._server.root.iterdir() if p.name.startswith("pitr-")]  # type: ignore[union-attr]
@@ -60,9 +68,9 @@ def test_restore_to_a_time_between_two_writes(cluster: Cluster, db: DatabaseInfo
 
 def test_times_outside_the_window_are_refused_clearly(cluster: Cluster, db: DatabaseInfo) -> None:
     with pytest.raises(InvalidInput, match="in the future"):
-        cluster.restore_to_time(db, dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1), into="x_future")
+        cluster.restore_to_time(db, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), into="x_future")
     with pytest.raises(NotFound, match="no base backup finished before 2001"):
-        cluster.restore_to_time(db, dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc), into="x_past")
+        cluster.restore_to_time(db, dt.datetime(2001, 1, 1, tzinfo=dt.UTC), into="x_past")
 
 
 def test_prune_keeps_the_newest_and_the_wal_they_need(cluster: Cluster) -> None:
@@ -78,19 +86,19 @@ def test_prune_keeps_the_newest_and_the_wal_they_need(cluster: Cluster) -> None:
 
 
 def test_pure_parts() -> None:
-    assert parse_target_time("2026-11-23T19:50:00Z") == dt.datetime(2026, 11, 23, 19, 50, tzinfo=dt.timezone.utc)
-    assert parse_target_time("2026-11-23 20:50:00+01:00").astimezone(dt.timezone.utc).hour == 19
-    assert parse_target_time("2026-11-23 19:50").tzinfo == dt.timezone.utc
+    assert parse_target_time("2026-11-23T19:50:00Z") == dt.datetime(2026, 11, 23, 19, 50, tzinfo=dt.UTC)
+    assert parse_target_time("2026-11-23 20:50:00+01:00").astimezone(dt.UTC).hour == 19
+    assert parse_target_time("2026-11-23 19:50").tzinfo == dt.UTC
     with pytest.raises(InvalidInput, match="not a time"):
         parse_target_time("yesterday")
     a = BaseBackup("a", Path("/a"), 0, 100, "w", 1)
     b = BaseBackup("b", Path("/b"), 150, 200, "w", 1)
     at = dt.datetime.fromtimestamp
-    assert choose_base([a, b], at(150, dt.timezone.utc)) == a
-    assert choose_base([a, b], at(250, dt.timezone.utc)) == b
-    assert choose_base([a, b], at(50, dt.timezone.utc)) is None
+    assert choose_base([a, b], at(150, dt.UTC)) == a
+    assert choose_base([a, b], at(250, dt.UTC)) == b
+    assert choose_base([a, b], at(50, dt.UTC)) is None
     assert "archive_mode = on" in archive_settings(Path("/x/wal"))
     with pytest.raises(InvalidInput):
         archive_settings(Path("/x y/wal"))
-    lines = recovery_settings(Path("/x/wal"), at(0, dt.timezone.utc))
+    lines = recovery_settings(Path("/x/wal"), at(0, dt.UTC))
     assert "recovery_target_time = '1970-01-01 00:00:00.000000+00'" in lines

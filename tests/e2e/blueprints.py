@@ -3,8 +3,13 @@
 SECRET = "tok-SUPERSECRET-8c1f2e"
 
 
-def web(build: str = "echo building", pre: str | None = None, env: dict[str, str] | None = None,
-        name: str = "web", instances: int = 1) -> str:
+def web(
+    build: str = "echo building",
+    pre: str | None = None,
+    env: dict[str, str] | None = None,
+    name: str = "web",
+    instances: int = 1,
+) -> str:
     """A render.yaml with one web service; failures are switched on by the arguments."""
     lines = [
         "services:",
@@ -21,7 +26,7 @@ def web(build: str = "echo building", pre: str | None = None, env: dict[str, str
         lines.append(f"    preDeployCommand: {pre}")
     lines += ["    envVars:", "      - key: API_TOKEN", f"        value: {SECRET}"]
     for k, v in (env or {}).items():
-        lines += [f"      - key: {k}", f"        value: \"{v}\""]
+        lines += [f"      - key: {k}", f'        value: "{v}"']
     return "\n".join(lines) + "\n"
 
 

@@ -32,8 +32,9 @@ class Daemon:
     env: dict[str, str]
 
     def cli(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*SLIPSTREAM, *args], env=self.env, cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [*SLIPSTREAM, *args], env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        )
 
     def get(self, host: str, path: str = "/") -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
@@ -81,10 +82,20 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-                               "PATH": os.environ["PATH"], "HOME": str(repo)}).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.com",
+            "PATH": os.environ["PATH"],
+            "HOME": str(repo),
+        },
+    ).stdout.strip()
 
 
 @dataclass
@@ -113,8 +124,9 @@ def make_app_repo(root: Path, blueprints: dict[str, str], versions: tuple[str, .
 class Load:
     """Bounded keep-alive load through HAProxy from a few threads; counts failures and versions."""
 
-    def __init__(self, port: int, host: str, threads: int = 2, max_seconds: float = 600,
-                 new_connection_each: bool = False) -> None:
+    def __init__(
+        self, port: int, host: str, threads: int = 2, max_seconds: float = 600, new_connection_each: bool = False
+    ) -> None:
         self.port, self.host = port, host
         self.new_connection_each = new_connection_each
         self.stop_evt = threading.Event()

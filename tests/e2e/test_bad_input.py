@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.blueprints import web
-from tests.e2e.conftest import Daemon, make_app_repo, start_daemon, stop_daemon
+from tests.e2e.conftest import Daemon, make_app_repo, stop_daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,9 @@ def one_error(r) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_bad_input_is_refused_and_changes_nothing(daemon: Daemon, tmp_path: Path) -> None:
-    repo = make_app_repo(tmp_path / "app", {"render.yaml": web(), "broken.yaml": "services:\n  - type: web\n    name: [oops\n"})
+    repo = make_app_repo(
+        tmp_path / "app", {"render.yaml": web(), "broken.yaml": "services:\n  - type: web\n    name: [oops\n"}
+    )
     bp = str(repo.path / "render.yaml")
     assert daemon.cli("deploy", "web", "--blueprint", bp).returncode == 0
     before = daemon.cli("deploys", "web", "--json").stdout
@@ -42,8 +44,10 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        from tests.e2e.conftest import Daemon as D
         import os
+
+        from tests.e2e.conftest import Daemon as D
+
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPSTREAM_")}
         env.update(SLIPSTREAM_HOME=str(tmp_path / "home"), SLIPSTREAM_HTTP_PORT=str(port))
         d = D(tmp_path / "home", port, env)
@@ -57,7 +61,9 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_not_running_is_a_clear_error(tmp_path: Path) -> None:
     import os
+
     from tests.e2e.conftest import Daemon as D
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPSTREAM_")}
     env["SLIPSTREAM_HOME"] = str(tmp_path / "nohome")
     r = D(tmp_path / "nohome", 1, env).cli("status")

@@ -118,7 +118,7 @@ def test_database_lifecycle(home: Path) -> None:
         assert r.returncode == 0 and "base backup base-" in r.stdout, r.stdout + r.stderr
         assert request(d, "POST", "/notes", {"text": "delta"})[0] == 201
         time.sleep(0.5)
-        moment = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        moment = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         time.sleep(0.5)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DELETE FROM notes WHERE text = 'delta'")
@@ -127,7 +127,11 @@ def test_database_lifecycle(home: Path) -> None:
         then = psycopg.conninfo.make_conninfo(url, dbname="main_then")
         with psycopg.connect(then) as conn:
             assert [t for (t,) in conn.execute("SELECT text FROM notes ORDER BY id")] == [
-                "alpha", "beta", "gamma", "delta"]
+                "alpha",
+                "beta",
+                "gamma",
+                "delta",
+            ]
         assert notes(d) == ["alpha", "beta", "gamma"]  # the live database is untouched
         assert "point-in-time recovery: any time from" in d.cli("db", "backups", "main").stdout
         r = d.cli("db", "restore", "main", "--to-time", "2001-01-01T00:00:00Z", "--into", "main_old")
@@ -136,7 +140,8 @@ def test_database_lifecycle(home: Path) -> None:
         # a migration that fails halfway: deploy fails, live release answers, schema unchanged
         applied = sorted(p.stem for p in (repo / "migrations").glob("*.sql"))
         (repo / "migrations" / "999_broken.sql").write_text(
-            "ALTER TABLE notes ADD COLUMN extra TEXT;\nSELECT no_such_function();\n")
+            "ALTER TABLE notes ADD COLUMN extra TEXT;\nSELECT no_such_function();\n"
+        )
         (repo / "VERSION").write_text("2.0.0\n")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "v2 with a broken migration")
@@ -148,8 +153,10 @@ def test_database_lifecycle(home: Path) -> None:
         assert load.failures == [] and load.ok > 50
         assert all('"version": "1.0.0"' in v for v in load.versions)
         with psycopg.connect(url) as conn:
-            cols = [r[0] for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name='notes'")]
+            cols = [
+                r[0]
+                for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name='notes'")
+            ]
             versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
         assert "extra" not in cols and sorted(versions) == applied
         assert notes(d) == ["alpha", "beta", "gamma"]
@@ -177,8 +184,15 @@ def test_database_lifecycle(home: Path) -> None:
         assert notes(d) == ["alpha", "beta", "gamma"]
 
         # no connection string or password unmasked in CLI output, API answers or logs
-        outputs += [d.cli(*args).stdout for args in (["status", "--json"], ["deploys", "notes", "--json"],
-                                                      ["logs", "notes", "-n", "1000"], ["db", "list"])]
+        outputs += [
+            d.cli(*args).stdout
+            for args in (
+                ["status", "--json"],
+                ["deploys", "notes", "--json"],
+                ["logs", "notes", "-n", "1000"],
+                ["db", "list"],
+            )
+        ]
         text = "\n".join(outputs)
         assert password not in text and url not in text
         for f in (home / "slipstream").glob("state.db*"):

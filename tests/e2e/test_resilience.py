@@ -37,8 +37,11 @@ def test_killed_instance_is_restarted_with_backoff_visible(daemon: Daemon, tmp_p
     assert r.returncode == 0, r.stderr
     first = instances(daemon)[0]
     os.kill(first["pid"], signal.SIGKILL)
-    again = wait_until(lambda: next((i for i in instances(daemon)
-                                     if i["pid"] and i["pid"] != first["pid"] and i["process"] == "running"), None))
+    again = wait_until(
+        lambda: next(
+            (i for i in instances(daemon) if i["pid"] and i["pid"] != first["pid"] and i["process"] == "running"), None
+        )
+    )
     assert again["restarts"] >= 1
     assert wait_until(lambda: daemon.get("web.localhost")[0] == 200)
     r = daemon.cli("status")
@@ -65,4 +68,5 @@ def test_daemon_kill_9_keeps_serving_and_is_adopted(tmp_path: Path) -> None:
         assert d.get("web.localhost") == (200, "version=2")
     finally:
         from tests.e2e.conftest import stop_daemon
+
         stop_daemon(d)

@@ -97,9 +97,15 @@ services:
 def env(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("types")
     repo = make_app_repo(tmp / "app", {"render.yaml": blueprint(tmp)})
-    d = start_daemon(tmp / "home", SLIPSTREAM_HEALTH_DEADLINE="10", SLIPSTREAM_SETTLE_SECONDS="0.5",
-                     SLIPSTREAM_WORKER_GRACE="0.5", SLIPSTREAM_LIVE_CHECK_INTERVAL="0.3",
-                     SLIPSTREAM_UNROUTE_AFTER="1", SLIPSTREAM_RESTART_AFTER="3")
+    d = start_daemon(
+        tmp / "home",
+        SLIPSTREAM_HEALTH_DEADLINE="10",
+        SLIPSTREAM_SETTLE_SECONDS="0.5",
+        SLIPSTREAM_WORKER_GRACE="0.5",
+        SLIPSTREAM_LIVE_CHECK_INTERVAL="0.3",
+        SLIPSTREAM_UNROUTE_AFTER="1",
+        SLIPSTREAM_RESTART_AFTER="3",
+    )
     try:
         yield d, repo, tmp
     finally:
@@ -117,8 +123,9 @@ def journal(path: Path) -> list[tuple[str, str, float]]:
 
 
 def api(d: Daemon) -> httpx.Client:
-    return httpx.Client(transport=httpx.HTTPTransport(uds=str(d.home / "run" / "api.sock")),
-                        base_url="http://slipstream")
+    return httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(d.home / "run" / "api.sock")), base_url="http://slipstream"
+    )
 
 
 def service(d: Daemon, name: str) -> dict:
@@ -154,8 +161,15 @@ def test_cron_runs_never_overlap(env) -> None:  # type: ignore[no-untyped-def]
     assert "started" in d.cli("jobs", "run", "rollup").stdout
     assert "delayed" in d.cli("jobs", "run", "rollup").stdout  # one is running: the next waits
     assert "delayed" in d.cli("jobs", "run", "rollup").stdout  # at most one waits
-    runs = wait_until(lambda: (rs := api(d).get("/v1/services/rollup/runs").json()["runs"])
-                      and len(rs) == 2 and all(r["finished_at"] for r in rs) and rs, timeout=30)
+    runs = wait_until(
+        lambda: (
+            (rs := api(d).get("/v1/services/rollup/runs").json()["runs"])
+            and len(rs) == 2
+            and all(r["finished_at"] for r in rs)
+            and rs
+        ),
+        timeout=30,
+    )
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
     lines = (tmp / "rollup.journal").read_text().split()
     assert lines[0::2] == ["begin", "end", "begin", "end"]
@@ -173,8 +187,12 @@ def test_two_instances_zero_failures_through_deploys_rollback_and_a_crash(env) -
         deploy(d, repo, "pair", "2")
         victim = service(d, "pair")["instances"][0]
         os.kill(victim["pid"], signal.SIGKILL)
-        wait_until(lambda: all(i["process"] == "running" and i["pid"] != victim["pid"] or i["id"] != victim["id"]
-                               for i in service(d, "pair")["instances"]))
+        wait_until(
+            lambda: all(
+                i["process"] == "running" and i["pid"] != victim["pid"] or i["id"] != victim["id"]
+                for i in service(d, "pair")["instances"]
+            )
+        )
         time.sleep(1)
     assert load.failures == [], load.failures[:5]
     assert load.ok > 100
@@ -219,8 +237,9 @@ def test_memory_cap_restarts_the_instance_and_says_why(env) -> None:  # type: ig
     inst = wait_until(lambda: (i := service(d, "hog")["instances"][0])["pid"] != pid and i["restarts"] >= 1 and i)
     events = " ".join(e["message"] for e in api(d).get("/v1/services/hog/events").json()["events"])
     # the kernel's cgroup cap stops it at once where the machine allows cgroups, else the RSS watchdog
-    assert ("exceeded memory limit (reached the 60 MB cap; killed by the kernel)" in events
-            or ("exceeded memory limit (" in events and "> 60 MB)" in events)), events
+    assert "exceeded memory limit (reached the 60 MB cap; killed by the kernel)" in events or (
+        "exceeded memory limit (" in events and "> 60 MB)" in events
+    ), events
     assert inst["process"] in ("running", "backoff")
 
 
@@ -253,6 +272,7 @@ def test_env_set_rolls_out_from_the_same_build(env) -> None:  # type: ignore[no-
 
 def fetch(d: Daemon, host: str, path: str) -> tuple[int, dict[str, str], str]:
     import http.client
+
     conn = http.client.HTTPConnection("127.0.0.1", d.http_port, timeout=10)
     try:
         conn.request("GET", path, headers={"Host": host})
@@ -282,6 +302,7 @@ def test_static_site_spa_headers_redirects_and_zero_downtime(env) -> None:  # ty
 
 def test_private_service_keeps_its_loopback_address_across_deploys(env) -> None:  # type: ignore[no-untyped-def]
     import http.client
+
     d, repo, tmp = env
     deploy(d, repo, "inner", "1")
     url = service(d, "inner")["url"]

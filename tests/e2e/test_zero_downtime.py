@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -52,10 +51,12 @@ def test_deploys_rollbacks_and_failures_under_load(daemon: Daemon, tmp_path: Pat
             assert live_deploy(daemon)["kind"] == "rollback"
         live_before = live_deploy(daemon)["id"]
         version_before = served_version(daemon)
-        for name, status, says in [("render-badbuild.yaml", "build_failed", "exited with 3"),
-                                   ("render-badpre.yaml", "pre_deploy_failed", "exited with 4"),
-                                   ("render-unhealthy.yaml", "update_failed", "status 500"),
-                                   ("render-crash.yaml", "update_failed", "of passing its health check")]:
+        for name, status, says in [
+            ("render-badbuild.yaml", "build_failed", "exited with 3"),
+            ("render-badpre.yaml", "pre_deploy_failed", "exited with 4"),
+            ("render-unhealthy.yaml", "update_failed", "status 500"),
+            ("render-crash.yaml", "update_failed", "of passing its health check"),
+        ]:
             r = daemon.cli("deploy", "web", "--blueprint", str(repo.path / name), "--commit", repo.commits["2"])
             transcript.append(r.stdout + r.stderr)
             assert r.returncode == 1, r.stdout + r.stderr
@@ -91,11 +92,16 @@ def test_deploys_rollbacks_and_failures_under_load(daemon: Daemon, tmp_path: Pat
 def test_crash_after_the_flip_moves_traffic_back(daemon: Daemon, tmp_path: Path) -> None:
     """An instance that passes its checks, takes traffic, then dies: the old release takes over."""
     repo = make_app_repo(tmp_path / "app", ALL)
-    assert daemon.cli("deploy", "web", "--blueprint", str(repo.path / "render.yaml"),
-                      "--commit", repo.commits["1"]).returncode == 0
+    assert (
+        daemon.cli(
+            "deploy", "web", "--blueprint", str(repo.path / "render.yaml"), "--commit", repo.commits["1"]
+        ).returncode
+        == 0
+    )
     live = live_deploy(daemon)["id"]
-    r = daemon.cli("deploy", "web", "--blueprint", str(repo.path / "render-crash-later.yaml"),
-                   "--commit", repo.commits["2"])
+    r = daemon.cli(
+        "deploy", "web", "--blueprint", str(repo.path / "render-crash-later.yaml"), "--commit", repo.commits["2"]
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert "after the flip" in r.stderr and f"traffic moved back to deploy {live}" in r.stderr
     assert "crashing on purpose" in r.stdout  # the instance's last log lines are shown

@@ -24,8 +24,9 @@ class _ServerThread:
 
     connections = 0
 
-    def _serve(self, server_class: type[socketserver.TCPServer],
-               handler: type[socketserver.BaseRequestHandler]) -> None:
+    def _serve(
+        self, server_class: type[socketserver.TCPServer], handler: type[socketserver.BaseRequestHandler]
+    ) -> None:
         outer = self
 
         class Server(server_class):  # type: ignore[valid-type, misc]
@@ -67,12 +68,17 @@ class Upstream(_ServerThread):
             # connection waits ~40 ms for the proxy's delayed ACK (real app servers set it too)
             disable_nagle_algorithm = True
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 if self.path.startswith("/slow"):
                     time.sleep(float(self.path.split("=", 1)[1]) if "=" in self.path else 0.5)
-                body = json.dumps({"id": outer.ident, "host": self.headers.get("Host"),
-                                   "xff": self.headers.get("X-Forwarded-For"),
-                                   "proto": self.headers.get("X-Forwarded-Proto")}).encode()
+                body = json.dumps(
+                    {
+                        "id": outer.ident,
+                        "host": self.headers.get("Host"),
+                        "xff": self.headers.get("X-Forwarded-For"),
+                        "proto": self.headers.get("X-Forwarded-Proto"),
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -109,15 +115,15 @@ class EchoUpstream(_ServerThread):
         outer = self
 
         class Handler(socketserver.StreamRequestHandler):
-            timeout = 5                     # an idle connection ends, so threads do not linger
+            timeout = 5  # an idle connection ends, so threads do not linger
             disable_nagle_algorithm = True
 
             def handle(self) -> None:
                 try:
-                    for line in self.rfile:     # until the client closes
+                    for line in self.rfile:  # until the client closes
                         self.wfile.write(outer.ident.encode() + b" " + line)
                 except OSError:
-                    pass                        # a reset or the idle timeout
+                    pass  # a reset or the idle timeout
 
         self._serve(socketserver.ThreadingTCPServer, Handler)
 

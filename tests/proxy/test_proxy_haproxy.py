@@ -35,8 +35,12 @@ def test_route_by_host_passes_host_and_adds_forwarded_headers(proxy: Proxy, upst
     serve(proxy, "web", "web.localhost", "d1-1", a.port)
     status, body = get(proxy.http_port, f"Web.LocalHost:{proxy.http_port}")
     assert status == 200
-    assert json.loads(body) == {"id": "A", "host": f"Web.LocalHost:{proxy.http_port}",
-                                "xff": "127.0.0.1", "proto": "http"}
+    assert json.loads(body) == {
+        "id": "A",
+        "host": f"Web.LocalHost:{proxy.http_port}",
+        "xff": "127.0.0.1",
+        "proto": "http",
+    }
 
 
 def test_unknown_host_gets_a_clear_503(proxy: Proxy, upstream) -> None:
@@ -49,7 +53,7 @@ def test_unknown_host_gets_a_clear_503(proxy: Proxy, upstream) -> None:
 def test_route_without_ready_server_gets_a_clear_503(proxy: Proxy, upstream) -> None:
     proxy.set_route("web", ["web.localhost"])
     assert get(proxy.http_port, "web.localhost")[0] == 503
-    proxy.add_server("web", "d1-1", upstream("A").port)   # added in maint: still no traffic
+    proxy.add_server("web", "d1-1", upstream("A").port)  # added in maint: still no traffic
     assert proxy.servers("web") == [ServerState("d1-1", proxy.servers("web")[0].port, "maint", 0)]
     status, body = get(proxy.http_port, "web.localhost")
     assert status == 503 and b"no instance ready to take requests" in body
@@ -144,8 +148,7 @@ def test_remove_server_waits_for_the_request_in_flight(proxy: Proxy, upstream) -
     serve(proxy, "web", "web.localhost", "d1-1", a.port)
     proxy.add_server("web", "d2-1", b.port)
     result: list[tuple[int, bytes]] = []
-    slow = threading.Thread(target=lambda: result.append(
-        get(proxy.http_port, "web.localhost", "/slow=0.6")))
+    slow = threading.Thread(target=lambda: result.append(get(proxy.http_port, "web.localhost", "/slow=0.6")))
     slow.start()
     try:
         deadline = time.monotonic() + 5
@@ -192,7 +195,7 @@ def test_switch_checks_names_before_changing_anything(proxy: Proxy, upstream) ->
 def test_add_server_is_idempotent_but_not_silent(proxy: Proxy, upstream) -> None:
     a = upstream("A")
     serve(proxy, "web", "web.localhost", "d1-1", a.port)
-    proxy.add_server("web", "d1-1", a.port)   # same server again: no change, still ready
+    proxy.add_server("web", "d1-1", a.port)  # same server again: no change, still ready
     assert proxy.servers("web")[0].admin == "ready"
     with pytest.raises(Conflict, match="already exists on port"):
         proxy.add_server("web", "d1-1", a.port + 1)
@@ -215,11 +218,12 @@ def test_pool_exhaustion_raises_conflict_and_remove_route_frees(proxy_dir: Path)
             p.set_route("c", ["c.localhost"])
         p.remove_route("a")
         p.set_route("c", ["c.localhost"])
-        assert [(r.service, r.hosts) for r in p.routes()] == [
-            ("b", ("b.localhost",)), ("c", ("c.localhost",))]
+        assert [(r.service, r.hosts) for r in p.routes()] == [("b", ("b.localhost",)), ("c", ("c.localhost",))]
         assert get(p.http_port, "a.localhost")[0] == 503
         assert json.loads((proxy_dir / "backends.json").read_text()) == {
-            "services": {"b": "be_01", "c": "be_00"}, "slots": {}}
+            "services": {"b": "be_01", "c": "be_00"},
+            "slots": {},
+        }
     finally:
         p.stop(grace=2)
 
@@ -247,11 +251,10 @@ def test_second_proxy_adopts_the_running_haproxy(proxy_dir: Path, upstream) -> N
         pid = first.pid()
         before = first.routes()
 
-        second = Proxy(proxy_dir, port, pool_size=8)   # the daemon restarted
-        second.start([Route("web", ("web.localhost",),
-                            (ServerState("d1-1", a.port, "ready"),))])
+        second = Proxy(proxy_dir, port, pool_size=8)  # the daemon restarted
+        second.start([Route("web", ("web.localhost",), (ServerState("d1-1", a.port, "ready"),))])
         assert second.pid() == pid
-        assert second.routes() == before   # adopted untouched: d1-1 stays in drain
+        assert second.routes() == before  # adopted untouched: d1-1 stays in drain
         assert body_id(get(port, "web.localhost")[1]) == "B"
     finally:
         Proxy(proxy_dir, port, pool_size=8).stop(grace=2)
@@ -267,20 +270,25 @@ def test_adopting_adds_missing_routes_and_servers(proxy: Proxy, upstream) -> Non
     a = upstream("A")
     proxy.set_route("web", ["web.localhost"])
     again = Proxy(proxy.proxy_dir, proxy.http_port, pool_size=8)
-    again.start([Route("web", ("web.localhost", "www.localhost"),
-                       (ServerState("d1-1", a.port, "ready"),)),
-                 Route("api", ("api.localhost",))])
+    again.start(
+        [
+            Route("web", ("web.localhost", "www.localhost"), (ServerState("d1-1", a.port, "ready"),)),
+            Route("api", ("api.localhost",)),
+        ]
+    )
     assert again.routes() == [
         Route("api", ("api.localhost",)),
-        Route("web", ("web.localhost", "www.localhost"), (ServerState("d1-1", a.port, "ready"),))]
+        Route("web", ("web.localhost", "www.localhost"), (ServerState("d1-1", a.port, "ready"),)),
+    ]
     assert body_id(get(proxy.http_port, "www.localhost")[1]) == "A"
 
 
 def test_restarted_haproxy_regains_its_routes(proxy_dir: Path, upstream) -> None:
     a, b = upstream("A"), upstream("B")
-    routes = [Route("web", ("web.localhost",), (ServerState("d2-1", b.port, "ready"),
-                                                ServerState("d1-1", a.port, "drain"))),
-              Route("api", ("api.localhost",), (ServerState("d3-1", a.port, "maint"),))]
+    routes = [
+        Route("web", ("web.localhost",), (ServerState("d2-1", b.port, "ready"), ServerState("d1-1", a.port, "drain"))),
+        Route("api", ("api.localhost",), (ServerState("d3-1", a.port, "maint"),)),
+    ]
     p = Proxy(proxy_dir, free_port(), pool_size=8)
     try:
         p.start(routes)
@@ -291,10 +299,16 @@ def test_restarted_haproxy_regains_its_routes(proxy_dir: Path, upstream) -> None
         p.start(routes)
         assert p.pid() != first_pid
         assert sorted(p.routes(), key=lambda r: r.service) == sorted(
-            [Route("web", ("web.localhost",), (ServerState("d1-1", a.port, "drain"),
-                                               ServerState("d2-1", b.port, "ready"))),
-             Route("api", ("api.localhost",), (ServerState("d3-1", a.port, "maint"),))],
-            key=lambda r: r.service)
+            [
+                Route(
+                    "web",
+                    ("web.localhost",),
+                    (ServerState("d1-1", a.port, "drain"), ServerState("d2-1", b.port, "ready")),
+                ),
+                Route("api", ("api.localhost",), (ServerState("d3-1", a.port, "maint"),)),
+            ],
+            key=lambda r: r.service,
+        )
         assert body_id(get(p.http_port, "web.localhost")[1]) == "B"
         assert get(p.http_port, "api.localhost")[0] == 503
     finally:
@@ -337,7 +351,7 @@ def test_server_connections_are_kept_alive_and_reused(proxy: Proxy, upstream) ->
             assert (resp.status, body_id(resp.read())) == (200, "A")
     finally:
         conn.close()
-    assert a.connections <= 5   # HAProxy kept its connection to the upstream open
+    assert a.connections <= 5  # HAProxy kept its connection to the upstream open
 
 
 def records(proxy_dir: Path) -> dict[str, dict[str, object]]:
@@ -346,13 +360,12 @@ def records(proxy_dir: Path) -> dict[str, dict[str, object]]:
 
 def test_a_reused_slot_never_reaches_the_instance_it_held(proxy: Proxy, upstream) -> None:
     a, b, c = upstream("A"), upstream("B"), upstream("C")
-    clients = [http.client.HTTPConnection("127.0.0.1", proxy.http_port, timeout=5)
-               for _ in range(3)]
+    clients = [http.client.HTTPConnection("127.0.0.1", proxy.http_port, timeout=5) for _ in range(3)]
 
     def burst(rounds: int) -> set[str]:
         seen = set()
         for _ in range(rounds):
-            for conn in clients:   # the same client connections all along
+            for conn in clients:  # the same client connections all along
                 conn.request("GET", "/", headers={"Host": "web.localhost"})
                 resp = conn.getresponse()
                 assert resp.status == 200
@@ -366,8 +379,8 @@ def test_a_reused_slot_never_reaches_the_instance_it_held(proxy: Proxy, upstream
         proxy.add_server("web", "d2-1", b.port)
         proxy.switch("web", ready=["d2-1"], drain=["d1-1"])
         assert burst(10) == {"B"}
-        proxy.remove_server("web", "d1-1")        # A keeps running: its connections could linger
-        proxy.add_server("web", "d3-1", c.port)   # takes the slot d1-1 had
+        proxy.remove_server("web", "d1-1")  # A keeps running: its connections could linger
+        proxy.add_server("web", "d3-1", c.port)  # takes the slot d1-1 had
         assert records(proxy.proxy_dir)[slot_of_a] == {"name": "d3-1", "port": c.port}
         proxy.switch("web", ready=["d3-1"], drain=["d2-1"])
         assert burst(20) == {"C"}
@@ -383,16 +396,15 @@ def test_a_full_backend_raises_conflict(proxy_dir: Path, upstream) -> None:
         p.start()
         serve(p, "web", "web.localhost", "d1-1", a.port)
         p.add_server("web", "d2-1", a.port)
-        with pytest.raises(Conflict, match="all 2 proxy server slots of service web are in use; "
-                                           "cannot add server d3-1"):
+        with pytest.raises(
+            Conflict, match="all 2 proxy server slots of service web are in use; cannot add server d3-1"
+        ):
             p.add_server("web", "d3-1", a.port)
         p.remove_server("web", "d1-1")
         p.add_server("web", "d3-1", a.port)
         assert [s.name for s in p.servers("web")] == ["d2-1", "d3-1"]
-        with pytest.raises(Conflict, match="service big has 3 servers but a proxy backend holds "
-                                           "at most 2"):
-            p.start([Route("big", (), tuple(ServerState(f"d1-{i}", 9000 + i, "maint")
-                                            for i in range(3)))])
+        with pytest.raises(Conflict, match="service big has 3 servers but a proxy backend holds at most 2"):
+            p.start([Route("big", (), tuple(ServerState(f"d1-{i}", 9000 + i, "maint") for i in range(3)))])
     finally:
         p.stop(grace=2)
 
@@ -404,17 +416,16 @@ def test_slot_names_are_believed_only_where_the_live_port_agrees(proxy: Proxy, u
     path = proxy.proxy_dir / "backends.json"
     data = json.loads(path.read_text())
     slot_b = next(k for k, v in data["slots"].items() if v["name"] == "d2-1")
-    data["slots"][slot_b]["port"] = b.port + 1               # a record the live state denies
-    data["slots"]["be_00/s05"] = {"name": "d9-9", "port": 5555}   # never got its address
+    data["slots"][slot_b]["port"] = b.port + 1  # a record the live state denies
+    data["slots"]["be_00/s05"] = {"name": "d9-9", "port": 5555}  # never got its address
     path.write_text(json.dumps(data))
 
-    again = Proxy(proxy.proxy_dir, proxy.http_port, pool_size=8)   # the daemon restarted
+    again = Proxy(proxy.proxy_dir, proxy.http_port, pool_size=8)  # the daemon restarted
     again.start()
     slot_name = slot_b.split("/")[1]
-    assert again.servers("web") == [ServerState("d1-1", a.port, "ready"),
-                                    ServerState(slot_name, b.port, "maint")]
+    assert again.servers("web") == [ServerState("d1-1", a.port, "ready"), ServerState(slot_name, b.port, "maint")]
     assert records(proxy.proxy_dir) == {"be_00/s00": {"name": "d1-1", "port": a.port}}
-    again.remove_server("web", slot_name)   # the unexplained server can be pruned by its slot
+    again.remove_server("web", slot_name)  # the unexplained server can be pruned by its slot
     assert again.servers("web") == [ServerState("d1-1", a.port, "ready")]
     assert body_id(get(proxy.http_port, "web.localhost")[1]) == "A"
 
@@ -434,10 +445,9 @@ def test_remove_server_waits_without_blocking_other_services(proxy: Proxy, upstr
         remover.start()
         while proxy.servers("web")[0].admin != "maint" and time.monotonic() < deadline:
             time.sleep(0.01)
-        proxy.switch("api", ready=["d2-2"], drain=["d2-1"])   # while remove_server waits
+        proxy.switch("api", ready=["d2-2"], drain=["d2-1"])  # while remove_server waits
         assert remover.is_alive() and proxy.servers("web")[0].sessions == 1
-        assert {s.name: s.admin for s in proxy.servers("api")} == {"d2-1": "drain",
-                                                                   "d2-2": "ready"}
+        assert {s.name: s.admin for s in proxy.servers("api")} == {"d2-1": "drain", "d2-2": "ready"}
     finally:
         slow.join(timeout=10)
         remover.join(timeout=10)

@@ -38,20 +38,20 @@ def wait_idle(proxy: Proxy, service: str, timeout: float = 5) -> None:
 
 def listening_addresses(pid: int) -> set[tuple[str, int]]:
     """The (address, port) pairs the process ``pid`` listens on."""
-    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process(pid).net_connections("tcp")
-            if c.status == psutil.CONN_LISTEN}
+    return {
+        (c.laddr.ip, c.laddr.port) for c in psutil.Process(pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN
+    }
 
 
 def test_private_service_answers_on_its_loopback_port(proxy: Proxy, echo_upstream) -> None:
     a = echo_upstream("A")
     port = serve_private(proxy, "db", "d1-1", a.port)
-    assert proxy.set_private_route("db") == port           # idempotent: same listener
+    assert proxy.set_private_route("db") == port  # idempotent: same listener
     assert echo(port, "hello") == "A hello"
     wait_idle(proxy, "db")
-    assert proxy.routes() == [Route("db", (), (ServerState("d1-1", a.port, "ready"),),
-                                    kind="private", port=port)]
+    assert proxy.routes() == [Route("db", (), (ServerState("d1-1", a.port, "ready"),), kind="private", port=port)]
     assert proxy.servers("db") == [ServerState("d1-1", a.port, "ready")]
-    assert get(proxy.http_port, "db.localhost")[0] == 503   # not reachable by host name
+    assert get(proxy.http_port, "db.localhost")[0] == 503  # not reachable by host name
     pid = proxy.pid()
     assert pid is not None
     private = set(json.loads((proxy.proxy_dir / "private.json").read_text())["ports"])
@@ -59,8 +59,7 @@ def test_private_service_answers_on_its_loopback_port(proxy: Proxy, echo_upstrea
     assert {("127.0.0.1", p) for p in private} <= listening_addresses(pid)
 
 
-def test_private_and_http_services_share_the_proxy(proxy: Proxy, echo_upstream,
-                                                   upstream) -> None:
+def test_private_and_http_services_share_the_proxy(proxy: Proxy, echo_upstream, upstream) -> None:
     web = upstream("W")
     proxy.set_route("web", ["web.localhost"])
     proxy.add_server("web", "d1-1", web.port)
@@ -68,8 +67,7 @@ def test_private_and_http_services_share_the_proxy(proxy: Proxy, echo_upstream,
     port = serve_private(proxy, "db", "d2-1", echo_upstream("A").port)
     assert json.loads(get(proxy.http_port, "web.localhost")[1])["id"] == "W"
     assert echo(port) == "A ping"
-    assert [(r.service, r.kind, r.port) for r in proxy.routes()] == [
-        ("db", "private", port), ("web", "http", None)]
+    assert [(r.service, r.kind, r.port) for r in proxy.routes()] == [("db", "private", port), ("web", "http", None)]
     with pytest.raises(Conflict, match="service db is a private service"):
         proxy.set_route("db", ["db.localhost"])
     with pytest.raises(Conflict, match="service web is routed by host name, not as a private"):
@@ -125,12 +123,12 @@ def test_open_connection_stays_on_the_drained_server(proxy: Proxy, echo_upstream
     try:
         assert held.ask("one") == "A one"
         proxy.switch("db", ready=["d2-1"], drain=["d1-1"])
-        assert echo(port) == "B ping"              # new connections go to the new server
-        assert held.ask("two") == "A two"          # the open one finishes where it began
+        assert echo(port) == "B ping"  # new connections go to the new server
+        assert held.ask("two") == "A two"  # the open one finishes where it began
         assert {s.name: s.sessions for s in proxy.servers("db")}["d1-1"] == 1
     finally:
         held.close()
-    proxy.remove_server("db", "d1-1", timeout=5)   # its last connection has closed
+    proxy.remove_server("db", "d1-1", timeout=5)  # its last connection has closed
     assert [s.name for s in proxy.servers("db")] == ["d2-1"]
 
 
@@ -140,21 +138,20 @@ def test_port_is_stable_across_adoption_and_restart(proxy_dir: Path, echo_upstre
     first = Proxy(proxy_dir, http_port, pool_size=4)
     try:
         first.start()
-        first.set_private_route("cache")            # takes the first listener
+        first.set_private_route("cache")  # takes the first listener
         port = serve_private(first, "db", "d1-1", a.port)
         first.add_server("db", "d2-1", b.port)
         first.switch("db", ready=["d2-1"], drain=["d1-1"])
         pid = first.pid()
         before = first.routes()
 
-        second = Proxy(proxy_dir, http_port, pool_size=4)     # the daemon restarted
-        second.start([Route("db", (), (ServerState("d2-1", b.port, "ready"),), kind="private",
-                            port=port)])
+        second = Proxy(proxy_dir, http_port, pool_size=4)  # the daemon restarted
+        second.start([Route("db", (), (ServerState("d2-1", b.port, "ready"),), kind="private", port=port)])
         assert second.pid() == pid and second.routes() == before
         assert second.set_private_route("db") == port
         assert echo(port) == "B ping"
 
-        second.stop(grace=2)                                  # HAProxy itself restarts
+        second.stop(grace=2)  # HAProxy itself restarts
         third = Proxy(proxy_dir, http_port, pool_size=4)
         third.start([r for r in before if r.service == "db"])
         assert third.pid() != pid
@@ -164,8 +161,7 @@ def test_port_is_stable_across_adoption_and_restart(proxy_dir: Path, echo_upstre
         Proxy(proxy_dir, http_port, pool_size=4).stop(grace=2)
 
 
-def test_adopting_without_private_json_reads_the_ports_back(proxy: Proxy,
-                                                            echo_upstream) -> None:
+def test_adopting_without_private_json_reads_the_ports_back(proxy: Proxy, echo_upstream) -> None:
     port = serve_private(proxy, "db", "d1-1", echo_upstream("A").port)
     recorded = (proxy.proxy_dir / "private.json").read_text()
     (proxy.proxy_dir / "private.json").unlink()
@@ -175,22 +171,22 @@ def test_adopting_without_private_json_reads_the_ports_back(proxy: Proxy,
     assert (proxy.proxy_dir / "private.json").read_text() == recorded
 
 
-def test_restart_keeps_ports_and_a_pinned_port_must_exist(proxy_dir: Path,
-                                                          echo_upstream) -> None:
+def test_restart_keeps_ports_and_a_pinned_port_must_exist(proxy_dir: Path, echo_upstream) -> None:
     a = echo_upstream("A")
     p = Proxy(proxy_dir, free_port(), pool_size=2, private_pool=2)
     try:
         p.start()
         ports = json.loads((proxy_dir / "private.json").read_text())["ports"]
         p.stop(grace=2)
-        p.start([Route("db", (), (ServerState("d1-1", a.port, "ready"),), kind="private",
-                       port=ports[1])])
+        p.start([Route("db", (), (ServerState("d1-1", a.port, "ready"),), kind="private", port=ports[1])])
         assert json.loads((proxy_dir / "private.json").read_text())["ports"] == ports
         assert echo(ports[1]) == "A ping"
         p.stop(grace=2)
         unknown = free_port()
-        with pytest.raises(Conflict, match=f"private service db must keep port {unknown}, which "
-                                           "is not one of the proxy's private ports"):
+        with pytest.raises(
+            Conflict,
+            match=f"private service db must keep port {unknown}, which is not one of the proxy's private ports",
+        ):
             p.start([Route("db", (), kind="private", port=unknown)])
         assert not p.running()
     finally:
@@ -205,11 +201,12 @@ def test_private_pool_exhaustion_raises_conflict(proxy_dir: Path, echo_upstream)
         first = serve_private(p, "one", "d1-1", a.port)
         second = p.set_private_route("two")
         assert first != second
-        with pytest.raises(Conflict, match="all 2 private service ports of the proxy are in use; "
-                                           "cannot route private service three"):
+        with pytest.raises(
+            Conflict, match="all 2 private service ports of the proxy are in use; cannot route private service three"
+        ):
             p.set_private_route("three")
-        p.remove_route("one")                      # frees its server and its listener
-        assert echo(first, "x") == ""              # nobody behind it: HAProxy closes
+        p.remove_route("one")  # frees its server and its listener
+        assert echo(first, "x") == ""  # nobody behind it: HAProxy closes
         with pytest.raises(NotFound):
             p.servers("one")
         assert p.set_private_route("three") == first
@@ -237,12 +234,15 @@ def test_private_ports_given_are_used_and_checked(proxy_dir: Path, echo_upstream
         p.stop(grace=2)
 
 
-@pytest.mark.parametrize(("ports", "message"), [
-    ([9001], "1 private service ports given for a pool of 2 listeners"),
-    ([9001, 9001], "repeat a port"),
-    ([9001, 8080], "private service port 8080 is also the HTTP port"),
-    ([9001, 0], "private service port 0 is not a TCP port"),
-])
+@pytest.mark.parametrize(
+    ("ports", "message"),
+    [
+        ([9001], "1 private service ports given for a pool of 2 listeners"),
+        ([9001, 9001], "repeat a port"),
+        ([9001, 8080], "private service port 8080 is also the HTTP port"),
+        ([9001, 0], "private service port 0 is not a TCP port"),
+    ],
+)
 def test_bad_private_ports_are_rejected(tmp_path: Path, ports: list[int], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         Proxy(tmp_path / "proxy", 8080, private_pool=2, private_ports=ports)
@@ -254,7 +254,10 @@ def test_a_private_port_taken_by_another_program_raises_conflict(proxy_dir: Path
         taken.listen()
         port = taken.getsockname()[1]
         p = Proxy(proxy_dir, free_port(), private_pool=2, private_ports=[free_port(), port])
-        with pytest.raises(Conflict, match=rf"port 127.0.0.1:{port} \(a private listener\) is in "
-                                           "use by another program"):
+        with pytest.raises(
+            Conflict,
+            match=rf"port 127.0.0.1:{port} \(a private listener\) is in "
+            "use by another program",
+        ):
             p.start()
         assert not p.running()

@@ -11,8 +11,7 @@ import pytest
 from slipstream.errors import Conflict, InvalidInput
 from slipstream.proxy import Route, ServerState, render_config
 from slipstream.proxy.config import listener_name, parse_layout, plan_private, private_names
-from slipstream.proxy.private import (check_ports, extend_ports, find_free_ports, load_ports,
-                                      ports_in_config, save_ports)
+from slipstream.proxy.private import check_ports, extend_ports, find_free_ports, load_ports, ports_in_config, save_ports
 
 
 def test_private_names_share_a_width_and_may_be_empty() -> None:
@@ -25,34 +24,42 @@ def test_private_names_share_a_width_and_may_be_empty() -> None:
 
 
 def test_plan_private_pins_then_keeps_previous_then_fills() -> None:
-    plan = plan_private(["a", "b", "c"], {"b": "pbe_02", "c": "be_00"}, [7001, 7002, 7003],
-                        pinned={"a": 7002})
+    plan = plan_private(["a", "b", "c"], {"b": "pbe_02", "c": "be_00"}, [7001, 7002, 7003], pinned={"a": 7002})
     assert plan == {"a": "pbe_01", "b": "pbe_02", "c": "pbe_00"}
 
 
 def test_plan_private_skips_taken_and_raises_when_full() -> None:
-    assert plan_private(["a"], {"a": "pbe_00"}, [7001, 7002], taken=["pbe_00"]) == {
-        "a": "pbe_01"}
-    with pytest.raises(Conflict, match="all 2 private service ports of the proxy are in use; "
-                                       "cannot route private service c"):
+    assert plan_private(["a"], {"a": "pbe_00"}, [7001, 7002], taken=["pbe_00"]) == {"a": "pbe_01"}
+    with pytest.raises(
+        Conflict, match="all 2 private service ports of the proxy are in use; cannot route private service c"
+    ):
         plan_private(["a", "b", "c"], {}, [7001, 7002])
     with pytest.raises(Conflict, match="all 0 private service ports"):
         plan_private(["a"], {}, [])
 
 
 def test_plan_private_refuses_an_unknown_or_taken_pinned_port() -> None:
-    with pytest.raises(Conflict, match="must keep port 9999, which is not one of the proxy's "
-                                       "private ports \\(7001, 7002\\)"):
+    with pytest.raises(
+        Conflict, match="must keep port 9999, which is not one of the proxy's private ports \\(7001, 7002\\)"
+    ):
         plan_private(["a"], {}, [7001, 7002], pinned={"a": 9999})
     with pytest.raises(Conflict, match="private port 7001 wanted by service a is already taken"):
         plan_private(["a"], {}, [7001, 7002], taken=["pbe_00"], pinned={"a": 7001})
 
 
-def render(bind_host: str, ports: list[int], routes: Sequence[Route] = (),
-           assignment: dict[str, str] | None = None) -> str:
-    return render_config(proxy_dir=Path("/srv/proxy"), http_port=8080, bind_host=bind_host,
-                         routes=list(routes), assignment=assignment or {}, pool_size=1, slots=2,
-                         private_ports=ports)
+def render(
+    bind_host: str, ports: list[int], routes: Sequence[Route] = (), assignment: dict[str, str] | None = None
+) -> str:
+    return render_config(
+        proxy_dir=Path("/srv/proxy"),
+        http_port=8080,
+        bind_host=bind_host,
+        routes=list(routes),
+        assignment=assignment or {},
+        pool_size=1,
+        slots=2,
+        private_ports=ports,
+    )
 
 
 @pytest.mark.parametrize("bind_host", ["0.0.0.0", "::", "127.0.0.1", "::1"])
@@ -61,16 +68,13 @@ def test_private_listeners_bind_loopback_whatever_the_http_address(bind_host: st
     assert layout["frontend priv_00"] == ["127.0.0.1:7001"]
     assert layout["frontend priv_01"] == ["127.0.0.1:7002"]
     assert layout["backend pbe_01"] == ["s00", "s01"]
-    assert layout["frontend http"] == [("[" + bind_host + "]" if ":" in bind_host
-                                        else bind_host) + ":8080"]
+    assert layout["frontend http"] == [("[" + bind_host + "]" if ":" in bind_host else bind_host) + ":8080"]
 
 
 def test_private_route_servers_fill_the_slots_of_its_listener() -> None:
-    route = Route("db", (), (ServerState("d2-1", 9002, "ready"), ServerState("d1-1", 9001,
-                                                                               "drain")),
-                  kind="private")
+    route = Route("db", (), (ServerState("d2-1", 9002, "ready"), ServerState("d1-1", 9001, "drain")), kind="private")
     text = render("0.0.0.0", [7001, 7002], [route], {"db": "pbe_01"})
-    section = text[text.index("backend pbe_01"):]
+    section = text[text.index("backend pbe_01") :]
     assert "    server s00 127.0.0.1:9002  # d2-1\n" in section
     assert "    server s01 127.0.0.1:9001 disabled  # d1-1\n" in section
     assert "default_backend pbe_01" in text and "    retries 3\n    option redispatch\n" in section
@@ -83,7 +87,7 @@ def test_no_private_ports_render_no_tcp_section() -> None:
 
 
 def test_ports_are_read_back_from_a_rendered_config() -> None:
-    ports = list(range(7001, 7013))     # 12 listeners: names stay in order when sorted
+    ports = list(range(7001, 7013))  # 12 listeners: names stay in order when sorted
     assert ports_in_config(render("0.0.0.0", ports)) == ports
 
 
@@ -110,7 +114,7 @@ def test_free_ports_are_distinct_unbound_and_avoid_what_is_asked() -> None:
         busy = held.getsockname()[1]
         ports = find_free_ports(6, avoid=[busy])
     assert len(set(ports)) == 6 and busy not in ports
-    for port in ports:                  # each one can be bound right now
+    for port in ports:  # each one can be bound right now
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
 

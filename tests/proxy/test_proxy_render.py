@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from slipstream.errors import Conflict, InvalidInput
-from slipstream.proxy import (Route, ServerState, render_config, render_hosts_map,
-                              render_services_map)
+from slipstream.proxy import Route, ServerState, render_config, render_hosts_map, render_services_map
 from slipstream.proxy.config import backend_names, plan_backends, plan_private, render_bind
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.cfgtest"))
@@ -22,7 +21,7 @@ def load_case(path: Path) -> tuple[dict, dict[str, str]]:
     sections: list[list[str]] = [["input"]]
     for line in path.read_text().splitlines(keepends=True):
         if line.startswith(SEP):
-            sections.append([line[len(SEP):].strip()])
+            sections.append([line[len(SEP) :].strip()])
         else:
             sections[-1].append(line)
     bodies = {s[0]: "".join(s[1:]) for s in sections}
@@ -30,21 +29,35 @@ def load_case(path: Path) -> tuple[dict, dict[str, str]]:
 
 
 def build(case: dict, proxy_dir: Path) -> dict[str, str]:
-    routes = [Route(r["service"], tuple(r["hosts"]), tuple(ServerState(**s) for s in r["servers"]),
-                    kind=r.get("kind", "http"), port=r.get("port"))
-              for r in case["routes"]]
+    routes = [
+        Route(
+            r["service"],
+            tuple(r["hosts"]),
+            tuple(ServerState(**s) for s in r["servers"]),
+            kind=r.get("kind", "http"),
+            port=r.get("port"),
+        )
+        for r in case["routes"]
+    ]
     ports = case.get("private_ports", [])
-    assignment = plan_backends([r.service for r in routes if r.kind == "http"], case["previous"],
-                               case["pool_size"])
-    assignment |= plan_private([r.service for r in routes if r.kind == "private"],
-                               case["previous"], ports,
-                               pinned={r.service: r.port for r in routes if r.port})
+    assignment = plan_backends([r.service for r in routes if r.kind == "http"], case["previous"], case["pool_size"])
+    assignment |= plan_private(
+        [r.service for r in routes if r.kind == "private"],
+        case["previous"],
+        ports,
+        pinned={r.service: r.port for r in routes if r.port},
+    )
     return {
-        "haproxy.cfg": render_config(proxy_dir=proxy_dir, http_port=case["http_port"],
-                                     bind_host=case["bind_host"], routes=routes,
-                                     assignment=assignment, pool_size=case["pool_size"],
-                                     private_ports=ports,
-                                     **({"slots": case["slots"]} if "slots" in case else {})),
+        "haproxy.cfg": render_config(
+            proxy_dir=proxy_dir,
+            http_port=case["http_port"],
+            bind_host=case["bind_host"],
+            routes=routes,
+            assignment=assignment,
+            pool_size=case["pool_size"],
+            private_ports=ports,
+            **({"slots": case["slots"]} if "slots" in case else {}),
+        ),
         "hosts.map": render_hosts_map(routes, assignment),
         "services.map": render_services_map(assignment),
     }
@@ -65,8 +78,9 @@ def test_rendered_config_is_valid_for_haproxy(path: Path, tmp_path: Path) -> Non
     case, _ = load_case(path)
     for name, text in build(case, tmp_path).items():
         (tmp_path / name).write_text(text)
-    check = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
-                           capture_output=True, text=True, timeout=30)
+    check = subprocess.run(
+        ["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True, timeout=30
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -103,26 +117,33 @@ def test_route_lowercases_hosts() -> None:
     assert Route("web", ("Web.LocalHost",)).hosts == ("web.localhost",)
 
 
-@pytest.mark.parametrize(("build_it", "message"), [
-    (lambda: Route("my app", ()), "service name 'my app' is not valid"),
-    (lambda: Route("web;x", ()), "service name 'web;x' is not valid"),
-    (lambda: Route("web", ("web.localhost:8080",)), "host 'web.localhost:8080' is not a host name"),
-    (lambda: Route("web", ("http://web.localhost",)), "is not a host name"),
-    (lambda: Route("web", ("*.example.com",)), "is not a host name"),
-    (lambda: Route("web", ("",)), "host '' is not a host name"),
-    (lambda: Route("web", ("a.localhost", "A.localhost")), "names a host twice"),
-    (lambda: ServerState("d1 1", 9000, "ready"), "server name 'd1 1' is not valid"),
-    (lambda: ServerState("d1-1", 0, "ready"), "port of server d1-1 0 is not a TCP port"),
-    (lambda: ServerState("d1-1", 70000, "ready"), "is not a TCP port"),
-    (lambda: ServerState("d1-1", 9000, "up"), "state 'up' is not one of ready, drain, maint"),
-    (lambda: Route("web", (), (ServerState("a", 1, "ready"), ServerState("a", 2, "ready"))),
-     "names a server twice"),
-    (lambda: Route("db", ("db.localhost",), kind="private"),
-     "private route for db names hosts \\(db.localhost\\); a private service has only a port"),
-    (lambda: Route("web", ("web.localhost",), port=9000), "http route for web has a port"),
-    (lambda: Route("db", (), kind="private", port=0), "private port of db 0 is not a TCP port"),
-    (lambda: Route("db", (), kind="tcp"), "route kind 'tcp' of db is not one of http, private"),
-])
+@pytest.mark.parametrize(
+    ("build_it", "message"),
+    [
+        (lambda: Route("my app", ()), "service name 'my app' is not valid"),
+        (lambda: Route("web;x", ()), "service name 'web;x' is not valid"),
+        (lambda: Route("web", ("web.localhost:8080",)), "host 'web.localhost:8080' is not a host name"),
+        (lambda: Route("web", ("http://web.localhost",)), "is not a host name"),
+        (lambda: Route("web", ("*.example.com",)), "is not a host name"),
+        (lambda: Route("web", ("",)), "host '' is not a host name"),
+        (lambda: Route("web", ("a.localhost", "A.localhost")), "names a host twice"),
+        (lambda: ServerState("d1 1", 9000, "ready"), "server name 'd1 1' is not valid"),
+        (lambda: ServerState("d1-1", 0, "ready"), "port of server d1-1 0 is not a TCP port"),
+        (lambda: ServerState("d1-1", 70000, "ready"), "is not a TCP port"),
+        (lambda: ServerState("d1-1", 9000, "up"), "state 'up' is not one of ready, drain, maint"),
+        (
+            lambda: Route("web", (), (ServerState("a", 1, "ready"), ServerState("a", 2, "ready"))),
+            "names a server twice",
+        ),
+        (
+            lambda: Route("db", ("db.localhost",), kind="private"),
+            "private route for db names hosts \\(db.localhost\\); a private service has only a port",
+        ),
+        (lambda: Route("web", ("web.localhost",), port=9000), "http route for web has a port"),
+        (lambda: Route("db", (), kind="private", port=0), "private port of db 0 is not a TCP port"),
+        (lambda: Route("db", (), kind="tcp"), "route kind 'tcp' of db is not one of http, private"),
+    ],
+)
 def test_invalid_input_is_rejected_with_a_clear_message(build_it, message: str) -> None:
     with pytest.raises(InvalidInput, match=message.replace("*", r"\*").replace("'", "'")):
         build_it()

@@ -55,9 +55,16 @@ def make_spec(tmp_path: Path) -> Callable[..., InstanceSpec]:
 
     def make(command: str, instance_id: str = "web-d1-1", **kw: object) -> InstanceSpec:
         env = {**BASE_ENV, "PORT": str(kw.pop("port", 10001)), **kw.pop("env", {})}  # type: ignore[dict-item]
-        return InstanceSpec(instance_id=instance_id, service="web", deploy_id=1, command=command,
-                            cwd=tmp_path, env=env, log_path=tmp_path / "logs" / f"{instance_id}.log",
-                            **kw)  # type: ignore[arg-type]
+        return InstanceSpec(
+            instance_id=instance_id,
+            service="web",
+            deploy_id=1,
+            command=command,
+            cwd=tmp_path,
+            env=env,
+            log_path=tmp_path / "logs" / f"{instance_id}.log",
+            **kw,
+        )  # type: ignore[arg-type]
 
     return make
 

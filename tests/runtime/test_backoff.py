@@ -27,20 +27,24 @@ def test_delays_double_from_one_second_to_five_minutes() -> None:
     assert crashes == 12
 
 
-@pytest.mark.parametrize(("crashes", "ran_for", "expected"), [
-    (9, 599.9, (10, 300)),     # not up long enough: keeps climbing (capped)
-    (9, 600.0, (1, 1)),        # ten minutes up: forgotten
-    (3, 3600.0, (1, 1)),
-    (0, 0.0, (1, 1)),
-    (10_000, 0.0, (10_001, 300)),  # no overflow however long it loops
-])
+@pytest.mark.parametrize(
+    ("crashes", "ran_for", "expected"),
+    [
+        (9, 599.9, (10, 300)),  # not up long enough: keeps climbing (capped)
+        (9, 600.0, (1, 1)),  # ten minutes up: forgotten
+        (3, 3600.0, (1, 1)),
+        (0, 0.0, (1, 1)),
+        (10_000, 0.0, (10_001, 300)),  # no overflow however long it loops
+    ],
+)
 def test_reset_after_ten_minutes_of_running(crashes: int, ran_for: float, expected: tuple[int, float]) -> None:
     plan = plan_restart(DEFAULT, crashes, ran_for)
     assert (plan.crashes_in_row, plan.delay_s) == expected
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(1, "1 s"), (0.1, "0.1 s"), (4, "4 s"), (64, "64 s"),
-                                               (300, "5 min"), (256, "256 s")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(1, "1 s"), (0.1, "0.1 s"), (4, "4 s"), (64, "64 s"), (300, "5 min"), (256, "256 s")]
+)
 def test_render_delay(seconds: float, text: str) -> None:
     assert render_delay(seconds) == text
 
@@ -65,9 +69,9 @@ class FakeClock:
         self.now += seconds
 
 
-def test_driver_follows_the_backoff_sequence_on_a_fake_clock(drivers: Callable[..., LocalDriver],
-                                                             make_spec: Callable[..., InstanceSpec],
-                                                             tmp_path: Path) -> None:
+def test_driver_follows_the_backoff_sequence_on_a_fake_clock(
+    drivers: Callable[..., LocalDriver], make_spec: Callable[..., InstanceSpec], tmp_path: Path
+) -> None:
     clock = FakeClock()
     driver = drivers(clock=clock, backoff_initial=1.0, backoff_max=300.0, backoff_reset_after=600.0)
     (tmp_path / "crash").touch()
@@ -76,25 +80,31 @@ def test_driver_follows_the_backoff_sequence_on_a_fake_clock(drivers: Callable[.
 
     seen = []
     for n, expected in enumerate([1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]):
-        st = wait_for(lambda: (s := driver.inspect(spec.instance_id)).state is InstanceState.BACKOFF
-                      and s.restarts == n and s, what=f"crash {n + 1}")
+        st = wait_for(
+            lambda: (s := driver.inspect(spec.instance_id)).state is InstanceState.BACKOFF and s.restarts == n and s,
+            what=f"crash {n + 1}",
+        )
         seen.append(st.next_restart_in_s)  # type: ignore[union-attr]
         assert st.last_event == f"exited with code 1; restarting in {render_delay(expected)}"  # type: ignore[union-attr]
         if n == 10:
             break
-        clock.advance(expected - 0.5)                      # not yet: still waiting
+        clock.advance(expected - 0.5)  # not yet: still waiting
         assert driver.inspect(spec.instance_id).next_restart_in_s == pytest.approx(0.5)
         assert driver.inspect(spec.instance_id).state is InstanceState.BACKOFF
         clock.advance(0.5)
     assert seen == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
 
-    (tmp_path / "crash").unlink()                         # the next start stays up
+    (tmp_path / "crash").unlink()  # the next start stays up
     clock.advance(300)
-    st = wait_for(lambda: (s := driver.inspect(spec.instance_id)).state is InstanceState.RUNNING
-                  and s.pid and s, what="a run that stays up")
-    clock.advance(600)                                     # ten minutes up: the count is forgotten
+    st = wait_for(
+        lambda: (s := driver.inspect(spec.instance_id)).state is InstanceState.RUNNING and s.pid and s,
+        what="a run that stays up",
+    )
+    clock.advance(600)  # ten minutes up: the count is forgotten
     os.kill(st.pid, signal.SIGKILL)  # type: ignore[union-attr, arg-type]
-    st = wait_for(lambda: (s := driver.inspect(spec.instance_id)).state is InstanceState.BACKOFF and s,
-                  what="the crash after a long run")
+    st = wait_for(
+        lambda: (s := driver.inspect(spec.instance_id)).state is InstanceState.BACKOFF and s,
+        what="the crash after a long run",
+    )
     assert st.next_restart_in_s == 1.0  # type: ignore[union-attr]
     assert st.last_event == "was killed by SIGKILL; restarting in 1 s"  # type: ignore[union-attr]

@@ -11,7 +11,6 @@ import pytest
 
 from slipstream.runtime import InstanceSpec, InstanceState, LocalDriver
 from slipstream.runtime.cgroups import MemoryCgroups, own_cgroup, wrap
-
 from tests.runtime.conftest import wait_for
 
 V1 = "12:pids:/x\n4:memory:/process_api/abc\n0::/\n"
@@ -62,15 +61,18 @@ def test_prepare_sets_and_raises_the_limit(cgroups: MemoryCgroups) -> None:
     assert not procs.parent.exists()
 
 
-def test_the_kernel_stops_an_instance_at_its_cap(cgroups: MemoryCgroups, drivers: Callable[..., LocalDriver],
-                                                 make_spec: Callable[..., InstanceSpec]) -> None:
+def test_the_kernel_stops_an_instance_at_its_cap(
+    cgroups: MemoryCgroups, drivers: Callable[..., LocalDriver], make_spec: Callable[..., InstanceSpec]
+) -> None:
     # the watchdog is kept out of the way (checks once a minute): only the kernel can stop it
     driver = drivers(memory_cgroups=cgroups, memory_check_interval=60, backoff_initial=30, backoff_max=30)
     script = "import time; b = bytearray(120 * 1024 * 1024); time.sleep(60)"
-    spec = make_spec(f"exec {sys.executable} -c \"{script}\"", memory_limit_mb=40)
+    spec = make_spec(f'exec {sys.executable} -c "{script}"', memory_limit_mb=40)
     driver.start(spec)
-    st = wait_for(lambda: (s := driver.inspect(spec.instance_id)).state is InstanceState.BACKOFF and s,
-                  what="the kernel's OOM kill")
+    st = wait_for(
+        lambda: (s := driver.inspect(spec.instance_id)).state is InstanceState.BACKOFF and s,
+        what="the kernel's OOM kill",
+    )
     assert st.last_event.startswith("exceeded memory limit (reached the 40 MB cap; killed by the kernel)")  # type: ignore[union-attr]
     assert st.last_exit_code == 137  # type: ignore[union-attr]
     assert cgroups.oom_kills(spec.instance_id) >= 1
@@ -83,13 +85,14 @@ def test_the_kernel_stops_an_instance_at_its_cap(cgroups: MemoryCgroups, drivers
     assert not cgroups.base.exists()
 
 
-def test_a_crash_under_the_cap_is_not_called_a_memory_kill(cgroups: MemoryCgroups,
-                                                           drivers: Callable[..., LocalDriver],
-                                                           make_spec: Callable[..., InstanceSpec]) -> None:
+def test_a_crash_under_the_cap_is_not_called_a_memory_kill(
+    cgroups: MemoryCgroups, drivers: Callable[..., LocalDriver], make_spec: Callable[..., InstanceSpec]
+) -> None:
     driver = drivers(memory_cgroups=cgroups, backoff_initial=30, backoff_max=30)
     spec = make_spec("exit 3", memory_limit_mb=40)
     driver.start(spec)
-    st = wait_for(lambda: (s := driver.inspect(spec.instance_id)).state is InstanceState.BACKOFF and s,
-                  what="the crash")
+    st = wait_for(
+        lambda: (s := driver.inspect(spec.instance_id)).state is InstanceState.BACKOFF and s, what="the crash"
+    )
     assert st.last_event.startswith("exited with code 3")  # type: ignore[union-attr]
     driver.stop(spec.instance_id, timeout=1)

@@ -13,8 +13,16 @@ from .conftest import Events
 
 
 def spec(iid: str = "web-d1-1", command: str = "serve") -> InstanceSpec:
-    return InstanceSpec(instance_id=iid, service="web", deploy_id=1, command=command, cwd=Path("/srv"),
-                        env={"PORT": "10001"}, log_path=Path("/tmp/unused.log"), port=10001)
+    return InstanceSpec(
+        instance_id=iid,
+        service="web",
+        deploy_id=1,
+        command=command,
+        cwd=Path("/srv"),
+        env={"PORT": "10001"},
+        log_path=Path("/tmp/unused.log"),
+        port=10001,
+    )
 
 
 def test_both_drivers_satisfy_the_protocol() -> None:

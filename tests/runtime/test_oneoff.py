@@ -14,13 +14,13 @@ from .conftest import BASE_ENV, is_live, wait_for
 
 def run(tmp_path: Path, command: str, **kw: object) -> tuple[int, list[str]]:
     lines: list[str] = []
-    code = run_command(command, tmp_path, BASE_ENV, tmp_path / "out.log", on_output=lines.append,
-                       **kw)  # type: ignore[arg-type]
+    code = run_command(command, tmp_path, BASE_ENV, tmp_path / "out.log", on_output=lines.append, **kw)  # type: ignore[arg-type]
     return code, lines
 
 
-@pytest.mark.parametrize(("command", "code"), [("true", 0), ("exit 3", 3), ("kill -9 $$", 137),
-                                               ("no-such-command-here", 127)])
+@pytest.mark.parametrize(
+    ("command", "code"), [("true", 0), ("exit 3", 3), ("kill -9 $$", 137), ("no-such-command-here", 127)]
+)
 def test_exit_codes(tmp_path: Path, command: str, code: int) -> None:
     assert run(tmp_path, command)[0] == code
 
@@ -36,8 +36,13 @@ def test_output_is_streamed_line_by_line_and_appended_to_the_log(tmp_path: Path)
 def test_environment_is_exactly_the_given_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLIPSTREAM_TEST_LEAK", "leaked")
     lines: list[str] = []
-    run_command('echo "[$SLIPSTREAM_TEST_LEAK][$ONLY]"; pwd', tmp_path, {**BASE_ENV, "ONLY": "me"},
-                tmp_path / "out.log", on_output=lines.append)
+    run_command(
+        'echo "[$SLIPSTREAM_TEST_LEAK][$ONLY]"; pwd',
+        tmp_path,
+        {**BASE_ENV, "ONLY": "me"},
+        tmp_path / "out.log",
+        on_output=lines.append,
+    )
     assert lines == ["[][me]", str(tmp_path)]
 
 

@@ -46,8 +46,9 @@ def load_golden(path: Path) -> tuple[dict[str, Any], str]:
 
 def render_case(case: dict[str, Any]) -> dict[str, Any]:
     """Render a golden input with the real function."""
-    return render_caddy_config(Path(case["publish_dir"]), [Rule(**r) for r in case["routes"]],
-                               [Hdr(**h) for h in case["headers"]])
+    return render_caddy_config(
+        Path(case["publish_dir"]), [Rule(**r) for r in case["routes"]], [Hdr(**h) for h in case["headers"]]
+    )
 
 
 def free_port() -> int:
@@ -78,8 +79,7 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> Response
 class CaddySite:
     """Caddy started exactly as the engine would: ``/bin/sh -c caddy_command`` with PORT set."""
 
-    def __init__(self, workdir: Path, publish_dir: Path, routes: list[Rule],
-                 headers: list[Hdr]) -> None:
+    def __init__(self, workdir: Path, publish_dir: Path, routes: list[Rule], headers: list[Hdr]) -> None:
         self.port = free_port()
         self.config_path = workdir / "caddy.json"
         self.log_path = workdir / "caddy.log"
@@ -91,9 +91,14 @@ class CaddySite:
         """Start Caddy and wait (bounded) until the health path answers."""
         env = {"PATH": "/usr/bin:/bin", "PORT": str(self.port), "HOME": str(home)}
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(["/bin/sh", "-c", caddy_command(self.config_path)],
-                                         env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["/bin/sh", "-c", caddy_command(self.config_path)],
+                env=env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -28,8 +28,7 @@ INDEX = SPA_FILES["index.html"].encode()
 
 @pytest.fixture(scope="module")
 def spa(caddy_sites: SiteFactory, tmp_path_factory: pytest.TempPathFactory) -> CaddySite:
-    return caddy_sites(make_publish_dir(tmp_path_factory.mktemp("spa"), SPA_FILES),
-                       SPA_RULES, SPA_HEADERS)
+    return caddy_sites(make_publish_dir(tmp_path_factory.mktemp("spa"), SPA_FILES), SPA_RULES, SPA_HEADERS)
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +81,10 @@ def test_headers_apply_per_glob(spa: CaddySite) -> None:
     nested_css = get(spa.port, "/assets/theme.css")
     page = get(spa.port, "/app/settings")
     assert root_css.headers.get("cache-control") == "public, max-age=86400"
-    assert "cache-control" not in nested_css.headers   # /*.css is the root directory only
+    assert "cache-control" not in nested_css.headers  # /*.css is the root directory only
     assert "cache-control" not in page.headers
     assert {r.headers.get("x-frame-options") for r in (root_css, nested_css, page)} == {"DENY"}
-    assert nested_css.headers.get("x-asset") == "yes {env.HOME}"   # sent as written, not expanded
+    assert nested_css.headers.get("x-asset") == "yes {env.HOME}"  # sent as written, not expanded
     assert "x-asset" not in root_css.headers
 
 
@@ -120,7 +119,7 @@ def test_caddy_exits_on_sigterm_and_writes_nothing_to_home(tmp_path: Path) -> No
         site.start(home)
         idle = http.client.HTTPConnection("127.0.0.1", site.port, timeout=5)
         idle.request("GET", "/")
-        assert idle.getresponse().read() == b"hi\n"   # the connection stays open, idle
+        assert idle.getresponse().read() == b"hi\n"  # the connection stays open, idle
         assert site.proc is not None
         site.proc.terminate()
         try:

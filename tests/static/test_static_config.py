@@ -32,10 +32,13 @@ def test_golden_config_is_valid_for_caddy(path: Path, tmp_path: Path) -> None:
     case, _ = load_golden(path)
     config = tmp_path / "caddy.json"
     config.write_text(json.dumps(render_case(case)))
-    check = subprocess.run([str(caddy_binary()), "validate", "--config", str(config)],
-                           env={"PORT": "18080", "XDG_DATA_HOME": str(tmp_path),
-                                "XDG_CONFIG_HOME": str(tmp_path)},
-                           capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [str(caddy_binary()), "validate", "--config", str(config)],
+        env={"PORT": "18080", "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0, check.stderr
 
 
@@ -58,26 +61,40 @@ def test_rendering_is_deterministic() -> None:
 
 def test_accepts_the_blueprint_models() -> None:
     from slipstream.blueprint import Header, StaticRoute
-    cfg = render_caddy_config(Path("/srv/x"),
-                              [StaticRoute(type="rewrite", source="/*", destination="/index.html")],
-                              [Header(path="/*.css", name="Cache-Control", value="no-cache")])
-    assert cfg == render_caddy_config(Path("/srv/x"), [Rule("rewrite", "/*", "/index.html")],
-                                      [Hdr("/*.css", "Cache-Control", "no-cache")])
+
+    cfg = render_caddy_config(
+        Path("/srv/x"),
+        [StaticRoute(type="rewrite", source="/*", destination="/index.html")],
+        [Header(path="/*.css", name="Cache-Control", value="no-cache")],
+    )
+    assert cfg == render_caddy_config(
+        Path("/srv/x"), [Rule("rewrite", "/*", "/index.html")], [Hdr("/*.css", "Cache-Control", "no-cache")]
+    )
 
 
 # Render's documented header globs (render.com/docs/static-site-headers), plus edges.
 HEADER_GLOBS = [
-    ("/*", "/", True), ("/*", "/index.html", True), ("/*", "/a/b/c.js", True),
-    ("/blog/*", "/blog/", True), ("/blog/*", "/blog/latest-post/", True),
-    ("/blog/*", "/blog/2024/01/post", True), ("/blog/*", "/blog", False),
+    ("/*", "/", True),
+    ("/*", "/index.html", True),
+    ("/*", "/a/b/c.js", True),
+    ("/blog/*", "/blog/", True),
+    ("/blog/*", "/blog/latest-post/", True),
+    ("/blog/*", "/blog/2024/01/post", True),
+    ("/blog/*", "/blog", False),
     ("/blog/*", "/blogs/x", False),
-    ("/**/*", "/blog/", True), ("/**/*", "/assets/", True), ("/**/*", "/a/b/c", True),
+    ("/**/*", "/blog/", True),
+    ("/**/*", "/assets/", True),
+    ("/**/*", "/a/b/c", True),
     ("/**/*", "/index.html", False),
-    ("/*.css", "/tokens.css", True), ("/*.css", "/mode.css", True),
-    ("/*.css", "/assets/theme.css", False), ("/*.css", "/tokens.cssx", False),
-    ("/**/*.css", "/assets/theme.css", True), ("/**/*.css", "/a/b/theme.css", True),
+    ("/*.css", "/tokens.css", True),
+    ("/*.css", "/mode.css", True),
+    ("/*.css", "/assets/theme.css", False),
+    ("/*.css", "/tokens.cssx", False),
+    ("/**/*.css", "/assets/theme.css", True),
+    ("/**/*.css", "/a/b/theme.css", True),
     ("/**/*.css", "/tokens.css", False),
-    ("/index.html", "/index.html", True), ("/index.html", "/indexxhtml", False),
+    ("/index.html", "/index.html", True),
+    ("/index.html", "/indexxhtml", False),
 ]
 
 
@@ -108,9 +125,11 @@ def test_route_source_meaning(source: str, path: str, groups: dict[str, str] | N
 
 def test_destination_uses_captures_and_escapes_braces() -> None:
     pattern = build_source_regex("/updates/:month/:year/*")
-    assert (build_destination("/c/:year/:month/*?v={x}", pattern, "route4")
-            == "/c/{http.regexp.route4.p_year}/{http.regexp.route4.p_month}"
-               "/{http.regexp.route4.splat}?v=\\{x\\}")
+    assert (
+        build_destination("/c/:year/:month/*?v={x}", pattern, "route4")
+        == "/c/{http.regexp.route4.p_year}/{http.regexp.route4.p_month}"
+        "/{http.regexp.route4.splat}?v=\\{x\\}"
+    )
 
 
 BAD_ROUTES = [
@@ -130,8 +149,7 @@ BAD_ROUTES = [
 ]
 
 
-@pytest.mark.parametrize(("rule", "message"), BAD_ROUTES,
-                         ids=[f"{r.source}->{r.destination}" for r, _ in BAD_ROUTES])
+@pytest.mark.parametrize(("rule", "message"), BAD_ROUTES, ids=[f"{r.source}->{r.destination}" for r, _ in BAD_ROUTES])
 def test_bad_route_is_rejected_with_its_index(rule: Rule, message: str) -> None:
     ok = Rule("rewrite", "/x", "/y")
     with pytest.raises(InvalidInput) as err:

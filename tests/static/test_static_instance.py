@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from slipstream.errors import InvalidInput, Unavailable
-from slipstream.static import (caddy_binary, caddy_command, resolve_publish_dir,
-                               write_caddy_config)
+from slipstream.static import caddy_binary, caddy_command, resolve_publish_dir, write_caddy_config
 
 
 def test_caddy_binary_is_the_one_beside_python() -> None:
@@ -21,8 +20,7 @@ def test_caddy_binary_is_the_one_beside_python() -> None:
     assert os.access(binary, os.X_OK)
 
 
-def test_caddy_binary_missing_raises_unavailable_with_hint(monkeypatch: pytest.MonkeyPatch,
-                                                           tmp_path: Path) -> None:
+def test_caddy_binary_missing_raises_unavailable_with_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(Unavailable) as err:
@@ -34,8 +32,15 @@ def test_caddy_command_execs_caddy_with_its_own_data_dir(tmp_path: Path) -> None
     config = tmp_path / "my release" / "caddy.json"
     argv = shlex.split(caddy_command(config))
     data = str(config.parent / "caddy-data")
-    assert argv == [f"XDG_DATA_HOME={data}", f"XDG_CONFIG_HOME={data}", "exec",
-                    str(caddy_binary()), "run", "--config", str(config)]
+    assert argv == [
+        f"XDG_DATA_HOME={data}",
+        f"XDG_CONFIG_HOME={data}",
+        "exec",
+        str(caddy_binary()),
+        "run",
+        "--config",
+        str(config),
+    ]
     other = shlex.split(caddy_command(config, data_dir=tmp_path / "d"))
     assert other[0] == f"XDG_DATA_HOME={tmp_path / 'd'}"
 
@@ -67,14 +72,17 @@ def test_links_inside_the_build_are_allowed(build: Path) -> None:
     assert resolve_publish_dir(build, "dist") == (build / "dist").resolve()
 
 
-@pytest.mark.parametrize(("publish", "message"), [
-    ("", "must be a path relative to the build directory"),
-    ("/etc", "must be a path relative to the build directory"),
-    ("../", "leads outside the build directory"),
-    ("dist/../..", "leads outside the build directory"),
-    ("build", "is not a directory in the build"),
-    ("dist/index.html", "is not a directory in the build"),
-])
+@pytest.mark.parametrize(
+    ("publish", "message"),
+    [
+        ("", "must be a path relative to the build directory"),
+        ("/etc", "must be a path relative to the build directory"),
+        ("../", "leads outside the build directory"),
+        ("dist/../..", "leads outside the build directory"),
+        ("build", "is not a directory in the build"),
+        ("dist/index.html", "is not a directory in the build"),
+    ],
+)
 def test_bad_publish_path_is_rejected(build: Path, publish: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         resolve_publish_dir(build, publish)

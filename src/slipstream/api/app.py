@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
 
 from slipstream.api.errors import handle_expected, handle_unexpected
+from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
 from slipstream.errors import InvalidInput, SlipstreamError, Unavailable
 
@@ -66,8 +68,12 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
 
     @app.post("/v1/deploys")
     def deploy(req: DeployRequest) -> dict[str, Any]:
-        deploy_id = engine.deploy(req.service, blueprint=Path(req.blueprint) if req.blueprint else None,
-                                  commit=req.commit, from_dir=Path(req.from_dir) if req.from_dir else None)
+        deploy_id = engine.deploy(
+            req.service,
+            blueprint=Path(req.blueprint) if req.blueprint else None,
+            commit=req.commit,
+            from_dir=Path(req.from_dir) if req.from_dir else None,
+        )
         return {"deploy": engine.store.deploy(deploy_id).public()}
 
     @app.post("/v1/apply")
@@ -129,27 +135,38 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
     def trigger_run(name: str) -> dict[str, Any]:
         return {"run": engine.cron.trigger(name, "manual")}
 
-    def dbs() -> Any:
+    def dbs() -> DatabaseManager:
         if engine.cluster is None:
             raise Unavailable("managed PostgreSQL is not enabled in this daemon")
         return engine.cluster
 
     def backup_json(b: Any) -> dict[str, Any]:
-        return {"id": b.id, "database": b.database, "kind": b.kind, "created_at": b.created_at,
-                "size_bytes": b.size_bytes, "status": b.status, "error": b.error}
+        return {
+            "id": b.id,
+            "database": b.database,
+            "kind": b.kind,
+            "created_at": b.created_at,
+            "size_bytes": b.size_bytes,
+            "status": b.status,
+            "error": b.error,
+        }
 
     @app.get("/v1/databases")
     def databases() -> dict[str, Any]:
-        return {"databases": dbs().list()}
+        return {"databases": dbs().overview()}
 
     @app.get("/v1/databases/{name}/connection")
     def connection(name: str, reveal: bool = False) -> dict[str, Any]:
         """The connection string: masked, unless the caller (the socket's owner) asks to reveal it."""
         info = dbs().info(name)
         url = info.connection_string()
-        return {"url": url if reveal else url.replace(info.password, "********"),
-                "psql": {"argv": ["psql", "-h", info.host, "-p", str(info.port), "-U", info.user,
-                                  info.database], "password": info.password if reveal else None}}
+        return {
+            "url": url if reveal else url.replace(info.password, "********"),
+            "psql": {
+                "argv": ["psql", "-h", info.host, "-p", str(info.port), "-U", info.user, info.database],
+                "password": info.password if reveal else None,
+            },
+        }
 
     @app.post("/v1/databases/{name}/backups")
     def backup(name: str) -> dict[str, Any]:
@@ -163,8 +180,10 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
     def restore(name: str, req: RestoreRequest) -> dict[str, Any]:
         if req.to_time is not None:
             if req.backup is not None or not req.into:
-                raise InvalidInput("a point-in-time restore takes a time and --into NEW, not a backup id",
-                                   f"slipstream db restore {name} --to-time 2026-11-23T19:50:00Z --into {name}_recovered")
+                raise InvalidInput(
+                    "a point-in-time restore takes a time and --into NEW, not a backup id",
+                    f"slipstream db restore {name} --to-time 2026-11-23T19:50:00Z --into {name}_recovered",
+                )
             info = dbs().restore_to_time(name, req.to_time, into=req.into)
         elif req.backup is None:
             raise InvalidInput("restore needs a backup id or --to-time", f"run 'slipstream db backups {name}'")

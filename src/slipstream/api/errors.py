@@ -7,8 +7,7 @@ import logging
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from slipstream.errors import (CommandFailed, Conflict, InvalidInput, NotFound, SlipstreamError,
-                               Unavailable)
+from slipstream.errors import CommandFailed, Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
 
 log = logging.getLogger("slipstream.api")
 
@@ -34,5 +33,4 @@ async def handle_expected(request: Request, exc: Exception) -> JSONResponse:
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"error": "internal error in the slipstream daemon", "hint": "see daemon.log"},
-                        status_code=500)
+    return JSONResponse({"error": "internal error in the slipstream daemon", "hint": "see daemon.log"}, status_code=500)

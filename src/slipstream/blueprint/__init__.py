@@ -6,6 +6,7 @@ given to :func:`load_blueprint`. See docs/blueprint.md and docs/blueprint-refere
 
 from __future__ import annotations
 
+from slipstream.blueprint.env import needed_generated, needed_synced, resolve_env, secret_keys
 from slipstream.blueprint.model import (
     Blueprint,
     Database,
@@ -19,14 +20,31 @@ from slipstream.blueprint.model import (
     Service,
     StaticRoute,
 )
-from slipstream.blueprint.env import needed_generated, needed_synced, resolve_env, secret_keys
 from slipstream.blueprint.parse import load_blueprint, parse_blueprint
 from slipstream.blueprint.plan import Plan, plan_blueprint, render_plan
 from slipstream.blueprint.problems import BlueprintError, Problem
 
 __all__ = [
-    "Blueprint", "BlueprintError", "Database", "Disk", "EnvVar", "EnvVarGroup", "FromDatabase",
-    "FromService", "Header", "ManifestEntry", "Plan", "Problem", "Service", "StaticRoute",
-    "load_blueprint", "needed_generated", "needed_synced", "parse_blueprint", "plan_blueprint",
-    "render_plan", "resolve_env", "secret_keys",
+    "Blueprint",
+    "BlueprintError",
+    "Database",
+    "Disk",
+    "EnvVar",
+    "EnvVarGroup",
+    "FromDatabase",
+    "FromService",
+    "Header",
+    "ManifestEntry",
+    "Plan",
+    "Problem",
+    "Service",
+    "StaticRoute",
+    "load_blueprint",
+    "needed_generated",
+    "needed_synced",
+    "parse_blueprint",
+    "plan_blueprint",
+    "render_plan",
+    "resolve_env",
+    "secret_keys",
 ]

@@ -36,30 +36,37 @@ def suggest_label(name: str) -> str:
 
 def check_names(inv: Inventory, out: Collector) -> None:
     """Names are DNS labels (services, databases) and unique per kind across the file."""
-    for kind, items in (("service", inv.services), ("database", inv.databases),
-                        ("env var group", inv.groups)):
+    for kind, items in (("service", inv.services), ("database", inv.databases), ("env var group", inv.groups)):
         first: dict[str, Path] = {}
         for p in items:
             name = p.obj.name
             here = p.path + ("name",)
             if kind != "env var group" and (len(name) > 63 or not DNS_LABEL.fullmatch(name)):
-                out.error(here, f"'{name[:80]}' is not a valid {kind} name: use at most 63 lowercase "
-                          "letters, digits and '-', starting and ending with a letter or digit",
-                          f"for example '{suggest_label(name)}'")
+                out.error(
+                    here,
+                    f"'{name[:80]}' is not a valid {kind} name: use at most 63 lowercase "
+                    "letters, digits and '-', starting and ending with a letter or digit",
+                    f"for example '{suggest_label(name)}'",
+                )
             elif kind == "env var group" and (not name.strip() or len(name) > 100):
                 out.error(here, "env var group names must be 1 to 100 characters")
             if name in first:
-                out.error(here, f"{kind} name '{name}' is already used by "
-                          f"{_short(first[name], out)}",
-                          "names are unique across the whole file (slipstream routes and stores "
-                          "resources by name); rename one of them")
+                out.error(
+                    here,
+                    f"{kind} name '{name}' is already used by {_short(first[name], out)}",
+                    "names are unique across the whole file (slipstream routes and stores "
+                    "resources by name); rename one of them",
+                )
             else:
                 first[name] = p.path
     seen_envs: dict[tuple[str, str], Path] = {}
     for env in inv.environments:
         if (env.project, env.name) in seen_envs:
-            out.error(env.path + ("name",), f"environment '{env.name}' appears twice in project "
-                      f"'{env.project}'", "merge the two environments")
+            out.error(
+                env.path + ("name",),
+                f"environment '{env.name}' appears twice in project '{env.project}'",
+                "merge the two environments",
+            )
         seen_envs[(env.project, env.name)] = env.path
 
 
@@ -75,41 +82,64 @@ def check_service(p: Placed[Service], out: Collector) -> None:
     if s.type == "keyvalue":
         _check_keyvalue(s, path, out)
     elif s.runtime is None:
-        out.error(path, "missing required key 'runtime'",
-                  "one of: " + ", ".join(NATIVE_RUNTIMES + ("static", "docker", "image"))
-                  + " (older files call it 'env')")
+        out.error(
+            path,
+            "missing required key 'runtime'",
+            "one of: " + ", ".join(NATIVE_RUNTIMES + ("static", "docker", "image")) + " (older files call it 'env')",
+        )
     if s.is_static and s.type != "web":
-        out.error(_runtime_path(out, path), f"runtime 'static' is only valid for type 'web', not '{s.type}'",
-                  "a static site is 'type: web' with 'runtime: static'")
+        out.error(
+            _runtime_path(out, path),
+            f"runtime 'static' is only valid for type 'web', not '{s.type}'",
+            "a static site is 'type: web' with 'runtime: static'",
+        )
     if native and s.type != "keyvalue" and not s.start_command:
-        out.error(path, f"missing required key 'startCommand' for a {s.runtime} {s.type} service",
-                  "the command that starts your app, e.g. 'gunicorn app:app' (bind to $PORT)")
+        out.error(
+            path,
+            f"missing required key 'startCommand' for a {s.runtime} {s.type} service",
+            "the command that starts your app, e.g. 'gunicorn app:app' (bind to $PORT)",
+        )
     if s.is_static:
         _check_static(s, path, out)
     else:
         for key in ("staticPublishPath", "routes", "headers"):
             if given(out, path, key):
-                out.warn(path + (key,), f"'{key}' only applies to static sites; it has no effect here",
-                         "remove it, or set 'runtime: static'", key=True)
+                out.warn(
+                    path + (key,),
+                    f"'{key}' only applies to static sites; it has no effect here",
+                    "remove it, or set 'runtime: static'",
+                    key=True,
+                )
     if s.type == "cron":
         _check_cron(s, path, out)
     elif given(out, path, "schedule"):
-        out.warn(path + ("schedule",), f"'schedule' only applies to cron services, not '{s.type}'",
-                 "remove it, or set 'type: cron'", key=True)
+        out.warn(
+            path + ("schedule",),
+            f"'schedule' only applies to cron services, not '{s.type}'",
+            "remove it, or set 'type: cron'",
+            key=True,
+        )
     _check_health(s, path, out)
     _check_disk(s, path, out)
     _check_scaling(s, path, out)
     _check_domains(s, path, out)
     if s.pre_deploy_command and (s.type in ("cron", "keyvalue") or s.is_static):
-        out.warn(path + ("preDeployCommand",), f"preDeployCommand does not run for a "
-                 f"{'static site' if s.is_static else s.type + ' service'}", "remove it", key=True)
+        out.warn(
+            path + ("preDeployCommand",),
+            f"preDeployCommand does not run for a {'static site' if s.is_static else s.type + ' service'}",
+            "remove it",
+            key=True,
+        )
     _warn_unsupported(s, path, out)
 
 
 def _check_keyvalue(s: Service, path: Path, out: Collector) -> None:
     if s.ip_allow_list is None:
-        out.error(path, "missing required key 'ipAllowList' for a keyvalue service",
-                  "use 'ipAllowList: []' to allow only internal connections")
+        out.error(
+            path,
+            "missing required key 'ipAllowList' for a keyvalue service",
+            "use 'ipAllowList: []' to allow only internal connections",
+        )
     else:
         _check_cidrs(s.ip_allow_list, path + ("ipAllowList",), out)
     for key in ("runtime", "buildCommand", "startCommand", "envVars", "disk", "numInstances"):
@@ -119,41 +149,56 @@ def _check_keyvalue(s: Service, path: Path, out: Collector) -> None:
 
 def _check_static(s: Service, path: Path, out: Collector) -> None:
     if not s.static_publish_path:
-        out.error(path, "missing required key 'staticPublishPath' for a static site",
-                  "the folder your buildCommand writes, e.g. './dist' or 'build'")
+        out.error(
+            path,
+            "missing required key 'staticPublishPath' for a static site",
+            "the folder your buildCommand writes, e.g. './dist' or 'build'",
+        )
     for key in ("startCommand", "numInstances", "disk", "healthCheckPath", "scaling"):
         if given(out, path, key):
             out.warn(path + (key,), f"'{key}' has no effect on a static site", "remove it", key=True)
     for here, route in out.items(path + ("routes",), s.routes):
         if not route.source.startswith("/"):
-            out.error(here + ("source",), f"route source '{route.source}' must start with '/'",
-                      "for example '/*' or '/old-page'")
+            out.error(
+                here + ("source",),
+                f"route source '{route.source}' must start with '/'",
+                "for example '/*' or '/old-page'",
+            )
         if not (route.destination.startswith("/") or re.match(r"https?://", route.destination)):
-            out.error(here + ("destination",),
-                      f"route destination '{route.destination}' must be a path or an http(s) URL",
-                      "for example '/index.html'")
+            out.error(
+                here + ("destination",),
+                f"route destination '{route.destination}' must be a path or an http(s) URL",
+                "for example '/index.html'",
+            )
     for here, header in out.items(path + ("headers",), s.headers):
         if not header.path.startswith("/"):
-            out.error(here + ("path",), f"header path '{header.path}' must start with '/'",
-                      "for example '/*' or '/assets/*'")
+            out.error(
+                here + ("path",), f"header path '{header.path}' must start with '/'", "for example '/*' or '/assets/*'"
+            )
         if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", header.name):
             out.error(here + ("name",), f"'{header.name}' is not a valid HTTP header name")
 
 
 def _check_cron(s: Service, path: Path, out: Collector) -> None:
     if s.schedule is None:
-        out.error(path, "missing required key 'schedule' for a cron service",
-                  "five fields in UTC, e.g. '*/15 * * * *'")
+        out.error(path, "missing required key 'schedule' for a cron service", "five fields in UTC, e.g. '*/15 * * * *'")
     else:
         reason = parse_cron(s.schedule)
         if reason:
-            out.error(path + ("schedule",), f"schedule '{s.schedule[:60]}' is not valid: {reason}",
-                      "five fields in UTC: minute hour day-of-month month day-of-week")
+            out.error(
+                path + ("schedule",),
+                f"schedule '{s.schedule[:60]}' is not valid: {reason}",
+                "five fields in UTC: minute hour day-of-month month day-of-week",
+            )
     if s.disk is not None:
         out.error(path + ("disk",), "a cron service cannot have a disk", "remove 'disk'", key=True)
     if given(out, path, "numInstances"):
-        out.warn(path + ("numInstances",), "a cron service runs one job at a time; numInstances has no "
-                 "effect", "remove it", key=True)
+        out.warn(
+            path + ("numInstances",),
+            "a cron service runs one job at a time; numInstances has no effect",
+            "remove it",
+            key=True,
+        )
 
 
 def _check_health(s: Service, path: Path, out: Collector) -> None:
@@ -163,8 +208,12 @@ def _check_health(s: Service, path: Path, out: Collector) -> None:
     if not hc.startswith("/"):
         out.error(path + ("healthCheckPath",), "must start with '/'", f"write '/{hc.lstrip('/')}'")
     if s.type != "web":
-        out.warn(path + ("healthCheckPath",), f"healthCheckPath only applies to web services; a "
-                 f"{s.type} service is checked by its port (or not at all)", "remove it", key=True)
+        out.warn(
+            path + ("healthCheckPath",),
+            f"healthCheckPath only applies to web services; a {s.type} service is checked by its port (or not at all)",
+            "remove it",
+            key=True,
+        )
 
 
 def _check_disk(s: Service, path: Path, out: Collector) -> None:
@@ -172,14 +221,19 @@ def _check_disk(s: Service, path: Path, out: Collector) -> None:
         return
     here = path + ("disk",)
     if not s.disk.mount_path.startswith("/"):
-        out.error(here + ("mountPath",), f"mountPath '{s.disk.mount_path}' must be an absolute path",
-                  "for example '/var/data'")
+        out.error(
+            here + ("mountPath",),
+            f"mountPath '{s.disk.mount_path}' must be an absolute path",
+            "for example '/var/data'",
+        )
     if s.num_instances > 1:
-        out.error(path + ("numInstances",), f"a service with a disk runs exactly one instance, not "
-                  f"{s.num_instances}", "remove numInstances or the disk")
+        out.error(
+            path + ("numInstances",),
+            f"a service with a disk runs exactly one instance, not {s.num_instances}",
+            "remove numInstances or the disk",
+        )
     if s.scaling is not None:
-        out.error(path + ("scaling",), "a service with a disk cannot scale", "remove scaling or the disk",
-                  key=True)
+        out.error(path + ("scaling",), "a service with a disk cannot scale", "remove scaling or the disk", key=True)
 
 
 def _check_scaling(s: Service, path: Path, out: Collector) -> None:
@@ -188,26 +242,37 @@ def _check_scaling(s: Service, path: Path, out: Collector) -> None:
     here = path + ("scaling",)
     sc = s.scaling
     if sc.min_instances > sc.max_instances:
-        out.error(here + ("minInstances",), f"minInstances ({sc.min_instances}) is larger than "
-                  f"maxInstances ({sc.max_instances})")
+        out.error(
+            here + ("minInstances",),
+            f"minInstances ({sc.min_instances}) is larger than maxInstances ({sc.max_instances})",
+        )
     if sc.target_cpu_percent is None and sc.target_memory_percent is None:
-        out.error(here, "scaling needs targetCPUPercent or targetMemoryPercent (or both)",
-                  "for example 'targetCPUPercent: 70'")
+        out.error(
+            here,
+            "scaling needs targetCPUPercent or targetMemoryPercent (or both)",
+            "for example 'targetCPUPercent: 70'",
+        )
     if given(out, path, "numInstances"):
-        out.warn(path + ("numInstances",), "numInstances is ignored when scaling is set", "remove one",
-                 key=True)
-    out.warn(here, f"autoscaling is not performed here; slipstream runs minInstances "
-             f"({sc.min_instances}) instance(s)", key=True)
+        out.warn(path + ("numInstances",), "numInstances is ignored when scaling is set", "remove one", key=True)
+    out.warn(
+        here,
+        f"autoscaling is not performed here; slipstream runs minInstances ({sc.min_instances}) instance(s)",
+        key=True,
+    )
 
 
 def _check_domains(s: Service, path: Path, out: Collector) -> None:
     if s.domains and (s.type != "web"):
-        out.warn(path + ("domains",), f"custom domains only apply to web services, not '{s.type}'",
-                 "remove them", key=True)
+        out.warn(
+            path + ("domains",), f"custom domains only apply to web services, not '{s.type}'", "remove them", key=True
+        )
     for here, domain in out.items(path + ("domains",), s.domains):
         if len(domain) > 253 or not HOSTNAME.fullmatch(domain):
-            out.error(here, f"'{domain[:80]}' is not a valid domain name",
-                      "write a host name such as 'www.example.com' (no scheme, no path)")
+            out.error(
+                here,
+                f"'{domain[:80]}' is not a valid domain name",
+                "write a host name such as 'www.example.com' (no scheme, no path)",
+            )
 
 
 def _check_cidrs(items: list[IpAllow], path: Path, out: Collector) -> None:
@@ -215,54 +280,80 @@ def _check_cidrs(items: list[IpAllow], path: Path, out: Collector) -> None:
         try:
             ipaddress.ip_network(item.source, strict=False)
         except ValueError:
-            out.error(here + ("source",), f"'{item.source[:60]}' is not an IP address or CIDR block",
-                      "for example '203.0.113.0/24'")
+            out.error(
+                here + ("source",),
+                f"'{item.source[:60]}' is not an IP address or CIDR block",
+                "for example '203.0.113.0/24'",
+            )
 
 
 def _runtime_path(out: Collector, path: Path) -> Path:
     """Path of the runtime as written: 'runtime', or the deprecated 'env'."""
-    return path + ("env",) if given(out, path, "env") and not given(out, path, "runtime") \
-        else path + ("runtime",)
+    return path + ("env",) if given(out, path, "env") and not given(out, path, "runtime") else path + ("runtime",)
 
 
 def _warn_unsupported(s: Service, path: Path, out: Collector) -> None:
     reason = s.unsupported_reason
     if reason:
         where = _runtime_path(out, path) if s.runtime in ("docker", "image") else path + ("type",)
-        hint = ("run Redis yourself and give services its URL with an env var value"
-                if s.type == "keyvalue" else "use a native runtime (python, node, ...) to run it here")
-        out.warn(where, f"{reason}: slipstream validates and plans this service but will not build "
-                 "or start it", hint)
+        hint = (
+            "run Redis yourself and give services its URL with an env var value"
+            if s.type == "keyvalue"
+            else "use a native runtime (python, node, ...) to run it here"
+        )
+        out.warn(where, f"{reason}: slipstream validates and plans this service but will not build or start it", hint)
     elif s.runtime in ("go", "ruby", "rust", "elixir"):
-        out.warn(_runtime_path(out, path), f"slipstream runs buildCommand and startCommand with the "
-                 f"{s.runtime} tools installed on this machine; it does not install them")
+        out.warn(
+            _runtime_path(out, path),
+            f"slipstream runs buildCommand and startCommand with the "
+            f"{s.runtime} tools installed on this machine; it does not install them",
+        )
     for key in ("singleton", "memoryLimitMB"):
         if given(out, path, key):
-            out.warn(path + (key,), f"{key} is a slipstream extension: Render's validator rejects "
-                     "files that use it", "keep a copy without it for Render", key=True)
+            out.warn(
+                path + (key,),
+                f"{key} is a slipstream extension: Render's validator rejects files that use it",
+                "keep a copy without it for Render",
+                key=True,
+            )
     if s.singleton and s.type != "worker":
         out.warn(path + ("singleton",), "singleton only applies to workers", "remove it", key=True)
     if s.region is not None:
         out.warn(path + ("region",), REGION_NOTE, key=True)
     if s.previews is not None and s.previews.generation in ("manual", "automatic"):
         key = "previews" if given(out, path, "previews") else "pullRequestPreviewsEnabled"
-        out.warn(path + (key,), "service previews are not created here; the setting is kept "
-                 "for Render", key=True)
+        out.warn(path + (key,), "service previews are not created here; the setting is kept for Render", key=True)
     if s.initial_deploy_hook:
-        out.warn(path + ("initialDeployHook",), "initialDeployHook is not run here",
-                 "run the command once by hand after the first deploy", key=True)
+        out.warn(
+            path + ("initialDeployHook",),
+            "initialDeployHook is not run here",
+            "run the command once by hand after the first deploy",
+            key=True,
+        )
     if s.auto_deploy_trigger == "checksPass":
-        out.warn(path + ("autoDeployTrigger",), "slipstream does not see your git provider's checks; "
-                 "it deploys when you run 'slipstream deploy'", key=True)
+        out.warn(
+            path + ("autoDeployTrigger",),
+            "slipstream does not see your git provider's checks; it deploys when you run 'slipstream deploy'",
+            key=True,
+        )
     if s.build_filter is not None:
-        out.warn(path + ("buildFilter",), "buildFilter only filters automatic deploys, which slipstream "
-                 "does not start on its own; the filter is kept for Render", key=True)
+        out.warn(
+            path + ("buildFilter",),
+            "buildFilter only filters automatic deploys, which slipstream "
+            "does not start on its own; the filter is kept for Render",
+            key=True,
+        )
     if s.maxmemory_policy is not None and s.type != "keyvalue":
-        out.warn(path + ("maxmemoryPolicy",), "maxmemoryPolicy only applies to keyvalue services",
-                 "remove it", key=True)
+        out.warn(
+            path + ("maxmemoryPolicy",), "maxmemoryPolicy only applies to keyvalue services", "remove it", key=True
+        )
     if s.ip_allow_list is not None and s.type != "keyvalue":
-        out.warn(path + ("ipAllowList",), "ipAllowList only applies to keyvalue services and databases",
-                 "remove it", key=True)
+        out.warn(
+            path + ("ipAllowList",),
+            "ipAllowList only applies to keyvalue services and databases",
+            "remove it",
+            key=True,
+        )
 
 
 def check_database(p: Placed[Database], out: Collector) -> None:
@@ -270,52 +361,76 @@ def check_database(p: Placed[Database], out: Collector) -> None:
     d, path = p.obj, p.path
     for key, value in (("databaseName", d.database_name), ("user", d.user)):
         if value is not None and not PG_IDENT.fullmatch(value):
-            out.error(path + (key,), f"'{value[:70]}' is not a valid PostgreSQL name: use lowercase "
-                      "letters, digits and '_', starting with a letter or '_', at most 63",
-                      f"for example '{re.sub(r'[^a-z0-9_]+', '_', value.lower())[:63] or 'app'}'")
+            out.error(
+                path + (key,),
+                f"'{value[:70]}' is not a valid PostgreSQL name: use lowercase "
+                "letters, digits and '_', starting with a letter or '_', at most 63",
+                f"for example '{re.sub(r'[^a-z0-9_]+', '_', value.lower())[:63] or 'app'}'",
+            )
     version = d.postgres_major_version
     if version is not None and not (version.isdigit() and 11 <= int(version) <= 18):
-        out.error(path + ("postgresMajorVersion",), f"'{version[:20]}' is not a PostgreSQL major version "
-                  "slipstream knows (11 to 18)", "for example '16'")
+        out.error(
+            path + ("postgresMajorVersion",),
+            f"'{version[:20]}' is not a PostgreSQL major version slipstream knows (11 to 18)",
+            "for example '16'",
+        )
     _check_cidrs(d.ip_allow_list, path + ("ipAllowList",), out)
     if given(out, path, "extensions"):
-        out.warn(path + ("extensions",), "extensions is a slipstream extension: Render's validator rejects "
-                 "files that use it", "keep a copy without it for Render (run CREATE EXTENSION there)", key=True)
+        out.warn(
+            path + ("extensions",),
+            "extensions is a slipstream extension: Render's validator rejects files that use it",
+            "keep a copy without it for Render (run CREATE EXTENSION there)",
+            key=True,
+        )
     seen: set[str] = set()
     for here, ext in out.items(path + ("extensions",), d.extensions):
         if not PG_EXTENSION.fullmatch(ext):
-            out.error(here, f"'{ext[:60]}' is not a PostgreSQL extension name",
-                      "use the name CREATE EXTENSION takes, e.g. 'pg_trgm' or 'uuid-ossp'")
+            out.error(
+                here,
+                f"'{ext[:60]}' is not a PostgreSQL extension name",
+                "use the name CREATE EXTENSION takes, e.g. 'pg_trgm' or 'uuid-ossp'",
+            )
         elif ext in seen:
             out.error(here, f"extension '{ext}' is listed twice", "list each extension once")
         seen.add(ext)
     if d.ip_allow_list:
-        out.warn(path + ("ipAllowList",), "ipAllowList becomes pg_hba rules for this database's role; "
-                 "slipstream's PostgreSQL takes connections only on the addresses in "
-                 "SLIPSTREAM_POSTGRES_LISTEN (loopback by default)", key=True)
+        out.warn(
+            path + ("ipAllowList",),
+            "ipAllowList becomes pg_hba rules for this database's role; "
+            "slipstream's PostgreSQL takes connections only on the addresses in "
+            "SLIPSTREAM_POSTGRES_LISTEN (loopback by default)",
+            key=True,
+        )
     if d.region is not None:
         out.warn(path + ("region",), REGION_NOTE, key=True)
     if d.read_replicas:
-        out.warn(path + ("readReplicas",), "read replicas are not created here; the primary serves "
-                 "all reads", key=True)
+        out.warn(path + ("readReplicas",), "read replicas are not created here; the primary serves all reads", key=True)
     if d.high_availability is not None and d.high_availability.enabled:
-        out.warn(path + ("highAvailability",), "high availability is not provided here; one "
-                 "PostgreSQL cluster serves every database", key=True)
+        out.warn(
+            path + ("highAvailability",),
+            "high availability is not provided here; one PostgreSQL cluster serves every database",
+            key=True,
+        )
 
 
 def check_document(doc: Document, inv: Inventory, out: Collector) -> None:
     """File-level checks: something to do, previews, projects and environments."""
     if not (inv.services or inv.databases or inv.groups or out.broken_names or out.errors):
-        out.error((), "the file declares no services, databases or envVarGroups",
-                  "add a 'services:' list (see docs/blueprint-reference.yaml)", at=(1, 1))
+        out.error(
+            (),
+            "the file declares no services, databases or envVarGroups",
+            "add a 'services:' list (see docs/blueprint-reference.yaml)",
+            at=(1, 1),
+        )
     if doc.previews is not None and doc.previews.generation in ("manual", "automatic"):
         key = "previews" if given(out, (), "previews") else "previewsEnabled"
-        out.warn((key,), "preview environments are not created here; the setting is kept "
-                 "for Render", key=True)
+        out.warn((key,), "preview environments are not created here; the setting is kept for Render", key=True)
     for env in inv.environments:
         if env.network_isolated:
-            out.warn(env.path + ("networkIsolated",), "network isolation is not enforced here: all "
-                     "services share this machine's loopback network", key=True)
+            out.warn(
+                env.path + ("networkIsolated",),
+                "network isolation is not enforced here: all services share this machine's loopback network",
+                key=True,
+            )
         if env.protection_status == "protected":
-            out.warn(env.path + ("protectionStatus",), "environment protection is not enforced here",
-                     key=True)
+            out.warn(env.path + ("protectionStatus",), "environment protection is not enforced here", key=True)

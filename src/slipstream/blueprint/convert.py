@@ -74,8 +74,11 @@ def suggest(word: str, candidates: list[str]) -> str | None:
 def read_model(node: YNode | None, model: type[m.Model], path: Path, out: Collector) -> Any:
     """Read a mapping node into ``model``; INVALID (with problems recorded) when it cannot."""
     if not isinstance(node, YMap):
-        out.error(path, f"must be a mapping of keys, not {kind_of(node)}",
-                  f"see docs/blueprint-reference.yaml for the keys of {_noun(model)}")
+        out.error(
+            path,
+            f"must be a mapping of keys, not {kind_of(node)}",
+            f"see docs/blueprint-reference.yaml for the keys of {_noun(model)}",
+        )
         return INVALID
     aliases = field_aliases(model)
     values: dict[str, Any] = {}
@@ -94,10 +97,10 @@ def read_model(node: YNode | None, model: type[m.Model], path: Path, out: Collec
         else:  # reported, but the rest of the mapping is still read and checked
             _unknown_key(key, list(aliases) + list(model.DEPRECATED), model, here, out)
     for old in model.DEPRECATED:
-        if old in node.keys():
+        if old in node:
             ok = _DEPRECATION_HANDLERS[(model.__name__, old)](node, values, path, out) and ok
     for key, (name, info) in aliases.items():
-        if info.is_required() and name not in values and key not in node.keys():
+        if info.is_required() and name not in values and key not in node:
             ok = False
             out.error(path, f"missing required key '{key}'", _required_hint(model, key))
     if not ok:
@@ -111,8 +114,13 @@ def read_model(node: YNode | None, model: type[m.Model], path: Path, out: Collec
 
 
 def _noun(model: type[BaseModel]) -> str:
-    return {"Service": "a service", "Database": "a database", "EnvVarGroup": "an env var group",
-            "EnvVar": "an envVars entry", "Document": "the file"}.get(model.__name__, model.__name__)
+    return {
+        "Service": "a service",
+        "Database": "a database",
+        "EnvVarGroup": "an env var group",
+        "EnvVar": "an envVars entry",
+        "Document": "the file",
+    }.get(model.__name__, model.__name__)
 
 
 def _required_hint(model: type[BaseModel], key: str) -> str | None:
@@ -123,8 +131,7 @@ def _required_hint(model: type[BaseModel], key: str) -> str | None:
     return None
 
 
-def _unknown_key(key: str, candidates: list[str], model: type[BaseModel], here: Path,
-                 out: Collector) -> None:
+def _unknown_key(key: str, candidates: list[str], model: type[BaseModel], here: Path, out: Collector) -> None:
     guess = suggest(key, candidates)
     if key in KNOWN_MISTAKES:
         hint = KNOWN_MISTAKES[key]
@@ -135,15 +142,14 @@ def _unknown_key(key: str, candidates: list[str], model: type[BaseModel], here: 
     out.error(here, f"unknown key '{key[:60]}'", hint, key=True)
 
 
-def read_value(node: YNode | None, ann: Any, path: Path, out: Collector,
-               info: FieldInfo | None = None) -> Any:
+def read_value(node: YNode | None, ann: Any, path: Path, out: Collector, info: FieldInfo | None = None) -> Any:
     """Read ``node`` as a value of type ``ann``; INVALID (with a problem recorded) when it is not."""
     origin = typing.get_origin(ann)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(ann) if a is not type(None)]
         if isinstance(node, YScalar) and node.is_null:
             return None
-        return read_value(node, args[0] if len(args) == 1 else typing.Union[tuple(args)], path, out, info)
+        return read_value(node, args[0] if len(args) == 1 else typing.Union[tuple(args)], path, out, info)  # noqa: UP007 (built at run time)
     if origin is Literal:
         return _read_choice(node, typing.get_args(ann), path, out)
     if origin is list:
@@ -233,9 +239,9 @@ def _bounds(info: FieldInfo | None) -> tuple[int | None, int | None]:
     low = high = None
     for meta in info.metadata if info else []:
         if isinstance(meta, annotated_types.Ge):
-            low = int(meta.ge)  # type: ignore[call-overload]
+            low = int(meta.ge)  # type: ignore[call-overload]  # annotated_types types bounds as a protocol
         elif isinstance(meta, annotated_types.Le):
-            high = int(meta.le)  # type: ignore[call-overload]
+            high = int(meta.le)  # type: ignore[call-overload]  # (same)
     return low, high
 
 
@@ -259,51 +265,58 @@ def _read_choice(node: YNode | None, choices: tuple[str, ...], path: Path, out: 
 
 # ---- deprecated keys: each handler maps the old key into ``values`` and says so -----------------
 
+
 def _conflict(path: Path, old: str, new: str, out: Collector) -> bool:
-    out.error(path + (old,), f"both '{old}' (deprecated) and '{new}' are set", f"remove '{old}'",
-              key=True)
+    out.error(path + (old,), f"both '{old}' (deprecated) and '{new}' are set", f"remove '{old}'", key=True)
     return False
 
 
 def _service_env(node: YMap, values: dict[str, Any], path: Path, out: Collector) -> bool:
-    if "runtime" in node.keys():
+    if "runtime" in node:
         return _conflict(path, "env", "runtime", out)
     got = read_value(node.get("env"), m.Service.model_fields["runtime"].annotation, path + ("env",), out)
     if got is INVALID:
         return False
     values["runtime"] = got
-    out.warn(path + ("env",), "'env' is deprecated; Render renamed it 'runtime'",
-             f"write 'runtime: {got}'", key=True)
+    out.warn(path + ("env",), "'env' is deprecated; Render renamed it 'runtime'", f"write 'runtime: {got}'", key=True)
     return True
 
 
 def _service_auto_deploy(node: YMap, values: dict[str, Any], path: Path, out: Collector) -> bool:
-    if "autoDeployTrigger" in node.keys():
+    if "autoDeployTrigger" in node:
         return _conflict(path, "autoDeploy", "autoDeployTrigger", out)
     got = _read_bool(node.get("autoDeploy"), path + ("autoDeploy",), out)
     if got is INVALID:
         return False
     values["auto_deploy_trigger"] = "commit" if got else "off"
-    out.warn(path + ("autoDeploy",), "'autoDeploy' is deprecated",
-             f"write 'autoDeployTrigger: {values['auto_deploy_trigger']}'", key=True)
+    out.warn(
+        path + ("autoDeploy",),
+        "'autoDeploy' is deprecated",
+        f"write 'autoDeployTrigger: {values['auto_deploy_trigger']}'",
+        key=True,
+    )
     return True
 
 
 def _service_pr_previews(node: YMap, values: dict[str, Any], path: Path, out: Collector) -> bool:
-    if "previews" in node.keys():
+    if "previews" in node:
         return _conflict(path, "pullRequestPreviewsEnabled", "previews", out)
     got = _read_bool(node.get("pullRequestPreviewsEnabled"), path + ("pullRequestPreviewsEnabled",), out)
     if got is INVALID:
         return False
-    generation = "automatic" if got else "off"
+    generation: Literal["automatic", "off"] = "automatic" if got else "off"
     values["previews"] = m.ServicePreviews(generation=generation)
-    out.warn(path + ("pullRequestPreviewsEnabled",), "'pullRequestPreviewsEnabled' is deprecated",
-             f"write 'previews: {{generation: {generation}}}'", key=True)
+    out.warn(
+        path + ("pullRequestPreviewsEnabled",),
+        "'pullRequestPreviewsEnabled' is deprecated",
+        f"write 'previews: {{generation: {generation}}}'",
+        key=True,
+    )
     return True
 
 
 def _root_previews_enabled(node: YMap, values: dict[str, Any], path: Path, out: Collector) -> bool:
-    if "previews" in node.keys():
+    if "previews" in node:
         return _conflict(path, "previewsEnabled", "previews", out)
     got = _read_bool(node.get("previewsEnabled"), path + ("previewsEnabled",), out)
     if got is INVALID:
@@ -311,13 +324,17 @@ def _root_previews_enabled(node: YMap, values: dict[str, Any], path: Path, out: 
     generation = "automatic" if got else "off"
     current = values.get("previews") or m.Previews()
     values["previews"] = current.model_copy(update={"generation": generation})
-    out.warn(path + ("previewsEnabled",), "'previewsEnabled' is deprecated",
-             f"write 'previews: {{generation: {generation}}}'", key=True)
+    out.warn(
+        path + ("previewsEnabled",),
+        "'previewsEnabled' is deprecated",
+        f"write 'previews: {{generation: {generation}}}'",
+        key=True,
+    )
     return True
 
 
 def _root_previews_expire(node: YMap, values: dict[str, Any], path: Path, out: Collector) -> bool:
-    if "previews" in node.keys():
+    if "previews" in node:
         return _conflict(path, "previewsExpireAfterDays", "previews", out)
     info = m.Previews.model_fields["expire_after_days"]
     got = _read_int(node.get("previewsExpireAfterDays"), path + ("previewsExpireAfterDays",), out, info)
@@ -325,8 +342,12 @@ def _root_previews_expire(node: YMap, values: dict[str, Any], path: Path, out: C
         return False
     current = values.get("previews") or m.Previews()
     values["previews"] = current.model_copy(update={"expire_after_days": got})
-    out.warn(path + ("previewsExpireAfterDays",), "'previewsExpireAfterDays' is deprecated",
-             f"write 'previews: {{expireAfterDays: {got}}}'", key=True)
+    out.warn(
+        path + ("previewsExpireAfterDays",),
+        "'previewsExpireAfterDays' is deprecated",
+        f"write 'previews: {{expireAfterDays: {got}}}'",
+        key=True,
+    )
     return True
 
 

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import re
 
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
-    ("month", 1, 12, {n: i + 1 for i, n in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}),
+    (
+        "month",
+        1,
+        12,
+        {
+            n: i + 1
+            for i, n in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+        },
+    ),
     ("day of week", 0, 7, {n: i for i, n in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}),
 )
 SHORTHANDS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -30,8 +37,10 @@ def parse_cron(expr: str) -> str | None:
         return f"'{text[:40]}' is not a known shorthand (use one of {', '.join(sorted(SHORTHANDS))})"
     parts = text.split()
     if len(parts) != 5:
-        return (f"has {len(parts)} field{'s' if len(parts) != 1 else ''}; a schedule has 5: "
-                "minute hour day-of-month month day-of-week")
+        return (
+            f"has {len(parts)} field{'s' if len(parts) != 1 else ''}; a schedule has 5: "
+            "minute hour day-of-month month day-of-week"
+        )
     for part, (name, low, high, names) in zip(parts, _FIELDS, strict=True):
         for item in part.split(","):
             problem = _check_item(item, name, low, high, names)
@@ -44,9 +53,8 @@ def _check_item(item: str, name: str, low: int, high: int, names: dict[str, int]
     if item == "":
         return f"{name} field has an empty list item"
     base, _, step = item.partition("/")
-    if step != "" or "/" in item:
-        if not step.isdigit() or not 1 <= int(step) <= high - low + 1:
-            return f"{name} step '/{step[:10]}' must be a number from 1 to {high - low + 1}"
+    if (step != "" or "/" in item) and (not step.isdigit() or not 1 <= int(step) <= high - low + 1):
+        return f"{name} step '/{step[:10]}' must be a number from 1 to {high - low + 1}"
     if base in ("*", "?"):
         if base == "?" and name not in ("day of month", "day of week"):
             return f"'?' is only allowed in the day fields, not in {name}"

@@ -18,26 +18,24 @@ from slipstream.blueprint.model import Blueprint, EnvVar, EnvVarGroup, Service
 from slipstream.blueprint.parse import collector_for
 from slipstream.blueprint.problems import Collector, Path
 
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|(^|_)KEY$|DSN",
-                         re.IGNORECASE)
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|(^|_)KEY$|DSN", re.IGNORECASE)
 SECRET_PROPERTIES = {"connectionString", "password"}
 
 
 def _owner_entries(bp: Blueprint) -> list[tuple[str, list[EnvVar]]]:
-    return ([(s.name, s.env_vars) for s in bp.services]
-            + [(g.name, g.env_vars) for g in bp.env_var_groups])
+    return [(s.name, s.env_vars) for s in bp.services] + [(g.name, g.env_vars) for g in bp.env_var_groups]
 
 
 def needed_generated(bp: Blueprint) -> list[str]:
     """Ids ``"<owner>.<KEY>"`` of every ``generateValue`` entry, in file order."""
-    return [f"{owner}.{e.key}" for owner, entries in _owner_entries(bp)
-            for e in entries if e.generate_value and e.key]
+    return [f"{owner}.{e.key}" for owner, entries in _owner_entries(bp) for e in entries if e.generate_value and e.key]
 
 
 def needed_synced(bp: Blueprint) -> list[str]:
     """Ids ``"<service>.<KEY>"`` of every ``sync: false`` entry the user must supply."""
-    return [f"{s.name}.{e.key}" for s in bp.services for e in s.env_vars
-            if e.sync is False and e.key and e.source == "sync"]
+    return [
+        f"{s.name}.{e.key}" for s in bp.services for e in s.env_vars if e.sync is False and e.key and e.source == "sync"
+    ]
 
 
 def groups_of(bp: Blueprint, service: Service) -> dict[str, EnvVarGroup]:
@@ -50,14 +48,18 @@ def manifest_rules(bp: Blueprint, service: Service | str) -> dict[str, Rule]:
     """The effective env manifest of a service (empty without ``envManifest``)."""
     svc = bp.service(service) if isinstance(service, str) else service
     groups = groups_of(bp, svc)
-    return rules_for(svc, groups, bp.path_of("service", svc.name),
-                     {name: bp.path_of("group", name) for name in groups})
+    return rules_for(svc, groups, bp.path_of("service", svc.name), {name: bp.path_of("group", name) for name in groups})
 
 
-def resolve_env(bp: Blueprint, service: Service | str, *,
-                databases: Mapping[str, Mapping[str, str]],
-                services: Mapping[str, Mapping[str, object]],
-                generated: Mapping[str, str], synced: Mapping[str, str]) -> dict[str, str]:
+def resolve_env(
+    bp: Blueprint,
+    service: Service | str,
+    *,
+    databases: Mapping[str, Mapping[str, str]],
+    services: Mapping[str, Mapping[str, object]],
+    generated: Mapping[str, str],
+    synced: Mapping[str, str],
+) -> dict[str, str]:
     """Return the env of ``service``; raise :class:`BlueprintError` naming every unresolved entry.
 
     ``databases[name]`` maps properties (``connectionString``, ``host``, ...) to values;
@@ -95,9 +97,17 @@ def fit_manifest(bp: Blueprint, service: Service | str, env: Mapping[str, str]) 
     return full
 
 
-def _resolve_one(e: EnvVar, owner: str, path: Path, env: dict[str, str], out: Collector,
-                 databases: Mapping[str, Mapping[str, str]], services: Mapping[str, Mapping[str, object]],
-                 generated: Mapping[str, str], synced: Mapping[str, str]) -> None:
+def _resolve_one(
+    e: EnvVar,
+    owner: str,
+    path: Path,
+    env: dict[str, str],
+    out: Collector,
+    databases: Mapping[str, Mapping[str, str]],
+    services: Mapping[str, Mapping[str, object]],
+    generated: Mapping[str, str],
+    synced: Mapping[str, str],
+) -> None:
     key = e.key or ""
     ident = f"{owner}.{key}"
     source = e.source
@@ -107,52 +117,67 @@ def _resolve_one(e: EnvVar, owner: str, path: Path, env: dict[str, str], out: Co
         if ident in generated:
             env[key] = generated[ident]
         else:
-            out.error(path, f"no generated value for {key} ({ident})",
-                      "values are generated once when the blueprint is first applied; run "
-                      "'slipstream apply' again")
+            out.error(
+                path,
+                f"no generated value for {key} ({ident})",
+                "values are generated once when the blueprint is first applied; run 'slipstream apply' again",
+            )
     elif source == "sync":
         if ident in synced:
             env[key] = synced[ident]
         else:
-            out.error(path, f"{key} needs a value (it is declared with sync: false)",
-                      f"give it with --env-file (a line '{key}=...') or answer the prompt at apply")
+            out.error(
+                path,
+                f"{key} needs a value (it is declared with sync: false)",
+                f"give it with --env-file (a line '{key}=...') or answer the prompt at apply",
+            )
     elif source == "fromDatabase" and e.from_database is not None:
         ref = e.from_database
         facts = databases.get(ref.name)
         if facts is None:
-            out.error(path + ("fromDatabase",), f"database '{ref.name}' is not available yet",
-                      "apply the blueprint so the database is created", key=True)
+            out.error(
+                path + ("fromDatabase",),
+                f"database '{ref.name}' is not available yet",
+                "apply the blueprint so the database is created",
+                key=True,
+            )
         elif ref.property not in facts:
-            out.error(path + ("fromDatabase", "property"), f"database '{ref.name}' did not report "
-                      f"its {ref.property}")
+            out.error(path + ("fromDatabase", "property"), f"database '{ref.name}' did not report its {ref.property}")
         else:
             env[key] = str(facts[ref.property])
     elif source == "fromService" and e.from_service is not None:
         _resolve_service(e, path, env, out, services)
 
 
-def _resolve_service(e: EnvVar, path: Path, env: dict[str, str], out: Collector,
-                     services: Mapping[str, Mapping[str, object]]) -> None:
+def _resolve_service(
+    e: EnvVar, path: Path, env: dict[str, str], out: Collector, services: Mapping[str, Mapping[str, object]]
+) -> None:
     ref = e.from_service
     assert ref is not None and e.key is not None
     facts = services.get(ref.name)
     if facts is None:
-        out.error(path + ("fromService",), f"service '{ref.name}' is not available yet",
-                  "apply the blueprint so the service is created", key=True)
+        out.error(
+            path + ("fromService",),
+            f"service '{ref.name}' is not available yet",
+            "apply the blueprint so the service is created",
+            key=True,
+        )
         return
     if ref.property is not None:
         if ref.property in facts:
             env[e.key] = str(facts[ref.property])
         else:
-            out.error(path + ("fromService", "property"), f"service '{ref.name}' did not report "
-                      f"its {ref.property}")
+            out.error(path + ("fromService", "property"), f"service '{ref.name}' did not report its {ref.property}")
         return
     other = facts.get("env")
     if isinstance(other, Mapping) and ref.env_var_key in other:
         env[e.key] = str(other[ref.env_var_key])
     else:
-        out.error(path + ("fromService", "envVarKey"), f"service '{ref.name}' has no value for "
-                  f"{ref.env_var_key} yet", f"resolve '{ref.name}' first")
+        out.error(
+            path + ("fromService", "envVarKey"),
+            f"service '{ref.name}' has no value for {ref.env_var_key} yet",
+            f"resolve '{ref.name}' first",
+        )
 
 
 def secret_keys(bp: Blueprint, service: Service | str, _seen: frozenset[str] = frozenset()) -> set[str]:

@@ -49,8 +49,7 @@ def _fail(source: str, line: int, column: int, message: str, hint: str | None = 
     return BlueprintError([Problem(source, line, column, "", message, hint)])
 
 
-def build_from_procfile(text: str, *, name: str, runtime: str = "python",
-                        source: str = "Procfile") -> Imported:
+def build_from_procfile(text: str, *, name: str, runtime: str = "python", source: str = "Procfile") -> Imported:
     """Translate Procfile process types into services: web -> web, release -> preDeployCommand,
     everything else -> worker."""
     notes: list[str] = []
@@ -62,8 +61,9 @@ def build_from_procfile(text: str, *, name: str, runtime: str = "python",
             continue
         match = _PROC_LINE.fullmatch(line)
         if not match or not match.group(2).strip():
-            raise _fail(source, number, 1, f"'{line[:60]}' is not a Procfile line",
-                        "each line is 'process_type: command'")
+            raise _fail(
+                source, number, 1, f"'{line[:60]}' is not a Procfile line", "each line is 'process_type: command'"
+            )
         if match.group(1) in processes:
             raise _fail(source, number, 1, f"process type '{match.group(1)}' appears twice")
         processes[match.group(1)] = match.group(2).strip()
@@ -73,9 +73,10 @@ def build_from_procfile(text: str, *, name: str, runtime: str = "python",
     services: list[dict[str, Any]] = []
     build = BUILD_COMMANDS.get(runtime)
     for proc, command in processes.items():
-        service: dict[str, Any] = {"type": "web" if proc == "web" else "worker",
-                                   "name": app if proc == "web" else _label(f"{app}-{proc.lower().replace('_', '-')}",
-                                                                            notes, "process")}
+        service: dict[str, Any] = {
+            "type": "web" if proc == "web" else "worker",
+            "name": app if proc == "web" else _label(f"{app}-{proc.lower().replace('_', '-')}", notes, "process"),
+        }
         service["runtime"] = runtime
         if build:
             service["buildCommand"] = build
@@ -83,14 +84,18 @@ def build_from_procfile(text: str, *, name: str, runtime: str = "python",
         if proc == "web" and release:
             service["preDeployCommand"] = release
         if proc in ("clock", "scheduler"):
-            notes.append(f"'{proc}' became a worker; if it only triggers jobs on a timetable, a "
-                         "'type: cron' service with a schedule is the Render way")
+            notes.append(
+                f"'{proc}' became a worker; if it only triggers jobs on a timetable, a "
+                "'type: cron' service with a schedule is the Render way"
+            )
         services.append(service)
     if release and "web" not in processes:
         services[0]["preDeployCommand"] = release
         notes.append("'release' became the preDeployCommand of the first service (there is no web process)")
-    notes.append("Heroku config vars are not in the Procfile: add them under envVars "
-                 "(use 'sync: false' for secrets, fromDatabase for DATABASE_URL)")
+    notes.append(
+        "Heroku config vars are not in the Procfile: add them under envVars "
+        "(use 'sync: false' for secrets, fromDatabase for DATABASE_URL)"
+    )
     return Imported({"services": services}, notes)
 
 
@@ -127,7 +132,7 @@ def build_from_fly_toml(text: str, *, source: str = "fly.toml", name: str = "app
     notes: list[str] = []
     app = _label(str(fly.get("app") or name), notes, "the app name")
     base: dict[str, Any] = {}
-    build = fly.get("build") if isinstance(fly.get("build"), dict) else {}
+    build: dict[str, Any] = fly["build"] if isinstance(fly.get("build"), dict) else {}
     if build.get("image"):
         base["runtime"] = "image"
         base["image"] = {"url": str(build["image"])}
@@ -136,28 +141,35 @@ def build_from_fly_toml(text: str, *, source: str = "fly.toml", name: str = "app
         if build.get("dockerfile"):
             base["dockerfilePath"] = str(build["dockerfile"])
     if build.get("builder") or build.get("buildpacks"):
-        notes.append("[build] uses buildpacks; Render has no buildpack builds: pick a native runtime "
-                     "(python, node, ...) with a buildCommand, or add a Dockerfile")
+        notes.append(
+            "[build] uses buildpacks; Render has no buildpack builds: pick a native runtime "
+            "(python, node, ...) with a buildCommand, or add a Dockerfile"
+        )
     if build.get("args"):
         notes.append("[build.args] have no blueprint equivalent; pass them as ARG defaults in the Dockerfile")
-    deploy = fly.get("deploy") if isinstance(fly.get("deploy"), dict) else {}
+    deploy: dict[str, Any] = fly["deploy"] if isinstance(fly.get("deploy"), dict) else {}
     release = str(deploy["release_command"]) if deploy.get("release_command") else None
     if deploy.get("strategy"):
-        notes.append(f"[deploy] strategy = '{deploy['strategy']}': slipstream always starts the new "
-                     "release, health-checks it, then switches (stop-first for services with a disk)")
+        notes.append(
+            f"[deploy] strategy = '{deploy['strategy']}': slipstream always starts the new "
+            "release, health-checks it, then switches (stop-first for services with a disk)"
+        )
     kill = _seconds(fly.get("kill_timeout"))
     if kill is not None:
         base["maxShutdownDelaySeconds"] = min(300, max(1, kill))
         if not 1 <= kill <= 300:
-            notes.append(f"kill_timeout {fly['kill_timeout']} was clamped to {base['maxShutdownDelaySeconds']} s "
-                         "(the allowed range is 1 to 300)")
+            notes.append(
+                f"kill_timeout {fly['kill_timeout']} was clamped to {base['maxShutdownDelaySeconds']} s "
+                "(the allowed range is 1 to 300)"
+            )
     if fly.get("kill_signal") and str(fly["kill_signal"]).upper() != "SIGTERM":
         notes.append(f"kill_signal = {fly['kill_signal']}: services are stopped with SIGTERM here")
-    env = fly.get("env") if isinstance(fly.get("env"), dict) else {}
+    env: dict[str, Any] = fly["env"] if isinstance(fly.get("env"), dict) else {}
     env_vars = [{"key": str(k), "value": _text(v)} for k, v in env.items()]
     http = fly.get("http_service") if isinstance(fly.get("http_service"), dict) else None
-    old_services = [s for s in fly.get("services", []) if isinstance(s, dict)] \
-        if isinstance(fly.get("services"), list) else []
+    old_services = (
+        [s for s in fly.get("services", []) if isinstance(s, dict)] if isinstance(fly.get("services"), list) else []
+    )
     web_groups, port, health = _web_facts(http, old_services, notes)
     port_var: list[dict[str, str]] = []
     if port is not None and port != 10000:
@@ -169,9 +181,12 @@ def build_from_fly_toml(text: str, *, source: str = "fly.toml", name: str = "app
     services: list[dict[str, Any]] = []
     for group, command in groups.items():
         is_web = group in web_groups or (not processes and (http is not None or old_services))
-        svc: dict[str, Any] = {"type": "web" if is_web else "worker",
-                               "name": app if not processes or (is_web and not any(s["type"] == "web" for s in services))
-                               else _label(f"{app}-{str(group).lower().replace('_', '-')}", notes, "process group")}
+        svc: dict[str, Any] = {
+            "type": "web" if is_web else "worker",
+            "name": app
+            if not processes or (is_web and not any(s["type"] == "web" for s in services))
+            else _label(f"{app}-{str(group).lower().replace('_', '-')}", notes, "process group"),
+        }
         svc.update(base)
         if command:
             svc["dockerCommand"] = str(command)
@@ -197,8 +212,9 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _web_facts(http: dict[str, Any] | None, old: list[dict[str, Any]],
-               notes: list[str]) -> tuple[set[str], int | None, str | None]:
+def _web_facts(
+    http: dict[str, Any] | None, old: list[dict[str, Any]], notes: list[str]
+) -> tuple[set[str], int | None, str | None]:
     groups: set[str] = set()
     port: int | None = None
     health: str | None = None
@@ -208,11 +224,19 @@ def _web_facts(http: dict[str, Any] | None, old: list[dict[str, Any]],
         for check in http.get("checks") or []:
             if isinstance(check, dict) and isinstance(check.get("path"), str) and health is None:
                 health = check["path"]
-        for key in ("auto_stop_machines", "auto_start_machines", "min_machines_running", "concurrency",
-                    "force_https", "tls_options"):
+        for key in (
+            "auto_stop_machines",
+            "auto_start_machines",
+            "min_machines_running",
+            "concurrency",
+            "force_https",
+            "tls_options",
+        ):
             if key in http:
-                notes.append(f"[http_service] {key} has no equivalent: slipstream keeps instances running "
-                             "and serves plain HTTP on loopback")
+                notes.append(
+                    f"[http_service] {key} has no equivalent: slipstream keeps instances running "
+                    "and serves plain HTTP on loopback"
+                )
     for svc in old:
         groups |= set(svc.get("processes") or ["app"])
         if port is None and isinstance(svc.get("internal_port"), int):
@@ -220,8 +244,9 @@ def _web_facts(http: dict[str, Any] | None, old: list[dict[str, Any]],
         for check in svc.get("http_checks") or []:
             if isinstance(check, dict) and isinstance(check.get("path"), str) and health is None:
                 health = check["path"]
-        if svc.get("protocol", "tcp") != "tcp" or any("tls" in (p.get("handlers") or [])
-                                                     for p in svc.get("ports") or [] if isinstance(p, dict)):
+        if svc.get("protocol", "tcp") != "tcp" or any(
+            "tls" in (p.get("handlers") or []) for p in svc.get("ports") or [] if isinstance(p, dict)
+        ):
             notes.append("[[services]] ports and handlers have no equivalent: a web service gets HTTP")
     if old:
         notes.append("[[services]] became web services; only the first internal_port is used")
@@ -236,18 +261,32 @@ def _mounts(fly: dict[str, Any], services: list[dict[str, Any]], notes: list[str
         if "disk" in target:
             notes.append(f"volume '{mount.get('source')}' was not added: a service has one disk")
             continue
-        disk: dict[str, Any] = {"name": str(mount.get("source") or "data"),
-                                "mountPath": str(mount.get("destination") or "/data")}
+        disk: dict[str, Any] = {
+            "name": str(mount.get("source") or "data"),
+            "mountPath": str(mount.get("destination") or "/data"),
+        }
         size = _gigabytes(mount.get("initial_size"))
         if size:
             disk["sizeGB"] = size
         target["disk"] = disk
-        notes.append(f"volume '{disk['name']}' became the disk of '{target['name']}'; a service with a "
-                     "disk stops its old instance before starting the new one")
+        notes.append(
+            f"volume '{disk['name']}' became the disk of '{target['name']}'; a service with a "
+            "disk stops its old instance before starting the new one"
+        )
 
 
-_HANDLED = {"app", "build", "deploy", "kill_timeout", "kill_signal", "env", "http_service", "services",
-            "processes", "mounts"}
+_HANDLED = {
+    "app",
+    "build",
+    "deploy",
+    "kill_timeout",
+    "kill_signal",
+    "env",
+    "http_service",
+    "services",
+    "processes",
+    "mounts",
+}
 
 
 def _leftover_notes(fly: dict[str, Any], notes: list[str]) -> None:
@@ -270,13 +309,14 @@ def _leftover_notes(fly: dict[str, Any], notes: list[str]) -> None:
 
 def render_imported(imported: Imported, source: str) -> str:
     """Write the imported data as render.yaml text, notes first as comments."""
-    lines = [f"# render.yaml written by 'slipstream import {source}'.",
-             "# Review it, then run 'slipstream validate render.yaml'."]
+    lines = [
+        f"# render.yaml written by 'slipstream import {source}'.",
+        "# Review it, then run 'slipstream validate render.yaml'.",
+    ]
     if imported.notes:
         lines.append("#")
         lines.append("# Not translated (no equivalent, or needs your decision):")
         for note in imported.notes:
             lines.append("# - " + " ".join(note.split()))
-    body = yaml.safe_dump(imported.document, sort_keys=False, default_flow_style=False,
-                          allow_unicode=True, width=100)
+    body = yaml.safe_dump(imported.document, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
     return "\n".join(lines) + "\n" + body

@@ -75,15 +75,22 @@ def build_inventory(doc: Document, out: Collector) -> Inventory:
             inv.groups.append(Placed(here, group, (project.name, None)))
         for e, env in enumerate(project.environments):
             here = base + ("environments", out.source_index(base + ("environments",), e))
-            inv.environments.append(PlacedEnvironment(here, project.name, env.name,
-                                                      env.network_isolated, env.protection_status))
-            _add(inv, out, here, env.services, env.databases, env.env_var_groups,
-                 (project.name, env.name))
+            inv.environments.append(
+                PlacedEnvironment(here, project.name, env.name, env.network_isolated, env.protection_status)
+            )
+            _add(inv, out, here, env.services, env.databases, env.env_var_groups, (project.name, env.name))
     return inv
 
 
-def _add(inv: Inventory, out: Collector, base: Path, services: list[Service],
-         databases: list[Database], groups: list[EnvVarGroup], scope: Scope) -> None:
+def _add(
+    inv: Inventory,
+    out: Collector,
+    base: Path,
+    services: list[Service],
+    databases: list[Database],
+    groups: list[EnvVarGroup],
+    scope: Scope,
+) -> None:
     def at(key: str, i: int) -> Path:
         return base + (key, out.source_index(base + (key,), i))
 

@@ -21,8 +21,10 @@ from slipstream.blueprint.model import EnvVarGroup, ManifestEntry, Service
 from slipstream.blueprint.problems import Collector, Path
 
 BOOL_WORDS = {"true", "false", "1", "0", "yes", "no", "on", "off"}
-EXTENSION_NOTE = ("envManifest is a slipstream extension: Render's validator rejects files that use "
-                  "it, so keep it out of files you also sync to Render")
+EXTENSION_NOTE = (
+    "envManifest is a slipstream extension: Render's validator rejects files that use "
+    "it, so keep it out of files you also sync to Render"
+)
 
 
 @dataclass(frozen=True)
@@ -54,23 +56,28 @@ def _show(entry: ManifestEntry, value: str) -> str:
     return "(secret)" if entry.secret else value[:60]
 
 
-def rules_for(service: Service, groups: Mapping[str, EnvVarGroup], service_path: Path,
-              group_paths: Mapping[str, Path]) -> dict[str, Rule]:
+def rules_for(
+    service: Service, groups: Mapping[str, EnvVarGroup], service_path: Path, group_paths: Mapping[str, Path]
+) -> dict[str, Rule]:
     """The effective manifest of a service: its groups' rules, overlaid by its own."""
     rules: dict[str, Rule] = {}
     for e in service.env_vars:
         group = groups.get(e.from_group or "")
         if group is not None:
             for key, entry in group.env_manifest.items():
-                rules[key] = Rule(key, entry, group_paths[group.name] + ("envManifest", key),
-                                  f"group '{group.name}'")
+                rules[key] = Rule(key, entry, group_paths[group.name] + ("envManifest", key), f"group '{group.name}'")
     for key, entry in service.env_manifest.items():
         rules[key] = Rule(key, entry, service_path + ("envManifest", key), f"service '{service.name}'")
     return rules
 
 
-def _literals(service: Service, groups: Mapping[str, EnvVarGroup], service_path: Path,
-              group_paths: Mapping[str, Path], out: Collector) -> dict[str, tuple[str, Path]]:
+def _literals(
+    service: Service,
+    groups: Mapping[str, EnvVarGroup],
+    service_path: Path,
+    group_paths: Mapping[str, Path],
+    out: Collector,
+) -> dict[str, tuple[str, Path]]:
     values: dict[str, tuple[str, Path]] = {}
     for e in service.env_vars:
         group = groups.get(e.from_group or "")
@@ -109,14 +116,19 @@ def check_manifests(inv: Inventory, out: Collector) -> None:
             if rule is not None and not (rule.entry.type == "enum" and not rule.entry.values):
                 reason = check_value(rule.entry, value)
                 if reason:
-                    out.error(where, f"{reason} (envManifest of {rule.owner} declares {key} as "
-                              f"{_describe(rule.entry)})")
+                    out.error(
+                        where, f"{reason} (envManifest of {rule.owner} declares {key} as {_describe(rule.entry)})"
+                    )
         for key, rule in rules.items():
             if rule.entry.is_required and key not in declared and key not in out.broken_names:
-                out.error(rule.path, f"{key} is required by the envManifest of {rule.owner}, but no "
-                          f"envVars entry of service '{s.obj.name}' provides it",
-                          f"add '- key: {key}' with 'sync: false' (asked for at apply) or a value, "
-                          "or give the rule a default", key=True)
+                out.error(
+                    rule.path,
+                    f"{key} is required by the envManifest of {rule.owner}, but no "
+                    f"envVars entry of service '{s.obj.name}' provides it",
+                    f"add '- key: {key}' with 'sync: false' (asked for at apply) or a value, "
+                    "or give the rule a default",
+                    key=True,
+                )
 
 
 def _check_rule(key: str, entry: ManifestEntry, path: Path, out: Collector) -> None:
@@ -125,8 +137,9 @@ def _check_rule(key: str, entry: ManifestEntry, path: Path, out: Collector) -> N
     if entry.type == "enum" and not entry.values:
         out.error(path, "an enum needs 'values', the list of allowed values", key=True)
     if entry.values and entry.type != "enum":
-        out.error(path + ("values",), f"'values' only applies to type enum, not {entry.type}",
-                  "set 'type: enum'", key=True)
+        out.error(
+            path + ("values",), f"'values' only applies to type enum, not {entry.type}", "set 'type: enum'", key=True
+        )
     if entry.default is not None:
         reason = check_value(entry, entry.default)
         if reason and not (entry.type == "enum" and not entry.values):
@@ -146,16 +159,19 @@ def apply_defaults(rules: Mapping[str, Rule], env: Mapping[str, str]) -> dict[st
     return merged
 
 
-def check_env(rules: Mapping[str, Rule], env: Mapping[str, str], out: Collector,
-              service_name: str) -> None:
+def check_env(rules: Mapping[str, Rule], env: Mapping[str, str], out: Collector, service_name: str) -> None:
     """Record a problem for every required key missing from ``env`` and every value that does
     not fit its rule."""
     for key, rule in rules.items():
         if key not in env:
             if rule.entry.is_required:
-                out.error(rule.path, f"{key} is required by the envManifest of {rule.owner} but "
-                          f"service '{service_name}' has no value for it",
-                          "set it with 'slipstream env set' or give the rule a default", key=True)
+                out.error(
+                    rule.path,
+                    f"{key} is required by the envManifest of {rule.owner} but "
+                    f"service '{service_name}' has no value for it",
+                    "set it with 'slipstream env set' or give the rule a default",
+                    key=True,
+                )
             continue
         reason = check_value(rule.entry, env[key])
         if reason:

@@ -34,8 +34,7 @@ def internal() -> Any:
 class Model(BaseModel):
     """Base: frozen, camelCase aliases, construction by field name allowed."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, alias_generator=to_camel,
-                              extra="forbid")
+    model_config = ConfigDict(frozen=True, populate_by_name=True, alias_generator=to_camel, extra="forbid")
     DEPRECATED: ClassVar[dict[str, str]] = {}
 
 
@@ -195,7 +194,8 @@ class Service(Model):
     """A web service, private service, worker, cron job or key value instance."""
 
     DEPRECATED: ClassVar[dict[str, str]] = {
-        "env": "runtime", "autoDeploy": "autoDeployTrigger",
+        "env": "runtime",
+        "autoDeploy": "autoDeployTrigger",
         "pullRequestPreviewsEnabled": "previews",
     }
 
@@ -235,9 +235,19 @@ class Service(Model):
     scaling: Scaling | None = None
     previews: ServicePreviews | None = None
     ip_allow_list: list[IpAllow] | None = None
-    maxmemory_policy: Literal["allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
-                              "volatile-lfu", "volatile-random", "volatile-ttl",
-                              "noeviction"] | None = Field(default=None, alias="maxmemoryPolicy")
+    maxmemory_policy: (
+        Literal[
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+            "noeviction",
+        ]
+        | None
+    ) = Field(default=None, alias="maxmemoryPolicy")
     environment: str | None = internal()
     project: str | None = internal()
 
@@ -318,7 +328,8 @@ class Document(Model):
     """The file exactly as written (before flattening projects)."""
 
     DEPRECATED: ClassVar[dict[str, str]] = {
-        "previewsEnabled": "previews", "previewsExpireAfterDays": "previews",
+        "previewsEnabled": "previews",
+        "previewsExpireAfterDays": "previews",
     }
 
     services: list[Service] = Field(default_factory=list)
@@ -341,8 +352,9 @@ class EnvironmentRef(Model):
 class Blueprint(Model):
     """A valid blueprint: every resource flattened, each knowing its project and environment."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, alias_generator=to_camel,
-                              extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        frozen=True, populate_by_name=True, alias_generator=to_camel, extra="forbid", arbitrary_types_allowed=True
+    )
 
     file: str = "render.yaml"
     services: list[Service] = Field(default_factory=list)

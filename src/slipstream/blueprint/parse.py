@@ -48,15 +48,21 @@ def parse_blueprint(text: str | bytes, filename: str = "render.yaml") -> Bluepri
         raise out.fail()
     bp = Blueprint(
         file=filename,
-        services=[p.obj.model_copy(update={"project": p.scope[0], "environment": p.scope[1]})
-                  for p in inv.services],
-        databases=[p.obj.model_copy(update={"project": p.scope[0], "environment": p.scope[1]})
-                   for p in inv.databases],
-        env_var_groups=[p.obj.model_copy(update={"project": p.scope[0], "environment": p.scope[1]})
-                        for p in inv.groups],
+        services=[p.obj.model_copy(update={"project": p.scope[0], "environment": p.scope[1]}) for p in inv.services],
+        databases=[p.obj.model_copy(update={"project": p.scope[0], "environment": p.scope[1]}) for p in inv.databases],
+        env_var_groups=[
+            p.obj.model_copy(update={"project": p.scope[0], "environment": p.scope[1]}) for p in inv.groups
+        ],
         previews=doc.previews or Previews(),
-        environments=[EnvironmentRef(project=e.project, name=e.name, network_isolated=e.network_isolated,
-                                     protection_status=e.protection_status) for e in inv.environments],
+        environments=[
+            EnvironmentRef(
+                project=e.project,
+                name=e.name,
+                network_isolated=e.network_isolated,
+                protection_status=e.protection_status,
+            )
+            for e in inv.environments
+        ],
         warnings=sorted_problems(out.warnings),
     )
     bp._paths.update({("service", p.obj.name): p.path for p in inv.services})
@@ -74,8 +80,14 @@ def load_blueprint(path: FilePath | str) -> Blueprint:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        problem = Problem(str(path), 0, 0, "", f"cannot read the file: {exc.strerror or exc}",
-                          "check the path (slipstream looks for render.yaml by default)")
+        problem = Problem(
+            str(path),
+            0,
+            0,
+            "",
+            f"cannot read the file: {exc.strerror or exc}",
+            "check the path (slipstream looks for render.yaml by default)",
+        )
         raise BlueprintError([problem]) from None
     return parse_blueprint(data, filename=str(path))
 

@@ -28,15 +28,35 @@ from typing import Any, Literal
 from slipstream.blueprint.env import is_secret_entry, secret_keys
 from slipstream.blueprint.model import Blueprint, Database, EnvVar, Service
 
-SERVICE_FIELDS = ("type", "runtime", "environment", "plan", "region", "repo", "branch", "root_dir",
-                  "build_command", "start_command", "pre_deploy_command", "health_check_path",
-                  "num_instances", "max_shutdown_delay_seconds", "schedule", "static_publish_path",
-                  "docker_command", "auto_deploy_trigger", "domains", "disk", "env_groups")
-DATABASE_FIELDS = ("environment", "database_name", "user", "region", "postgres_major_version", "plan",
-                   "extensions")
-IMMUTABLE = {"service": {"type", "runtime", "environment"},
-             "database": {"environment", "database_name", "user", "region", "postgres_major_version"},
-             "group": {"environment"}}
+SERVICE_FIELDS = (
+    "type",
+    "runtime",
+    "environment",
+    "plan",
+    "region",
+    "repo",
+    "branch",
+    "root_dir",
+    "build_command",
+    "start_command",
+    "pre_deploy_command",
+    "health_check_path",
+    "num_instances",
+    "max_shutdown_delay_seconds",
+    "schedule",
+    "static_publish_path",
+    "docker_command",
+    "auto_deploy_trigger",
+    "domains",
+    "disk",
+    "env_groups",
+)
+DATABASE_FIELDS = ("environment", "database_name", "user", "region", "postgres_major_version", "plan", "extensions")
+IMMUTABLE = {
+    "service": {"type", "runtime", "environment"},
+    "database": {"environment", "database_name", "user", "region", "postgres_major_version"},
+    "group": {"environment"},
+}
 DISPLAY = {"env_groups": "envGroups", "disk": "disk", "environment": "environment"}
 
 
@@ -59,13 +79,17 @@ class EnvChange:
     shown: str
 
 
+Kind = Literal["database", "group", "service"]
+Op = Literal["create", "update", "delete", "unchanged"]
+
+
 @dataclass(frozen=True)
 class Action:
     """What happens to one object."""
 
-    kind: Literal["database", "group", "service"]
+    kind: Kind
     name: str
-    op: Literal["create", "update", "delete", "unchanged"]
+    op: Op
     environment: str | None = None
     detail: str = ""
     info: str = ""
@@ -145,8 +169,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _env_changes(entries: list[EnvVar], secrets: set[str], current: Mapping[str, Any] | None
-                 ) -> tuple[EnvChange, ...]:
+def _env_changes(entries: list[EnvVar], secrets: set[str], current: Mapping[str, Any] | None) -> tuple[EnvChange, ...]:
     own = [e for e in entries if e.key and not e.from_group]
     cur = current or {}
     keys = set(cur.get("env_keys") or [])
@@ -163,8 +186,9 @@ def _env_changes(entries: list[EnvVar], secrets: set[str], current: Mapping[str,
         if old_src is not None and old_src != new_src:
             changes.append(EnvChange(key, "change", f"{key}={_shown(e, secret)} (was {old_src})"))
         elif new_src == "value" and key in digests and digests[key] != value_digest(e.value or ""):
-            changes.append(EnvChange(key, "change",
-                                     f"{key}=(secret, changed)" if secret else f"{key}={_show(e.value)}"))
+            changes.append(
+                EnvChange(key, "change", f"{key}=(secret, changed)" if secret else f"{key}={_show(e.value)}")
+            )
     desired = {e.key for e in own}
     changes += [EnvChange(k, "remove", k) for k in sorted(keys - desired)]
     return tuple(changes)
@@ -177,13 +201,13 @@ def _service_values(s: Service) -> dict[str, Any]:
     return values
 
 
-def _field_changes(kind: str, desired: Mapping[str, Any], current: Mapping[str, Any],
-                   aliases: Mapping[str, str]) -> tuple[FieldChange, ...]:
+def _field_changes(
+    kind: str, desired: Mapping[str, Any], current: Mapping[str, Any], aliases: Mapping[str, str]
+) -> tuple[FieldChange, ...]:
     changes = []
     for name, new in desired.items():
         if name in current and current[name] != new:
-            changes.append(FieldChange(aliases.get(name, name), current[name], new,
-                                       name in IMMUTABLE[kind]))
+            changes.append(FieldChange(aliases.get(name, name), current[name], new, name in IMMUTABLE[kind]))
     return tuple(changes)
 
 
@@ -197,21 +221,33 @@ def _service_action(bp: Blueprint, s: Service, current: Mapping[str, Any] | None
     secrets = secret_keys(bp, s)
     notes = []
     if s.disk is not None:
-        notes.append(f"has a disk ({s.disk.mount_path}): each deploy stops the old instance before "
-                     "starting the new one (a short downtime, as on Render)")
+        notes.append(
+            f"has a disk ({s.disk.mount_path}): each deploy stops the old instance before "
+            "starting the new one (a short downtime, as on Render)"
+        )
     if s.unsupported_reason:
         notes.append(f"{s.unsupported_reason}: apply records it but does not start it")
     detail, info = f"{s.type} service", s.runtime or ""
     if current is None:
-        return Action("service", s.name, "create", s.environment, detail, info,
-                      env=_env_changes(s.env_vars, secrets, None), notes=tuple(notes))
+        return Action(
+            "service",
+            s.name,
+            "create",
+            s.environment,
+            detail,
+            info,
+            env=_env_changes(s.env_vars, secrets, None),
+            notes=tuple(notes),
+        )
     fields = _field_changes("service", _service_values(s), current, _aliases(Service))
     env = _env_changes(s.env_vars, secrets, current)
     for f in fields:
         if f.immutable:
-            notes.append(f"{f.field} cannot change ({_show(f.old)} -> {_show(f.new)}): delete the "
-                         "service and create it again to change it")
-    op = "update" if fields or env else "unchanged"
+            notes.append(
+                f"{f.field} cannot change ({_show(f.old)} -> {_show(f.new)}): delete the "
+                "service and create it again to change it"
+            )
+    op: Op = "update" if fields or env else "unchanged"
     return Action("service", s.name, op, s.environment, detail, info, fields, env, tuple(notes))
 
 
@@ -220,9 +256,11 @@ def _open_to_everyone(d: Database) -> tuple[str, ...]:
     wide = [a.source for a in d.ip_allow_list if _prefix_len(a.source) == 0]
     if not wide:
         return ()
-    return (f"warning: ipAllowList {', '.join(wide)} lets any address on the internet reach this database "
-            "on Render; list only the addresses that need it (here: any address PostgreSQL listens on, "
-            "see SLIPSTREAM_POSTGRES_LISTEN)",)
+    return (
+        f"warning: ipAllowList {', '.join(wide)} lets any address on the internet reach this database "
+        "on Render; list only the addresses that need it (here: any address PostgreSQL listens on, "
+        "see SLIPSTREAM_POSTGRES_LISTEN)",
+    )
 
 
 def _prefix_len(source: str) -> int | None:
@@ -240,14 +278,27 @@ def _database_action(d: Database, current: Mapping[str, Any] | None) -> Action:
         return Action("database", d.name, "create", d.environment, detail, info, notes=warnings)
     desired = {name: getattr(d, name) for name in DATABASE_FIELDS}
     fields = _field_changes("database", desired, current, _aliases(Database))
-    notes = tuple(f"{f.field} cannot change ({_show(f.old)} -> {_show(f.new)}): create a new "
-                  "database and move the data with a backup and restore" for f in fields if f.immutable)
-    return Action("database", d.name, "update" if fields else "unchanged", d.environment, detail,
-                  info, fields, notes=notes + warnings)
+    notes = tuple(
+        f"{f.field} cannot change ({_show(f.old)} -> {_show(f.new)}): create a new "
+        "database and move the data with a backup and restore"
+        for f in fields
+        if f.immutable
+    )
+    return Action(
+        "database",
+        d.name,
+        "update" if fields else "unchanged",
+        d.environment,
+        detail,
+        info,
+        fields,
+        notes=notes + warnings,
+    )
 
 
-def plan_blueprint(desired: Blueprint, current: Mapping[str, Any] | None = None, *,
-                   environment: str | None = None) -> Plan:
+def plan_blueprint(
+    desired: Blueprint, current: Mapping[str, Any] | None = None, *, environment: str | None = None
+) -> Plan:
     """Compare ``desired`` with the ``current`` snapshot; only ``environment`` when given."""
     cur = current or {}
     cur_services: Mapping[str, Any] = cur.get("services") or {}
@@ -265,24 +316,52 @@ def plan_blueprint(desired: Blueprint, current: Mapping[str, Any] | None = None,
             actions.append(Action("group", g.name, "create", g.environment, "env var group", env=env))
         else:
             fields = _field_changes("group", {"environment": g.environment}, now, DISPLAY)
-            actions.append(Action("group", g.name, "update" if env or fields else "unchanged",
-                                  g.environment, "env var group", "", fields, env))
+            actions.append(
+                Action(
+                    "group",
+                    g.name,
+                    "update" if env or fields else "unchanged",
+                    g.environment,
+                    "env var group",
+                    "",
+                    fields,
+                    env,
+                )
+            )
     for s in desired.services:
         actions.append(_service_action(desired, s, cur_services.get(s.name)))
-    names = {"service": {s.name for s in desired.services}, "group": {g.name for g in desired.env_var_groups},
-             "database": {d.name for d in desired.databases}}
-    for kind, existing in (("service", cur_services), ("group", cur_groups), ("database", cur_dbs)):
+    names = {
+        "service": {s.name for s in desired.services},
+        "group": {g.name for g in desired.env_var_groups},
+        "database": {d.name for d in desired.databases},
+    }
+    kinds: tuple[tuple[Kind, Mapping[str, Any]], ...] = (
+        ("service", cur_services),
+        ("group", cur_groups),
+        ("database", cur_dbs),
+    )
+    for kind, existing in kinds:
         for name in sorted(existing):
             if name not in names[kind]:
                 snap = existing[name] or {}
                 notes: tuple[str, ...] = ()
                 if kind == "database":
-                    notes = (f"deleting a database destroys its data; back it up first: "
-                             f"slipstream db backup {name}",)
-                detail = {"service": f"{snap.get('type', '')} service".strip(), "group": "env var group",
-                          "database": "database"}[kind]
-                actions.append(Action(kind, name, "delete", snap.get("environment"), detail,  # type: ignore[arg-type]
-                                      notes=notes))
+                    notes = (f"deleting a database destroys its data; back it up first: slipstream db backup {name}",)
+                detail = {
+                    "service": f"{snap.get('type', '')} service".strip(),
+                    "group": "env var group",
+                    "database": "database",
+                }[kind]
+                actions.append(
+                    Action(
+                        kind,
+                        name,
+                        "delete",
+                        snap.get("environment"),
+                        detail,
+                        notes=notes,
+                    )
+                )
     if environment is not None:
         actions = [a for a in actions if a.environment == environment]
     return Plan(tuple(actions))
@@ -294,15 +373,18 @@ _ENV_SIGN = {"add": "+", "change": "~", "remove": "-"}
 
 def render_plan(plan: Plan, *, title: str = "Plan") -> str:
     """Render a plan as the text ``slipstream plan`` prints (and golden tests compare)."""
-    lines = [f"{title}: {plan.count('create')} to create, {plan.count('update')} to update, "
-             f"{plan.count('delete')} to delete, {plan.count('unchanged')} unchanged"]
+    lines = [
+        f"{title}: {plan.count('create')} to create, {plan.count('update')} to update, "
+        f"{plan.count('delete')} to delete, {plan.count('unchanged')} unchanged"
+    ]
     for a in plan.actions:
         info = f" ({a.info})" if a.info else ""
         where = f" in environment {a.environment}" if a.environment else ""
         lines.append(f"{_SIGN[a.op]} {a.op} {a.detail or a.kind} {a.name}{info}{where}")
         for f in a.fields:
-            lines.append(f"    ~ {f.field}: {_show(f.old)} -> {_show(f.new)}"
-                         + ("  (immutable)" if f.immutable else ""))
+            lines.append(
+                f"    ~ {f.field}: {_show(f.old)} -> {_show(f.new)}" + ("  (immutable)" if f.immutable else "")
+            )
         for e in a.env:
             lines.append(f"    {_ENV_SIGN[e.op]} {e.shown}")
         for note in a.notes:
@@ -317,10 +399,15 @@ def render_plan(plan: Plan, *, title: str = "Plan") -> str:
 def _env_snapshot(bp: Blueprint, owner: Service | None, entries: list[EnvVar]) -> dict[str, Any]:
     secrets = secret_keys(bp, owner) if owner is not None else set()
     own = [e for e in entries if e.key and not e.from_group]
-    return {"env_keys": sorted(str(e.key) for e in own),
-            "env_sources": {str(e.key): env_source(e) for e in own},
-            "env_digests": {str(e.key): value_digest(e.value or "") for e in own
-                            if e.source == "value" and not (str(e.key) in secrets or is_secret_entry(e))}}
+    return {
+        "env_keys": sorted(str(e.key) for e in own),
+        "env_sources": {str(e.key): env_source(e) for e in own},
+        "env_digests": {
+            str(e.key): value_digest(e.value or "")
+            for e in own
+            if e.source == "value" and not (str(e.key) in secrets or is_secret_entry(e))
+        },
+    }
 
 
 def snapshot_service(bp: Blueprint, s: Service) -> dict[str, Any]:
@@ -335,5 +422,4 @@ def snapshot_database(d: Database) -> dict[str, Any]:
 
 def snapshot_groups(bp: Blueprint) -> dict[str, Any]:
     """What the engine records of the env var groups of an applied blueprint."""
-    return {g.name: {"environment": g.environment, **_env_snapshot(bp, None, g.env_vars)}
-            for g in bp.env_var_groups}
+    return {g.name: {"environment": g.environment, **_env_snapshot(bp, None, g.env_vars)} for g in bp.env_var_groups}

@@ -51,8 +51,9 @@ class Problem:
 def printable(text: str, limit: int = 400) -> str:
     """Escape line breaks and other unprintable characters, and cap the length."""
     if not text.isprintable():
-        text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace")
-                       .decode("ascii") for ch in text)
+        text = "".join(
+            ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii") for ch in text
+        )
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -117,19 +118,22 @@ class Collector:
                 return (0, 0)
             p = p[:-1]
 
-    def problem(self, path: Path, message: str, hint: str | None = None, *,
-                key: bool = False, at: tuple[int, int] | None = None) -> Problem:
+    def problem(
+        self, path: Path, message: str, hint: str | None = None, *, key: bool = False, at: tuple[int, int] | None = None
+    ) -> Problem:
         """Build a problem for ``path`` without recording it."""
         line, col = at if at is not None else self.place(path, key=key)
         return Problem(self.file, line, col, format_path(path, self.labels), message, hint)
 
-    def error(self, path: Path, message: str, hint: str | None = None, *, key: bool = False,
-              at: tuple[int, int] | None = None) -> None:
+    def error(
+        self, path: Path, message: str, hint: str | None = None, *, key: bool = False, at: tuple[int, int] | None = None
+    ) -> None:
         """Record an error at ``path``."""
         self.errors.append(self.problem(path, message, hint, key=key, at=at))
 
-    def warn(self, path: Path, message: str, hint: str | None = None, *, key: bool = False,
-             at: tuple[int, int] | None = None) -> None:
+    def warn(
+        self, path: Path, message: str, hint: str | None = None, *, key: bool = False, at: tuple[int, int] | None = None
+    ) -> None:
         """Record a warning (accepted, but the user should know) at ``path``."""
         self.warnings.append(self.problem(path, message, hint, key=key, at=at))
 
@@ -137,8 +141,14 @@ class Collector:
         """Return the error to raise, errors sorted by their place in the file (at most MAX_SHOWN)."""
         errors = sorted_problems(self.errors)
         if len(errors) > MAX_SHOWN:
-            more = Problem(self.file, errors[MAX_SHOWN].line, errors[MAX_SHOWN].column, "",
-                           f"... and {len(errors) - MAX_SHOWN} more problems", "fix the ones above first")
+            more = Problem(
+                self.file,
+                errors[MAX_SHOWN].line,
+                errors[MAX_SHOWN].column,
+                "",
+                f"... and {len(errors) - MAX_SHOWN} more problems",
+                "fix the ones above first",
+            )
             errors = errors[:MAX_SHOWN] + [more]
         return BlueprintError(errors, sorted_problems(self.warnings)[:MAX_SHOWN])
 

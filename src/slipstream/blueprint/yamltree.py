@@ -85,6 +85,9 @@ class YMap:
         """Return the keys in file order."""
         return [k for k, _, _ in self.entries]
 
+    def __contains__(self, key: object) -> bool:
+        return any(k == key for k, _, _ in self.entries)
+
 
 YNode = YScalar | YSeq | YMap
 
@@ -110,9 +113,9 @@ class _DepthLimit:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[attr-defined]
+                mark = self.peek_event().start_mark  # type: ignore[attr-defined]  # the mixed-in Parser has it
                 raise ComposerError(None, None, f"nesting is deeper than {MAX_DEPTH} levels", mark)
-            return super().compose_node(parent, index)  # type: ignore[misc,no-any-return]
+            return super().compose_node(parent, index)  # type: ignore[misc,no-any-return]  # untyped mixin
         finally:
             self._depth -= 1
 
@@ -131,7 +134,7 @@ class _PyLoader(_DepthLimit, Reader, Scanner, Parser, Composer, Resolver):
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
-    class _CLoader(_DepthLimit, Composer, CParser, Resolver):  # type: ignore[misc]
+    class _CLoader(_DepthLimit, Composer, CParser, Resolver):
         """libyaml scans and parses (about 15x faster); the Python composer builds the nodes."""
 
         def __init__(self, stream: str) -> None:
@@ -157,21 +160,31 @@ def decode(data: bytes | str, out: Collector) -> str | None:
     if isinstance(data, str):
         text = data
         if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-            out.error((), f"file is larger than {MAX_BYTES // 1024} KiB", "a blueprint this large is "
-                      "almost certainly not a render.yaml; check the file name")
+            out.error(
+                (),
+                f"file is larger than {MAX_BYTES // 1024} KiB",
+                "a blueprint this large is almost certainly not a render.yaml; check the file name",
+            )
             return None
     else:
         if len(data) > MAX_BYTES:
-            out.error((), f"file is larger than {MAX_BYTES // 1024} KiB", "a blueprint this large is "
-                      "almost certainly not a render.yaml; check the file name")
+            out.error(
+                (),
+                f"file is larger than {MAX_BYTES // 1024} KiB",
+                "a blueprint this large is almost certainly not a render.yaml; check the file name",
+            )
             return None
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line = data[: exc.start].count(b"\n") + 1
             col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-            out.error((), f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} cannot be decoded)",
-                      "save the file as UTF-8", at=(line, col))
+            out.error(
+                (),
+                f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} cannot be decoded)",
+                "save the file as UTF-8",
+                at=(line, col),
+            )
             return None
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -179,8 +192,7 @@ def decode(data: bytes | str, out: Collector) -> str | None:
         if "\ud800" <= ch <= "\udfff":
             line = text.count("\n", 0, i) + 1
             col = i - (text.rfind("\n", 0, i) + 1) + 1
-            out.error((), "file contains an unpaired surrogate character", "save the file as UTF-8",
-                      at=(line, col))
+            out.error((), "file contains an unpaired surrogate character", "save the file as UTF-8", at=(line, col))
             return None
     return text
 
@@ -195,7 +207,7 @@ def compose(text: str, out: Collector) -> Node | None:
     loader = None
     try:
         loader = _Loader(text)
-        return loader.get_single_node()  # type: ignore[no-any-return]
+        return loader.get_single_node()  # type: ignore[no-any-return]  # PyYAML stubs return Any
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -211,8 +223,12 @@ def compose(text: str, out: Collector) -> Node | None:
         if _Loader is not _PyLoader:  # libyaml reports a byte offset into the UTF-8 text
             index = len(text.encode("utf-8")[: exc.position].decode("utf-8", "ignore"))
         at = _position(text, index)
-        out.error((), f"invalid YAML: character U+{exc.character:04X} is not allowed",
-                  "remove control characters from the file", at=at)
+        out.error(
+            (),
+            f"invalid YAML: character U+{exc.character:04X} is not allowed",
+            "remove control characters from the file",
+            at=at,
+        )
     except yaml.YAMLError as exc:
         out.error((), f"invalid YAML: {exc}")
     finally:
@@ -249,8 +265,7 @@ def build(node: Node, out: Collector) -> YNode | None:
     try:
         return _build(node, (), budget, out)
     except _TooBig as exc:
-        out.error((), str(exc), "expand aliases by hand or remove the alias cycle",
-                  at=(exc.line, exc.column))
+        out.error((), str(exc), "expand aliases by hand or remove the alias cycle", at=(exc.line, exc.column))
         return None
 
 
@@ -265,8 +280,7 @@ def _build(node: Node, path: Path, budget: list[int], out: Collector) -> YNode:
     if isinstance(node, ScalarNode):
         return YScalar(line, col, str(node.value), str(node.tag), node.style not in (None, ""))
     if node.tag not in (SEQ, MAP) and not isinstance(node, ScalarNode):
-        out.error(path, f"unsupported YAML tag '{node.tag}'", "remove the tag; plain values are enough",
-                  at=(line, col))
+        out.error(path, f"unsupported YAML tag '{node.tag}'", "remove the tag; plain values are enough", at=(line, col))
     if isinstance(node, SequenceNode):
         return YSeq(line, col, [_build(item, path + (i,), budget, out) for i, item in enumerate(node.value)])
     assert isinstance(node, MappingNode)
@@ -283,14 +297,21 @@ def _build(node: Node, path: Path, budget: list[int], out: Collector) -> YNode:
             merged.extend(_merge_sources(value_node, path, budget, out, (kline, kcol)))
             continue
         if not isinstance(key_node, ScalarNode):
-            out.error(path, "mapping keys must be plain strings, not a list or mapping",
-                      "remove the '?' complex key", at=(kline, kcol))
+            out.error(
+                path,
+                "mapping keys must be plain strings, not a list or mapping",
+                "remove the '?' complex key",
+                at=(kline, kcol),
+            )
             continue
         key = str(key_node.value)
         if key in seen:
-            out.error(path + (key,), f"duplicate key '{key}' (first used on line {seen[key]})",
-                      "a key may appear once per mapping; remove or rename one of them",
-                      at=(kline, kcol))
+            out.error(
+                path + (key,),
+                f"duplicate key '{key}' (first used on line {seen[key]})",
+                "a key may appear once per mapping; remove or rename one of them",
+                at=(kline, kcol),
+            )
             continue
         seen[key] = kline
         out.key_marks.setdefault(path + (key,), (kline, kcol))
@@ -306,8 +327,12 @@ def _build(node: Node, path: Path, budget: list[int], out: Collector) -> YNode:
 
 def _label(node: MappingNode) -> str | None:
     for key_node, value_node in node.value:
-        if (isinstance(key_node, ScalarNode) and key_node.value in ("name", "key")
-                and isinstance(value_node, ScalarNode) and value_node.value):
+        if (
+            isinstance(key_node, ScalarNode)
+            and key_node.value in ("name", "key")
+            and isinstance(value_node, ScalarNode)
+            and value_node.value
+        ):
             return str(value_node.value)[:80]
     return None
 
@@ -327,14 +352,17 @@ def _rebase(node: YNode, path: Path, out: Collector) -> YNode:
     return node
 
 
-def _merge_sources(node: Node, path: Path, budget: list[int], out: Collector,
-                   at: tuple[int, int]) -> list[YMap]:
+def _merge_sources(node: Node, path: Path, budget: list[int], out: Collector, at: tuple[int, int]) -> list[YMap]:
     built = _build(node, path + ("<<",), budget, out)
     items = built.items if isinstance(built, YSeq) else [built]
     maps = [m for m in items if isinstance(m, YMap)]
     if len(maps) != len(items):
-        out.error(path, "'<<' must merge a mapping or a list of mappings",
-                  "point '<<' at an anchored mapping, e.g. '<<: *defaults'", at=at)
+        out.error(
+            path,
+            "'<<' must merge a mapping or a list of mappings",
+            "point '<<' at an anchored mapping, e.g. '<<: *defaults'",
+            at=at,
+        )
     return maps
 
 
@@ -346,7 +374,6 @@ def load_tree(data: bytes | str, out: Collector) -> YNode | None:
     node = compose(text, out)
     if node is None:
         if not out.errors:
-            out.error((), "file is empty", "declare at least one of services:, databases:, envVarGroups:",
-                      at=(1, 1))
+            out.error((), "file is empty", "declare at least one of services:, databases:, envVarGroups:", at=(1, 1))
         return None
     return build(node, out)

@@ -37,8 +37,9 @@ RECORD = "build.json"
 class Builder:
     """Builds releases under ``builds_dir`` with per-service caches under ``cache_dir``."""
 
-    def __init__(self, builds_dir: Path, cache_dir: Path, python: str = sys.executable, *,
-                 timeout_s: float | None = 3600.0) -> None:
+    def __init__(
+        self, builds_dir: Path, cache_dir: Path, python: str = sys.executable, *, timeout_s: float | None = 3600.0
+    ) -> None:
         self.builds_dir = Path(builds_dir)
         self.cache_dir = Path(cache_dir)
         self.python = python
@@ -60,8 +61,9 @@ class Builder:
         _check_service_name(spec.service)
         root_dir = source.parse_root_dir(spec.root_dir)
         if (spec.source_repo is None) == (spec.from_dir is None):
-            raise InvalidInput(f"build {spec.build_id} of {spec.service} needs exactly one of "
-                               "a git repository or a directory")
+            raise InvalidInput(
+                f"build {spec.build_id} of {spec.service} needs exactly one of a git repository or a directory"
+            )
         with self._lock_for(spec.service):
             return self._build(spec, root_dir.as_posix(), on_output)
 
@@ -76,8 +78,11 @@ class Builder:
             if root.exists():
                 shutil.rmtree(root)
             venv = build.extra_env.get("VIRTUAL_ENV")
-            if venv and Path(venv).parent == self.cache_dir / build.service / "venvs" \
-                    and venv not in self._venvs_in_use(service_dir):
+            if (
+                venv
+                and Path(venv).parent == self.cache_dir / build.service / "venvs"
+                and venv not in self._venvs_in_use(service_dir)
+            ):
                 shutil.rmtree(venv, ignore_errors=True)
 
     # -- steps ---------------------------------------------------------------------------------
@@ -87,7 +92,7 @@ class Builder:
         if (root / RECORD).exists():
             raise Conflict(f"build {spec.build_id} of {spec.service} already exists", "start a new build")
         if root.exists():
-            shutil.rmtree(root)   # an attempt interrupted before it finished
+            shutil.rmtree(root)  # an attempt interrupted before it finished
         root.mkdir(parents=True)
         log_path, src = root / "build.log", root / "src"
 
@@ -106,8 +111,17 @@ class Builder:
             toolchain.mark_ready(chain.venv)
         source.freeze_tree(src)
         duration = time.monotonic() - started
-        build = Build(spec.build_id, spec.service, commit, src, workdir, chain.path_prefix,
-                      dict(chain.extra_env), log_path, duration)
+        build = Build(
+            spec.build_id,
+            spec.service,
+            commit,
+            src,
+            workdir,
+            chain.path_prefix,
+            dict(chain.extra_env),
+            log_path,
+            duration,
+        )
         say(f"==> Build {spec.build_id} finished in {duration:.1f} s")
         _write_record(root / RECORD, build)
         return build
@@ -128,8 +142,9 @@ class Builder:
         workdir = src / root_dir if root_dir != "." else src
         where = f"commit {spec.commit or spec.branch or 'HEAD'}" if spec.from_dir is None else str(spec.from_dir)
         if not workdir.is_dir():
-            raise InvalidInput(f"rootDir '{spec.root_dir}' is not a directory in {where}",
-                               "fix rootDir in the blueprint")
+            raise InvalidInput(
+                f"rootDir '{spec.root_dir}' is not a directory in {where}", "fix rootDir in the blueprint"
+            )
         if not workdir.resolve().is_relative_to(src.resolve()):
             raise InvalidInput(f"rootDir '{spec.root_dir}' leads outside the source tree (a symlink?)")
         return workdir
@@ -137,14 +152,22 @@ class Builder:
     def _toolchain(self, spec: BuildSpec, workdir: Path, say: Callable[[str], None]) -> Toolchain:
         cache = self.cache_dir / spec.service
         if spec.runtime == "python":
-            return toolchain.prepare_python(workdir, cache, self.python, self._version(), spec.build_command,
-                                            spec.env, say)
+            return toolchain.prepare_python(
+                workdir, cache, self.python, self._version(), spec.build_command, spec.env, say
+            )
         if spec.runtime == "node":
             return toolchain.prepare_node(workdir, cache, spec.env)
         return toolchain.prepare_plain(spec.env)
 
-    def _run_build_command(self, spec: BuildSpec, workdir: Path, chain: Toolchain, log_path: Path,
-                           say: Callable[[str], None], on_output: Callable[[str], None] | None) -> None:
+    def _run_build_command(
+        self,
+        spec: BuildSpec,
+        workdir: Path,
+        chain: Toolchain,
+        log_path: Path,
+        say: Callable[[str], None],
+        on_output: Callable[[str], None] | None,
+    ) -> None:
         command = spec.build_command or ""
         tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
 
@@ -158,7 +181,7 @@ class Builder:
         if code == 0:
             return
         if chain.venv_created and chain.venv is not None:
-            shutil.rmtree(chain.venv, ignore_errors=True)   # half-installed: never reuse it
+            shutil.rmtree(chain.venv, ignore_errors=True)  # half-installed: never reuse it
         shown = command if len(command) <= 80 else command[:77] + "..."
         if code == TIMEOUT_EXIT_CODE and self.timeout_s is not None:
             message = f"build failed: `{shown}` did not finish within {self.timeout_s:g} s"
@@ -198,10 +221,17 @@ def _check_service_name(service: str) -> None:
 
 def _write_record(path: Path, build: Build) -> None:
     """Write build.json atomically (temp file, fsync, rename)."""
-    data = {"build_id": build.build_id, "service": build.service, "commit": build.commit,
-            "source_dir": str(build.source_dir), "workdir": str(build.workdir),
-            "path_prefix": list(build.path_prefix), "extra_env": dict(build.extra_env),
-            "log_path": str(build.log_path), "duration_s": build.duration_s}
+    data = {
+        "build_id": build.build_id,
+        "service": build.service,
+        "commit": build.commit,
+        "source_dir": str(build.source_dir),
+        "workdir": str(build.workdir),
+        "path_prefix": list(build.path_prefix),
+        "extra_env": dict(build.extra_env),
+        "log_path": str(build.log_path),
+        "duration_s": build.duration_s,
+    }
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)

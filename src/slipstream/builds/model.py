@@ -15,14 +15,14 @@ class BuildSpec:
 
     service: str
     build_id: int
-    source_repo: Path | None        # git work tree holding the blueprint (None with from_dir)
-    commit: str | None              # a sha or ref; None: the tip of `branch` if given, else HEAD
+    source_repo: Path | None  # git work tree holding the blueprint (None with from_dir)
+    commit: str | None  # a sha or ref; None: the tip of `branch` if given, else HEAD
     branch: str | None
-    from_dir: Path | None           # snapshot this directory instead of git (.git, .venv, node_modules left out)
-    root_dir: str | None            # blueprint rootDir, relative to the repository root
-    runtime: str                    # "python" | "node" | "static" | anything else: just run the command
+    from_dir: Path | None  # snapshot this directory instead of git (.git, .venv, node_modules left out)
+    root_dir: str | None  # blueprint rootDir, relative to the repository root
+    runtime: str  # "python" | "node" | "static" | anything else: just run the command
     build_command: str | None
-    env: Mapping[str, str]          # the complete build environment
+    env: Mapping[str, str]  # the complete build environment
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,11 @@ class Build:
 
     build_id: int
     service: str
-    commit: str | None              # resolved full sha (None for a directory snapshot)
-    source_dir: Path                # builds_dir/<service>/<build_id>/src
-    workdir: Path                   # source_dir / rootDir
-    path_prefix: tuple[str, ...]    # put first on PATH at runtime (the virtualenv's bin)
-    extra_env: Mapping[str, str] = field(default_factory=dict)   # e.g. VIRTUAL_ENV
+    commit: str | None  # resolved full sha (None for a directory snapshot)
+    source_dir: Path  # builds_dir/<service>/<build_id>/src
+    workdir: Path  # source_dir / rootDir
+    path_prefix: tuple[str, ...]  # put first on PATH at runtime (the virtualenv's bin)
+    extra_env: Mapping[str, str] = field(default_factory=dict)  # e.g. VIRTUAL_ENV
     log_path: Path = Path()
     duration_s: float = 0.0
 

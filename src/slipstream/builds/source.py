@@ -24,8 +24,10 @@ def parse_root_dir(root_dir: str | None) -> PurePosixPath:
         return PurePosixPath(".")
     path = PurePosixPath(root_dir.strip())
     if "\0" in root_dir or path.is_absolute() or ".." in path.parts:
-        raise InvalidInput(f"rootDir '{root_dir}' must be a relative path inside the repository",
-                           "use a path like 'services/api' without '..'")
+        raise InvalidInput(
+            f"rootDir '{root_dir}' must be a relative path inside the repository",
+            "use a path like 'services/api' without '..'",
+        )
     return path
 
 
@@ -53,8 +55,11 @@ def resolve_commit(repo: Path, ref: str | None, branch: str | None) -> str:
     target = ref or branch or "HEAD"
     if target.startswith("-") or "\0" in target or "\n" in target:
         raise InvalidInput(f"'{target}' is not a valid git revision")
-    res = run(build_git_argv(top, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{target}^{{commit}}"),
-              check=False, timeout=30)
+    res = run(
+        build_git_argv(top, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{target}^{{commit}}"),
+        check=False,
+        timeout=30,
+    )
     sha = res.stdout.strip()
     if res.returncode == 0 and sha:
         return sha
@@ -111,7 +116,7 @@ def _snapshot_filter(skip_dirs: set[Path]) -> Callable[[str, list[str]], set[str
                 if Path(full).resolve() in skip_dirs:
                     left_out.add(name)
             elif not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-                left_out.add(name)   # sockets, fifos, devices: copying a fifo would block
+                left_out.add(name)  # sockets, fifos, devices: copying a fifo would block
         return left_out
 
     return ignore
@@ -124,5 +129,7 @@ def _first_copy_error(exc: shutil.Error) -> str:
 
 def _raise_if_dubious(path: Path, stderr: str) -> None:
     if "dubious ownership" in stderr:
-        raise InvalidInput(f"git refuses to read {path}: it belongs to another user",
-                           f"run 'git config --global --add safe.directory {path}'")
+        raise InvalidInput(
+            f"git refuses to read {path}: it belongs to another user",
+            f"run 'git config --global --add safe.directory {path}'",
+        )

@@ -18,8 +18,15 @@ from pathlib import Path
 from slipstream.runner import run
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-PYTHON_DEPENDENCY_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "Pipfile", "Pipfile.lock",
-                           "poetry.lock", "uv.lock")
+PYTHON_DEPENDENCY_FILES = (
+    "pyproject.toml",
+    "setup.cfg",
+    "setup.py",
+    "Pipfile",
+    "Pipfile.lock",
+    "poetry.lock",
+    "uv.lock",
+)
 READY_MARKER = ".slipstream-ready"
 
 
@@ -43,14 +50,16 @@ def python_dependency_files(workdir: Path) -> dict[str, bytes]:
 def build_venv_key(python_version: str, files: Mapping[str, bytes], build_command: str | None) -> str:
     """A short stable hash naming the virtualenv for these inputs."""
     h = hashlib.sha256()
-    for part in (python_version.encode(), (build_command or "").encode(),
-                 *(x for name in sorted(files) for x in (name.encode(), files[name]))):
+    for part in (
+        python_version.encode(),
+        (build_command or "").encode(),
+        *(x for name in sorted(files) for x in (name.encode(), files[name])),
+    ):
         h.update(len(part).to_bytes(8, "big") + part)
     return h.hexdigest()[:16]
 
 
-def render_build_env(base: Mapping[str, str], path_prefix: tuple[str, ...],
-                     extra: Mapping[str, str]) -> dict[str, str]:
+def render_build_env(base: Mapping[str, str], path_prefix: tuple[str, ...], extra: Mapping[str, str]) -> dict[str, str]:
     """``base`` with ``path_prefix`` first on PATH and ``extra`` on top."""
     env = {**base, **extra}
     env["PATH"] = ":".join((*path_prefix, base.get("PATH") or DEFAULT_PATH))
@@ -62,8 +71,15 @@ def python_version(python: str) -> str:
     return run([python, "-c", "import sys; print(sys.version)"], timeout=60).stdout.strip()
 
 
-def prepare_python(workdir: Path, cache: Path, python: str, version: str, build_command: str | None,
-                   env: Mapping[str, str], say: Callable[[str], None]) -> Toolchain:
+def prepare_python(
+    workdir: Path,
+    cache: Path,
+    python: str,
+    version: str,
+    build_command: str | None,
+    env: Mapping[str, str],
+    say: Callable[[str], None],
+) -> Toolchain:
     """Find or create the service's virtualenv for this build's dependencies."""
     key = build_venv_key(version, python_dependency_files(workdir), build_command)
     venv = cache / "venvs" / key
@@ -72,7 +88,7 @@ def prepare_python(workdir: Path, cache: Path, python: str, version: str, build_
         say(f"==> Reusing virtualenv {key} (dependencies unchanged)")
     else:
         if venv.exists():
-            shutil.rmtree(venv)   # left by a failed or interrupted build
+            shutil.rmtree(venv)  # left by a failed or interrupted build
         say(f"==> Creating virtualenv {key} with Python {version.split()[0]}")
         venv.parent.mkdir(parents=True, exist_ok=True)
         create_venv(python, venv)
@@ -93,8 +109,10 @@ sys.exit(main())
 
 def _pip_seed(python: str) -> list[Path]:
     """The interpreter's own pip package and its metadata directory (empty when it has none)."""
-    probe = ("import pathlib, pip; p = pathlib.Path(pip.__file__).parent; print(p); "
-             "print(*p.parent.glob('pip-*.dist-info'), sep='\\n')")
+    probe = (
+        "import pathlib, pip; p = pathlib.Path(pip.__file__).parent; print(p); "
+        "print(*p.parent.glob('pip-*.dist-info'), sep='\\n')"
+    )
     r = run([python, "-c", probe], check=False, timeout=60)
     return [Path(line) for line in r.stdout.splitlines() if line] if r.returncode == 0 else []
 

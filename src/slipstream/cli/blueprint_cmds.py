@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -20,17 +20,26 @@ from slipstream.blueprint.importers import build_from_fly_toml, build_from_procf
 from slipstream.blueprint.model import Blueprint
 from slipstream.blueprint.plan import plan_blueprint, render_plan
 
-RUNTIME_MARKERS = (("requirements.txt", "python"), ("pyproject.toml", "python"), ("Pipfile", "python"),
-                   ("package.json", "node"), ("Gemfile", "ruby"), ("go.mod", "go"),
-                   ("Cargo.toml", "rust"), ("mix.exs", "elixir"))
+RUNTIME_MARKERS = (
+    ("requirements.txt", "python"),
+    ("pyproject.toml", "python"),
+    ("Pipfile", "python"),
+    ("package.json", "node"),
+    ("Gemfile", "ruby"),
+    ("go.mod", "go"),
+    ("Cargo.toml", "rust"),
+    ("mix.exs", "elixir"),
+)
 
 
 def _summary(bp: Blueprint) -> str:
     def n(count: int, word: str) -> str:
         return f"{count} {word}{'' if count == 1 else 's'}"
 
-    return (f"{n(len(bp.services), 'service')}, {n(len(bp.databases), 'database')}, "
-            f"{n(len(bp.env_var_groups), 'env var group')}")
+    return (
+        f"{n(len(bp.services), 'service')}, {n(len(bp.databases), 'database')}, "
+        f"{n(len(bp.env_var_groups), 'env var group')}"
+    )
 
 
 def _print_errors(exc: BlueprintError) -> None:
@@ -39,8 +48,10 @@ def _print_errors(exc: BlueprintError) -> None:
     for p in exc.problems:
         typer.echo(f"error: {p}", err=True)
     count = len(exc.problems)
-    typer.echo(f"{exc.problems[0].file if exc.problems else 'blueprint'} is invalid: "
-               f"{count} error{'' if count == 1 else 's'}", err=True)
+    typer.echo(
+        f"{exc.problems[0].file if exc.problems else 'blueprint'} is invalid: {count} error{'' if count == 1 else 's'}",
+        err=True,
+    )
 
 
 def validate_file(file: Path, as_json: bool) -> int:
@@ -49,18 +60,35 @@ def validate_file(file: Path, as_json: bool) -> int:
         bp = load_blueprint(file)
     except BlueprintError as exc:
         if as_json:
-            typer.echo(json.dumps({"file": str(file), "valid": False,
-                                   "errors": [p.to_dict() for p in exc.problems],
-                                   "warnings": [p.to_dict() for p in exc.warnings]}, indent=2))
+            typer.echo(
+                json.dumps(
+                    {
+                        "file": str(file),
+                        "valid": False,
+                        "errors": [p.to_dict() for p in exc.problems],
+                        "warnings": [p.to_dict() for p in exc.warnings],
+                    },
+                    indent=2,
+                )
+            )
         else:
             _print_errors(exc)
         return 1
     if as_json:
-        typer.echo(json.dumps({"file": str(file), "valid": True, "errors": [],
-                               "warnings": [p.to_dict() for p in bp.warnings],
-                               "services": [s.name for s in bp.services],
-                               "databases": [d.name for d in bp.databases],
-                               "envVarGroups": [g.name for g in bp.env_var_groups]}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "file": str(file),
+                    "valid": True,
+                    "errors": [],
+                    "warnings": [p.to_dict() for p in bp.warnings],
+                    "services": [s.name for s in bp.services],
+                    "databases": [d.name for d in bp.databases],
+                    "envVarGroups": [g.name for g in bp.env_var_groups],
+                },
+                indent=2,
+            )
+        )
         return 0
     for w in bp.warnings:
         typer.echo(f"warning: {w}", err=True)
@@ -69,8 +97,9 @@ def validate_file(file: Path, as_json: bool) -> int:
     return 0
 
 
-def plan_file(file: Path, environment: str | None, as_json: bool,
-              current_state: Callable[[], Mapping[str, Any]] | None) -> int:
+def plan_file(
+    file: Path, environment: str | None, as_json: bool, current_state: Callable[[], Mapping[str, Any]] | None
+) -> int:
     """Print the plan for ``file`` against the current state; return the exit code."""
     try:
         bp = load_blueprint(file)
@@ -79,9 +108,11 @@ def plan_file(file: Path, environment: str | None, as_json: bool,
         return 1
     known = {e.name for e in bp.environments}
     if environment is not None and environment not in known:
-        typer.echo(f"error: {file} has no environment named '{environment}'"
-                   + (f" (it has: {', '.join(sorted(known))})" if known else " (it declares no projects)"),
-                   err=True)
+        typer.echo(
+            f"error: {file} has no environment named '{environment}'"
+            + (f" (it has: {', '.join(sorted(known))})" if known else " (it declares no projects)"),
+            err=True,
+        )
         return 1
     current = current_state() if current_state is not None else {}
     plan = plan_blueprint(bp, current, environment=environment)
@@ -118,8 +149,11 @@ def import_file(src: Path, output: str, name: str | None, runtime: str | None, f
             guessed = runtime or detect_runtime(src.resolve().parent)
             imported = build_from_procfile(text, name=app_name, runtime=guessed or "python", source=str(src))
             if guessed is None:
-                imported.notes.insert(0, "runtime 'python' is a guess (no requirements.txt, package.json, "
-                                      "Gemfile, go.mod ... next to the Procfile)")
+                imported.notes.insert(
+                    0,
+                    "runtime 'python' is a guess (no requirements.txt, package.json, "
+                    "Gemfile, go.mod ... next to the Procfile)",
+                )
         else:
             typer.echo(f"error: cannot tell what {src} is; name it fly.toml or Procfile", err=True)
             return 2
@@ -132,12 +166,12 @@ def import_file(src: Path, output: str, name: str | None, runtime: str | None, f
     else:
         target = Path(output)
         if target.exists() and not force:
-            typer.echo(f"error: {target} already exists; pass --force to overwrite it or -o another path",
-                       err=True)
+            typer.echo(f"error: {target} already exists; pass --force to overwrite it or -o another path", err=True)
             return 1
         target.write_text(result, encoding="utf-8")
-        typer.echo(f"wrote {target} ({len(imported.document['services'])} services, "
-                   f"{len(imported.notes)} notes at the top)")
+        typer.echo(
+            f"wrote {target} ({len(imported.document['services'])} services, {len(imported.notes)} notes at the top)"
+        )
     try:
         parse_blueprint(result, filename=output if output != "-" else "render.yaml")
     except BlueprintError as exc:
@@ -151,23 +185,29 @@ def register(app: typer.Typer, current_state: Callable[[], Mapping[str, Any]] | 
     """Add ``validate``, ``plan`` and ``import`` to ``app``."""
 
     @app.command("validate")
-    def validate(file: Path = typer.Argument(Path("render.yaml"), help="the blueprint to check"),
-                 as_json: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
+    def validate(
+        file: Path = typer.Argument(Path("render.yaml"), help="the blueprint to check"),
+        as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    ) -> None:
         """Check a render.yaml: every error with file:line:column, nothing changes."""
         raise typer.Exit(validate_file(file, as_json))
 
     @app.command("plan")
-    def plan(file: Path = typer.Argument(Path("render.yaml"), help="the blueprint to plan"),
-             env: Optional[str] = typer.Option(None, "--env", help="only this environment"),  # noqa: UP007
-             as_json: bool = typer.Option(False, "--json", help="print the plan as JSON")) -> None:
+    def plan(
+        file: Path = typer.Argument(Path("render.yaml"), help="the blueprint to plan"),
+        env: str | None = typer.Option(None, "--env", help="only this environment"),
+        as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
+    ) -> None:
         """Show what applying a render.yaml would create, update and delete (secrets masked)."""
         raise typer.Exit(plan_file(file, env, as_json, current_state))
 
     @app.command("import")
-    def import_(src: Path = typer.Argument(..., help="a fly.toml or a Procfile"),
-                output: str = typer.Option("render.yaml", "-o", "--output", help="where to write ('-' for stdout)"),
-                name: Optional[str] = typer.Option(None, "--name", help="service name (default: the directory name)"),  # noqa: UP007
-                runtime: Optional[str] = typer.Option(None, "--runtime", help="runtime for a Procfile app"),  # noqa: UP007
-                force: bool = typer.Option(False, "--force", help="overwrite an existing output file")) -> None:
+    def import_(
+        src: Path = typer.Argument(..., help="a fly.toml or a Procfile"),
+        output: str = typer.Option("render.yaml", "-o", "--output", help="where to write ('-' for stdout)"),
+        name: str | None = typer.Option(None, "--name", help="service name (default: the directory name)"),
+        runtime: str | None = typer.Option(None, "--runtime", help="runtime for a Procfile app"),
+        force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
+    ) -> None:
         """Write a render.yaml equivalent to a fly.toml or a Procfile."""
         raise typer.Exit(import_file(src, output, name, runtime, force))

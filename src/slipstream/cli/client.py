@@ -19,8 +19,9 @@ class Client:
 
     def __init__(self, settings: Settings, timeout: float = 60.0) -> None:
         self.settings = settings
-        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=str(settings.api_socket)),
-                                  base_url="http://slipstream", timeout=timeout)
+        self._http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(settings.api_socket)), base_url="http://slipstream", timeout=timeout
+        )
 
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         if not self.settings.api_socket.exists():
@@ -28,8 +29,9 @@ class Client:
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.TransportError:
-            raise Unavailable("slipstream is not running (its API socket does not answer)",
-                              "start it with 'slipstream up --detach'") from None
+            raise Unavailable(
+                "slipstream is not running (its API socket does not answer)", "start it with 'slipstream up --detach'"
+            ) from None
         body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
         if resp.status_code >= 400:
             raise ApiError(body.get("error") or f"the daemon answered {resp.status_code}", body.get("hint"))

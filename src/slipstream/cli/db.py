@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
+
+from slipstream.cli.client import Client
 
 db_app = typer.Typer(help="Managed PostgreSQL: databases, backups, restores.", no_args_is_help=True)
 
 
-def _c():  # type: ignore[no-untyped-def]
+def _c() -> Client:
     from slipstream.cli.main import client
+
     return client()
 
 
-def _out():  # type: ignore[no-untyped-def]
+def _out() -> Console:
     from slipstream.cli.main import out
+
     return out
 
 
@@ -53,7 +57,7 @@ def backup(name: str) -> None:
 
 
 def _utc(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @db_app.command()
@@ -61,17 +65,25 @@ def backups(name: str) -> None:
     """NAME's backups, newest first, and how far back point-in-time recovery reaches."""
     t = Table("id", "kind", "created", "size", "status")
     for b in _c().get(f"/v1/databases/{name}/backups")["backups"]:
-        t.add_row(b["id"], b["kind"], _utc(b["created_at"]), f"{b['size_bytes']:,}",
-                  b["status"] + (f": {b['error']}" if b["error"] else ""))
+        t.add_row(
+            b["id"],
+            b["kind"],
+            _utc(b["created_at"]),
+            f"{b['size_bytes']:,}",
+            b["status"] + (f": {b['error']}" if b["error"] else ""),
+        )
     _out().print(t)
     window = _c().get("/v1/postgres/base-backups")
     if window["from"] is not None:
-        _out().print(f"point-in-time recovery: any time from {_utc(window['from'])} to now "
-                     f"({len(window['base_backups'])} base backup{'' if len(window['base_backups']) == 1 else 's'}); "
-                     f"slipstream db restore {name} --to-time TIME --into NEW")
+        _out().print(
+            f"point-in-time recovery: any time from {_utc(window['from'])} to now "
+            f"({len(window['base_backups'])} base backup{'' if len(window['base_backups']) == 1 else 's'}); "
+            f"slipstream db restore {name} --to-time TIME --into NEW"
+        )
     else:
-        _out().print("point-in-time recovery: no base backup yet (one is taken daily; "
-                     "'slipstream db base-backup' takes one now)")
+        _out().print(
+            "point-in-time recovery: no base backup yet (one is taken daily; 'slipstream db base-backup' takes one now)"
+        )
 
 
 @db_app.command("base-backup")
@@ -82,19 +94,27 @@ def base_backup() -> None:
 
 
 @db_app.command()
-def restore(name: str, backup_id: Optional[str] = typer.Argument(None, help="a backup id from 'db backups'"),
-            into: Optional[str] = typer.Option(None, "--into", help="restore into a new database instead"),
-            to_time: Optional[str] = typer.Option(None, "--to-time",
-                                                  help="point-in-time recovery as of this time (UTC unless an "
-                                                       "offset is given), into --into NEW"),
-            yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")) -> None:
+def restore(
+    name: str,
+    backup_id: str | None = typer.Argument(None, help="a backup id from 'db backups'"),
+    into: str | None = typer.Option(None, "--into", help="restore into a new database instead"),
+    to_time: str | None = typer.Option(
+        None,
+        "--to-time",
+        help="point-in-time recovery as of this time (UTC unless an offset is given), into --into NEW",
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+) -> None:
     """Restore BACKUP_ID into NAME (after confirmation) or into a new database; or, with
     --to-time, recover NAME as it was at that time into a new database."""
     from slipstream.cli.main import fail
+
     if to_time is not None:
         if backup_id is not None or into is None:
-            fail("--to-time restores into a new database and takes no backup id",
-                 f"slipstream db restore {name} --to-time {to_time} --into {name.replace('-', '_')}_recovered")
+            fail(
+                "--to-time restores into a new database and takes no backup id",
+                f"slipstream db restore {name} --to-time {to_time} --into {name.replace('-', '_')}_recovered",
+            )
         r = _c().post(f"/v1/databases/{name}/restore", {"to_time": to_time, "into": into})
         _out().print(f"recovered {name} as of {to_time} into database {r['database']}")
         return
@@ -107,9 +127,10 @@ def restore(name: str, backup_id: Optional[str] = typer.Argument(None, help="a b
 
 
 @db_app.command()
-def drill(name: str, backup_id: Optional[str] = typer.Argument(None)) -> None:
+def drill(name: str, backup_id: str | None = typer.Argument(None)) -> None:
     """Restore a backup (default: the newest) into a scratch database and check it."""
     from slipstream.cli.main import fail
+
     r = _c().post(f"/v1/databases/{name}/drill", {"backup": backup_id})
     for table, (want, got) in sorted(r["tables"].items()):
         _out().print(f"  {table}: {want} rows in the dump, {got} restored")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.table import Table
 
@@ -10,6 +12,7 @@ env_app = typer.Typer(help="A service's environment (values are never printed)."
 
 def _parse(pairs: list[str]) -> dict[str, str]:
     from slipstream.cli.main import fail
+
     values = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -19,8 +22,9 @@ def _parse(pairs: list[str]) -> dict[str, str]:
     return values
 
 
-def _apply(service: str, body: dict) -> None:  # type: ignore[type-arg]
+def _apply(service: str, body: dict[str, Any]) -> None:
     from slipstream.cli.main import client, out, wait_for_deploy
+
     c = client()
     d = c.post(f"/v1/services/{service}/env", body)["deploy"]
     if d is None:
@@ -46,6 +50,7 @@ def unset(service: str, keys: list[str]) -> None:
 def list_(service: str) -> None:
     """Keys of the live env and where each comes from (values masked)."""
     from slipstream.cli.main import client, out
+
     t = Table("key", "value", "source")
     for e in client().get(f"/v1/services/{service}/env")["env"]:
         t.add_row(e["key"], e["value"], e["source"])

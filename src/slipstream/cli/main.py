@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -21,8 +21,12 @@ from slipstream.cli.client import Client
 from slipstream.errors import SlipstreamError
 from slipstream.settings import SettingsError, load_settings
 
-app = typer.Typer(help="slipstream: deploy a render.yaml on your own machine.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="slipstream: deploy a render.yaml on your own machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 # piped output (scripts, tests) gets wide lines instead of Rich's 80-column default
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
@@ -64,8 +68,10 @@ def wait_for_deploy(c: Client, deploy: dict[str, Any]) -> None:
     for ev in c.get(f"/v1/deploys/{deploy_id}/events", after=after)["events"]:
         out.print(ev["message"], markup=False, soft_wrap=True)
     if status != "live":
-        fail(f"deploy {deploy_id} {status}: {d.get('message') or ''}".rstrip(": "),
-             f"the live release is unchanged; see 'slipstream deploys {d['service']}'")
+        fail(
+            f"deploy {deploy_id} {status}: {d.get('message') or ''}".rstrip(": "),
+            f"the live release is unchanged; see 'slipstream deploys {d['service']}'",
+        )
 
 
 @app.command()
@@ -74,6 +80,7 @@ def up(detach: bool = typer.Option(False, "--detach", "-d", help="run in the bac
     settings = load_settings()
     if not detach:
         from slipstream.daemon import run_daemon
+
         try:
             run_daemon(settings)
         except SlipstreamError as exc:
@@ -87,8 +94,14 @@ def up(detach: bool = typer.Option(False, "--detach", "-d", help="run in the bac
         return
     settings.ensure_dirs()
     with open(settings.daemon_log, "ab") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "slipstream", "up"], stdin=subprocess.DEVNULL,
-                                stdout=logf, stderr=logf, start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "slipstream", "up"],
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=logf,
+            start_new_session=True,
+            close_fds=True,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -96,8 +109,10 @@ def up(detach: bool = typer.Option(False, "--detach", "-d", help="run in the bac
             last = next((ln for ln in reversed(lines) if ln.startswith("Error:")), lines[-1] if lines else "")
             fail(f"the daemon exited at start: {last.removeprefix('Error: ')}", f"see {settings.daemon_log}")
         if c.alive():
-            out.print(f"slipstream is running (pid {proc.pid}); web services answer at "
-                      f"http://<service>.localhost:{settings.http_port}")
+            out.print(
+                f"slipstream is running (pid {proc.pid}); web services answer at "
+                f"http://<service>.localhost:{settings.http_port}"
+            )
             return
         time.sleep(0.1)
     fail("the daemon did not answer within 30 s", f"see {settings.daemon_log}")
@@ -125,18 +140,25 @@ def down() -> None:
 
 
 @app.command()
-def deploy(service: str,
-           commit: Optional[str] = typer.Option(None, "--commit", help="git commit or ref to deploy"),
-           from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="deploy a snapshot of a directory"),
-           blueprint: Optional[Path] = typer.Option(None, "--blueprint", "-f", help="render.yaml (default: ./render.yaml or the last one used)"),
-           no_wait: bool = typer.Option(False, "--no-wait", help="return once queued")) -> None:
+def deploy(
+    service: str,
+    commit: str | None = typer.Option(None, "--commit", help="git commit or ref to deploy"),
+    from_dir: Path | None = typer.Option(None, "--from-dir", help="deploy a snapshot of a directory"),
+    blueprint: Path | None = typer.Option(
+        None, "--blueprint", "-f", help="render.yaml (default: ./render.yaml or the last one used)"
+    ),
+    no_wait: bool = typer.Option(False, "--no-wait", help="return once queued"),
+) -> None:
     """Build and deploy SERVICE with a health-gated, zero-downtime flip."""
     if blueprint is None and Path("render.yaml").exists():
         blueprint = Path("render.yaml")
     c = client()
-    body = {"service": service, "commit": commit,
-            "blueprint": str(blueprint.resolve()) if blueprint else None,
-            "from_dir": str(from_dir.resolve()) if from_dir else None}
+    body = {
+        "service": service,
+        "commit": commit,
+        "blueprint": str(blueprint.resolve()) if blueprint else None,
+        "from_dir": str(from_dir.resolve()) if from_dir else None,
+    }
     d = c.post("/v1/deploys", body)["deploy"]
     if no_wait:
         out.print(f"deploy {d['id']} queued")
@@ -169,9 +191,11 @@ def apply(blueprint: Path = typer.Argument(Path("render.yaml"), help="the bluepr
 
 
 @app.command()
-def rollback(service: str,
-             to: Optional[int] = typer.Option(None, "--to", help="deploy id to return to (default: the previous one)"),
-             with_pre_deploy: bool = typer.Option(False, "--with-pre-deploy", help="run preDeployCommand again")) -> None:
+def rollback(
+    service: str,
+    to: int | None = typer.Option(None, "--to", help="deploy id to return to (default: the previous one)"),
+    with_pre_deploy: bool = typer.Option(False, "--with-pre-deploy", help="run preDeployCommand again"),
+) -> None:
     """Redeploy an earlier successful build of SERVICE (no rebuild)."""
     c = client()
     d = c.post(f"/v1/services/{service}/rollback", {"to": to, "with_pre_deploy": with_pre_deploy})["deploy"]
@@ -185,8 +209,7 @@ def _fmt_steps(steps: dict[str, float]) -> str:
 
 
 @app.command()
-def deploys(service: str, as_json: bool = typer.Option(False, "--json"),
-            limit: int = typer.Option(20, "-n")) -> None:
+def deploys(service: str, as_json: bool = typer.Option(False, "--json"), limit: int = typer.Option(20, "-n")) -> None:
     """List SERVICE's deploys with status and per-step durations."""
     items = client().get(f"/v1/services/{service}/deploys", limit=limit)["deploys"]
     if as_json:
@@ -194,8 +217,9 @@ def deploys(service: str, as_json: bool = typer.Option(False, "--json"),
         return
     t = Table("id", "kind", "status", "commit", "steps", "message")
     for d in items:
-        t.add_row(str(d["id"]), d["kind"], d["status"], (d["commit"] or "-")[:12], _fmt_steps(d["steps"]),
-                  d["message"] or "")
+        t.add_row(
+            str(d["id"]), d["kind"], d["status"], (d["commit"] or "-")[:12], _fmt_steps(d["steps"]), d["message"] or ""
+        )
     out.print(t)
 
 
@@ -212,10 +236,14 @@ def status(as_json: bool = typer.Option(False, "--json")) -> None:
     t = Table("service", "live deploy", "url", "instances")
     for s in data["services"]:
         live = s["live_deploy"]
-        inst = "; ".join(
-            f"{i['id']} {i['state']}/{i.get('process', '?')} pid={i.get('pid')} restarts={i.get('restarts', 0)}"
-            + (f" next restart in {i['next_restart_in_s']:.1f}s" if i.get("next_restart_in_s") else "")
-            for i in s["instances"]) or "-"
+        inst = (
+            "; ".join(
+                f"{i['id']} {i['state']}/{i.get('process', '?')} pid={i.get('pid')} restarts={i.get('restarts', 0)}"
+                + (f" next restart in {i['next_restart_in_s']:.1f}s" if i.get("next_restart_in_s") else "")
+                for i in s["instances"]
+            )
+            or "-"
+        )
         live_s = f"{live['id']} ({live['status']}, {(live['commit'] or 'dir')[:12]})" if live else "-"
         if s["active_deploy"]:
             live_s += f"; deploy {s['active_deploy']['id']} {s['active_deploy']['status']}"
@@ -229,7 +257,9 @@ def jobs(args: list[str] = typer.Argument(..., metavar="[run] NAME")) -> None:
     c = client()
     if args[0] == "run" and len(args) == 2:
         state = c.post(f"/v1/services/{args[1]}/runs")["run"]
-        out.print(f"run of {args[1]} {state}" + (" (it starts when the running one ends)" if state == "delayed" else ""))
+        out.print(
+            f"run of {args[1]} {state}" + (" (it starts when the running one ends)" if state == "delayed" else "")
+        )
         return
     if len(args) != 1:
         fail("usage: slipstream jobs NAME | slipstream jobs run NAME")
@@ -237,14 +267,23 @@ def jobs(args: list[str] = typer.Argument(..., metavar="[run] NAME")) -> None:
     for r in c.get(f"/v1/services/{args[0]}/runs")["runs"]:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started_at"]))
         took = f"{r['finished_at'] - r['started_at']:.1f}s" if r["finished_at"] else "running"
-        t.add_row(str(r["id"]), r["trigger"], r["status"], str(r["exit_code"] if r["exit_code"] is not None else "-"),
-                  started, took)
+        t.add_row(
+            str(r["id"]),
+            r["trigger"],
+            r["status"],
+            str(r["exit_code"] if r["exit_code"] is not None else "-"),
+            started,
+            took,
+        )
     out.print(t)
 
 
 @app.command()
-def logs(service: str, follow: bool = typer.Option(False, "-f", "--follow"),
-         n: int = typer.Option(100, "-n", help="lines to show")) -> None:
+def logs(
+    service: str,
+    follow: bool = typer.Option(False, "-f", "--follow"),
+    n: int = typer.Option(100, "-n", help="lines to show"),
+) -> None:
     """Show SERVICE's instance logs (secrets masked)."""
     c = client()
     data = c.get(f"/v1/services/{service}/logs", n=n)
@@ -265,6 +304,7 @@ def logs(service: str, follow: bool = typer.Option(False, "-f", "--follow"),
 def _register_subcommands() -> None:
     from slipstream.cli.db import db_app
     from slipstream.cli.env import env_app
+
     app.add_typer(db_app, name="db")
     app.add_typer(env_app, name="env")
 
@@ -277,6 +317,7 @@ def _register_optional() -> None:
         from slipstream.cli import blueprint_cmds
     except ImportError:
         return
+
     def current_state() -> dict[str, Any]:
         """The daemon's view for 'plan'; an empty state when slipstream is not running."""
         c = Client(load_settings())

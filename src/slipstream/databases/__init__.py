@@ -13,5 +13,14 @@ from slipstream.databases.backups import BackupFailed, BackupStore, DrillFailed
 from slipstream.databases.cluster import Cluster
 from slipstream.databases.models import Backup, DatabaseInfo, DrillReport, Endpoint, derive_identifier
 
-__all__ = ["Backup", "BackupFailed", "BackupStore", "Cluster", "DatabaseInfo", "DrillFailed", "DrillReport",
-           "Endpoint", "derive_identifier"]
+__all__ = [
+    "Backup",
+    "BackupFailed",
+    "BackupStore",
+    "Cluster",
+    "DatabaseInfo",
+    "DrillFailed",
+    "DrillReport",
+    "Endpoint",
+    "derive_identifier",
+]

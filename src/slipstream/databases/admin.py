@@ -25,12 +25,13 @@ COUNT_ROWS_LIMIT = 5_000_000
 def connect(endpoint: Endpoint, *, autocommit: bool = True) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A connection to ``endpoint``, closed on exit; a refused login or a missing server raises Unavailable."""
     try:
-        conn = psycopg.connect(**build_conninfo(endpoint), autocommit=autocommit)  # type: ignore[arg-type]
+        conn = psycopg.connect(**build_conninfo(endpoint), autocommit=autocommit)  # type: ignore[arg-type]  # conninfo is dict[str, str]; stubs want each key typed
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise Unavailable(f"cannot connect to PostgreSQL at {endpoint.host}:{endpoint.port} "
-                          f"(database {endpoint.dbname}): {reason}",
-                          "check 'slipstream status' and the postgres log") from None
+        raise Unavailable(
+            f"cannot connect to PostgreSQL at {endpoint.host}:{endpoint.port} (database {endpoint.dbname}): {reason}",
+            "check 'slipstream status' and the postgres log",
+        ) from None
     try:
         yield conn
     finally:
@@ -67,24 +68,28 @@ def ensure_role(conn: psycopg.Connection[tuple[object, ...]], user: str, passwor
     conn.execute(q.build_alter_role_password(user, verifier))
 
 
-def check_claim(conn: psycopg.Connection[tuple[object, ...]], database: str, owner: str,
-                label: str | None) -> bool:
+def check_claim(conn: psycopg.Connection[tuple[object, ...]], database: str, owner: str, label: str | None) -> bool:
     """Raise Conflict if ``database`` exists for another role or blueprint name; True when it exists."""
     current = database_owner(conn, database)
     if current is None:
         return False
     if current != owner:
-        raise Conflict(f"database {database} exists and belongs to role {current}, not {owner}",
-                       "choose another databaseName or drop the old database")
+        raise Conflict(
+            f"database {database} exists and belongs to role {current}, not {owner}",
+            "choose another databaseName or drop the old database",
+        )
     recorded = database_label(conn, database)
     if label is not None and recorded not in (None, label):
-        raise Conflict(f"database {database} already belongs to blueprint database {recorded!r}",
-                       f"give {label!r} its own databaseName")
+        raise Conflict(
+            f"database {database} already belongs to blueprint database {recorded!r}",
+            f"give {label!r} its own databaseName",
+        )
     return True
 
 
-def create_database(conn: psycopg.Connection[tuple[object, ...]], database: str, owner: str,
-                    label: str | None = None) -> bool:
+def create_database(
+    conn: psycopg.Connection[tuple[object, ...]], database: str, owner: str, label: str | None = None
+) -> bool:
     """Create ``database`` owned by ``owner`` unless it exists; True when it was created here.
 
     ``label`` (the blueprint name) is recorded on the database, so two blueprint names that map to
@@ -113,8 +118,10 @@ def drop_database_and_role(conn: psycopg.Connection[tuple[object, ...]], databas
     try:
         conn.execute(q.build_drop_role(user))
     except pg_errors.DependentObjectsStillExist as exc:
-        raise Conflict(f"role {user} still owns objects elsewhere and was kept: {exc.diag.message_primary}",
-                       "drop or reassign those objects, then drop the database again") from None
+        raise Conflict(
+            f"role {user} still owns objects elsewhere and was kept: {exc.diag.message_primary}",
+            "drop or reassign those objects, then drop the database again",
+        ) from None
 
 
 def ensure_extensions(conn: psycopg.Connection[tuple[object, ...]], extensions: list[str]) -> None:
@@ -123,14 +130,18 @@ def ensure_extensions(conn: psycopg.Connection[tuple[object, ...]], extensions: 
         if conn.execute(q.EXTENSION_AVAILABLE, (ext,)).fetchone() is None:
             major = server_version_num(conn) // 10000
             package = f"postgresql-{major}-pgvector" if ext == "vector" else f"the package that provides {ext}"
-            raise InvalidInput(f"extension {ext!r} is not installed on the PostgreSQL server",
-                               f"install {package} on this machine, or remove it from the blueprint")
+            raise InvalidInput(
+                f"extension {ext!r} is not installed on the PostgreSQL server",
+                f"install {package} on this machine, or remove it from the blueprint",
+            )
         try:
             conn.execute(q.build_create_extension(ext))
         except psycopg.Error as exc:
             message = exc.diag.message_primary or str(exc).strip()
-            raise InvalidInput(f"extension {ext!r} could not be created: {message}",
-                               "check the extension's requirements (shared_preload_libraries, superuser)") from None
+            raise InvalidInput(
+                f"extension {ext!r} could not be created: {message}",
+                "check the extension's requirements (shared_preload_libraries, superuser)",
+            ) from None
 
 
 def server_version_num(conn: psycopg.Connection[tuple[object, ...]]) -> int:
@@ -140,8 +151,9 @@ def server_version_num(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     return int(str(row[0]))
 
 
-def table_counts(conn: psycopg.Connection[tuple[object, ...]], *,
-                 limit: int = COUNT_ROWS_LIMIT) -> tuple[list[str], dict[str, int] | None]:
+def table_counts(
+    conn: psycopg.Connection[tuple[object, ...]], *, limit: int = COUNT_ROWS_LIMIT
+) -> tuple[list[str], dict[str, int] | None]:
     """The user tables (``schema.table``) and their exact row counts, or None for counts past ``limit`` rows."""
     rows = conn.execute(q.USER_TABLES).fetchall()
     tables = [f"{schema}.{table}" for schema, table, _ in rows]

@@ -39,7 +39,7 @@ from slipstream.databases.commands import (
 from slipstream.databases.models import Backup, DatabaseInfo, DrillReport, Endpoint, check_identifier, check_kind
 from slipstream.errors import CommandFailed, Conflict, InvalidInput, NotFound, SlipstreamError
 
-RESTORE_LOCK_TIMEOUT = "30s"   # a restore waiting on an app's lock fails instead of hanging
+RESTORE_LOCK_TIMEOUT = "30s"  # a restore waiting on an app's lock fails instead of hanging
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -70,9 +70,13 @@ def parse_sidecar(data: dict[str, object], directory: Path) -> Backup:
     """A :class:`Backup` from a sidecar's JSON object."""
     counts = data.get("row_counts")
     return Backup(
-        id=str(data["id"]), database=str(data["database"]), path=directory / str(data["file"]),
-        kind=str(data["kind"]), created_at=float(str(data["created_at"])),
-        size_bytes=int(str(data.get("size_bytes") or 0)), status=str(data["status"]),
+        id=str(data["id"]),
+        database=str(data["database"]),
+        path=directory / str(data["file"]),
+        kind=str(data["kind"]),
+        created_at=float(str(data["created_at"])),
+        size_bytes=int(str(data.get("size_bytes") or 0)),
+        status=str(data["status"]),
         error=str(data["error"]) if data.get("error") else None,
         sha256=str(data["sha256"]) if data.get("sha256") else None,
         row_counts={str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None,
@@ -81,18 +85,27 @@ def parse_sidecar(data: dict[str, object], directory: Path) -> Backup:
 
 def render_sidecar(backup: Backup, **extra: object) -> dict[str, object]:
     """The sidecar's JSON object for ``backup`` plus ``extra`` facts (tables, versions, durations)."""
-    return {"id": backup.id, "database": backup.database, "file": backup.path.name, "kind": backup.kind,
-            "created_at": backup.created_at, "size_bytes": backup.size_bytes, "status": backup.status,
-            "error": backup.error, "sha256": backup.sha256, "format": "pg_dump custom",
-            "row_counts": backup.row_counts, **extra}
+    return {
+        "id": backup.id,
+        "database": backup.database,
+        "file": backup.path.name,
+        "kind": backup.kind,
+        "created_at": backup.created_at,
+        "size_bytes": backup.size_bytes,
+        "status": backup.status,
+        "error": backup.error,
+        "sha256": backup.sha256,
+        "format": "pg_dump custom",
+        "row_counts": backup.row_counts,
+        **extra,
+    }
 
 
 def plan_prune(backups: list[Backup], keep: int) -> list[Backup]:
     """Which backups retention deletes: scheduled ones past the newest ``keep`` good ones (others are kept)."""
     if keep < 1:
         raise InvalidInput(f"keep must be at least 1, not {keep}", "keep at least one scheduled backup")
-    scheduled = sorted((b for b in backups if b.kind == "scheduled"),
-                       key=lambda b: (b.created_at, b.id), reverse=True)
+    scheduled = sorted((b for b in backups if b.kind == "scheduled"), key=lambda b: (b.created_at, b.id), reverse=True)
     good = [b for b in scheduled if b.status == "ok"]
     if len(good) <= keep:
         return []
@@ -152,8 +165,9 @@ class BackupStore:
     def directory(self, name: str) -> Path:
         """The directory of one database's backups."""
         if not _NAME.match(name):
-            raise InvalidInput(f"database name {name!r} cannot name a backup directory",
-                               "use letters, digits, '.', '_' and '-'")
+            raise InvalidInput(
+                f"database name {name!r} cannot name a backup directory", "use letters, digits, '.', '_' and '-'"
+            )
         return self.root / name
 
     def reserve(self, name: str, kind: str, when: float) -> tuple[str, Path]:
@@ -192,8 +206,18 @@ class BackupStore:
             try:
                 found.append(parse_sidecar(json.loads(sidecar.read_text()), directory))
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                found.append(Backup(sidecar.stem, name, directory / f"{sidecar.stem}.dump", "unknown",
-                                    sidecar.stat().st_mtime, 0, "failed", f"unreadable sidecar: {exc}"))
+                found.append(
+                    Backup(
+                        sidecar.stem,
+                        name,
+                        directory / f"{sidecar.stem}.dump",
+                        "unknown",
+                        sidecar.stat().st_mtime,
+                        0,
+                        "failed",
+                        f"unreadable sidecar: {exc}",
+                    )
+                )
         return sorted(found, key=lambda b: (b.created_at, b.id), reverse=True)
 
     def get(self, name: str, backup_id: str) -> Backup:
@@ -217,8 +241,9 @@ class BackupStore:
 
 
 # Effects -------------------------------------------------------------------------------------
-def take_backup(admin_endpoint: Endpoint, bin_dir: Path, store: BackupStore, info: DatabaseInfo,
-                kind: str = "manual") -> Backup:
+def take_backup(
+    admin_endpoint: Endpoint, bin_dir: Path, store: BackupStore, info: DatabaseInfo, kind: str = "manual"
+) -> Backup:
     """Dump ``info``'s database; see the module docstring. Raises :class:`BackupFailed` on any failure."""
     check_kind(kind)
     started = time.time()
@@ -235,15 +260,19 @@ def take_backup(admin_endpoint: Endpoint, bin_dir: Path, store: BackupStore, inf
             assert row is not None
             tables, counts = admin.table_counts(conn)
             facts.update(tables=tables, server_version=admin.server_version_num(conn))
-            _run_client(build_pg_dump_argv(bin_dir, endpoint, partial, snapshot=str(row[0])),
-                        build_client_env(endpoint), timeout=6 * 3600)
+            _run_client(
+                build_pg_dump_argv(bin_dir, endpoint, partial, snapshot=str(row[0])),
+                build_client_env(endpoint),
+                timeout=6 * 3600,
+            )
             conn.rollback()
         _run_client(build_pg_restore_list_argv(bin_dir, partial), build_client_env(endpoint), timeout=600)
         with partial.open("rb") as handle:
             os.fsync(handle.fileno())
         os.chmod(partial, 0o600)
-        record = replace(record, status="ok", size_bytes=partial.stat().st_size, sha256=sha256_file(partial),
-                         row_counts=counts)
+        record = replace(
+            record, status="ok", size_bytes=partial.stat().st_size, sha256=sha256_file(partial), row_counts=counts
+        )
         os.replace(partial, final)
         facts["duration_s"] = round(time.time() - started, 3)
         store.write_sidecar(record, **facts)
@@ -254,9 +283,11 @@ def take_backup(admin_endpoint: Endpoint, bin_dir: Path, store: BackupStore, inf
         reason = exc.message if isinstance(exc, SlipstreamError) else (str(exc).strip().splitlines() or [""])[0]
         failed = replace(record, status="failed", error=reason or type(exc).__name__, size_bytes=0, sha256=None)
         store.write_sidecar(failed, **facts)
-        raise BackupFailed(f"backup of {info.name} failed: {failed.error}", failed,
-                           "the failure is recorded; fix the cause and run 'slipstream db backup "
-                           f"{info.name}' again") from None
+        raise BackupFailed(
+            f"backup of {info.name} failed: {failed.error}",
+            failed,
+            f"the failure is recorded; fix the cause and run 'slipstream db backup {info.name}' again",
+        ) from None
     except BaseException:
         partial.unlink(missing_ok=True)
         final.unlink(missing_ok=True)
@@ -278,15 +309,19 @@ def _restore_env(endpoint: Endpoint) -> dict[str, str]:
 
 def _pg_restore(bin_dir: Path, endpoint: Endpoint, backup: Backup, *, clean: bool) -> None:
     try:
-        _run_client(build_pg_restore_argv(bin_dir, endpoint, backup.path, clean=clean),
-                    _restore_env(endpoint), timeout=6 * 3600)
+        _run_client(
+            build_pg_restore_argv(bin_dir, endpoint, backup.path, clean=clean), _restore_env(endpoint), timeout=6 * 3600
+        )
     except CommandFailed as exc:
-        raise CommandFailed(f"restore of {backup.id} into {endpoint.dbname} failed and was rolled back: "
-                            f"{exc.message}", "the database is as it was before the restore") from None
+        raise CommandFailed(
+            f"restore of {backup.id} into {endpoint.dbname} failed and was rolled back: {exc.message}",
+            "the database is as it was before the restore",
+        ) from None
 
 
-def restore_backup(admin_endpoint: Endpoint, bin_dir: Path, info: DatabaseInfo, backup: Backup, *,
-                   into: str | None = None) -> DatabaseInfo:
+def restore_backup(
+    admin_endpoint: Endpoint, bin_dir: Path, info: DatabaseInfo, backup: Backup, *, into: str | None = None
+) -> DatabaseInfo:
     """Restore ``backup`` over ``info``'s database (one transaction), or into a new database ``into``."""
     problem = check_archive(backup)
     if problem:
@@ -308,8 +343,9 @@ def restore_backup(admin_endpoint: Endpoint, bin_dir: Path, info: DatabaseInfo, 
     return replace(info, name=into, database=into)
 
 
-def drill_backup(admin_endpoint: Endpoint, bin_dir: Path, info: DatabaseInfo, backup: Backup,
-                 tables: list[str] | None = None) -> DrillReport:
+def drill_backup(
+    admin_endpoint: Endpoint, bin_dir: Path, info: DatabaseInfo, backup: Backup, tables: list[str] | None = None
+) -> DrillReport:
     """Restore into a scratch database, compare with the sidecar, drop it; raise :class:`DrillFailed` unless ok."""
     problem = check_archive(backup)
     if problem:
@@ -322,8 +358,10 @@ def drill_backup(admin_endpoint: Endpoint, bin_dir: Path, info: DatabaseInfo, ba
         try:
             _pg_restore(bin_dir, admin_endpoint.with_dbname(scratch), backup, clean=False)
         except CommandFailed as exc:
-            raise DrillFailed(DrillReport(False, {}, f"backup {backup.id} does not restore: {exc.message}"),
-                              "take a new backup and drill it") from None
+            raise DrillFailed(
+                DrillReport(False, {}, f"backup {backup.id} does not restore: {exc.message}"),
+                "take a new backup and drill it",
+            ) from None
         with admin.connect(admin_endpoint.with_dbname(scratch)) as conn:
             limit = 1 << 62 if backup.row_counts is not None else -1
             restored_tables, counts = admin.table_counts(conn, limit=limit)

@@ -41,14 +41,25 @@ from slipstream.errors import Conflict, InvalidInput, Unavailable
 class Cluster:
     """Managed PostgreSQL: lifecycle, one database + role per blueprint entry, backups, restores."""
 
-    def __init__(self, data_dir: Path, backups_dir: Path, *, port: int | None = None,
-                 admin_url: str | None = None, traverse_root: Path | None = None,
-                 pg_root: Path = PG_ROOT, listen: Sequence[str] = ("127.0.0.1",)) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        backups_dir: Path,
+        *,
+        port: int | None = None,
+        admin_url: str | None = None,
+        traverse_root: Path | None = None,
+        pg_root: Path = PG_ROOT,
+        listen: Sequence[str] = ("127.0.0.1",),
+    ) -> None:
         self.store = BackupStore(Path(backups_dir))
         self._pg_root = pg_root
         self._external = parse_admin_url(admin_url) if admin_url else None
-        self._server = None if self._external else EmbeddedServer(
-            Path(data_dir), port=port, traverse_root=traverse_root, pg_root=pg_root, listen=listen)
+        self._server = (
+            None
+            if self._external
+            else EmbeddedServer(Path(data_dir), port=port, traverse_root=traverse_root, pg_root=pg_root, listen=listen)
+        )
 
     # Lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -102,8 +113,9 @@ class Cluster:
         return self._embedded().admin_endpoint(dbname)
 
     # Databases -------------------------------------------------------------------------------
-    def ensure_database(self, name: str, *, database_name: str | None = None, user: str | None = None,
-                        password: str) -> DatabaseInfo:
+    def ensure_database(
+        self, name: str, *, database_name: str | None = None, user: str | None = None, password: str
+    ) -> DatabaseInfo:
         """Create the role (LOGIN) and the database it owns if missing; set the password every time."""
         if not password:
             raise InvalidInput(f"database {name}: an empty password is not allowed", "generate one")
@@ -204,8 +216,10 @@ class Cluster:
     # Helpers ---------------------------------------------------------------------------------
     def _pitr(self) -> PointInTime:
         if self._server is None:
-            raise Unavailable("point-in-time recovery needs slipstream's own PostgreSQL cluster",
-                              "use your server's own tools, or restore a pg_dump backup")
+            raise Unavailable(
+                "point-in-time recovery needs slipstream's own PostgreSQL cluster",
+                "use your server's own tools, or restore a pg_dump backup",
+            )
         return PointInTime(self._server)
 
     def _embedded(self) -> EmbeddedServer:

@@ -28,10 +28,17 @@ CLIENT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 # libpq keywords an admin URL may carry, and the environment variable each one travels in.
 _LIBPQ_ENV = {
-    "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT",
-    "sslkey": "PGSSLKEY", "sslcrl": "PGSSLCRL", "channel_binding": "PGCHANNELBINDING",
-    "gssencmode": "PGGSSENCMODE", "options": "PGOPTIONS", "connect_timeout": "PGCONNECT_TIMEOUT",
-    "target_session_attrs": "PGTARGETSESSIONATTRS", "application_name": "PGAPPNAME",
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "channel_binding": "PGCHANNELBINDING",
+    "gssencmode": "PGGSSENCMODE",
+    "options": "PGOPTIONS",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "application_name": "PGAPPNAME",
     "passfile": "PGPASSFILE",
 }
 
@@ -48,15 +55,18 @@ def find_pg_bin(root: Path = PG_ROOT, major: int | None = None) -> Path:
         for version, path in found:
             if version == major:
                 return path
-        raise Unavailable(f"PostgreSQL {major} binaries are not installed (the cluster was created by {major})",
-                          f"apt-get install postgresql-{major}, or upgrade the cluster with pg_upgrade")
+        raise Unavailable(
+            f"PostgreSQL {major} binaries are not installed (the cluster was created by {major})",
+            f"apt-get install postgresql-{major}, or upgrade the cluster with pg_upgrade",
+        )
     if found:
         return max(found)[1]
     on_path = shutil.which("pg_ctl")
     if on_path:
         return Path(on_path).resolve().parent
-    raise Unavailable(f"PostgreSQL server binaries were not found under {root} or on PATH",
-                      "apt-get install postgresql")
+    raise Unavailable(
+        f"PostgreSQL server binaries were not found under {root} or on PATH", "apt-get install postgresql"
+    )
 
 
 # Cluster lifecycle ---------------------------------------------------------------------------
@@ -74,13 +84,28 @@ def build_as_user(argv: Sequence[str], user: str | None) -> list[str]:
 
 def build_initdb_argv(bin_dir: Path, pgdata: Path, superuser: str, pwfile: Path) -> list[str]:
     """``initdb`` for a UTF-8 cluster with data checksums and password authentication everywhere."""
-    return [str(bin_dir / "initdb"), "--pgdata", str(pgdata), "--username", superuser,
-            "--pwfile", str(pwfile), "--auth", "scram-sha-256", "--encoding", "UTF8",
-            "--locale", LOCALE, "--data-checksums", "--no-instructions"]
+    return [
+        str(bin_dir / "initdb"),
+        "--pgdata",
+        str(pgdata),
+        "--username",
+        superuser,
+        "--pwfile",
+        str(pwfile),
+        "--auth",
+        "scram-sha-256",
+        "--encoding",
+        "UTF8",
+        "--locale",
+        LOCALE,
+        "--data-checksums",
+        "--no-instructions",
+    ]
 
 
-def build_pg_ctl_argv(bin_dir: Path, action: str, pgdata: Path, *, log: Path | None = None,
-                      timeout_s: int = 300) -> list[str]:
+def build_pg_ctl_argv(
+    bin_dir: Path, action: str, pgdata: Path, *, log: Path | None = None, timeout_s: int = 300
+) -> list[str]:
     """``pg_ctl start|stop|status`` waiting up to ``timeout_s`` (crash recovery can take minutes; stop is fast mode)."""
     argv = [str(bin_dir / "pg_ctl"), action, "--pgdata", str(pgdata)]
     if action == "start":
@@ -103,21 +128,32 @@ def _conf_string(value: str) -> str:
 def archive_settings(wal_dir: Path) -> list[str]:
     """``postgresql.conf`` lines that copy each finished WAL segment into ``wal_dir`` (never overwriting)."""
     if "'" in str(wal_dir) or " " in str(wal_dir) or "\\" in str(wal_dir):
-        raise InvalidInput(f"{wal_dir} cannot hold the WAL archive (quotes or spaces in the path)",
-                           "put SLIPSTREAM_HOME on a path without them")
-    return ["wal_level = replica", "archive_mode = on",
-            f"archive_command = 'test ! -f {wal_dir}/%f && cp %p {wal_dir}/%f'"]
+        raise InvalidInput(
+            f"{wal_dir} cannot hold the WAL archive (quotes or spaces in the path)",
+            "put SLIPSTREAM_HOME on a path without them",
+        )
+    return [
+        "wal_level = replica",
+        "archive_mode = on",
+        f"archive_command = 'test ! -f {wal_dir}/%f && cp %p {wal_dir}/%f'",
+    ]
 
 
 def recovery_settings(wal_dir: Path, target: datetime.datetime) -> list[str]:
     """The lines that make a copied cluster replay archived WAL up to ``target`` and then promote."""
-    when = target.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-    return ["archive_mode = off", "hot_standby = off", f"restore_command = 'cp {wal_dir}/%f %p'",
-            f"recovery_target_time = '{when}'", "recovery_target_action = 'promote'"]
+    when = target.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    return [
+        "archive_mode = off",
+        "hot_standby = off",
+        f"restore_command = 'cp {wal_dir}/%f %p'",
+        f"recovery_target_time = '{when}'",
+        "recovery_target_action = 'promote'",
+    ]
 
 
-def render_postgresql_conf(port: int, socket_dir: Path, listen: Sequence[str] = ("127.0.0.1",),
-                           extra: Sequence[str] = ()) -> str:
+def render_postgresql_conf(
+    port: int, socket_dir: Path, listen: Sequence[str] = ("127.0.0.1",), extra: Sequence[str] = ()
+) -> str:
     """The settings slipstream owns, written to ``slipstream.conf`` and included from ``postgresql.conf``."""
     lines = [
         "# Written by slipstream on every start; edit postgresql.conf for your own settings.",
@@ -144,8 +180,9 @@ def build_hba_lines(database: str, user: str, cidrs: Iterable[str]) -> list[str]
         try:
             network = ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            raise InvalidInput(f"ipAllowList source {cidr!r} is not a CIDR block",
-                               "write it like 203.0.113.0/24 or 0.0.0.0/0") from None
+            raise InvalidInput(
+                f"ipAllowList source {cidr!r} is not a CIDR block", "write it like 203.0.113.0/24 or 0.0.0.0/0"
+            ) from None
         lines.append(f"host {database} {user} {network} scram-sha-256")
     return lines
 
@@ -157,7 +194,7 @@ def render_pg_hba(extra_lines: Sequence[str] = ()) -> str:
         "local all all scram-sha-256",
         "host all all 127.0.0.1/32 scram-sha-256",
         "host all all ::1/128 scram-sha-256",
-        "local replication all scram-sha-256",          # pg_basebackup (point-in-time recovery)
+        "local replication all scram-sha-256",  # pg_basebackup (point-in-time recovery)
         "host replication all 127.0.0.1/32 scram-sha-256",
     ]
     return "\n".join([*base, *extra_lines]) + "\n"
@@ -182,9 +219,15 @@ def parse_postmaster_pid(text: str) -> PostmasterPid:
     if len(lines) < 4 or not lines[0].strip().isdigit():
         raise ValueError("postmaster.pid is incomplete")
     extra = [*lines[4:], "", "", "", ""]
-    return PostmasterPid(pid=int(lines[0]), data_dir=Path(lines[1]), start_time=int(lines[2] or 0),
-                         port=int(lines[3]), socket_dir=extra[0].strip(), listen=extra[1].strip(),
-                         status=extra[3].strip())
+    return PostmasterPid(
+        pid=int(lines[0]),
+        data_dir=Path(lines[1]),
+        start_time=int(lines[2] or 0),
+        port=int(lines[3]),
+        socket_dir=extra[0].strip(),
+        listen=extra[1].strip(),
+        status=extra[3].strip(),
+    )
 
 
 def plan_traversal(target: Path, stop_at: Path, uid: int) -> list[Path]:
@@ -208,32 +251,43 @@ def parse_admin_url(url: str) -> Endpoint:
     try:
         params = conninfo_to_dict(url)
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's message
-        raise InvalidInput(f"the PostgreSQL admin URL is not valid: {str(exc).strip()}",
-                           "use postgresql://USER:PASSWORD@HOST:PORT/DBNAME") from None
+        raise InvalidInput(
+            f"the PostgreSQL admin URL is not valid: {str(exc).strip()}",
+            "use postgresql://USER:PASSWORD@HOST:PORT/DBNAME",
+        ) from None
     user = str(params.pop("user", "") or "")
     if not user:
         raise InvalidInput("the PostgreSQL admin URL names no user", "use postgresql://USER:PASSWORD@HOST:PORT/DBNAME")
     host = str(params.pop("host", "") or "127.0.0.1")
     raw_port = str(params.pop("port", "") or "5432")
     if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
-        raise InvalidInput(f"the PostgreSQL admin URL is not valid: port {raw_port!r} is not a port number",
-                           "use postgresql://USER:PASSWORD@HOST:PORT/DBNAME")
+        raise InvalidInput(
+            f"the PostgreSQL admin URL is not valid: port {raw_port!r} is not a port number",
+            "use postgresql://USER:PASSWORD@HOST:PORT/DBNAME",
+        )
     port = int(raw_port)
     password = params.pop("password", None)
     dbname = str(params.pop("dbname", "") or "postgres")
     unknown = sorted(k for k in params if k not in _LIBPQ_ENV)
     if unknown:
-        raise InvalidInput(f"the PostgreSQL admin URL has unsupported parameters: {', '.join(unknown)}",
-                           f"supported: {', '.join(sorted(_LIBPQ_ENV))}")
+        raise InvalidInput(
+            f"the PostgreSQL admin URL has unsupported parameters: {', '.join(unknown)}",
+            f"supported: {', '.join(sorted(_LIBPQ_ENV))}",
+        )
     options = tuple(sorted((k, str(v)) for k, v in params.items()))
     return Endpoint(host, port, user, str(password) if password is not None else None, dbname, options)
 
 
 def build_conninfo(endpoint: Endpoint) -> dict[str, str | int]:
     """Keyword arguments for ``psycopg.connect`` (a dict, so no password is ever formatted into a string)."""
-    kw: dict[str, str | int] = {"host": endpoint.host, "port": endpoint.port, "user": endpoint.user,
-                                "dbname": endpoint.dbname, "connect_timeout": 10,
-                                "application_name": "slipstream"}
+    kw: dict[str, str | int] = {
+        "host": endpoint.host,
+        "port": endpoint.port,
+        "user": endpoint.user,
+        "dbname": endpoint.dbname,
+        "connect_timeout": 10,
+        "application_name": "slipstream",
+    }
     if endpoint.password is not None:
         kw["password"] = endpoint.password
     kw.update(dict(endpoint.options))
@@ -242,8 +296,14 @@ def build_conninfo(endpoint: Endpoint) -> dict[str, str | int]:
 
 def build_client_env(endpoint: Endpoint, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a libpq client: the password in ``PGPASSWORD``, no ``~/.pgpass``/``~/.psqlrc``."""
-    env = {"PATH": CLIENT_PATH, "LC_ALL": LOCALE, "PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "slipstream",
-           "PGPASSFILE": "/dev/null", "PSQLRC": "/dev/null"}
+    env = {
+        "PATH": CLIENT_PATH,
+        "LC_ALL": LOCALE,
+        "PGCONNECT_TIMEOUT": "10",
+        "PGAPPNAME": "slipstream",
+        "PGPASSFILE": "/dev/null",
+        "PSQLRC": "/dev/null",
+    }
     env.update(base or {})
     for key, value in endpoint.options:
         env[_LIBPQ_ENV[key]] = value
@@ -253,8 +313,17 @@ def build_client_env(endpoint: Endpoint, base: Mapping[str, str] | None = None) 
 
 
 def _connection_flags(endpoint: Endpoint) -> list[str]:
-    return ["--host", endpoint.host, "--port", str(endpoint.port), "--username", endpoint.user,
-            "--dbname", endpoint.dbname, "--no-password"]
+    return [
+        "--host",
+        endpoint.host,
+        "--port",
+        str(endpoint.port),
+        "--username",
+        endpoint.user,
+        "--dbname",
+        endpoint.dbname,
+        "--no-password",
+    ]
 
 
 def build_pg_dump_argv(bin_dir: Path, endpoint: Endpoint, out: Path, *, snapshot: str | None = None) -> list[str]:

@@ -23,8 +23,8 @@ _RESERVED = {"postgres", "template0", "template1", "public", "slipstream"}
 class DatabaseInfo:
     """One blueprint database: where it is and how an app logs in."""
 
-    name: str           # blueprint name
-    host: str           # "127.0.0.1"
+    name: str  # blueprint name
+    host: str  # "127.0.0.1"
     port: int
     database: str
     user: str
@@ -33,8 +33,10 @@ class DatabaseInfo:
     def connection_string(self) -> str:
         """The URL an app gets as ``DATABASE_URL`` (``postgresql://user:password@host:port/database``)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return (f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
-                f"@{host}:{self.port}/{quote(self.database, safe='')}")
+        return (
+            f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+            f"@{host}:{self.port}/{quote(self.database, safe='')}"
+        )
 
     def properties(self) -> dict[str, str]:
         """The values a blueprint's ``fromDatabase.property`` can name."""
@@ -57,7 +59,7 @@ class Endpoint:
     user: str
     password: str | None = field(default=None, repr=False)
     dbname: str = "postgres"
-    options: tuple[tuple[str, str], ...] = ()   # extra libpq keywords, e.g. (("sslmode", "require"),)
+    options: tuple[tuple[str, str], ...] = ()  # extra libpq keywords, e.g. (("sslmode", "require"),)
 
     def with_dbname(self, dbname: str) -> Endpoint:
         """The same login, pointed at another database."""
@@ -68,13 +70,13 @@ class Endpoint:
 class Backup:
     """One ``pg_dump`` archive and what its sidecar says about it."""
 
-    id: str             # sortable: "<name>-<UTC timestamp>Z-<kind>"
-    database: str       # blueprint name
+    id: str  # sortable: "<name>-<UTC timestamp>Z-<kind>"
+    database: str  # blueprint name
     path: Path
-    kind: str           # "manual" | "scheduled" | "pre_deploy"
+    kind: str  # "manual" | "scheduled" | "pre_deploy"
     created_at: float
     size_bytes: int
-    status: str         # "ok" | "failed"
+    status: str  # "ok" | "failed"
     error: str | None
     sha256: str | None = None
     row_counts: dict[str, int] | None = field(default=None, compare=False, hash=False)
@@ -85,7 +87,7 @@ class DrillReport:
     """The outcome of restoring a backup into a scratch database and comparing it with its sidecar."""
 
     ok: bool
-    tables: dict[str, tuple[int, int]]   # "schema.table" -> (rows in sidecar, rows restored); -1 = missing
+    tables: dict[str, tuple[int, int]]  # "schema.table" -> (rows in sidecar, rows restored); -1 = missing
     message: str
 
 
@@ -93,8 +95,10 @@ def derive_identifier(name: str) -> str:
     """A valid lower-case PostgreSQL identifier for a blueprint name (``"main-db"`` -> ``"main_db"``)."""
     ident = re.sub(r"[^a-z0-9_]", "_", name.strip().lower())
     if not ident or not ident.strip("_"):
-        raise InvalidInput(f"database name {name!r} has no letters or digits to build an identifier from",
-                           "give the database a name such as 'main'")
+        raise InvalidInput(
+            f"database name {name!r} has no letters or digits to build an identifier from",
+            "give the database a name such as 'main'",
+        )
     if ident[0].isdigit() or ident.startswith("pg_"):
         ident = f"db_{ident}"
     if ident in _RESERVED:
@@ -105,8 +109,10 @@ def derive_identifier(name: str) -> str:
 def check_identifier(value: str, what: str) -> str:
     """Return ``value`` if it is a plain lower-case identifier slipstream may create, else raise InvalidInput."""
     if len(value) > IDENTIFIER_MAX or not _IDENTIFIER.match(value):
-        raise InvalidInput(f"{what} {value!r} is not a valid PostgreSQL name",
-                           "use lower-case letters, digits and '_', starting with a letter, at most 63 characters")
+        raise InvalidInput(
+            f"{what} {value!r} is not a valid PostgreSQL name",
+            "use lower-case letters, digits and '_', starting with a letter, at most 63 characters",
+        )
     if value in _RESERVED or value.startswith("pg_"):
         raise InvalidInput(f"{what} {value!r} is reserved", "choose another name")
     return value
@@ -122,6 +128,8 @@ def check_kind(kind: str) -> str:
 def check_extension(name: str) -> str:
     """Return ``name`` if it looks like an extension name (``vector``, ``uuid-ossp``), else raise InvalidInput."""
     if len(name) > IDENTIFIER_MAX or not _EXTENSION.match(name):
-        raise InvalidInput(f"extension {name!r} is not a valid extension name",
-                           "use the name CREATE EXTENSION takes, e.g. 'vector' or 'pg_trgm'")
+        raise InvalidInput(
+            f"extension {name!r} is not a valid extension name",
+            "use the name CREATE EXTENSION takes, e.g. 'vector' or 'pg_trgm'",
+        )
     return name

@@ -52,9 +52,11 @@ def parse_target_time(text: str) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(text.strip().replace(" UTC", "").replace("z", "Z"))
     except ValueError:
-        raise InvalidInput(f"'{text}' is not a time slipstream can read",
-                           "write it like 2026-11-23T19:50:00Z (UTC) or with an offset, +01:00") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+        raise InvalidInput(
+            f"'{text}' is not a time slipstream can read",
+            "write it like 2026-11-23T19:50:00Z (UTC) or with an offset, +01:00",
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,24 @@ class PointInTime:
             backup_id = time.strftime("base-%Y%m%dT%H%M%SZ", time.gmtime(started)) + f"-{n}"
         target = self.base_dir / backup_id
         endpoint = self.server.admin_endpoint()
-        argv = [str(self.server.bin_dir / "pg_basebackup"), "--host", endpoint.host, "--port", str(endpoint.port),
-                "--username", endpoint.user, "--no-password", "--pgdata", str(target), "--format", "plain",
-                "--wal-method", "stream", "--checkpoint", "fast"]
+        argv = [
+            str(self.server.bin_dir / "pg_basebackup"),
+            "--host",
+            endpoint.host,
+            "--port",
+            str(endpoint.port),
+            "--username",
+            endpoint.user,
+            "--no-password",
+            "--pgdata",
+            str(target),
+            "--format",
+            "plain",
+            "--wal-method",
+            "stream",
+            "--checkpoint",
+            "fast",
+        ]
         try:
             self.server.run_as_owner(argv, env=build_client_env(endpoint), timeout=6 * 3600)
             label = (target / "backup_label").read_text()
@@ -127,8 +144,7 @@ class PointInTime:
             reason = exc.message if isinstance(exc, CommandFailed) else str(exc)
             raise CommandFailed(f"base backup failed: {reason}", f"see {self.server.log}") from None
         match = _START_WAL.search(label)
-        backup = BaseBackup(backup_id, target, started, time.time(), match.group(1) if match else "",
-                            dir_size(target))
+        backup = BaseBackup(backup_id, target, started, time.time(), match.group(1) if match else "", dir_size(target))
         tmp = self.base_dir / f".{backup_id}.json.tmp"
         tmp.write_text(json.dumps(backup.to_dict(), indent=2))
         os.replace(tmp, self.base_dir / f"{backup_id}.json")
@@ -137,11 +153,11 @@ class PointInTime:
     def prune(self, keep: int) -> list[BaseBackup]:
         """Keep the newest ``keep`` base backups and the WAL they need; return what was deleted."""
         backups = self.base_backups()
-        gone = backups[max(1, keep):]
+        gone = backups[max(1, keep) :]
         for b in gone:
             (self.base_dir / f"{b.id}.json").unlink(missing_ok=True)
             shutil.rmtree(b.path, ignore_errors=True)
-        kept = backups[:max(1, keep)]
+        kept = backups[: max(1, keep)]
         if kept and kept[-1].start_wal and self.wal_dir.is_dir():
             cleanup = self.server.bin_dir / "pg_archivecleanup"
             self.server.run_as_owner([str(cleanup), str(self.wal_dir), kept[-1].start_wal])
@@ -162,11 +178,12 @@ class PointInTime:
         base = choose_base(self.base_backups(), target)
         if base is None:
             have = self.window()
-            since = (dt.datetime.fromtimestamp(have[0], dt.timezone.utc).isoformat(timespec="seconds")
-                     if have else None)
-            raise NotFound(f"no base backup finished before {target.isoformat()}"
-                           + (f"; recovery reaches back to {since}" if since else ""),
-                           "pick a later time" if since else "take one with 'slipstream db base-backup'")
+            since = dt.datetime.fromtimestamp(have[0], dt.UTC).isoformat(timespec="seconds") if have else None
+            raise NotFound(
+                f"no base backup finished before {target.isoformat()}"
+                + (f"; recovery reaches back to {since}" if since else ""),
+                "pick a later time" if since else "take one with 'slipstream db base-backup'",
+            )
         self._archive_now()
         scratch = self.server.root / f"pitr-{secrets.token_hex(4)}"
         pgdata, socket_dir, log = scratch / "pgdata", scratch / "socket", scratch / "postgres.log"
@@ -187,17 +204,28 @@ class PointInTime:
                 started = True
             except CommandFailed:
                 tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
-                raise CommandFailed(f"recovery to {target.isoformat()} failed: "
-                                    f"{parse_log_failure(tail) or 'the recovery server did not start'}",
-                                    "pick another time; the live database is untouched") from None
-            endpoint = Endpoint("127.0.0.1", port, self.server.admin_endpoint().user,
-                                self.server.admin_endpoint().password)
+                raise CommandFailed(
+                    f"recovery to {target.isoformat()} failed: "
+                    f"{parse_log_failure(tail) or 'the recovery server did not start'}",
+                    "pick another time; the live database is untouched",
+                ) from None
+            endpoint = Endpoint(
+                "127.0.0.1", port, self.server.admin_endpoint().user, self.server.admin_endpoint().password
+            )
             self._wait_promoted(endpoint, pgdata, log, target)
             yield endpoint
         finally:
             if started:
-                stop = [str(self.server.bin_dir / "pg_ctl"), "stop", "--pgdata", str(pgdata),
-                        "--mode", "immediate", "--wait", "--silent"]
+                stop = [
+                    str(self.server.bin_dir / "pg_ctl"),
+                    "stop",
+                    "--pgdata",
+                    str(pgdata),
+                    "--mode",
+                    "immediate",
+                    "--wait",
+                    "--silent",
+                ]
                 self.server.run_as_owner(stop, check=False, timeout=120)
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -206,8 +234,10 @@ class PointInTime:
         with admin.connect(self.server.admin_endpoint()) as conn:
             row = conn.execute("SELECT current_setting('archive_mode'), current_setting('archive_command')").fetchone()
         if row is None or row[0] != "on" or str(self.wal_dir) not in str(row[1]):
-            raise Unavailable("WAL archiving is not on in the running PostgreSQL (it starts with the next "
-                              "server start)", "restart it: 'slipstream down' then 'slipstream up'")
+            raise Unavailable(
+                "WAL archiving is not on in the running PostgreSQL (it starts with the next server start)",
+                "restart it: 'slipstream down' then 'slipstream up'",
+            )
 
     def _archive_now(self) -> None:
         """A commit stamped now (the stop point replay needs), then switch and wait for that segment."""
@@ -219,12 +249,15 @@ class PointInTime:
         deadline = time.monotonic() + ARCHIVE_WAIT_S
         while not segment.exists():
             if time.monotonic() > deadline:
-                raise Unavailable(f"WAL segment {segment.name} was not archived within {ARCHIVE_WAIT_S:g} s",
-                                  f"check archive_command errors in {self.server.log}")
+                raise Unavailable(
+                    f"WAL segment {segment.name} was not archived within {ARCHIVE_WAIT_S:g} s",
+                    f"check archive_command errors in {self.server.log}",
+                )
             time.sleep(0.05)
 
-    def _wait_promoted(self, endpoint: Endpoint, pgdata: Path, log: Path, target: dt.datetime,
-                       timeout: float = 6 * 3600) -> None:
+    def _wait_promoted(
+        self, endpoint: Endpoint, pgdata: Path, log: Path, target: dt.datetime, timeout: float = 6 * 3600
+    ) -> None:
         """Until replay reached ``target`` and the server promoted (it refuses logins until then)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -238,9 +271,11 @@ class PointInTime:
             status = self.server.run_as_owner(build_pg_ctl_argv(self.server.bin_dir, "status", pgdata), check=False)
             if status.returncode != 0:
                 tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
-                raise CommandFailed(f"recovery to {target.isoformat()} failed: "
-                                    f"{parse_log_failure(tail) or 'the recovery server stopped'}",
-                                    "pick another time; the live database is untouched")
+                raise CommandFailed(
+                    f"recovery to {target.isoformat()} failed: "
+                    f"{parse_log_failure(tail) or 'the recovery server stopped'}",
+                    "pick another time; the live database is untouched",
+                )
             if time.monotonic() > deadline:
                 raise Unavailable(f"recovery to {target.isoformat()} did not finish within {timeout:g} s")
             time.sleep(0.1)

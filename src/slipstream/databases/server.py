@@ -86,8 +86,10 @@ def check_listen(addresses: Sequence[str]) -> tuple[str, ...]:
             try:
                 ipaddress.ip_address(address)
             except ValueError:
-                raise InvalidInput(f"SLIPSTREAM_POSTGRES_LISTEN: {address!r} is not an IP address",
-                                   "list addresses like 127.0.0.1,10.0.0.5, or * for every interface") from None
+                raise InvalidInput(
+                    f"SLIPSTREAM_POSTGRES_LISTEN: {address!r} is not an IP address",
+                    "list addresses like 127.0.0.1,10.0.0.5, or * for every interface",
+                ) from None
         out.append(address)
     return ("*",) if "*" in out else tuple(out)
 
@@ -109,8 +111,19 @@ def resolve_os_user() -> OsUser:
             return OsUser(name, entry.pw_uid, entry.pw_gid)
         except KeyError:
             continue
-    runner.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                "--shell", "/usr/sbin/nologin", FALLBACK_OS_USER])
+    runner.run(
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            FALLBACK_OS_USER,
+        ]
+    )
     entry = pwd.getpwnam(FALLBACK_OS_USER)
     return OsUser(FALLBACK_OS_USER, entry.pw_uid, entry.pw_gid)
 
@@ -118,8 +131,15 @@ def resolve_os_user() -> OsUser:
 class EmbeddedServer:
     """Start, adopt and stop the cluster under ``root``; see the module docstring for the steps."""
 
-    def __init__(self, root: Path, *, port: int | None = None, traverse_root: Path | None = None,
-                 pg_root: Path = PG_ROOT, listen: Sequence[str] = ("127.0.0.1",)) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        port: int | None = None,
+        traverse_root: Path | None = None,
+        pg_root: Path = PG_ROOT,
+        listen: Sequence[str] = ("127.0.0.1",),
+    ) -> None:
         self.root = Path(root).absolute()
         self.pgdata = self.root / "pgdata"
         self.socket_dir = self.root / "socket"
@@ -176,9 +196,10 @@ class EmbeddedServer:
         if result.returncode == 3:  # not running
             return False
         detail = (result.stderr or result.stdout).strip().splitlines()
-        raise Unavailable(f"cannot tell whether PostgreSQL runs on {self.pgdata}: "
-                          f"{detail[-1] if detail else 'pg_ctl status failed'}",
-                          f"check that user {self.os_user.name or 'slipstream'} can reach {self.pgdata}")
+        raise Unavailable(
+            f"cannot tell whether PostgreSQL runs on {self.pgdata}: {detail[-1] if detail else 'pg_ctl status failed'}",
+            f"check that user {self.os_user.name or 'slipstream'} can reach {self.pgdata}",
+        )
 
     def _dead_postmaster(self) -> bool:
         """A killed postmaster nobody has reaped yet still passes ``kill(pid, 0)``: check for a zombie."""
@@ -212,8 +233,12 @@ class EmbeddedServer:
             except CommandFailed as exc:
                 failure = parse_log_failure(self._read_log(offset)) or exc.message
                 port_taken = "could not bind" in failure or "could not create any TCP/IP" in failure
-                if port_taken and not state.get("port_confirmed") and self._wanted_port is None \
-                        and attempt + 1 < START_ATTEMPTS:
+                if (
+                    port_taken
+                    and not state.get("port_confirmed")
+                    and self._wanted_port is None
+                    and attempt + 1 < START_ATTEMPTS
+                ):
                     state = {**self._load_state(), "port": free_port()}
                     self._save_state(state)
                     continue
@@ -238,8 +263,10 @@ class EmbeddedServer:
                 os.chmod(directory, os.stat(directory).st_mode | 0o001)
         blocked = plan_traversal(self.pgdata, Path("/"), user.uid)
         if blocked:
-            raise Unavailable(f"user {user.name} cannot reach {self.root}: {blocked[-1]} is not traversable",
-                              f"run 'chmod o+x {blocked[-1]}' or put SLIPSTREAM_HOME elsewhere")
+            raise Unavailable(
+                f"user {user.name} cannot reach {self.root}: {blocked[-1]} is not traversable",
+                f"run 'chmod o+x {blocked[-1]}' or put SLIPSTREAM_HOME elsewhere",
+            )
         for directory in (self.pgdata, self.socket_dir, self.wal_dir):
             directory.mkdir(mode=0o700, exist_ok=True)
             self.own(directory, 0o700)
@@ -265,7 +292,7 @@ class EmbeddedServer:
         """Make ``lines`` (``ipAllowList`` rules) the extra ``pg_hba.conf`` entries: kept in
         ``cluster.json`` for every later start, written now, and reloaded when the server runs."""
         state = self._load_state(create=True)
-        if list(lines) == list(state.get("hba_extra") or []) and (self.pgdata / "pg_hba.conf").exists():
+        if list(lines) == _hba_extra(state) and (self.pgdata / "pg_hba.conf").exists():
             return
         self._save_state({**state, "hba_extra": list(lines)})
         if (self.pgdata / "PG_VERSION").exists():
@@ -282,16 +309,16 @@ class EmbeddedServer:
             archiving = []
         conf = render_postgresql_conf(self.port, self.socket_dir, listen=self._listen, extra=archiving)
         self.write_owned(self.pgdata / "slipstream.conf", conf)
-        extra = [str(line) for line in self._load_state().get("hba_extra") or []]  # type: ignore[union-attr]
+        extra = _hba_extra(self._load_state())
         self.write_owned(self.pgdata / "pg_hba.conf", render_pg_hba(extra))
 
     # Helpers ---------------------------------------------------------------------------------
-    def run_as_owner(self, argv: list[str], *, check: bool = True, timeout: float = 60,
-                     env: dict[str, str] | None = None) -> runner.Result:
+    def run_as_owner(
+        self, argv: list[str], *, check: bool = True, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> runner.Result:
         """Run a server command as the cluster's OS user, from a directory that user can enter."""
         base = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TZ": "UTC", **(env or {})}
-        return runner.run(build_as_user(argv, self.os_user.name), cwd=self.root, check=check, timeout=timeout,
-                          env=base)
+        return runner.run(build_as_user(argv, self.os_user.name), cwd=self.root, check=check, timeout=timeout, env=base)
 
     def own(self, path: Path, mode: int) -> None:
         """chmod ``path`` and, as root, hand it to the cluster's OS user."""
@@ -319,11 +346,18 @@ class EmbeddedServer:
             if self.state_file.exists():
                 self._state = json.loads(self.state_file.read_text())
             elif create:
-                self._save_state({"port": self._wanted_port or free_port(), "superuser": SUPERUSER,
-                                  "password": secrets.token_urlsafe(24), "port_confirmed": False})
+                self._save_state(
+                    {
+                        "port": self._wanted_port or free_port(),
+                        "superuser": SUPERUSER,
+                        "password": secrets.token_urlsafe(24),
+                        "port_confirmed": False,
+                    }
+                )
             else:
-                raise Unavailable(f"the PostgreSQL cluster in {self.root} has not been started yet",
-                                  "run 'slipstream up'")
+                raise Unavailable(
+                    f"the PostgreSQL cluster in {self.root} has not been started yet", "run 'slipstream up'"
+                )
         assert self._state is not None
         if self._wanted_port is not None and self._state["port"] != self._wanted_port and create:
             self._save_state({**self._state, "port": self._wanted_port, "port_confirmed": False})
@@ -338,3 +372,9 @@ class EmbeddedServer:
             os.fsync(handle.fileno())
         os.replace(tmp, self.state_file)
         self._state = dict(state)
+
+
+def _hba_extra(state: dict[str, object]) -> list[str]:
+    """The ``ipAllowList`` pg_hba lines kept in ``cluster.json``."""
+    lines = state.get("hba_extra")
+    return [str(line) for line in lines] if isinstance(lines, list) else []

@@ -9,9 +9,9 @@ from psycopg import Connection, sql
 
 ROLE_EXISTS = sql.SQL("SELECT 1 FROM pg_roles WHERE rolname = %s")
 DATABASE_OWNER = sql.SQL(
-    "SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s")
-DATABASES_OWNED = sql.SQL(
-    "SELECT count(*) FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = %s")
+    "SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s"
+)
+DATABASES_OWNED = sql.SQL("SELECT count(*) FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = %s")
 EXTENSION_AVAILABLE = sql.SQL("SELECT 1 FROM pg_available_extensions WHERE name = %s")
 SERVER_VERSION = sql.SQL("SELECT current_setting('server_version_num')::int")
 EXPORT_SNAPSHOT = sql.SQL("SELECT pg_export_snapshot()")

@@ -28,23 +28,29 @@ log = logging.getLogger("slipstream.cron")
 
 def next_fire(schedule: str, after: float) -> float:
     """The first time strictly after ``after`` (epoch seconds) at which ``schedule`` fires, in UTC."""
-    base = dt.datetime.fromtimestamp(after, dt.timezone.utc)
+    base = dt.datetime.fromtimestamp(after, dt.UTC)
     return float(croniter(schedule, base).get_next(float))
 
 
 class CronScheduler:
     """Fires cron services on schedule or on demand; one run per service at a time."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time, tick_s: float = 1.0,
-                 max_run_s: float = 12 * 3600) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = time.time,
+        tick_s: float = 1.0,
+        max_run_s: float = 12 * 3600,
+    ) -> None:
         self.e = engine
         self.clock = clock
         self.tick_s = tick_s
         self.max_run_s = max_run_s
         self._lock = threading.Lock()
-        self._next: dict[str, tuple[str, float]] = {}      # service -> (schedule, next fire time)
+        self._next: dict[str, tuple[str, float]] = {}  # service -> (schedule, next fire time)
         self._running: dict[str, threading.Thread] = {}
-        self._waiting: dict[str, str] = {}                  # service -> trigger of the delayed run
+        self._waiting: dict[str, str] = {}  # service -> trigger of the delayed run
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -90,11 +96,11 @@ class CronScheduler:
         with self._lock:
             if service in self._running:
                 self._waiting[service] = trigger
-                self.e.store.event("cron", f"{service}: {trigger} run delayed until the running one ends",
-                                   service=service)
+                self.e.store.event(
+                    "cron", f"{service}: {trigger} run delayed until the running one ends", service=service
+                )
                 return "delayed"
-            t = threading.Thread(target=self._run_chain, args=(service, trigger), daemon=True,
-                                 name=f"cron-{service}")
+            t = threading.Thread(target=self._run_chain, args=(service, trigger), daemon=True, name=f"cron-{service}")
             self._running[service] = t
             t.start()
             return "started"
@@ -131,12 +137,20 @@ class CronScheduler:
         build = self.e.store.build(self.e.store.deploy(deploy_id).build_id or 0)
         log_path = self.e.settings.instances_dir / f"{service}-cron.log"
         run_id = self.e.store.new_cron_run(service, deploy_id, trigger, str(log_path))
-        env = instance_env(release, base=self.e.base_env, path_prefix=build.path_prefix,
-                           extra=build.extra_env, port=None, instance_id=f"{service}-run{run_id}",
-                           commit=build.commit_sha, http_port=self.e.settings.http_port)
+        env = instance_env(
+            release,
+            base=self.e.base_env,
+            path_prefix=build.path_prefix,
+            extra=build.extra_env,
+            port=None,
+            instance_id=f"{service}-run{run_id}",
+            commit=build.commit_sha,
+            http_port=self.e.settings.http_port,
+        )
         self.e.store.event("cron", f"{service}: run {run_id} started ({trigger})", service=service)
-        code = self.e.driver.run_once(release.start_command or "", _path(build.workdir), env, log_path,
-                                      timeout_s=self.max_run_s)
+        code = self.e.driver.run_once(
+            release.start_command or "", _path(build.workdir), env, log_path, timeout_s=self.max_run_s
+        )
         status = "succeeded" if code == 0 else ("timed_out" if code == 124 else "failed")
         self.e.store.finish_cron_run(run_id, status, code)
         self.e.store.event("cron", f"{service}: run {run_id} {status} (exit {code})", service=service)
@@ -148,4 +162,5 @@ class CronScheduler:
 
 def _path(p: str | None) -> Any:
     from pathlib import Path
+
     return Path(p or ".")

@@ -32,8 +32,15 @@ ACCESS_KEY = "postgres.ip-allow-lists"  # name -> [database, role, [CIDR, ...]]
 class DatabaseManager:
     """One cluster, the blueprint databases in it, and their backups."""
 
-    def __init__(self, settings: Settings, store: Store, masker: Masker, *,
-                 backup_interval_s: float = 86400.0, retention: int = 7) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        masker: Masker,
+        *,
+        backup_interval_s: float = 86400.0,
+        retention: int = 7,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.masker = masker
@@ -49,9 +56,14 @@ class DatabaseManager:
     def cluster(self) -> Cluster:
         if self._cluster is None:
             from slipstream.databases import Cluster
+
             listen = self.settings.extra.get("SLIPSTREAM_POSTGRES_LISTEN", "127.0.0.1").split(",")
-            self._cluster = Cluster(self.settings.postgres_dir, self.settings.backups_dir,
-                                    admin_url=self.settings.postgres_admin_url, listen=listen)
+            self._cluster = Cluster(
+                self.settings.postgres_dir,
+                self.settings.backups_dir,
+                admin_url=self.settings.postgres_admin_url,
+                listen=listen,
+            )
         return self._cluster
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -77,9 +89,9 @@ class DatabaseManager:
     def stop(self) -> None:
         """Stop the cluster (``slipstream down``)."""
         self._stop.set()
-        if self._started or self.store.databases() or self.settings.postgres_dir.exists():
-            if self.cluster.running():
-                self.cluster.stop()
+        known = self._started or self.store.databases() or self.settings.postgres_dir.exists()
+        if known and self.cluster.running():
+            self.cluster.stop()
 
     # -- databases ----------------------------------------------------------------------------
     def _password(self, name: str) -> str:
@@ -90,17 +102,26 @@ class DatabaseManager:
             self.store.keep_value(key, kept[key])
         return kept[key]
 
-    def ensure(self, name: str, *, database_name: str | None = None, user: str | None = None,
-               major_version: int | None = None, extensions: Sequence[str] = (),
-               ip_allow_list: Sequence[str] = ()) -> DatabaseInfo:
+    def ensure(
+        self,
+        name: str,
+        *,
+        database_name: str | None = None,
+        user: str | None = None,
+        major_version: int | None = None,
+        extensions: Sequence[str] = (),
+        ip_allow_list: Sequence[str] = (),
+    ) -> DatabaseInfo:
         """Create (idempotently) the database and role of a blueprint entry, and its extensions."""
         self.ensure_started()
         if major_version is not None:
             have = self.cluster.server_major_version()
             if int(str(major_version).split(".")[0]) != have:
-                raise InvalidInput(f"database {name} asks for postgresMajorVersion {major_version}, but this "
-                                   f"machine's PostgreSQL is {have}",
-                                   f"set postgresMajorVersion: \"{have}\" or install PostgreSQL {major_version}")
+                raise InvalidInput(
+                    f"database {name} asks for postgresMajorVersion {major_version}, but this "
+                    f"machine's PostgreSQL is {have}",
+                    f'set postgresMajorVersion: "{have}" or install PostgreSQL {major_version}',
+                )
         password = self._password(name)
         info = self.cluster.ensure_database(name, database_name=database_name, user=user, password=password)
         self.store.put_database(name, info.database, info.user, info.host, info.port)
@@ -130,17 +151,25 @@ class DatabaseManager:
             raise NotFound(f"unknown database '{name}'", "run 'slipstream db list'")
         self.ensure_started()
         from slipstream.databases import DatabaseInfo
+
         return DatabaseInfo(name, db["host"], db["port"], db["database_name"], db["user"], self._password(name))
 
-    def list(self) -> list[dict[str, Any]]:
+    def overview(self) -> list[dict[str, Any]]:
         out = []
         for db in self.store.databases():
             backups = self.cluster.backups(db["name"]) if self._started else []
-            out.append({"name": db["name"], "database": db["database_name"], "user": db["user"],
-                        "host": db["host"], "port": db["port"],
-                        "url": f"postgresql://{db['user']}:********@{db['host']}:{db['port']}/{db['database_name']}",
-                        "backups": len(backups),
-                        "last_backup": backups[0].id if backups else None})
+            out.append(
+                {
+                    "name": db["name"],
+                    "database": db["database_name"],
+                    "user": db["user"],
+                    "host": db["host"],
+                    "port": db["port"],
+                    "url": f"postgresql://{db['user']}:********@{db['host']}:{db['port']}/{db['database_name']}",
+                    "backups": len(backups),
+                    "last_backup": backups[0].id if backups else None,
+                }
+            )
         return out
 
     # -- backups ------------------------------------------------------------------------------
@@ -174,6 +203,7 @@ class DatabaseManager:
     def restore_to_time(self, name: str, when: str, into: str) -> DatabaseInfo:
         """Point-in-time recovery of ``name`` as of ``when`` into the new database ``into``."""
         from slipstream.databases.pitr import parse_target_time
+
         target = parse_target_time(when)
         info = self.info(name)
         restored = self.cluster.restore_to_time(info, target, into=into)
@@ -195,9 +225,10 @@ class DatabaseManager:
     def recovery_window(self) -> dict[str, Any]:
         """Base backups and the span of times ``restore --to-time`` can reach."""
         bases = self.cluster.base_backups() if self._started else []
-        return {"base_backups": [{"id": b.id, "finished_at": b.finished_at, "size_bytes": b.size_bytes}
-                                 for b in bases],
-                "from": bases[-1].finished_at if bases else None}
+        return {
+            "base_backups": [{"id": b.id, "finished_at": b.finished_at, "size_bytes": b.size_bytes} for b in bases],
+            "from": bases[-1].finished_at if bases else None,
+        }
 
     def drill(self, name: str, backup_id: str | None = None) -> DrillReport:
         info = self.info(name)

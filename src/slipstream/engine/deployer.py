@@ -87,8 +87,8 @@ class DeployRun:
         self.service = self.rec.service
         self.release = Release.from_dict(engine.store.deploy_release(deploy_id))
         self.t0 = time.monotonic()
-        self.new: list[tuple[str, str, int]] = []   # (instance id, server name, port)
-        self.snapshots: list[Any] = []               # pre-deploy database snapshots
+        self.new: list[tuple[str, str, int]] = []  # (instance id, server name, port)
+        self.snapshots: list[Any] = []  # pre-deploy database snapshots
         self.stopped_old: list[InstanceRecord] = []  # old instances stopped before the new start
 
     # -- helpers ------------------------------------------------------------------------------
@@ -169,23 +169,38 @@ class DeployRun:
         store.transition(self.id, "building", build_id=build_id)
         self.say(f"-----> Building ({self.release.runtime}, build {build_id})")
         try:
-            b = self.e.build(self, build_id)
+            built = self.e.build(self, build_id)
         except SlipstreamError as exc:
             store.finish_build(build_id, status="failed", duration_s=time.monotonic() - started)
             lines = getattr(exc, "log_tail", None) or []
             for line in lines[-20:]:
                 self.say(line, "build")
             raise DeployFailed("build_failed", f"{exc.message}; the live release keeps serving") from None
-        store.finish_build(build_id, status="ok", commit_sha=b.commit, source_dir=str(b.source_dir),
-                           workdir=str(b.workdir), path_prefix=list(b.path_prefix),
-                           extra_env=dict(b.extra_env), log_path=str(b.log_path), duration_s=b.duration_s)
-        store.transition(self.id, "building", step=self.timed("build", started), commit_sha=b.commit)
-        return BuildRef(build_id, b.commit, Path(b.workdir), tuple(b.path_prefix), dict(b.extra_env))
+        store.finish_build(
+            build_id,
+            status="ok",
+            commit_sha=built.commit,
+            source_dir=str(built.source_dir),
+            workdir=str(built.workdir),
+            path_prefix=list(built.path_prefix),
+            extra_env=dict(built.extra_env),
+            log_path=str(built.log_path),
+            duration_s=built.duration_s,
+        )
+        store.transition(self.id, "building", step=self.timed("build", started), commit_sha=built.commit)
+        return BuildRef(build_id, built.commit, Path(built.workdir), tuple(built.path_prefix), dict(built.extra_env))
 
     def _env(self, build: BuildRef, port: int | None, iid: str) -> dict[str, str]:
-        return instance_env(self.release, base=self.e.base_env, path_prefix=build.path_prefix,
-                            extra=build.extra_env, port=port, instance_id=iid, commit=build.commit,
-                            http_port=self.e.settings.http_port)
+        return instance_env(
+            self.release,
+            base=self.e.base_env,
+            path_prefix=build.path_prefix,
+            extra=build.extra_env,
+            port=port,
+            instance_id=iid,
+            commit=build.commit,
+            http_port=self.e.settings.http_port,
+        )
 
     def _pre_deploy(self, build: BuildRef) -> None:
         cmd = self.release.pre_deploy_command
@@ -196,13 +211,20 @@ class DeployRun:
         self.e.before_pre_deploy(self)
         self.say(f"-----> Running preDeployCommand: {cmd}")
         log_path = self.e.settings.instances_dir / f"{self.service}-d{self.id}-predeploy.log"
-        code = self.e.driver.run_once(cmd, build.workdir, self._env(build, None, f"{self.service}-predeploy"),
-                                      log_path, timeout_s=3600, on_output=lambda l: self.say(l, "pre_deploy"))
+        code = self.e.driver.run_once(
+            cmd,
+            build.workdir,
+            self._env(build, None, f"{self.service}-predeploy"),
+            log_path,
+            timeout_s=3600,
+            on_output=lambda line: self.say(line, "pre_deploy"),
+        )
         self.e.store.transition(self.id, "pre_deploy", step=self.timed("pre_deploy", started))
         if code != 0:
-            raise DeployFailed("pre_deploy_failed",
-                               f"preDeployCommand exited with {code}; the live release keeps serving"
-                               + self.e.pre_deploy_hint(self))
+            raise DeployFailed(
+                "pre_deploy_failed",
+                f"preDeployCommand exited with {code}; the live release keeps serving" + self.e.pre_deploy_hint(self),
+            )
 
     def _start(self, build: BuildRef) -> None:
         from slipstream.runtime import InstanceSpec
@@ -215,18 +237,25 @@ class DeployRun:
         self.say(f"-----> Starting {n} instance{'s' if n > 1 else ''}: {self.release.start_command}")
         for i in range(1, n + 1):
             iid, name, port = instance_id(self.service, self.id, i), server_name(self.id, i), free_port()
-            spec = InstanceSpec(instance_id=iid, service=self.service, deploy_id=self.id,
-                                command=self.release.start_command or "", cwd=build.workdir,
-                                env=self._env(build, port, iid),
-                                log_path=self.e.settings.instances_dir / f"{iid}.log", port=port,
-                                shutdown_delay_s=self.release.shutdown_delay_s,
-                                memory_limit_mb=self.release.memory_limit_mb)
+            spec = InstanceSpec(
+                instance_id=iid,
+                service=self.service,
+                deploy_id=self.id,
+                command=self.release.start_command or "",
+                cwd=build.workdir,
+                env=self._env(build, port, iid),
+                log_path=self.e.settings.instances_dir / f"{iid}.log",
+                port=port,
+                shutdown_delay_s=self.release.shutdown_delay_s,
+                memory_limit_mb=self.release.memory_limit_mb,
+            )
             self.e.store.put_instance(InstanceRecord(iid, self.service, self.id, port, None, None, "starting"))
             self.new.append((iid, name, port))
             status = self.e.driver.start(spec)
             self.e.remember(spec, build)
-            self.e.store.put_instance(InstanceRecord(iid, self.service, self.id, port, status.pid,
-                                                     status.create_time, "starting"))
+            self.e.store.put_instance(
+                InstanceRecord(iid, self.service, self.id, port, status.pid, status.create_time, "starting")
+            )
             if self.routed:
                 self.e.proxy.add_server(self.service, name, port)
         self.e.store.transition(self.id, "starting", step=self.timed("start", started))
@@ -265,10 +294,12 @@ class DeployRun:
                 lines = tail(self.e.settings.instances_dir / f"{iid}.log")
                 for line in lines:
                     self.say(line, "app")
-                raise DeployFailed("update_failed",
-                                   f"instance {iid} did not become healthy within "
-                                   f"{self.e.settings.health_deadline_s:g} s: {why}{exited}; "
-                                   f"the live release keeps serving")
+                raise DeployFailed(
+                    "update_failed",
+                    f"instance {iid} did not become healthy within "
+                    f"{self.e.settings.health_deadline_s:g} s: {why}{exited}; "
+                    f"the live release keeps serving",
+                )
             time.sleep(interval)
             interval = min(interval * 1.5, 0.05 if time.monotonic() - started < 10 else 1.0)
         self.e.store.transition(self.id, "health_check", step=self.timed("health", started))
@@ -285,8 +316,11 @@ class DeployRun:
                 if not self.e.alive(iid):
                     for line in tail(self.e.settings.instances_dir / f"{iid}.log"):
                         self.say(line, "app")
-                    raise DeployFailed("update_failed", f"worker {iid} exited within {grace:g} s"
-                                       f"{self.e.describe_exit(iid)}; the live release keeps running")
+                    raise DeployFailed(
+                        "update_failed",
+                        f"worker {iid} exited within {grace:g} s"
+                        f"{self.e.describe_exit(iid)}; the live release keeps running",
+                    )
             time.sleep(0.05)
         self.e.store.transition(self.id, "health_check", step=self.timed("health", started))
 
@@ -300,8 +334,11 @@ class DeployRun:
             self.e.proxy.set_private_route(self.service)
         else:
             self.e.proxy.set_route(self.service, list(self.release.hosts or (hostname(self.service),)))
-        self.e.proxy.switch(self.service, ready=[n for _, n, _ in self.new],
-                            drain=[server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])) for i in old])
+        self.e.proxy.switch(
+            self.service,
+            ready=[n for _, n, _ in self.new],
+            drain=[server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])) for i in old],
+        )
         self.e.store.transition(self.id, "flipping", step=self.timed("flip", started))
         self.say(f"-----> Traffic switched to deploy {self.id} in {1000 * (time.monotonic() - started):.1f} ms")
 
@@ -333,9 +370,12 @@ class DeployRun:
         failed = self._watch_new(seconds)
         if failed:
             iid, probe = failed
-            raise DeployFailed("update_failed", f"instance {iid} failed within {seconds:g} s of passing its "
-                               f"health check ({probe.reason}{self.e.describe_exit(iid)}); "
-                               "the live release keeps serving")
+            raise DeployFailed(
+                "update_failed",
+                f"instance {iid} failed within {seconds:g} s of passing its "
+                f"health check ({probe.reason}{self.e.describe_exit(iid)}); "
+                "the live release keeps serving",
+            )
         self.e.store.transition(self.id, "health_check", step=self.timed("min_healthy", started))
 
     def _settle(self, old: list[InstanceRecord]) -> None:
@@ -347,12 +387,16 @@ class DeployRun:
         failed = self._watch_new(settle)
         if failed:
             iid, probe = failed
-            self.e.proxy.switch(self.service,
-                                ready=[server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])) for i in old],
-                                drain=[n for _, n, _ in self.new])
+            self.e.proxy.switch(
+                self.service,
+                ready=[server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])) for i in old],
+                drain=[n for _, n, _ in self.new],
+            )
             back = f"traffic moved back to deploy {old[0].deploy_id}" if old else "no earlier release to move back to"
-            raise DeployFailed("update_failed", f"instance {iid} failed right after the flip ({probe.reason}"
-                               f"{self.e.describe_exit(iid)}); {back}")
+            raise DeployFailed(
+                "update_failed",
+                f"instance {iid} failed right after the flip ({probe.reason}{self.e.describe_exit(iid)}); {back}",
+            )
         self.e.store.transition(self.id, "flipping", step=self.timed("settle", started))
 
     def _go_live(self, old: list[InstanceRecord]) -> None:
@@ -363,8 +407,7 @@ class DeployRun:
                 c.execute("UPDATE instances SET state='live' WHERE id=?", (iid,))
             for i in old:
                 c.execute("UPDATE instances SET state='draining' WHERE id=?", (i.id,))
-        store.transition(self.id, "live", make_live=True,
-                         step=("total_to_live", time.monotonic() - self.t0))
+        store.transition(self.id, "live", make_live=True, step=("total_to_live", time.monotonic() - self.t0))
         if previous is not None and previous != self.id:
             prev = store.deploy(previous)
             if prev.status == "live":
@@ -397,4 +440,3 @@ class DeployRun:
                 log.debug("remove_server %s failed", name, exc_info=True)
             self.e.stop_instance(iid, timeout=5)
         self.new = []
-

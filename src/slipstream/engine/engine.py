@@ -29,14 +29,22 @@ from typing import Any
 from slipstream.blueprint import Blueprint, BlueprintError, load_blueprint
 from slipstream.blueprint.plan import snapshot_database, snapshot_groups, snapshot_service
 from slipstream.builds import Build, Builder, BuildSpec
-from slipstream.engine.deployer import (ACTIVE_STATUSES, ROUTED_TYPES, BuildRef, DeployFailed,
-                                        DeployRun, instance_id, server_name)
-from slipstream.engine.health import check_http, check_tcp
-from slipstream.engine.release import Release, hostname, instance_env
 from slipstream.engine.cron import CronScheduler
+from slipstream.engine.dbs import DatabaseManager
+from slipstream.engine.deployer import (
+    ACTIVE_STATUSES,
+    ROUTED_TYPES,
+    BuildRef,
+    DeployFailed,
+    DeployRun,
+    instance_id,
+    server_name,
+)
+from slipstream.engine.health import check_http, check_tcp
 from slipstream.engine.monitor import LiveMonitor
+from slipstream.engine.release import Release, hostname, instance_env
 from slipstream.engine.resolve import env_overrides, release_for, save_env_overrides
-from slipstream.errors import Conflict, InvalidInput, NotFound, SlipstreamError
+from slipstream.errors import InvalidInput, NotFound, SlipstreamError
 from slipstream.proxy import Proxy, Route, ServerState
 from slipstream.runner import run
 from slipstream.runtime import InstanceSpec, InstanceState
@@ -53,9 +61,20 @@ UNSUPPORTED_RUNTIMES = {"docker", "image"}
 class Engine:
     """The reconciler and deploy queue for every service on this machine."""
 
-    def __init__(self, settings: Settings, store: Store, proxy: Proxy, driver: Any, builder: Builder,
-                 masker: Masker, *, settle_s: float = 2.0, worker_grace_s: float = 2.0,
-                 min_healthy_s: float = 1.0, cluster: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        proxy: Proxy,
+        driver: Any,
+        builder: Builder,
+        masker: Masker,
+        *,
+        settle_s: float = 2.0,
+        worker_grace_s: float = 2.0,
+        min_healthy_s: float = 1.0,
+        cluster: DatabaseManager | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.proxy = proxy
@@ -73,9 +92,12 @@ class Engine:
         self._specs: dict[str, InstanceSpec] = {}
         self._closing = threading.Event()
         self.cron = CronScheduler(self, max_run_s=float(settings.extra.get("SLIPSTREAM_CRON_MAX_SECONDS", 12 * 3600)))
-        self.monitor = LiveMonitor(self, interval_s=float(settings.extra.get("SLIPSTREAM_LIVE_CHECK_INTERVAL", 5)),
-                                   unroute_after_s=float(settings.extra.get("SLIPSTREAM_UNROUTE_AFTER", 15)),
-                                   restart_after_s=float(settings.extra.get("SLIPSTREAM_RESTART_AFTER", 60)))
+        self.monitor = LiveMonitor(
+            self,
+            interval_s=float(settings.extra.get("SLIPSTREAM_LIVE_CHECK_INTERVAL", 5)),
+            unroute_after_s=float(settings.extra.get("SLIPSTREAM_UNROUTE_AFTER", 15)),
+            restart_after_s=float(settings.extra.get("SLIPSTREAM_RESTART_AFTER", 60)),
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -94,9 +116,12 @@ class Engine:
             elif d.status == "live":
                 self.store.transition(d.id, "live", finished=True)
             else:
-                self.store.transition(d.id, "update_failed", finished=True,
-                                      message=f"interrupted by a daemon restart during {d.status}; "
-                                              "the live release kept serving")
+                self.store.transition(
+                    d.id,
+                    "update_failed",
+                    finished=True,
+                    message=f"interrupted by a daemon restart during {d.status}; the live release kept serving",
+                )
         self._prune_proxy()
         self.cron.start()
         self.monitor.start()
@@ -106,11 +131,13 @@ class Engine:
         for svc in self.store.services():
             if svc.live_deploy_id is None or svc.type not in ROUTED_TYPES:
                 continue
-            servers = tuple(ServerState(server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])), i.port or 0, "ready", 0)
-                            for i in self.store.instances(svc.name) if i.state == "live")
+            servers = tuple(
+                ServerState(server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1])), i.port or 0, "ready", 0)
+                for i in self.store.instances(svc.name)
+                if i.state == "live"
+            )
             if svc.type == "pserv":
-                routes.append(Route(svc.name, (), servers, kind="private",
-                                    port=self._private_ports().get(svc.name)))
+                routes.append(Route(svc.name, (), servers, kind="private", port=self._private_ports().get(svc.name)))
             else:
                 routes.append(Route(svc.name, tuple(svc.config.get("hosts") or (hostname(svc.name),)), servers))
         return routes
@@ -124,27 +151,44 @@ class Engine:
             return None
         if b is None or not b.workdir:
             return None
-        env = instance_env(release, base=self.base_env, path_prefix=b.path_prefix, extra=b.extra_env,
-                           port=inst.port, instance_id=inst.id, commit=b.commit_sha,
-                           http_port=self.settings.http_port)
-        return InstanceSpec(instance_id=inst.id, service=inst.service, deploy_id=inst.deploy_id,
-                            command=release.start_command or "", cwd=Path(b.workdir), env=env,
-                            log_path=self.settings.instances_dir / f"{inst.id}.log", port=inst.port,
-                            shutdown_delay_s=release.shutdown_delay_s)
+        env = instance_env(
+            release,
+            base=self.base_env,
+            path_prefix=b.path_prefix,
+            extra=b.extra_env,
+            port=inst.port,
+            instance_id=inst.id,
+            commit=b.commit_sha,
+            http_port=self.settings.http_port,
+        )
+        return InstanceSpec(
+            instance_id=inst.id,
+            service=inst.service,
+            deploy_id=inst.deploy_id,
+            command=release.start_command or "",
+            cwd=Path(b.workdir),
+            env=env,
+            log_path=self.settings.instances_dir / f"{inst.id}.log",
+            port=inst.port,
+            shutdown_delay_s=release.shutdown_delay_s,
+        )
 
     def _recover_instance(self, inst: InstanceRecord) -> None:
         spec = self._spec_for(inst)
-        adopted = bool(spec and inst.pid and inst.create_time
-                       and self.driver.adopt(spec, inst.pid, inst.create_time))
+        adopted = bool(spec and inst.pid and inst.create_time and self.driver.adopt(spec, inst.pid, inst.create_time))
         if spec is not None:
             self._specs[inst.id] = spec
         if inst.state == "live" and spec is not None:
             if not adopted:
                 status = self.driver.start(spec)
-                self.store.put_instance(InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port,
-                                                       status.pid, status.create_time, "live"))
-                self.store.event("instance", f"{inst.id} was not running after a daemon restart; started again",
-                                 service=inst.service)
+                self.store.put_instance(
+                    InstanceRecord(
+                        inst.id, inst.service, inst.deploy_id, inst.port, status.pid, status.create_time, "live"
+                    )
+                )
+                self.store.event(
+                    "instance", f"{inst.id} was not running after a daemon restart; started again", service=inst.service
+                )
             return
         if adopted:
             self.driver.stop(inst.id, timeout=spec.shutdown_delay_s if spec else 5)
@@ -153,8 +197,11 @@ class Engine:
     def _prune_proxy(self) -> None:
         """Remove proxy servers that belong to no live instance (left by an interrupted deploy)."""
         for route in self.proxy.routes():
-            wanted = {server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1]))
-                      for i in self.store.instances(route.service) if i.state == "live"}
+            wanted = {
+                server_name(i.deploy_id, int(i.id.rsplit("-", 1)[1]))
+                for i in self.store.instances(route.service)
+                if i.state == "live"
+            }
             for s in route.servers:
                 if s.name not in wanted:
                     self.proxy.remove_server(route.service, s.name)
@@ -191,16 +238,26 @@ class Engine:
     def load(self, blueprint_path: Path) -> Blueprint:
         """Parse a blueprint, turning its errors into one clear InvalidInput."""
         if not blueprint_path.exists():
-            raise InvalidInput(f"no blueprint at {blueprint_path}",
-                               "pass --blueprint FILE or run from the directory holding render.yaml")
+            raise InvalidInput(
+                f"no blueprint at {blueprint_path}",
+                "pass --blueprint FILE or run from the directory holding render.yaml",
+            )
         try:
             return load_blueprint(blueprint_path)
         except BlueprintError as exc:
-            raise InvalidInput(f"{blueprint_path} is not a valid blueprint:\n{exc}",
-                               f"run 'slipstream validate {blueprint_path}'") from None
+            raise InvalidInput(
+                f"{blueprint_path} is not a valid blueprint:\n{exc}", f"run 'slipstream validate {blueprint_path}'"
+            ) from None
 
-    def release(self, bp: Blueprint, blueprint_path: Path, name: str, *, overrides: Any = None,
-                pending: dict[str, str] | None = None) -> Release:
+    def release(
+        self,
+        bp: Blueprint,
+        blueprint_path: Path,
+        name: str,
+        *,
+        overrides: Any = None,
+        pending: dict[str, str] | None = None,
+    ) -> Release:
         """Resolve one service of a blueprint into a Release (see ``release_for`` for the options)."""
         try:
             spec = bp.service(name)
@@ -210,20 +267,30 @@ class Engine:
         reason = unsupported(spec)
         if reason:
             raise InvalidInput(f"service '{name}' cannot run here: {reason}")
-        release = release_for(bp, spec, self.store, self.cluster, self.settings.http_port,
-                              private_port=self.private_port, overrides=overrides, pending=pending)
+        release = release_for(
+            bp,
+            spec,
+            self.store,
+            self.cluster,
+            self.settings.http_port,
+            private_port=self.private_port,
+            overrides=overrides,
+            pending=pending,
+        )
         self.masker.add(release.env[k] for k in release.secret_keys)
         return release
 
     # -- deploy, rollback ---------------------------------------------------------------------
-    def deploy(self, service: str, *, blueprint: Path | None = None, commit: str | None = None,
-               from_dir: Path | None = None) -> int:
+    def deploy(
+        self, service: str, *, blueprint: Path | None = None, commit: str | None = None, from_dir: Path | None = None
+    ) -> int:
         """Queue a deploy of ``service``; raises at once (nothing changed) for bad input."""
         known = self._known(service)
         if blueprint is None:
             if known is None or not known.blueprint:
-                raise NotFound(f"unknown service '{service}'",
-                               "pass --blueprint FILE to deploy it from its render.yaml")
+                raise NotFound(
+                    f"unknown service '{service}'", "pass --blueprint FILE to deploy it from its render.yaml"
+                )
             blueprint = Path(known.blueprint)
         blueprint = blueprint.resolve()
         bp = self.load(blueprint)
@@ -235,18 +302,29 @@ class Engine:
             source, sha = f"directory {from_dir}", None
         else:
             if repo is None:
-                raise InvalidInput(f"{blueprint.parent} is not inside a git repository",
-                                   "commit it to git, or deploy with --from-dir")
+                raise InvalidInput(
+                    f"{blueprint.parent} is not inside a git repository", "commit it to git, or deploy with --from-dir"
+                )
             sha = self.builder.resolve_commit(repo, commit, release.branch)
             source = f"commit {sha[:12]}"
         self.record_snapshot(bp, service, release)
-        self.store.upsert_service(service, release.type, release.runtime,
-                                  {**release.public(), "snapshot": snapshot_service(bp, bp.service(service))},
-                                  release.env, str(blueprint), str(repo) if repo else None)
-        src = {"repo": str(repo) if repo else None, "from_dir": str(from_dir) if from_dir else None,
-               "blueprint_dir": str(blueprint.parent)}
-        deploy_id = self.store.new_deploy(service, "deploy", source=source, commit_sha=sha,
-                                          release={**release.to_dict(), "_source": src})
+        self.store.upsert_service(
+            service,
+            release.type,
+            release.runtime,
+            {**release.public(), "snapshot": snapshot_service(bp, bp.service(service))},
+            release.env,
+            str(blueprint),
+            str(repo) if repo else None,
+        )
+        src = {
+            "repo": str(repo) if repo else None,
+            "from_dir": str(from_dir) if from_dir else None,
+            "blueprint_dir": str(blueprint.parent),
+        }
+        deploy_id = self.store.new_deploy(
+            service, "deploy", source=source, commit_sha=sha, release={**release.to_dict(), "_source": src}
+        )
         self._enqueue(service, deploy_id)
         return deploy_id
 
@@ -261,8 +339,7 @@ class Engine:
                 skipped.append({"service": spec.name, "reason": reason})
                 continue
             deploys.append(self.deploy(spec.name, blueprint=blueprint))
-        return {"deploys": deploys, "skipped": skipped,
-                "warnings": [str(w) for w in getattr(bp, "warnings", [])]}
+        return {"deploys": deploys, "skipped": skipped, "warnings": [str(w) for w in getattr(bp, "warnings", [])]}
 
     def record_snapshot(self, bp: Blueprint, service: str, release: Release) -> None:
         """Remember the databases and groups of an applied blueprint (for 'slipstream plan')."""
@@ -271,15 +348,20 @@ class Engine:
             if db.name in release.databases or db.name in state["databases"]:
                 state["databases"][db.name] = snapshot_database(db)
         state["groups"].update(snapshot_groups(bp))
-        self.store.keep_value("plan-state", json.dumps({"databases": state["databases"],
-                                                        "groups": state["groups"]}, default=str))
+        self.store.keep_value(
+            "plan-state", json.dumps({"databases": state["databases"], "groups": state["groups"]}, default=str)
+        )
 
     def plan_state(self) -> dict[str, Any]:
         """The current state in the form 'slipstream plan' compares a blueprint with (no secrets)."""
         kept = json.loads(self.store.kept_values().get("plan-state", "{}"))
-        return {"services": {s.name: s.config.get("snapshot", {"type": s.type, "runtime": s.runtime})
-                             for s in self.store.services()},
-                "databases": kept.get("databases", {}), "groups": kept.get("groups", {})}
+        return {
+            "services": {
+                s.name: s.config.get("snapshot", {"type": s.type, "runtime": s.runtime}) for s in self.store.services()
+            },
+            "databases": kept.get("databases", {}),
+            "groups": kept.get("groups", {}),
+        }
 
     def rollback(self, service: str, to: int | None = None, with_pre_deploy: bool = False) -> int:
         """Queue a redeploy of an earlier successful build (no rebuild)."""
@@ -288,22 +370,38 @@ class Engine:
         if to is not None:
             target = next((d for d in history if d.id == to), None)
             if target is None:
-                raise NotFound(f"deploy {to} is not a deploy of {service}",
-                               f"run 'slipstream deploys {service}'")
+                raise NotFound(f"deploy {to} is not a deploy of {service}", f"run 'slipstream deploys {service}'")
             if target.status not in ("live", "deactivated") or target.build_id is None:
                 raise InvalidInput(f"deploy {to} never went live ({target.status}); pick a successful deploy")
         else:
-            target = next((d for d in history if d.id != svc.live_deploy_id and d.build_id is not None
-                           and d.status in ("live", "deactivated")
-                           and (svc.live_deploy_id is None or d.id < svc.live_deploy_id
-                                or d.build_id != self.store.deploy(svc.live_deploy_id).build_id)), None)
+            target = next(
+                (
+                    d
+                    for d in history
+                    if d.id != svc.live_deploy_id
+                    and d.build_id is not None
+                    and d.status in ("live", "deactivated")
+                    and (
+                        svc.live_deploy_id is None
+                        or d.id < svc.live_deploy_id
+                        or d.build_id != self.store.deploy(svc.live_deploy_id).build_id
+                    )
+                ),
+                None,
+            )
             if target is None:
                 raise NotFound(f"{service} has no earlier successful deploy to roll back to")
         release = self.store.deploy_release(target.id)
-        deploy_id = self.store.new_deploy(service, "rollback", source=f"rollback to deploy {target.id}",
-                                          build_id=target.build_id, commit_sha=target.commit_sha,
-                                          rollback_of=target.id, with_pre_deploy=with_pre_deploy,
-                                          release=release)
+        deploy_id = self.store.new_deploy(
+            service,
+            "rollback",
+            source=f"rollback to deploy {target.id}",
+            build_id=target.build_id,
+            commit_sha=target.commit_sha,
+            rollback_of=target.id,
+            with_pre_deploy=with_pre_deploy,
+            release=release,
+        )
         self._enqueue(service, deploy_id)
         return deploy_id
 
@@ -328,8 +426,7 @@ class Engine:
         if svc is not None and svc.live_deploy_id is not None and svc.blueprint:
             blueprint = Path(svc.blueprint)  # check first: a refused change saves nothing
             try:
-                release = self.release(self.load(blueprint), blueprint, service, overrides=overrides,
-                                       pending=pending)
+                release = self.release(self.load(blueprint), blueprint, service, overrides=overrides, pending=pending)
             except InvalidInput as exc:  # the message may quote a value just set: mask it
                 raise InvalidInput(self.masker.mask(exc.message), exc.hint) from None
         for vid, value in pending.items():
@@ -338,12 +435,19 @@ class Engine:
         if release is None or svc is None or svc.live_deploy_id is None:
             return None
         live = self.store.deploy(svc.live_deploy_id)
-        self.store.upsert_service(service, release.type, release.runtime, release.public(), release.env,
-                                  svc.blueprint, svc.repo)
+        self.store.upsert_service(
+            service, release.type, release.runtime, release.public(), release.env, svc.blueprint, svc.repo
+        )
         changed = ", ".join([*(f"{k} set" for k in values), *(f"{k} unset" for k in unset)])
-        deploy_id = self.store.new_deploy(service, "config", source=f"env change: {changed}",
-                                          build_id=live.build_id, commit_sha=live.commit_sha,
-                                          with_pre_deploy=False, release=release.to_dict())
+        deploy_id = self.store.new_deploy(
+            service,
+            "config",
+            source=f"env change: {changed}",
+            build_id=live.build_id,
+            commit_sha=live.commit_sha,
+            with_pre_deploy=False,
+            release=release.to_dict(),
+        )
         self._enqueue(service, deploy_id)
         return deploy_id
 
@@ -352,8 +456,10 @@ class Engine:
         svc = self.store.service(service)
         env = self.store.deploy_release(svc.live_deploy_id).get("env", {}) if svc.live_deploy_id else {}
         overrides = env_overrides(self.store, service)
-        return [{"key": k, "value": MASK, "source": "env set" if k in overrides["set"] else "blueprint"}
-                for k in sorted(env)]
+        return [
+            {"key": k, "value": MASK, "source": "env set" if k in overrides["set"] else "blueprint"}
+            for k in sorted(env)
+        ]
 
     def _known(self, service: str) -> Any:
         try:
@@ -365,13 +471,11 @@ class Engine:
         with self._lock:
             queue = self._queues.setdefault(service, [])
             for older in queue:
-                self.store.transition(older, "canceled", message=f"superseded by deploy {deploy_id}",
-                                      finished=True)
+                self.store.transition(older, "canceled", message=f"superseded by deploy {deploy_id}", finished=True)
             queue[:] = [deploy_id]
             worker = self._workers.get(service)
             if worker is None or not worker.is_alive():
-                worker = threading.Thread(target=self._work, args=(service,), daemon=True,
-                                          name=f"deploy-{service}")
+                worker = threading.Thread(target=self._work, args=(service,), daemon=True, name=f"deploy-{service}")
                 self._workers[service] = worker
                 worker.start()
 
@@ -387,21 +491,35 @@ class Engine:
                 DeployRun(self, deploy_id).run()
             except Exception as exc:  # a defect before the run could record it: end the deploy
                 log.exception("deploy %s could not run", deploy_id)
-                self.store.transition(deploy_id, "update_failed", finished=True,
-                                      message=f"internal error: {exc.__class__.__name__}: {exc}")
+                self.store.transition(
+                    deploy_id,
+                    "update_failed",
+                    finished=True,
+                    message=f"internal error: {exc.__class__.__name__}: {exc}",
+                )
 
     # -- callbacks used by DeployRun ----------------------------------------------------------
     def build(self, run: DeployRun, build_id: int) -> Build:
         release = self.store.deploy_release(run.id)
         src = release.get("_source", {})
-        spec = BuildSpec(service=run.service, build_id=build_id,
-                         source_repo=Path(src["repo"]) if src.get("repo") else None,
-                         commit=run.rec.commit_sha, branch=run.release.branch,
-                         from_dir=Path(src["from_dir"]) if src.get("from_dir") else None,
-                         root_dir=run.release.root_dir, runtime=run.release.runtime,
-                         build_command=run.release.build_command,
-                         env={**self.base_env, **run.release.env, "RENDER": "true",
-                              "RENDER_SERVICE_NAME": run.service, "RENDER_GIT_COMMIT": run.rec.commit_sha or ""})
+        spec = BuildSpec(
+            service=run.service,
+            build_id=build_id,
+            source_repo=Path(src["repo"]) if src.get("repo") else None,
+            commit=run.rec.commit_sha,
+            branch=run.release.branch,
+            from_dir=Path(src["from_dir"]) if src.get("from_dir") else None,
+            root_dir=run.release.root_dir,
+            runtime=run.release.runtime,
+            build_command=run.release.build_command,
+            env={
+                **self.base_env,
+                **run.release.env,
+                "RENDER": "true",
+                "RENDER_SERVICE_NAME": run.service,
+                "RENDER_GIT_COMMIT": run.rec.commit_sha or "",
+            },
+        )
         return self.builder.build(spec, on_output=lambda line: run.say(line, "build"))
 
     def before_pre_deploy(self, run: DeployRun) -> None:
@@ -414,23 +532,28 @@ class Engine:
             run.snapshots = self.cluster.snapshot(names)
         except Exception as exc:
             from slipstream.engine.deployer import DeployFailed
-            raise DeployFailed("pre_deploy_failed", f"the pre-deploy snapshot failed ({exc}); "
-                               "migrations did not run; the live release keeps serving") from None
+
+            raise DeployFailed(
+                "pre_deploy_failed",
+                f"the pre-deploy snapshot failed ({exc}); migrations did not run; the live release keeps serving",
+            ) from None
         for b in run.snapshots:
             run.say(f"       snapshot {b.id} ({b.size_bytes} bytes)")
 
     def pre_deploy_hint(self, run: DeployRun) -> str:
         """How to undo a half-applied migration: the snapshot and the exact restore command."""
         snaps = getattr(run, "snapshots", [])
-        return "".join(f"; to undo its changes restore the snapshot taken before it: "
-                       f"slipstream db restore {b.database} {b.id}" for b in snaps)
+        return "".join(
+            f"; to undo its changes restore the snapshot taken before it: slipstream db restore {b.database} {b.id}"
+            for b in snaps
+        )
 
     def remember(self, spec: InstanceSpec, build: BuildRef) -> None:
         self._specs[spec.instance_id] = spec
 
     def alive(self, iid: str) -> bool:
         try:
-            return self.driver.inspect(iid).state == InstanceState.RUNNING
+            return bool(self.driver.inspect(iid).state == InstanceState.RUNNING)
         except NotFound:
             return False
 
@@ -498,8 +621,9 @@ class Engine:
             return
         status = self.driver.start(spec)
         self._specs[inst.id] = spec
-        self.store.put_instance(InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port,
-                                               status.pid, status.create_time, "live"))
+        self.store.put_instance(
+            InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port, status.pid, status.create_time, "live")
+        )
         if self._service_type(inst.service) in ROUTED_TYPES:
             name = server_name(inst.deploy_id, int(inst.id.rsplit("-", 1)[1]))
             self.proxy.add_server(inst.service, name, inst.port or 0)
@@ -514,8 +638,9 @@ class Engine:
         self.stop_instance(iid, timeout=spec.shutdown_delay_s)
         status = self.driver.start(spec)
         self._specs[iid] = spec
-        self.store.put_instance(InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port,
-                                               status.pid, status.create_time, "live"))
+        self.store.put_instance(
+            InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port, status.pid, status.create_time, "live")
+        )
         name = server_name(inst.deploy_id, int(iid.rsplit("-", 1)[1]))
         threading.Thread(target=self._readmit, args=(inst, name), daemon=True).start()
 
@@ -532,16 +657,24 @@ class Engine:
         link = mount if mount.is_absolute() else build.workdir / mount
         if link.is_symlink():
             if link.resolve() != target.resolve():
-                raise DeployFailed("update_failed", f"disk mountPath {mount} already links to {link.resolve()}; "
-                                   "is another service using the same mountPath?")
+                raise DeployFailed(
+                    "update_failed",
+                    f"disk mountPath {mount} already links to {link.resolve()}; "
+                    "is another service using the same mountPath?",
+                )
         elif link.exists():
-            raise DeployFailed("update_failed", f"disk mountPath {mount} already exists and is not slipstream's "
-                               "disk; move it away or pick another mountPath")
+            raise DeployFailed(
+                "update_failed",
+                f"disk mountPath {mount} already exists and is not slipstream's "
+                "disk; move it away or pick another mountPath",
+            )
         else:
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(target, target_is_directory=True)
-        run.release = replace(run.release, env={**run.release.env, "RENDER_DISK_MOUNT_PATH": str(link),
-                                                "SLIPSTREAM_DISK_PATH": str(target)})
+        run.release = replace(
+            run.release,
+            env={**run.release.env, "RENDER_DISK_MOUNT_PATH": str(link), "SLIPSTREAM_DISK_PATH": str(target)},
+        )
 
     def prepare_build(self, run: DeployRun, build: BuildRef) -> None:
         """Per-kind steps after the build: a disk is attached, static sites get their Caddy config."""
@@ -550,12 +683,21 @@ class Engine:
         static = run.release.static
         if not static:
             return
-        from slipstream.static import (HEALTH_PATH, caddy_command, render_caddy_config,
-                                       resolve_publish_dir, write_caddy_config)
+        from slipstream.static import (
+            HEALTH_PATH,
+            caddy_command,
+            render_caddy_config,
+            resolve_publish_dir,
+            write_caddy_config,
+        )
+
         try:
             publish = resolve_publish_dir(build.workdir, str(static.get("publish_path") or "."))
-            config = render_caddy_config(publish, [SimpleNamespace(**r) for r in static.get("routes", [])],
-                                         [SimpleNamespace(**h) for h in static.get("headers", [])])
+            config = render_caddy_config(
+                publish,
+                [SimpleNamespace(**r) for r in static.get("routes", [])],
+                [SimpleNamespace(**h) for h in static.get("headers", [])],
+            )
         except SlipstreamError as exc:
             raise DeployFailed("build_failed", exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
         path = build.workdir.parent / f"caddy-d{run.id}" / "caddy.json"
@@ -579,8 +721,9 @@ class Engine:
         if kind in ("restarted", "started"):
             try:
                 st = self.driver.inspect(iid)
-                self.store.put_instance(InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port,
-                                                       st.pid, st.create_time, inst.state))
+                self.store.put_instance(
+                    InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port, st.pid, st.create_time, inst.state)
+                )
             except NotFound:
                 pass
 
@@ -589,14 +732,16 @@ class Engine:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not self._closing.is_set():
             if release.health_check_path:
-                ok = check_http(inst.port or 0, release.health_check_path,
-                                release.hosts[0] if release.hosts else hostname(inst.service)).ok
+                ok = check_http(
+                    inst.port or 0,
+                    release.health_check_path,
+                    release.hosts[0] if release.hosts else hostname(inst.service),
+                ).ok
             else:
                 ok = check_tcp(inst.port or 0).ok
             if ok:
                 self.proxy.set_state(inst.service, name, "ready")
-                self.store.event("instance", f"{inst.id} is healthy again and back in rotation",
-                                 service=inst.service)
+                self.store.event("instance", f"{inst.id} is healthy again and back in rotation", service=inst.service)
                 return
             time.sleep(0.1)
 
@@ -609,32 +754,49 @@ class Engine:
             active = next((d for d in self.store.deploys(svc.name, limit=5) if d.status in ACTIVE_STATUSES), None)
             instances = []
             for i in self.store.instances(svc.name):
-                row: dict[str, Any] = {"id": i.id, "deploy": i.deploy_id, "port": i.port, "pid": i.pid,
-                                       "state": i.state}
+                row: dict[str, Any] = {
+                    "id": i.id,
+                    "deploy": i.deploy_id,
+                    "port": i.port,
+                    "pid": i.pid,
+                    "state": i.state,
+                }
                 try:
                     st = self.driver.inspect(i.id)
-                    row.update(pid=st.pid, process=str(st.state), restarts=st.restarts,
-                               next_restart_in_s=st.next_restart_in_s, last_event=st.last_event)
+                    row.update(
+                        pid=st.pid,
+                        process=str(st.state),
+                        restarts=st.restarts,
+                        next_restart_in_s=st.next_restart_in_s,
+                        last_event=st.last_event,
+                    )
                 except NotFound:
                     row.update(process="unknown")
                 instances.append(row)
             hosts = svc.config.get("hosts") or [hostname(svc.name)]
-            out.append({
-                "name": svc.name, "type": svc.type, "runtime": svc.runtime,
-                "url": f"http://{hosts[0]}:{self.settings.http_port}" if svc.type == "web"
-                else (f"tcp://127.0.0.1:{self._private_ports().get(svc.name)} (private)"
-                      if svc.type == "pserv" and svc.name in self._private_ports() else None),
-                "live_deploy": live.public() if live else None,
-                "active_deploy": active.public() if active else None,
-                "instances": instances,
-            })
+            out.append(
+                {
+                    "name": svc.name,
+                    "type": svc.type,
+                    "runtime": svc.runtime,
+                    "url": f"http://{hosts[0]}:{self.settings.http_port}"
+                    if svc.type == "web"
+                    else (
+                        f"tcp://127.0.0.1:{self._private_ports().get(svc.name)} (private)"
+                        if svc.type == "pserv" and svc.name in self._private_ports()
+                        else None
+                    ),
+                    "live_deploy": live.public() if live else None,
+                    "active_deploy": active.public() if active else None,
+                    "instances": instances,
+                }
+            )
         return out
 
     def logs(self, service: str, n: int = 100, cursor: dict[str, int] | None = None) -> dict[str, Any]:
         """Last ``n`` lines of the service's live instances (or new lines since ``cursor``), masked."""
         self.store.service(service)
-        files = sorted(self.settings.instances_dir.glob(f"{service}-d*.log"),
-                       key=lambda p: p.stat().st_mtime)
+        files = sorted(self.settings.instances_dir.glob(f"{service}-d*.log"), key=lambda p: p.stat().st_mtime)
         live_ids = {i.id for i in self.store.instances(service)}
         lines: list[str] = []
         new_cursor: dict[str, int] = {}

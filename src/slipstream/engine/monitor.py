@@ -21,8 +21,9 @@ log = logging.getLogger("slipstream.monitor")
 class LiveMonitor:
     """Checks every live web and private instance each ``interval_s`` and acts on sustained failure."""
 
-    def __init__(self, engine: Engine, *, interval_s: float = 5, unroute_after_s: float = 15,
-                 restart_after_s: float = 60) -> None:
+    def __init__(
+        self, engine: Engine, *, interval_s: float = 5, unroute_after_s: float = 15, restart_after_s: float = 60
+    ) -> None:
         self.e = engine
         self.interval_s = interval_s
         self.unroute_after_s = unroute_after_s
@@ -75,12 +76,18 @@ class LiveMonitor:
         since = self._failing_since.setdefault(iid, now)
         failing = now - since
         if failing >= self.restart_after_s:
-            self.e.store.event("health", f"{iid} failed its health check for {failing:.0f} s ({reason}); "
-                               "restarting it", service=service)
+            self.e.store.event(
+                "health",
+                f"{iid} failed its health check for {failing:.0f} s ({reason}); restarting it",
+                service=service,
+            )
             self._failing_since.pop(iid, None)
             self.e.restart_live_instance(iid)
         elif failing >= self.unroute_after_s and iid not in self._unrouted:
             self._unrouted.add(iid)
             self.e.proxy.set_state(service, name, "maint")
-            self.e.store.event("health", f"{iid} failed its health check for {failing:.0f} s ({reason}); "
-                               "taken out of rotation", service=service)
+            self.e.store.event(
+                "health",
+                f"{iid} failed its health check for {failing:.0f} s ({reason}); taken out of rotation",
+                service=service,
+            )

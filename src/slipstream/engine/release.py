@@ -31,11 +31,11 @@ class Release:
     branch: str | None = None
     hosts: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
-    secret_keys: tuple[str, ...] = ()   # keys whose values come from secret sources
-    databases: tuple[str, ...] = ()     # blueprint databases the env refers to (snapshotted before pre-deploy)
-    schedule: str | None = None         # cron jobs
-    singleton: bool = False             # workers: stop the old release before starting the new one
-    disk: Mapping[str, Any] | None = None   # {name, mount_path, size_gb}: stop old first, keep data
+    secret_keys: tuple[str, ...] = ()  # keys whose values come from secret sources
+    databases: tuple[str, ...] = ()  # blueprint databases the env refers to (snapshotted before pre-deploy)
+    schedule: str | None = None  # cron jobs
+    singleton: bool = False  # workers: stop the old release before starting the new one
+    disk: Mapping[str, Any] | None = None  # {name, mount_path, size_gb}: stop old first, keep data
     memory_limit_mb: int | None = None
     static: Mapping[str, Any] | None = None  # static sites: {publish_path, routes, headers}
 
@@ -75,26 +75,36 @@ def hostname(service: str) -> str:
     return f"{service}.localhost"
 
 
-def instance_env(release: Release, *, base: Mapping[str, str], path_prefix: Sequence[str],
-                 extra: Mapping[str, str], port: int | None, instance_id: str, commit: str | None,
-                 http_port: int) -> dict[str, str]:
+def instance_env(
+    release: Release,
+    *,
+    base: Mapping[str, str],
+    path_prefix: Sequence[str],
+    extra: Mapping[str, str],
+    port: int | None,
+    instance_id: str,
+    commit: str | None,
+    http_port: int,
+) -> dict[str, str]:
     """The complete environment of one instance: base, build extras, Render's variables, the env, PORT."""
     env = dict(base)
     env.update(extra)
     if path_prefix:
         env["PATH"] = ":".join([*path_prefix, env.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
     host = release.hosts[0] if release.hosts else hostname(release.service)
-    env.update({
-        "RENDER": "true",
-        "IS_PULL_REQUEST": "false",
-        "RENDER_SERVICE_NAME": release.service,
-        "RENDER_SERVICE_TYPE": release.type,
-        "RENDER_INSTANCE_ID": instance_id,
-        "RENDER_GIT_COMMIT": commit or "",
-        "RENDER_GIT_BRANCH": release.branch or "",
-        "RENDER_EXTERNAL_HOSTNAME": host if release.type == "web" else "",
-        "RENDER_EXTERNAL_URL": f"http://{host}:{http_port}" if release.type == "web" else "",
-    })
+    env.update(
+        {
+            "RENDER": "true",
+            "IS_PULL_REQUEST": "false",
+            "RENDER_SERVICE_NAME": release.service,
+            "RENDER_SERVICE_TYPE": release.type,
+            "RENDER_INSTANCE_ID": instance_id,
+            "RENDER_GIT_COMMIT": commit or "",
+            "RENDER_GIT_BRANCH": release.branch or "",
+            "RENDER_EXTERNAL_HOSTNAME": host if release.type == "web" else "",
+            "RENDER_EXTERNAL_URL": f"http://{host}:{http_port}" if release.type == "web" else "",
+        }
+    )
     env.update(release.env)
     if port is not None:
         env["PORT"] = str(port)

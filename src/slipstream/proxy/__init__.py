@@ -15,5 +15,13 @@ from slipstream.proxy.config import render_config, render_hosts_map, render_serv
 from slipstream.proxy.haproxy import Proxy
 from slipstream.proxy.model import ADMIN_STATES, Route, ServerState
 
-__all__ = ["ADMIN_STATES", "AdminClient", "Proxy", "Route", "ServerState", "render_config",
-           "render_hosts_map", "render_services_map"]
+__all__ = [
+    "ADMIN_STATES",
+    "AdminClient",
+    "Proxy",
+    "Route",
+    "ServerState",
+    "render_config",
+    "render_hosts_map",
+    "render_services_map",
+]

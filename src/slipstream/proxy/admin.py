@@ -27,9 +27,11 @@ from pathlib import Path
 from slipstream.errors import CommandFailed, InvalidInput, Unavailable
 
 # What ``set server <b>/<s> addr <ip> port <port>`` answers when it applied (2.6 wording).
-_ADDR_CHANGED = re.compile(r"^(IP changed from '[^']*' to '[^']*'|no need to change the addr)"
-                           r"(, (port changed from '\d+' to '\d+'|no need to change the port))?"
-                           r"( by '[^']*')?$")
+_ADDR_CHANGED = re.compile(
+    r"^(IP changed from '[^']*' to '[^']*'|no need to change the addr)"
+    r"(, (port changed from '\d+' to '\d+'|no need to change the port))?"
+    r"( by '[^']*')?$"
+)
 
 
 def is_success(answer: str) -> bool:
@@ -70,13 +72,15 @@ def parse_answers(reply: str) -> list[str]:
 
 def check_answers(commands: Sequence[str], answers: Sequence[str]) -> None:
     """Raise :class:`CommandFailed` unless every command in ``commands`` answered success."""
-    for command, answer in zip(commands, answers):
+    for command, answer in zip(commands, answers, strict=False):
         if not is_success(answer):
             first = answer.strip().splitlines()[0]
             raise CommandFailed(f"haproxy refused '{command}': {first}")
     if len(answers) != len(commands):
-        raise CommandFailed(f"haproxy gave {len(answers)} answers to {len(commands)} commands "
-                            f"({'; '.join(commands)!r}): {' | '.join(answers)!r}")
+        raise CommandFailed(
+            f"haproxy gave {len(answers)} answers to {len(commands)} commands "
+            f"({'; '.join(commands)!r}): {' | '.join(answers)!r}"
+        )
 
 
 class AdminClient:
@@ -97,8 +101,9 @@ class AdminClient:
         if check:
             check_answers(commands, answers)
         elif len(answers) != len(commands):
-            raise CommandFailed(f"haproxy gave {len(answers)} answers to {len(commands)} commands "
-                                f"({'; '.join(commands)!r})")
+            raise CommandFailed(
+                f"haproxy gave {len(answers)} answers to {len(commands)} commands ({'; '.join(commands)!r})"
+            )
         return answers
 
     def roundtrip(self, line: bytes) -> str:
@@ -115,10 +120,12 @@ class AdminClient:
                         break
                     chunks.append(chunk)
         except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError) as exc:
-            raise Unavailable(f"haproxy is not answering on {self.socket_path} "
-                              f"({exc.strerror or type(exc).__name__})",
-                              "start the proxy again with 'slipstream up'") from None
-        except socket.timeout:
-            raise Unavailable(f"haproxy did not answer on {self.socket_path} within "
-                              f"{self.timeout:g} s", "check the haproxy process") from None
+            raise Unavailable(
+                f"haproxy is not answering on {self.socket_path} ({exc.strerror or type(exc).__name__})",
+                "start the proxy again with 'slipstream up'",
+            ) from None
+        except TimeoutError:
+            raise Unavailable(
+                f"haproxy did not answer on {self.socket_path} within {self.timeout:g} s", "check the haproxy process"
+            ) from None
         return b"".join(chunks).decode("utf-8", errors="replace")

@@ -31,15 +31,19 @@ from pathlib import Path
 from slipstream.errors import Conflict, InvalidInput
 from slipstream.proxy.model import Route, ServerState, check_port
 
-NO_ROUTE = "no_route"           # backend answering 503 for a host no service claims
-DEFAULT_POOL_SIZE = 64          # backends: at most this many routed services
-DEFAULT_SLOTS = 16              # server slots per backend: old + new instances during a deploy
-FREE_PORT = 1                   # a free slot points at 127.0.0.1:1 (nothing listens there)
+NO_ROUTE = "no_route"  # backend answering 503 for a host no service claims
+DEFAULT_POOL_SIZE = 64  # backends: at most this many routed services
+DEFAULT_SLOTS = 16  # server slots per backend: old + new instances during a deploy
+FREE_PORT = 1  # a free slot points at 127.0.0.1:1 (nothing listens there)
 
-NO_ROUTE_BODY = ("503 Service Unavailable\\n\\nNo service answers at this host name. "
-                 "Check the name, or run 'slipstream status' to list the services and URLs.\\n")
-NO_SERVER_BODY = ("503 Service Unavailable\\n\\nThis service has no instance ready to take "
-                  "requests. Run 'slipstream status' to see its deploys and instances.\\n")
+NO_ROUTE_BODY = (
+    "503 Service Unavailable\\n\\nNo service answers at this host name. "
+    "Check the name, or run 'slipstream status' to list the services and URLs.\\n"
+)
+NO_SERVER_BODY = (
+    "503 Service Unavailable\\n\\nThis service has no instance ready to take "
+    "requests. Run 'slipstream status' to see its deploys and instances.\\n"
+)
 
 
 def backend_names(pool_size: int) -> list[str]:
@@ -80,33 +84,39 @@ def plan_slots(routes: Sequence[Route], slots: int) -> dict[str, dict[str, Serve
     plan: dict[str, dict[str, ServerState]] = {}
     for route in routes:
         if len(route.servers) > slots:
-            raise Conflict(f"service {route.service} has {len(route.servers)} servers but a proxy "
-                           f"backend holds at most {slots}",
-                           "run fewer instances of it (each deploy needs room for the old and "
-                           "the new ones)")
-        plan[route.service] = dict(zip(names, route.servers))
+            raise Conflict(
+                f"service {route.service} has {len(route.servers)} servers but a proxy backend holds at most {slots}",
+                "run fewer instances of it (each deploy needs room for the old and the new ones)",
+            )
+        plan[route.service] = dict(zip(names, route.servers, strict=False))
     return plan
 
 
-def plan_backends(services: Iterable[str], previous: Mapping[str, str], pool_size: int,
-                  taken: Iterable[str] = ()) -> dict[str, str]:
+def plan_backends(
+    services: Iterable[str], previous: Mapping[str, str], pool_size: int, taken: Iterable[str] = ()
+) -> dict[str, str]:
     """Give each service a backend: its ``previous`` one if still free, else the first free one.
 
     ``taken`` lists backends that must not be handed out (e.g. held by services not in
     ``services``). Raises :class:`Conflict` when the pool has no free backend left.
     """
     plan: dict[str, str] = {}
-    full = _fill(list(dict.fromkeys(services)), previous, backend_names(pool_size), set(taken),
-                 plan)
+    full = _fill(list(dict.fromkeys(services)), previous, backend_names(pool_size), set(taken), plan)
     if full is not None:
-        raise Conflict(f"all {pool_size} proxy backends are in use; cannot route service {full}",
-                       "remove unused services, or raise the proxy pool size")
+        raise Conflict(
+            f"all {pool_size} proxy backends are in use; cannot route service {full}",
+            "remove unused services, or raise the proxy pool size",
+        )
     return plan
 
 
-def plan_private(services: Iterable[str], previous: Mapping[str, str], ports: Sequence[int],
-                 taken: Iterable[str] = (), pinned: Mapping[str, int] | None = None
-                 ) -> dict[str, str]:
+def plan_private(
+    services: Iterable[str],
+    previous: Mapping[str, str],
+    ports: Sequence[int],
+    taken: Iterable[str] = (),
+    pinned: Mapping[str, int] | None = None,
+) -> dict[str, str]:
     """Give each private service a listener (its ``pbe_`` backend), as :func:`plan_backends`.
 
     ``ports`` are the listeners' ports in order; ``pinned`` maps a service to the port it must
@@ -114,32 +124,37 @@ def plan_private(services: Iterable[str], previous: Mapping[str, str], ports: Se
     every listener is in use.
     """
     pool = private_names(len(ports))
-    by_port = dict(zip(ports, pool))
+    by_port = dict(zip(ports, pool, strict=False))
     used = set(taken)
     plan: dict[str, str] = {}
     for service, port in (pinned or {}).items():
         backend = by_port.get(port)
         if backend is None:
-            raise Conflict(f"private service {service} must keep port {port}, which is not one "
-                           f"of the proxy's private ports ({', '.join(map(str, ports)) or 'none'})",
-                           "restore the proxy's private.json, or route the service without a "
-                           "port to give it a new one")
+            raise Conflict(
+                f"private service {service} must keep port {port}, which is not one "
+                f"of the proxy's private ports ({', '.join(map(str, ports)) or 'none'})",
+                "restore the proxy's private.json, or route the service without a port to give it a new one",
+            )
         if backend in used or backend in plan.values():
-            raise Conflict(f"private port {port} wanted by service {service} is already taken",
-                           "give each private service its own port")
+            raise Conflict(
+                f"private port {port} wanted by service {service} is already taken",
+                "give each private service its own port",
+            )
         plan[service] = backend
     used |= set(plan.values())
     wanted = [s for s in dict.fromkeys(services) if s not in plan]
     full = _fill(wanted, previous, pool, used, plan)
     if full is not None:
-        raise Conflict(f"all {len(ports)} private service ports of the proxy are in use; cannot "
-                       f"route private service {full}",
-                       "remove unused private services, or raise the proxy's private pool size")
+        raise Conflict(
+            f"all {len(ports)} private service ports of the proxy are in use; cannot route private service {full}",
+            "remove unused private services, or raise the proxy's private pool size",
+        )
     return plan
 
 
-def _fill(wanted: Sequence[str], previous: Mapping[str, str], pool: Sequence[str],
-          used: set[str], plan: dict[str, str]) -> str | None:
+def _fill(
+    wanted: Sequence[str], previous: Mapping[str, str], pool: Sequence[str], used: set[str], plan: dict[str, str]
+) -> str | None:
     """Add ``wanted`` to ``plan`` from ``pool`` (previous first); return who found no room."""
     valid = set(pool)
     for service in wanted:
@@ -175,8 +190,9 @@ def render_bind(bind_host: str, http_port: int) -> str:
     try:
         addr = ipaddress.ip_address(bind_host)
     except ValueError:
-        raise InvalidInput(f"bind address {bind_host!r} is not an IP address",
-                           "use 127.0.0.1, or 0.0.0.0 to listen on every interface") from None
+        raise InvalidInput(
+            f"bind address {bind_host!r} is not an IP address", "use 127.0.0.1, or 0.0.0.0 to listen on every interface"
+        ) from None
     host = f"[{addr}]" if addr.version == 6 else str(addr)
     return f"{host}:{http_port}"
 
@@ -193,9 +209,17 @@ def render_slot(slot: str, server: ServerState | None) -> str:
     return f"    server {slot} 127.0.0.1:{server.port}{disabled}  # {server.name}"
 
 
-def render_config(*, proxy_dir: Path, http_port: int, bind_host: str, routes: Sequence[Route],
-                  assignment: Mapping[str, str], pool_size: int = DEFAULT_POOL_SIZE,
-                  slots: int = DEFAULT_SLOTS, private_ports: Sequence[int] = ()) -> str:
+def render_config(
+    *,
+    proxy_dir: Path,
+    http_port: int,
+    bind_host: str,
+    routes: Sequence[Route],
+    assignment: Mapping[str, str],
+    pool_size: int = DEFAULT_POOL_SIZE,
+    slots: int = DEFAULT_SLOTS,
+    private_ports: Sequence[int] = (),
+) -> str:
     """Render ``haproxy.cfg``: the frontend, the no-route backend, the backend pool and one TCP
     listener with its backend per port of ``private_ports``.
 
@@ -232,8 +256,7 @@ def render_config(*, proxy_dir: Path, http_port: int, bind_host: str, routes: Se
         "    timeout server 60s",
         "    timeout http-request 10s",
         "    timeout queue 5s",
-        '    http-error status 503 content-type "text/plain; charset=utf-8" '
-        f'string "{NO_SERVER_BODY}"',
+        f'    http-error status 503 content-type "text/plain; charset=utf-8" string "{NO_SERVER_BODY}"',
         "",
         "frontend http",
         f"    bind {render_bind(bind_host, http_port)}",
@@ -242,14 +265,12 @@ def render_config(*, proxy_dir: Path, http_port: int, bind_host: str, routes: Se
         "    http-request set-var(txn.backend) "
         f"req.hdr(host),host_only,lower,map({proxy_dir / 'hosts.map'},{NO_ROUTE})",
         "    # names the service of each request (for access logs); also loads services.map",
-        "    http-request set-var(txn.service) "
-        f"var(txn.backend),map({proxy_dir / 'services.map'},-)",
+        f"    http-request set-var(txn.service) var(txn.backend),map({proxy_dir / 'services.map'},-)",
         "    use_backend %[var(txn.backend)]",
         f"    default_backend {NO_ROUTE}",
         "",
         f"backend {NO_ROUTE}",
-        f'    http-request return status 503 content-type "text/plain; charset=utf-8" '
-        f'string "{NO_ROUTE_BODY}"',
+        f'    http-request return status 503 content-type "text/plain; charset=utf-8" string "{NO_ROUTE_BODY}"',
     ]
     for backend in backend_names(pool_size):
         out += ["", f"backend {backend}", "    balance roundrobin"]
@@ -259,8 +280,9 @@ def render_config(*, proxy_dir: Path, http_port: int, bind_host: str, routes: Se
     return "\n".join(out) + "\n"
 
 
-def render_private(ports: Sequence[int], by_backend: Mapping[str, Mapping[str, ServerState]],
-                   names: Sequence[str]) -> list[str]:
+def render_private(
+    ports: Sequence[int], by_backend: Mapping[str, Mapping[str, ServerState]], names: Sequence[str]
+) -> list[str]:
     """The config lines of the private listeners: a TCP defaults section, then per port a
     ``priv_NN`` frontend bound to 127.0.0.1 and its ``pbe_NN`` backend of server slots."""
     if not ports:
@@ -278,12 +300,20 @@ def render_private(ports: Sequence[int], by_backend: Mapping[str, Mapping[str, S
         "    timeout server 24h",
         "    timeout queue 5s",
     ]
-    for backend, port in zip(private_names(len(ports)), ports):
-        out += ["", f"frontend {listener_name(backend)}", "    mode tcp",
-                f"    bind 127.0.0.1:{check_port(port, 'private port')}",
-                f"    default_backend {backend}",
-                "", f"backend {backend}", "    mode tcp", "    balance roundrobin",
-                "    retries 3", "    option redispatch"]
+    for backend, port in zip(private_names(len(ports)), ports, strict=False):
+        out += [
+            "",
+            f"frontend {listener_name(backend)}",
+            "    mode tcp",
+            f"    bind 127.0.0.1:{check_port(port, 'private port')}",
+            f"    default_backend {backend}",
+            "",
+            f"backend {backend}",
+            "    mode tcp",
+            "    balance roundrobin",
+            "    retries 3",
+            "    option redispatch",
+        ]
         held = by_backend.get(backend, {})
         out += [render_slot(slot, held.get(slot)) for slot in names]
     return out

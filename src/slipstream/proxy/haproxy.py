@@ -56,17 +56,44 @@ from pathlib import Path
 from slipstream.errors import Conflict, InvalidInput, NotFound, Unavailable
 from slipstream.proxy import process
 from slipstream.proxy.admin import AdminClient
-from slipstream.proxy.config import (DEFAULT_POOL_SIZE, DEFAULT_SLOTS, FREE_PORT, backend_names,
-                                     listener_name, parse_layout, plan_backends, plan_private,
-                                     plan_slots, private_names, render_bind, render_config,
-                                     render_hosts_map, render_services_map, slot_names)
-from slipstream.proxy.model import (Route, ServerState, check_admin, check_port,
-                                    check_server_name, check_service)
+from slipstream.proxy.config import (
+    DEFAULT_POOL_SIZE,
+    DEFAULT_SLOTS,
+    FREE_PORT,
+    backend_names,
+    listener_name,
+    parse_layout,
+    plan_backends,
+    plan_private,
+    plan_slots,
+    private_names,
+    render_bind,
+    render_config,
+    render_hosts_map,
+    render_services_map,
+    slot_names,
+)
+from slipstream.proxy.model import Route, ServerState, check_admin, check_port, check_server_name, check_service
 from slipstream.proxy.parse import parse_map, parse_servers_state, parse_stat_sessions
-from slipstream.proxy.private import (DEFAULT_PRIVATE_POOL, check_free, check_ports,
-                                      extend_ports, load_ports, ports_in_config, save_ports)
-from slipstream.proxy.slots import (Live, Records, Slot, build_slots, live_records, load_records,
-                                    save_records, write_atomic)
+from slipstream.proxy.private import (
+    DEFAULT_PRIVATE_POOL,
+    check_free,
+    check_ports,
+    extend_ports,
+    load_ports,
+    ports_in_config,
+    save_ports,
+)
+from slipstream.proxy.slots import (
+    Live,
+    Records,
+    Slot,
+    build_slots,
+    live_records,
+    load_records,
+    save_records,
+    write_atomic,
+)
 
 # Characters HAProxy's config (map paths, socket path) and CLI take without quoting.
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./@+-]+$")
@@ -77,16 +104,26 @@ _MAX_SOCKET_PATH = 95
 class Proxy:
     """Slipstream's HAProxy: start/adopt/stop it and change routes and servers at runtime."""
 
-    def __init__(self, proxy_dir: Path, http_port: int, bind_host: str = "127.0.0.1", *,
-                 pool_size: int = DEFAULT_POOL_SIZE, slots: int = DEFAULT_SLOTS,
-                 haproxy: str = "haproxy", timeout: float = 5.0,
-                 private_pool: int = DEFAULT_PRIVATE_POOL,
-                 private_ports: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        proxy_dir: Path,
+        http_port: int,
+        bind_host: str = "127.0.0.1",
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        slots: int = DEFAULT_SLOTS,
+        haproxy: str = "haproxy",
+        timeout: float = 5.0,
+        private_pool: int = DEFAULT_PRIVATE_POOL,
+        private_ports: Sequence[int] | None = None,
+    ) -> None:
         self.proxy_dir = Path(proxy_dir).absolute()
         if not _SAFE_PATH.match(str(self.proxy_dir)):
-            raise InvalidInput(f"proxy directory {self.proxy_dir} contains characters HAProxy's "
-                               "config cannot hold (spaces, quotes, ';', ',', '#')",
-                               "choose a SLIPSTREAM_HOME made of letters, digits and '/._-'")
+            raise InvalidInput(
+                f"proxy directory {self.proxy_dir} contains characters HAProxy's "
+                "config cannot hold (spaces, quotes, ';', ',', '#')",
+                "choose a SLIPSTREAM_HOME made of letters, digits and '/._-'",
+            )
         self.http_port = check_port(http_port, "http port")
         render_bind(bind_host, http_port)  # validates the address
         self.bind_host = bind_host
@@ -94,10 +131,9 @@ class Proxy:
         self.pool = backend_names(pool_size)
         self.slots = slots
         self.slot_names = slot_names(slots)
-        self.private_pool = private_names(private_pool)     # pbe_00 ...: one per TCP listener
-        self._given_ports = (None if private_ports is None else
-                             check_ports(private_ports, private_pool, self.http_port))
-        self._ports: list[int] | None = None                # settled by start()
+        self.private_pool = private_names(private_pool)  # pbe_00 ...: one per TCP listener
+        self._given_ports = None if private_ports is None else check_ports(private_ports, private_pool, self.http_port)
+        self._ports: list[int] | None = None  # settled by start()
         self.haproxy = haproxy
         self.config_path = self.proxy_dir / "haproxy.cfg"
         self.pidfile = self.proxy_dir / "haproxy.pid"
@@ -107,9 +143,11 @@ class Proxy:
         self.assignment_file = self.proxy_dir / "backends.json"
         self.private_file = self.proxy_dir / "private.json"
         if len(str(self.socket_path).encode()) > _MAX_SOCKET_PATH:
-            raise InvalidInput(f"admin socket path {self.socket_path} is longer than "
-                               f"{_MAX_SOCKET_PATH} bytes, too long for a unix socket",
-                               "choose a shorter SLIPSTREAM_HOME")
+            raise InvalidInput(
+                f"admin socket path {self.socket_path} is longer than "
+                f"{_MAX_SOCKET_PATH} bytes, too long for a unix socket",
+                "choose a shorter SLIPSTREAM_HOME",
+            )
         self._admin = AdminClient(self.socket_path, timeout)
         self._timeout = timeout
         self._lock = threading.RLock()
@@ -158,9 +196,11 @@ class Proxy:
             commands: list[str] = []
             backend = live.services.get(service)
             if backend in self.private_pool:
-                raise Conflict(f"service {service} is a private service (port "
-                               f"{self._port_of(backend)}); it cannot have host names",
-                               "remove its private route first")
+                raise Conflict(
+                    f"service {service} is a private service (port "
+                    f"{self._port_of(backend)}); it cannot have host names",
+                    "remove its private route first",
+                )
             if backend is None:
                 backend = self._allocate(service)
                 commands.append(f"add map {self.services_map} {backend} {service}")
@@ -170,13 +210,11 @@ class Proxy:
                     continue
                 owner = live.service_of(owner_backend) if owner_backend else None
                 if owner is not None:
-                    raise Conflict(f"host {host} is already routed to service {owner}",
-                                   f"remove it from {owner} first")
+                    raise Conflict(f"host {host} is already routed to service {owner}", f"remove it from {owner} first")
                 if owner_backend is not None:  # a leftover entry of no service
                     commands.append(f"del map {self.hosts_map} {host}")
                 commands.append(f"add map {self.hosts_map} {host} {backend}")
-            commands += [f"del map {self.hosts_map} {host}"
-                         for host in live.hosts_of(backend) if host not in wanted]
+            commands += [f"del map {self.hosts_map} {host}" for host in live.hosts_of(backend) if host not in wanted]
             if commands:
                 self._admin.send(commands)
             if backend not in live.services.values():
@@ -209,8 +247,9 @@ class Proxy:
             if live.services.get(service) != backend:
                 return
             if live.servers_of(backend):  # a server was added meanwhile
-                raise Conflict(f"service {service} got new servers while its route was removed",
-                               "remove the route again")
+                raise Conflict(
+                    f"service {service} got new servers while its route was removed", "remove the route again"
+                )
             self._admin.send([f"del map {self.services_map} {backend}"])
             self._save(services={s: b for s, b in live.services.items() if s != service})
 
@@ -221,11 +260,13 @@ class Proxy:
         check_server_name(name)
         check_port(port, f"port of server {name}")
         if name in self.slot_names:
-            raise InvalidInput(f"server name {name} is reserved for the proxy's server slots",
-                               "use slipstream ids such as 'd12-1'")
+            raise InvalidInput(
+                f"server name {name} is reserved for the proxy's server slots", "use slipstream ids such as 'd12-1'"
+            )
         if port == FREE_PORT:
-            raise InvalidInput(f"port {FREE_PORT} of server {name} marks a free proxy slot",
-                               "run the instance on another port")
+            raise InvalidInput(
+                f"port {FREE_PORT} of server {name} marks a free proxy slot", "run the instance on another port"
+            )
         with self._lock:
             live = self._read(service, hosts=False, sessions=False)
             commands: list[str] = []
@@ -237,28 +278,32 @@ class Proxy:
             existing = live.find(backend, name)
             if existing is not None and existing.server is not None:
                 if existing.server.port == port:
-                    return   # already there: keep its state
-                raise Conflict(f"server {name} of {service} already exists on port "
-                               f"{existing.server.port}, not {port}", "remove it first")
+                    return  # already there: keep its state
+                raise Conflict(
+                    f"server {name} of {service} already exists on port {existing.server.port}, not {port}",
+                    "remove it first",
+                )
             slot = live.free_slot(backend)
             if slot is None:
-                raise Conflict(f"all {self.slots} proxy server slots of service {service} are in "
-                               f"use; cannot add server {name}",
-                               "remove drained servers first, or run fewer instances (a deploy "
-                               "needs slots for the old and the new instances together)")
+                raise Conflict(
+                    f"all {self.slots} proxy server slots of service {service} are in use; cannot add server {name}",
+                    "remove drained servers first, or run fewer instances (a deploy "
+                    "needs slots for the old and the new instances together)",
+                )
             services, records = load_records(self.assignment_file)
-            records[f"{backend}/{slot}"] = (name, port)   # recorded before HAProxy knows it
+            records[f"{backend}/{slot}"] = (name, port)  # recorded before HAProxy knows it
             self._save(services={**live.services, service: backend}, slots=records)
-            commands += [f"set server {backend}/{slot} state maint",
-                         f"set server {backend}/{slot} addr 127.0.0.1 port {port}"]
+            commands += [
+                f"set server {backend}/{slot} state maint",
+                f"set server {backend}/{slot} addr 127.0.0.1 port {port}",
+            ]
             self._admin.send(commands)
 
     def set_state(self, service: str, name: str, admin: str) -> None:
         """Set one server of ``service`` to "ready", "drain" or "maint"."""
         check_admin(admin)
         with self._lock:
-            slots = self._require(self._read(service, hosts=False, sessions=False), service,
-                                  [name])
+            slots = self._require(self._read(service, hosts=False, sessions=False), service, [name])
             self._admin.send([f"set server {slots[name]} state {admin}"])
 
     def switch(self, service: str, ready: Sequence[str], drain: Sequence[str]) -> None:
@@ -293,17 +338,20 @@ class Proxy:
                 now = self._held(service, name)
                 server = now.server if now is not None and now.slot == held.slot else None
                 if now is None or server is None:
-                    return   # removed by another call meanwhile
+                    return  # removed by another call meanwhile
                 if server.admin != "maint":
-                    raise Conflict(f"server {name} of {service} was set {server.admin} while "
-                                   "it was being removed", "remove it again")
+                    raise Conflict(
+                        f"server {name} of {service} was set {server.admin} while it was being removed",
+                        "remove it again",
+                    )
                 if server.sessions == 0:
                     self._free(now)
                     return
             if time.monotonic() >= deadline:
-                raise Conflict(f"server {name} of {service} still has requests in flight after "
-                               f"{timeout:g} s",
-                               "it stays in maint; call remove_server again later")
+                raise Conflict(
+                    f"server {name} of {service} still has requests in flight after {timeout:g} s",
+                    "it stays in maint; call remove_server again later",
+                )
             time.sleep(0.05)
 
     def servers(self, service: str) -> list[ServerState]:
@@ -317,15 +365,15 @@ class Proxy:
         """Every route with its hosts and servers, read back from the live HAProxy."""
         with self._lock:
             live = self._read()
-            return [Route(service, (), tuple(live.servers_of(backend)), kind="private",
-                          port=self._port_of(backend))
-                    if backend in self.private_pool else
-                    Route(service, tuple(live.hosts_of(backend)), tuple(live.servers_of(backend)))
-                    for service, backend in sorted(live.services.items())]
+            return [
+                Route(service, (), tuple(live.servers_of(backend)), kind="private", port=self._port_of(backend))
+                if backend in self.private_pool
+                else Route(service, tuple(live.hosts_of(backend)), tuple(live.servers_of(backend)))
+                for service, backend in sorted(live.services.items())
+            ]
 
     # Internals -------------------------------------------------------------------------------
-    def _read(self, service: str | None = None, *, hosts: bool = True,
-              sessions: bool = True) -> Live:
+    def _read(self, service: str | None = None, *, hosts: bool = True, sessions: bool = True) -> Live:
         """Read the maps, then the slots of ``service``'s backend (or of every backend if None).
 
         Every backend costs about 200 bytes of ``show stat`` per slot, so the calls that concern
@@ -338,9 +386,8 @@ class Proxy:
         answers = self._admin.send(maps + everything, check=False)
         pool = set(self.pool) | set(self.private_pool)
         services = {svc: be for be, svc in parse_map(answers[0]).items() if be in pool}
-        host_map = ({h: be for h, be in parse_map(answers[1]).items() if be in pool}
-                    if hosts else {})
-        rest = answers[len(maps):]
+        host_map = {h: be for h, be in parse_map(answers[1]).items() if be in pool} if hosts else {}
+        rest = answers[len(maps) :]
         if service is not None:
             backend = services.get(service)
             if backend is None:
@@ -348,8 +395,9 @@ class Proxy:
             rest = self._admin.send(self._slot_queries(backend, sessions), check=False)
         scur = parse_stat_sessions(rest[1]) if sessions else {}
         _, records = load_records(self.assignment_file)
-        slots = build_slots(parse_servers_state(rest[0]), scur, records,
-                            [*self.pool, *self.private_pool], self.slot_names)
+        slots = build_slots(
+            parse_servers_state(rest[0]), scur, records, [*self.pool, *self.private_pool], self.slot_names
+        )
         return Live(services, host_map, slots)
 
     @staticmethod
@@ -369,8 +417,7 @@ class Proxy:
     def _free(self, held: Slot) -> None:
         """Point a drained slot back at the placeholder and drop its record."""
         target = f"{held.backend}/{held.slot}"
-        self._admin.send([f"set server {target} state maint",
-                          f"set server {target} addr 127.0.0.1 port {FREE_PORT}"])
+        self._admin.send([f"set server {target} state maint", f"set server {target} addr 127.0.0.1 port {FREE_PORT}"])
         services, records = load_records(self.assignment_file)
         records.pop(target, None)
         self._save(services=services, slots=records)
@@ -389,14 +436,15 @@ class Proxy:
             check_server_name(name)
         backend = live.services.get(service)
         if backend is None:
-            raise NotFound(f"service {service} has no route in the proxy",
-                           "set its route or add a server first")
+            raise NotFound(f"service {service} has no route in the proxy", "set its route or add a server first")
         found = {n: live.find(backend, n) for n in names}
         missing = [n for n, slot in found.items() if slot is None]
         if missing:
             have = [s.name for s in live.servers_of(backend)]
-            raise NotFound(f"service {service} has no server {', '.join(missing)} in the proxy",
-                           f"known servers: {', '.join(have) or 'none'}")
+            raise NotFound(
+                f"service {service} has no server {', '.join(missing)} in the proxy",
+                f"known servers: {', '.join(have) or 'none'}",
+            )
         return {n: f"{slot.backend}/{slot.slot}" for n, slot in found.items() if slot is not None}
 
     def _launch(self, routes: tuple[Route, ...]) -> None:
@@ -409,19 +457,30 @@ class Proxy:
         self.pidfile.unlink(missing_ok=True)
         self.socket_path.unlink(missing_ok=True)
         private = [r for r in routes if r.kind == "private"]
-        assignment = plan_backends([r.service for r in routes if r.kind == "http"], previous,
-                                   self.pool_size)
-        assignment |= plan_private([r.service for r in private], previous, ports,
-                                   pinned={r.service: r.port for r in private if r.port})
-        records = {f"{assignment[service]}/{slot}": (server.name, server.port)
-                   for service, held in plan_slots(routes, self.slots).items()
-                   for slot, server in held.items()}
+        assignment = plan_backends([r.service for r in routes if r.kind == "http"], previous, self.pool_size)
+        assignment |= plan_private(
+            [r.service for r in private], previous, ports, pinned={r.service: r.port for r in private if r.port}
+        )
+        records = {
+            f"{assignment[service]}/{slot}": (server.name, server.port)
+            for service, held in plan_slots(routes, self.slots).items()
+            for slot, server in held.items()
+        }
         write_atomic(self.hosts_map, render_hosts_map(routes, assignment))
         write_atomic(self.services_map, render_services_map(assignment))
-        write_atomic(self.config_path, render_config(
-            proxy_dir=self.proxy_dir, http_port=self.http_port, bind_host=self.bind_host,
-            routes=routes, assignment=assignment, pool_size=self.pool_size, slots=self.slots,
-            private_ports=ports))
+        write_atomic(
+            self.config_path,
+            render_config(
+                proxy_dir=self.proxy_dir,
+                http_port=self.http_port,
+                bind_host=self.bind_host,
+                routes=routes,
+                assignment=assignment,
+                pool_size=self.pool_size,
+                slots=self.slots,
+                private_ports=ports,
+            ),
+        )
         self._save(services=assignment, slots=records)
         pid = process.launch(self.haproxy, self.config_path, self.pidfile, self.http_port)
         deadline = time.monotonic() + self._timeout
@@ -443,16 +502,21 @@ class Proxy:
             text = ""
         expected = {"frontend http": [render_bind(self.bind_host, self.http_port)]}
         expected |= {f"backend {b}": self.slot_names for b in [*self.pool, *self.private_pool]}
-        expected |= {f"frontend {listener_name(b)}": [f"127.0.0.1:{port}"]
-                     for b, port in zip(self.private_pool, self._listener_ports())}
-        declared = {k: v for k, v in parse_layout(text).items()
-                    if k.split()[1].startswith(("http", "be_", "pbe_", "priv_"))}
+        expected |= {
+            f"frontend {listener_name(b)}": [f"127.0.0.1:{port}"]
+            for b, port in zip(self.private_pool, self._listener_ports(), strict=False)
+        }
+        declared = {
+            k: v for k, v in parse_layout(text).items() if k.split()[1].startswith(("http", "be_", "pbe_", "priv_"))
+        }
         if declared != expected:
             pid = self.pid()
-            raise Conflict(f"the running haproxy (pid {pid}) was started with another port, "
-                           "address, backend pool or slot count, or other private service "
-                           "ports, than this proxy",
-                           "run 'slipstream down' first, then start again")
+            raise Conflict(
+                f"the running haproxy (pid {pid}) was started with another port, "
+                "address, backend pool or slot count, or other private service "
+                "ports, than this proxy",
+                "run 'slipstream down' first, then start again",
+            )
 
     def _include(self, routes: tuple[Route, ...], fresh: bool) -> None:
         """Make the live state include ``routes`` (see step 2 of the lifecycle above)."""
@@ -476,7 +540,7 @@ class Proxy:
                         self.set_state(route.service, server.name, server.admin)
                 elif fresh and current.admin != server.admin:
                     self.set_state(route.service, server.name, server.admin)
-        if not fresh:   # believe the live process: drop records it does not confirm
+        if not fresh:  # believe the live process: drop records it does not confirm
             live = self._read(sessions=False)
             self._save(services=live.services, slots=live_records(live))
 
@@ -489,16 +553,20 @@ class Proxy:
             if backend in self.private_pool:
                 have = self._port_of(backend)
                 if port is not None and port != have:
-                    raise Conflict(f"private service {service} listens on 127.0.0.1:{have}, "
-                                   f"not {port}", "remove its route first to move it")
+                    raise Conflict(
+                        f"private service {service} listens on 127.0.0.1:{have}, not {port}",
+                        "remove its route first to move it",
+                    )
                 return have
             if backend is not None:
-                raise Conflict(f"service {service} is routed by host name, not as a private "
-                               "service", "remove its route first")
+                raise Conflict(
+                    f"service {service} is routed by host name, not as a private service", "remove its route first"
+                )
             previous, _ = load_records(self.assignment_file)
             taken = set(live.services.values()) | live.occupied()
-            backend = plan_private([service], previous, self._listener_ports(), taken,
-                                   pinned=None if port is None else {service: port})[service]
+            backend = plan_private(
+                [service], previous, self._listener_ports(), taken, pinned=None if port is None else {service: port}
+            )[service]
             self._admin.send([f"add map {self.services_map} {backend} {service}"])
             self._save(services={**live.services, service: backend})
             return self._port_of(backend)
@@ -517,10 +585,10 @@ class Proxy:
                     saved = None
             ports = extend_ports(saved or [], len(self.private_pool), [self.http_port])
         if self.http_port in ports:
-            raise Conflict(f"HTTP port {self.http_port} is also a private service port "
-                           f"(recorded in {self.private_file})",
-                           "choose another HTTP port, or delete that file to pick new private "
-                           "ports (private services then move)")
+            raise Conflict(
+                f"HTTP port {self.http_port} is also a private service port (recorded in {self.private_file})",
+                "choose another HTTP port, or delete that file to pick new private ports (private services then move)",
+            )
         self._ports = ports
         return ports
 
@@ -529,9 +597,10 @@ class Proxy:
         if self._ports is None:
             saved = load_ports(self.private_file) or []
             if len(saved) < len(self.private_pool):
-                raise Unavailable(f"the private service ports of {self.proxy_dir} are not known "
-                                  "yet", "start the proxy first")
-            self._ports = saved[:len(self.private_pool)]
+                raise Unavailable(
+                    f"the private service ports of {self.proxy_dir} are not known yet", "start the proxy first"
+                )
+            self._ports = saved[: len(self.private_pool)]
         return self._ports
 
     def _port_of(self, backend: str) -> int:

@@ -26,16 +26,19 @@ _HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 def check_service(service: str) -> str:
     """Return ``service`` if it is a valid service name; raise :class:`InvalidInput` otherwise."""
     if not isinstance(service, str) or not _SERVICE_NAME.match(service):
-        raise InvalidInput(f"service name {service!r} is not valid: use letters, digits, '-', '_' "
-                           "or '.' (at most 100 characters)")
+        raise InvalidInput(
+            f"service name {service!r} is not valid: use letters, digits, '-', '_' or '.' (at most 100 characters)"
+        )
     return service
 
 
 def check_server_name(name: str) -> str:
     """Return ``name`` if HAProxy accepts it as a server name; else raise :class:`InvalidInput`."""
     if not isinstance(name, str) or not _SERVER_NAME.match(name):
-        raise InvalidInput(f"server name {name!r} is not valid: use letters, digits, '-', '_' or "
-                           "'.' (at most 64 characters, e.g. 'd12-1')")
+        raise InvalidInput(
+            f"server name {name!r} is not valid: use letters, digits, '-', '_' or "
+            "'.' (at most 64 characters, e.g. 'd12-1')"
+        )
     return name
 
 
@@ -63,8 +66,10 @@ def normalise_host(host: str) -> str:
         raise InvalidInput(f"host {host!r} is not a host name")
     lowered = host.lower()
     if not all(_HOST_LABEL.match(label) for label in lowered.split(".")):
-        raise InvalidInput(f"host {host!r} is not a host name: use labels of letters, digits and "
-                           "'-' separated by dots, without port or scheme (e.g. 'web.localhost')")
+        raise InvalidInput(
+            f"host {host!r} is not a host name: use labels of letters, digits and "
+            "'-' separated by dots, without port or scheme (e.g. 'web.localhost')"
+        )
     return lowered
 
 
@@ -72,10 +77,10 @@ def normalise_host(host: str) -> str:
 class ServerState:
     """One instance behind a service: its slipstream id, loopback port and HAProxy state."""
 
-    name: str           # slipstream's server id, e.g. "d12-1" (deploy 12, instance 1)
-    port: int           # loopback port of the instance (the address is always 127.0.0.1)
-    admin: str          # "ready" | "drain" | "maint"
-    sessions: int = 0   # requests in flight on that server (HAProxy's scur)
+    name: str  # slipstream's server id, e.g. "d12-1" (deploy 12, instance 1)
+    port: int  # loopback port of the instance (the address is always 127.0.0.1)
+    admin: str  # "ready" | "drain" | "maint"
+    sessions: int = 0  # requests in flight on that server (HAProxy's scur)
 
     def __post_init__(self) -> None:
         check_server_name(self.name)
@@ -101,18 +106,17 @@ class Route:
     def __post_init__(self) -> None:
         check_service(self.service)
         if self.kind not in ROUTE_KINDS:
-            raise InvalidInput(f"route kind {self.kind!r} of {self.service} is not one of "
-                               f"{', '.join(ROUTE_KINDS)}")
+            raise InvalidInput(f"route kind {self.kind!r} of {self.service} is not one of {', '.join(ROUTE_KINDS)}")
         hosts = tuple(normalise_host(h) for h in self.hosts)
         if len(set(hosts)) != len(hosts):
             raise InvalidInput(f"route for {self.service} names a host twice: {', '.join(hosts)}")
         if self.kind == "private" and hosts:
-            raise InvalidInput(f"private route for {self.service} names hosts "
-                               f"({', '.join(hosts)}); a private service has only a port")
+            raise InvalidInput(
+                f"private route for {self.service} names hosts ({', '.join(hosts)}); a private service has only a port"
+            )
         if self.port is not None:
             if self.kind != "private":
-                raise InvalidInput(f"http route for {self.service} has a port; only a private "
-                                   "route has one")
+                raise InvalidInput(f"http route for {self.service} has a port; only a private route has one")
             check_port(self.port, f"private port of {self.service}")
         names = [s.name for s in self.servers]
         if len(set(names)) != len(names):

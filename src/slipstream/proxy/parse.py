@@ -56,8 +56,15 @@ def parse_servers_state(text: str) -> list[ServerRow]:
         if line.startswith("#"):
             continue
         fields = line.split()
-        rows.append(ServerRow(backend=fields[be], name=fields[name], addr=fields[addr],
-                              port=int(fields[port]), admin=admin_from_mask(int(fields[admin]))))
+        rows.append(
+            ServerRow(
+                backend=fields[be],
+                name=fields[name],
+                addr=fields[addr],
+                port=int(fields[port]),
+                admin=admin_from_mask(int(fields[admin])),
+            )
+        )
     return rows
 
 

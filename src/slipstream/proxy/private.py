@@ -26,7 +26,7 @@ from slipstream.proxy.config import parse_layout
 from slipstream.proxy.model import check_port
 from slipstream.proxy.slots import write_atomic
 
-DEFAULT_PRIVATE_POOL = 8        # TCP listeners: at most this many private services
+DEFAULT_PRIVATE_POOL = 8  # TCP listeners: at most this many private services
 
 
 def check_ports(ports: Sequence[int], count: int, http_port: int) -> list[int]:
@@ -35,13 +35,16 @@ def check_ports(ports: Sequence[int], count: int, http_port: int) -> list[int]:
     for port in ports:
         check_port(port, "private service port")
     if len(ports) != count:
-        raise InvalidInput(f"{len(ports)} private service ports given for a pool of {count} "
-                           "listeners", "give one port per listener, or change the pool size")
+        raise InvalidInput(
+            f"{len(ports)} private service ports given for a pool of {count} listeners",
+            "give one port per listener, or change the pool size",
+        )
     if len(set(ports)) != len(ports):
         raise InvalidInput(f"private service ports {', '.join(map(str, ports))} repeat a port")
     if http_port in ports:
-        raise InvalidInput(f"private service port {http_port} is also the HTTP port",
-                           "choose private ports other than the HTTP port")
+        raise InvalidInput(
+            f"private service port {http_port} is also the HTTP port", "choose private ports other than the HTTP port"
+        )
     return ports
 
 
@@ -61,8 +64,9 @@ def save_ports(path: Path, ports: Sequence[int]) -> None:
 
 def ports_in_config(text: str) -> list[int] | None:
     """The listener ports a rendered ``haproxy.cfg`` binds, in listener order (None if none)."""
-    binds = sorted((name, addrs) for name, addrs in parse_layout(text).items()
-                   if name.startswith("frontend priv_") and addrs)   # names share one width
+    binds = sorted(
+        (name, addrs) for name, addrs in parse_layout(text).items() if name.startswith("frontend priv_") and addrs
+    )  # names share one width
     return [int(addrs[0].rsplit(":", 1)[1]) for _, addrs in binds] or None
 
 
@@ -70,7 +74,7 @@ def find_free_ports(count: int, avoid: Iterable[int] = ()) -> list[int]:
     """``count`` distinct loopback ports nobody listens on now (none of ``avoid``)."""
     avoid = set(avoid)
     found: list[int] = []
-    with ExitStack() as held:   # keep each socket open so the kernel hands out distinct ports
+    with ExitStack() as held:  # keep each socket open so the kernel hands out distinct ports
         for _ in range(count + len(avoid) + 16):
             if len(found) == count:
                 break
@@ -80,8 +84,10 @@ def find_free_ports(count: int, avoid: Iterable[int] = ()) -> list[int]:
             if port not in avoid:
                 found.append(port)
     if len(found) != count:
-        raise Conflict(f"found only {len(found)} of {count} free loopback ports for private "
-                       "services", "free some ports, or give the private ports explicitly")
+        raise Conflict(
+            f"found only {len(found)} of {count} free loopback ports for private services",
+            "free some ports, or give the private ports explicitly",
+        )
     return found
 
 
@@ -99,7 +105,7 @@ def check_free(ports: Sequence[int], owners: Mapping[int, str], private_file: Pa
         except Conflict:
             owner = owners.get(port)
             whose = f"the address of private service {owner}" if owner else "a private listener"
-            raise Conflict(f"port 127.0.0.1:{port} ({whose}) is in use by another program",
-                           "stop that program; or delete "
-                           f"{private_file} to pick new ports (private services then move)"
-                           ) from None
+            raise Conflict(
+                f"port 127.0.0.1:{port} ({whose}) is in use by another program",
+                f"stop that program; or delete {private_file} to pick new ports (private services then move)",
+            ) from None

@@ -71,14 +71,18 @@ def check_port_free(bind_host: str, port: int) -> None:
             sock.bind((bind_host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise Conflict(f"port {port} is in use by another program on {bind_host}",
-                               "stop that program, or choose another port with "
-                               "SLIPSTREAM_HTTP_PORT") from None
+                raise Conflict(
+                    f"port {port} is in use by another program on {bind_host}",
+                    "stop that program, or choose another port with SLIPSTREAM_HTTP_PORT",
+                ) from None
             if exc.errno == errno.EACCES:
-                raise InvalidInput(f"port {port} needs more privileges than slipstream has",
-                                   "choose a port above 1023 with SLIPSTREAM_HTTP_PORT") from None
-            raise InvalidInput(f"cannot listen on {bind_host}:{port}: {exc.strerror}",
-                               "check SLIPSTREAM_BIND and SLIPSTREAM_HTTP_PORT") from None
+                raise InvalidInput(
+                    f"port {port} needs more privileges than slipstream has",
+                    "choose a port above 1023 with SLIPSTREAM_HTTP_PORT",
+                ) from None
+            raise InvalidInput(
+                f"cannot listen on {bind_host}:{port}: {exc.strerror}", "check SLIPSTREAM_BIND and SLIPSTREAM_HTTP_PORT"
+            ) from None
 
 
 def launch(haproxy: str, config: Path, pidfile: Path, port: int, timeout: float = 10.0) -> int:
@@ -90,21 +94,23 @@ def launch(haproxy: str, config: Path, pidfile: Path, port: int, timeout: float 
         if "cannot bind socket" in result.stderr and "Address already in use" in result.stderr:
             where = _BIND_FAILED.search(result.stderr)
             if where is None or where.group(1).endswith(f":{port}"):
-                raise Conflict(f"port {port} is in use by another program",
-                               "stop that program, or choose another port with "
-                               "SLIPSTREAM_HTTP_PORT")
-            raise Conflict(f"{where.group(1)} is in use by another program",
-                           "stop that program, then start the proxy again")
-        raise CommandFailed(f"haproxy did not start: {detail.split(': ', 1)[-1]}",
-                            f"check {config}")
+                raise Conflict(
+                    f"port {port} is in use by another program",
+                    "stop that program, or choose another port with SLIPSTREAM_HTTP_PORT",
+                )
+            raise Conflict(
+                f"{where.group(1)} is in use by another program", "stop that program, then start the proxy again"
+            )
+        raise CommandFailed(f"haproxy did not start: {detail.split(': ', 1)[-1]}", f"check {config}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = find_running(pidfile, config)
         if pid is not None:
             return pid
         time.sleep(0.02)
-    raise CommandFailed(f"haproxy started but its pidfile {pidfile} names no live process",
-                        "check the system log for haproxy errors")
+    raise CommandFailed(
+        f"haproxy started but its pidfile {pidfile} names no live process", "check the system log for haproxy errors"
+    )
 
 
 def terminate(pid: int, grace: float = 10.0) -> None:

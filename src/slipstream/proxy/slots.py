@@ -25,7 +25,7 @@ from slipstream.proxy.config import FREE_PORT
 from slipstream.proxy.model import ServerState
 from slipstream.proxy.parse import ServerRow
 
-Records = dict[str, tuple[str, int]]     # "be_03/s05" -> (server name, port)
+Records = dict[str, tuple[str, int]]  # "be_03/s05" -> (server name, port)
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,9 @@ class Slot:
 class Live:
     """One read of the live process: the maps, and the slots of the backends that were read."""
 
-    services: dict[str, str]            # service -> backend
-    hosts: dict[str, str]               # host -> backend
-    slots: dict[str, list[Slot]]        # backend -> its slots, in slot order
+    services: dict[str, str]  # service -> backend
+    hosts: dict[str, str]  # host -> backend
+    slots: dict[str, list[Slot]]  # backend -> its slots, in slot order
 
     def service_of(self, backend: str) -> str | None:
         return next((s for s, b in self.services.items() if b == backend), None)
@@ -58,8 +58,7 @@ class Live:
 
     def find(self, backend: str, name: str) -> Slot | None:
         """The slot of ``backend`` holding server ``name``, or None."""
-        return next((s for s in self.slots.get(backend, [])
-                     if s.server is not None and s.server.name == name), None)
+        return next((s for s in self.slots.get(backend, []) if s.server is not None and s.server.name == name), None)
 
     def free_slot(self, backend: str) -> str | None:
         """The first free slot of ``backend``, or None when all are held."""
@@ -70,9 +69,13 @@ class Live:
         return {b for b, slots in self.slots.items() if any(s.server for s in slots)}
 
 
-def build_slots(rows: Iterable[ServerRow], sessions: Mapping[tuple[str, str], int],
-                records: Mapping[str, tuple[str, int]], pool: Iterable[str],
-                slot_names: Iterable[str]) -> dict[str, list[Slot]]:
+def build_slots(
+    rows: Iterable[ServerRow],
+    sessions: Mapping[tuple[str, str], int],
+    records: Mapping[str, tuple[str, int]],
+    pool: Iterable[str],
+    slot_names: Iterable[str],
+) -> dict[str, list[Slot]]:
     """Name the live slots of the ``pool`` backends from ``records`` (see the module docstring)."""
     backends, names = set(pool), set(slot_names)
     slots: dict[str, list[Slot]] = {}
@@ -86,8 +89,7 @@ def build_slots(rows: Iterable[ServerRow], sessions: Mapping[tuple[str, str], in
             taken = {s.server.name for s in held if s.server is not None}
             if port != row.port or name in taken:
                 name = row.name
-            server = ServerState(name, row.port, row.admin,
-                                 sessions.get((row.backend, row.name), 0))
+            server = ServerState(name, row.port, row.admin, sessions.get((row.backend, row.name), 0))
         held.append(Slot(row.backend, row.name, server))
     for held in slots.values():
         held.sort(key=lambda s: s.slot)
@@ -96,9 +98,12 @@ def build_slots(rows: Iterable[ServerRow], sessions: Mapping[tuple[str, str], in
 
 def live_records(live: Live) -> Records:
     """The records that describe ``live``: every held slot whose server has a slipstream name."""
-    return {f"{s.backend}/{s.slot}": (s.server.name, s.server.port)
-            for slots in live.slots.values() for s in slots
-            if s.server is not None and s.server.name != s.slot}
+    return {
+        f"{s.backend}/{s.slot}": (s.server.name, s.server.port)
+        for slots in live.slots.values()
+        for s in slots
+        if s.server is not None and s.server.name != s.slot
+    }
 
 
 def load_records(path: Path) -> tuple[dict[str, str], Records]:
@@ -106,18 +111,18 @@ def load_records(path: Path) -> tuple[dict[str, str], Records]:
     try:
         data = json.loads(path.read_text())
         services = {str(k): str(v) for k, v in data.get("services", {}).items()}
-        slots = {str(k): (str(v["name"]), int(v["port"]))
-                 for k, v in data.get("slots", {}).items()}
+        slots = {str(k): (str(v["name"]), int(v["port"])) for k, v in data.get("slots", {}).items()}
         return services, slots
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return {}, {}
 
 
-def save_records(path: Path, services: Mapping[str, str], slots: Mapping[str, tuple[str, int]]
-                 ) -> None:
+def save_records(path: Path, services: Mapping[str, str], slots: Mapping[str, tuple[str, int]]) -> None:
     """Replace ``path`` atomically with the assignment and slot records."""
-    body = {"services": dict(sorted(services.items())),
-            "slots": {k: {"name": n, "port": p} for k, (n, p) in sorted(slots.items())}}
+    body = {
+        "services": dict(sorted(services.items())),
+        "slots": {k: {"name": n, "port": p} for k, (n, p) in sorted(slots.items())},
+    }
     write_atomic(path, json.dumps(body, indent=2) + "\n")
 
 

@@ -12,5 +12,16 @@ from slipstream.runtime.fake import FakeDriver, FakeHost
 from slipstream.runtime.local import LocalDriver
 from slipstream.runtime.oneoff import run_command
 
-__all__ = ["BackoffPolicy", "Driver", "EventCallback", "FakeDriver", "FakeHost", "InstanceSpec", "InstanceState",
-           "InstanceStatus", "LocalDriver", "plan_restart", "run_command"]
+__all__ = [
+    "BackoffPolicy",
+    "Driver",
+    "EventCallback",
+    "FakeDriver",
+    "FakeHost",
+    "InstanceSpec",
+    "InstanceState",
+    "InstanceStatus",
+    "LocalDriver",
+    "plan_restart",
+    "run_command",
+]

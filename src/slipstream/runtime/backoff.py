@@ -19,8 +19,10 @@ class BackoffPolicy:
 
     def __post_init__(self) -> None:
         if self.initial <= 0 or self.maximum < self.initial or self.reset_after < 0:
-            raise ValueError(f"invalid back-off {self.initial}/{self.maximum}/{self.reset_after}: "
-                             "need 0 < initial <= maximum and reset_after >= 0")
+            raise ValueError(
+                f"invalid back-off {self.initial}/{self.maximum}/{self.reset_after}: "
+                "need 0 < initial <= maximum and reset_after >= 0"
+            )
 
 
 @dataclass(frozen=True)

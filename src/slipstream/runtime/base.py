@@ -32,15 +32,15 @@ EventCallback = Callable[[str, str, str], None]
 class InstanceSpec:
     """Everything needed to (re)start one instance of a service."""
 
-    instance_id: str            # e.g. "web-d12-1"; also the name of its log file
+    instance_id: str  # e.g. "web-d12-1"; also the name of its log file
     service: str
     deploy_id: int
-    command: str                # user startCommand, run with /bin/sh -c in cwd
+    command: str  # user startCommand, run with /bin/sh -c in cwd
     cwd: Path
-    env: Mapping[str, str]      # the complete environment (PORT included); nothing is inherited
-    log_path: Path              # stdout and stderr are appended here
+    env: Mapping[str, str]  # the complete environment (PORT included); nothing is inherited
+    log_path: Path  # stdout and stderr are appended here
     port: int | None = None
-    shutdown_delay_s: float = 30.0      # SIGTERM, then SIGKILL after this
+    shutdown_delay_s: float = 30.0  # SIGTERM, then SIGKILL after this
     memory_limit_mb: int | None = None  # RSS of the whole process tree; exceeding it restarts
 
 
@@ -48,7 +48,7 @@ class InstanceState(StrEnum):
     """Where a supervised instance is in its life."""
 
     RUNNING = "running"
-    BACKOFF = "backoff"     # crashed; waiting to be restarted
+    BACKOFF = "backoff"  # crashed; waiting to be restarted
     STOPPED = "stopped"
 
 
@@ -59,11 +59,11 @@ class InstanceStatus:
     instance_id: str
     state: InstanceState
     pid: int | None
-    create_time: float | None       # psutil create_time of the process (pid reuse safety)
-    restarts: int                   # restarts after crashes so far
-    last_exit_code: int | None      # 128+N when killed by signal N; None when unknown (adopted)
+    create_time: float | None  # psutil create_time of the process (pid reuse safety)
+    restarts: int  # restarts after crashes so far
+    last_exit_code: int | None  # 128+N when killed by signal N; None when unknown (adopted)
     next_restart_in_s: float | None  # set in BACKOFF
-    last_event: str | None          # e.g. "exited with code 1; restarting in 4 s"
+    last_event: str | None  # e.g. "exited with code 1; restarting in 4 s"
 
 
 class Driver(Protocol):
@@ -97,8 +97,14 @@ class Driver(Protocol):
         """Stop supervising; instances keep running."""
         ...
 
-    def run_once(self, command: str, cwd: Path, env: Mapping[str, str], log_path: Path,
-                 timeout_s: float | None = None,
-                 on_output: Callable[[str], None] | None = None) -> int:
+    def run_once(
+        self,
+        command: str,
+        cwd: Path,
+        env: Mapping[str, str],
+        log_path: Path,
+        timeout_s: float | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> int:
         """Run a one-off shell command to completion and return its exit code (124 on timeout)."""
         ...

@@ -45,8 +45,9 @@ class MemoryCgroups:
     version: int
 
     @classmethod
-    def detect(cls, label: str = "slipstream", root: Path = ROOT,
-               proc_self: Path = Path("/proc/self/cgroup")) -> MemoryCgroups | None:
+    def detect(
+        cls, label: str = "slipstream", root: Path = ROOT, proc_self: Path = Path("/proc/self/cgroup")
+    ) -> MemoryCgroups | None:
         """The controller the daemon can use, with instance cgroups under ``label`` (one per
         slipstream home), or None (then only the RSS watchdog enforces caps)."""
         if not _NAME.match(label):
@@ -161,4 +162,3 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
-

@@ -63,16 +63,21 @@ class FakeHost:
 class FakeDriver:
     """Implements the driver protocol in memory."""
 
-    def __init__(self, on_event: EventCallback | None = None, *, host: FakeHost | None = None,
-                 policy: BackoffPolicy | None = None) -> None:
+    def __init__(
+        self,
+        on_event: EventCallback | None = None,
+        *,
+        host: FakeHost | None = None,
+        policy: BackoffPolicy | None = None,
+    ) -> None:
         self.on_event = on_event
         self.host = host or FakeHost()
         self.policy = policy or BackoffPolicy()
         self.calls: list[tuple[object, ...]] = []
-        self.fail_start: set[str] = set()       # start commands that fail to launch (InvalidInput)
+        self.fail_start: set[str] = set()  # start commands that fail to launch (InvalidInput)
         # command -> exit code, or a callable(command, env) -> exit code; unknown commands exit 0
         self.run_once_results: dict[str, int | Callable[[str, Mapping[str, str]], int]] = {}
-        self.run_once_output: dict[str, list[str]] = {}   # command -> lines it prints
+        self.run_once_output: dict[str, list[str]] = {}  # command -> lines it prints
         self.closed = False
         self._status: dict[str, InstanceStatus] = {}
         self._specs: dict[str, InstanceSpec] = {}
@@ -90,8 +95,16 @@ class FakeDriver:
             if spec.command in self.fail_start:
                 raise InvalidInput(f"cannot start instance {spec.instance_id}: {spec.command!r} failed")
             proc = self.host.spawn(spec)
-            status = InstanceStatus(spec.instance_id, InstanceState.RUNNING, proc.pid, proc.create_time, 0,
-                                    None, None, f"started (pid {proc.pid})")
+            status = InstanceStatus(
+                spec.instance_id,
+                InstanceState.RUNNING,
+                proc.pid,
+                proc.create_time,
+                0,
+                None,
+                None,
+                f"started (pid {proc.pid})",
+            )
             self._status[spec.instance_id] = status
             self._specs[spec.instance_id] = spec
         self._emit(spec.instance_id, "started", status.last_event or "")
@@ -136,8 +149,15 @@ class FakeDriver:
             if not self.host.is_alive(pid, create_time):
                 return False
             self._status[spec.instance_id] = InstanceStatus(
-                spec.instance_id, InstanceState.RUNNING, pid, create_time, 0, None, None,
-                f"adopted after a daemon restart (pid {pid})")
+                spec.instance_id,
+                InstanceState.RUNNING,
+                pid,
+                create_time,
+                0,
+                None,
+                None,
+                f"adopted after a daemon restart (pid {pid})",
+            )
             self._specs[spec.instance_id] = spec
             return True
 
@@ -145,8 +165,15 @@ class FakeDriver:
         """Stop supervising; pretend processes keep running on the host."""
         self.closed = True
 
-    def run_once(self, command: str, cwd: Path, env: Mapping[str, str], log_path: Path,
-                 timeout_s: float | None = None, on_output: Callable[[str], None] | None = None) -> int:
+    def run_once(
+        self,
+        command: str,
+        cwd: Path,
+        env: Mapping[str, str],
+        log_path: Path,
+        timeout_s: float | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> int:
         """Pretend to run a command: print the configured lines, return the configured code."""
         self.calls.append(("run_once", command))
         lines = self.run_once_output.get(command, [])
@@ -169,8 +196,15 @@ class FakeDriver:
             crashes = status.restarts  # consecutive crashes, as far as a fake needs
             plan = plan_restart(self.policy, crashes, 0.0)
             message = f"exited with code {exit_code}; restarting in {render_delay(plan.delay_s)}"
-            status = replace(status, state=InstanceState.BACKOFF, pid=None, create_time=None,
-                             last_exit_code=exit_code, next_restart_in_s=plan.delay_s, last_event=message)
+            status = replace(
+                status,
+                state=InstanceState.BACKOFF,
+                pid=None,
+                create_time=None,
+                last_exit_code=exit_code,
+                next_restart_in_s=plan.delay_s,
+                last_event=message,
+            )
             self._status[instance_id] = status
         self._emit(instance_id, "exited", message)
         return status
@@ -183,8 +217,15 @@ class FakeDriver:
                 raise Conflict(f"instance {instance_id} is not waiting for a restart")
             proc = self.host.spawn(self._specs[instance_id])
             message = f"restarted after a crash (restart {status.restarts + 1}, pid {proc.pid})"
-            status = replace(status, state=InstanceState.RUNNING, pid=proc.pid, create_time=proc.create_time,
-                             restarts=status.restarts + 1, next_restart_in_s=None, last_event=message)
+            status = replace(
+                status,
+                state=InstanceState.RUNNING,
+                pid=proc.pid,
+                create_time=proc.create_time,
+                restarts=status.restarts + 1,
+                next_restart_in_s=None,
+                last_event=message,
+            )
             self._status[instance_id] = status
         self._emit(instance_id, "restarted", message)
         return status

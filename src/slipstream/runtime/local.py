@@ -32,17 +32,28 @@ from pathlib import Path
 
 from slipstream.errors import Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
 from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_delay
-from slipstream.runtime.cgroups import MemoryCgroups
 from slipstream.runtime.base import EventCallback, InstanceSpec, InstanceState, InstanceStatus
+from slipstream.runtime.cgroups import MemoryCgroups
 from slipstream.runtime.oneoff import run_command
-from slipstream.runtime.process import (child_create_time, child_has_exited, create_time_of, describe_exit,
-                                        exit_code, group_has_live_members, group_of, is_same_process,
-                                        open_log, signal_group, spawn, tree_rss)
+from slipstream.runtime.process import (
+    child_create_time,
+    child_has_exited,
+    create_time_of,
+    describe_exit,
+    exit_code,
+    group_has_live_members,
+    group_of,
+    is_same_process,
+    open_log,
+    signal_group,
+    spawn,
+    tree_rss,
+)
 
 log = logging.getLogger(__name__)
 
 _Event = tuple[str, str, str]
-_Events = list[_Event]   # (the class's own ``list`` method shadows the builtin inside it)
+_Events = list[_Event]  # (the class's own ``list`` method shadows the builtin inside it)
 
 
 @dataclass
@@ -51,28 +62,36 @@ class _Instance:
 
     spec: InstanceSpec
     state: InstanceState = InstanceState.RUNNING
-    proc: subprocess.Popen[bytes] | None = None   # None when adopted (not our child) or in BACKOFF
+    proc: subprocess.Popen[bytes] | None = None  # None when adopted (not our child) or in BACKOFF
     pid: int | None = None
     create_time: float | None = None
-    started_at: float = 0.0                         # driver clock
+    started_at: float = 0.0  # driver clock
     restarts: int = 0
     crashes_in_row: int = 0
     last_exit_code: int | None = None
-    restart_at: float | None = None                 # driver clock, in BACKOFF
+    restart_at: float | None = None  # driver clock, in BACKOFF
     last_event: str | None = None
-    kill_reason: str | None = None                  # why the driver itself killed it (memory)
-    oom_kills_seen: int = 0                         # the cgroup's OOM-kill count at launch
-    next_memory_check: float = 0.0                  # time.monotonic
+    kill_reason: str | None = None  # why the driver itself killed it (memory)
+    oom_kills_seen: int = 0  # the cgroup's OOM-kill count at launch
+    next_memory_check: float = 0.0  # time.monotonic
     stopping: bool = False
 
 
 class LocalDriver:
     """Runs instances as local process groups and restarts them after crashes."""
 
-    def __init__(self, on_event: EventCallback | None = None, *, backoff_initial: float = 1.0,
-                 backoff_max: float = 300.0, backoff_reset_after: float = 600.0,
-                 poll_interval: float = 0.2, clock: Callable[[], float] = time.monotonic,
-                 memory_check_interval: float = 2.0, memory_cgroups: MemoryCgroups | None = None) -> None:
+    def __init__(
+        self,
+        on_event: EventCallback | None = None,
+        *,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 300.0,
+        backoff_reset_after: float = 600.0,
+        poll_interval: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+        memory_check_interval: float = 2.0,
+        memory_cgroups: MemoryCgroups | None = None,
+    ) -> None:
         self._on_event = on_event
         self._cgroups = memory_cgroups
         self._policy = BackoffPolicy(backoff_initial, backoff_max, backoff_reset_after)
@@ -97,8 +116,9 @@ class LocalDriver:
             if self._closed.is_set():
                 raise Unavailable("the runtime driver is closed", "restart the daemon")
             if spec.instance_id in self._instances:
-                raise Conflict(f"instance {spec.instance_id} is already supervised",
-                               "stop it first or pick a new instance id")
+                raise Conflict(
+                    f"instance {spec.instance_id} is already supervised", "stop it first or pick a new instance id"
+                )
             inst = _Instance(spec)
             self._launch(inst)
             inst.last_event = f"started (pid {inst.pid})"
@@ -114,7 +134,7 @@ class LocalDriver:
             already_stopping, inst.stopping = inst.stopping, True
             proc, pgid = inst.proc, inst.pid if inst.state is InstanceState.RUNNING else None
             if pgid is not None and proc is None and not is_same_process(pgid, inst.create_time or 0.0):
-                pgid = _leftover_group(pgid)   # the adopted process is gone: never signal a reused pid
+                pgid = _leftover_group(pgid)  # the adopted process is gone: never signal a reused pid
             delay = inst.spec.shutdown_delay_s if timeout is None else timeout
         if already_stopping:  # another thread is stopping it: wait for that to finish
             self._wait_forgotten(instance_id, delay + 10)
@@ -133,8 +153,9 @@ class LocalDriver:
         with self._lock:
             inst = self._get(instance_id)
             if inst.state is not InstanceState.RUNNING or inst.pid is None:
-                raise Conflict(f"instance {instance_id} is not running ({inst.state})",
-                               "wait for its restart, or start it again")
+                raise Conflict(
+                    f"instance {instance_id} is not running ({inst.state})", "wait for its restart, or start it again"
+                )
             signal_group(inst.pid, sig)
 
     def inspect(self, instance_id: str) -> InstanceStatus:
@@ -161,9 +182,13 @@ class LocalDriver:
                 log.warning("not adopting %s: pid %d does not lead its process group", spec.instance_id, pid)
                 return False
             self._instances[spec.instance_id] = _Instance(
-                spec, pid=pid, create_time=create_time, started_at=self._clock(),
+                spec,
+                pid=pid,
+                create_time=create_time,
+                started_at=self._clock(),
                 last_event=f"adopted after a daemon restart (pid {pid})",
-                oom_kills_seen=self._cgroups.oom_kills(spec.instance_id) if self._cgroups else 0)
+                oom_kills_seen=self._cgroups.oom_kills(spec.instance_id) if self._cgroups else 0,
+            )
         return True
 
     def close(self) -> None:
@@ -172,8 +197,15 @@ class LocalDriver:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=max(5.0, self._poll_interval * 5))
 
-    def run_once(self, command: str, cwd: Path, env: Mapping[str, str], log_path: Path,
-                 timeout_s: float | None = None, on_output: Callable[[str], None] | None = None) -> int:
+    def run_once(
+        self,
+        command: str,
+        cwd: Path,
+        env: Mapping[str, str],
+        log_path: Path,
+        timeout_s: float | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> int:
         """Run a one-off shell command to completion and return its exit code (124 on timeout)."""
         return run_command(command, cwd, env, log_path, timeout_s, on_output)
 
@@ -320,8 +352,16 @@ class LocalDriver:
         wait = None
         if inst.state is InstanceState.BACKOFF and inst.restart_at is not None:
             wait = max(0.0, inst.restart_at - self._clock())
-        return InstanceStatus(inst.spec.instance_id, inst.state, inst.pid, inst.create_time, inst.restarts,
-                              inst.last_exit_code, wait, inst.last_event)
+        return InstanceStatus(
+            inst.spec.instance_id,
+            inst.state,
+            inst.pid,
+            inst.create_time,
+            inst.restarts,
+            inst.last_exit_code,
+            wait,
+            inst.last_event,
+        )
 
     def _emit(self, event: _Event) -> None:
         if self._on_event is None:

@@ -24,12 +24,20 @@ from typing import IO
 from slipstream.runtime.process import child_has_exited, exit_code, signal_group, spawn
 
 TIMEOUT_EXIT_CODE = 124
-MAX_LINE_BYTES = 64 * 1024     # a longer run without a newline is passed on in pieces
+MAX_LINE_BYTES = 64 * 1024  # a longer run without a newline is passed on in pieces
 
 
-def run_command(command: str, cwd: Path, env: Mapping[str, str], log_path: Path,
-                timeout_s: float | None = None, on_output: Callable[[str], None] | None = None,
-                *, kill_grace_s: float = 2.0, drain_s: float = 2.0) -> int:
+def run_command(
+    command: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout_s: float | None = None,
+    on_output: Callable[[str], None] | None = None,
+    *,
+    kill_grace_s: float = 2.0,
+    drain_s: float = 2.0,
+) -> int:
     """Run ``command`` to completion and return its exit code (124 on timeout)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab", buffering=0) as log:
@@ -91,7 +99,7 @@ class _LineSplitter:
             if cut < 0 or cut >= MAX_LINE_BYTES:
                 line, self._buf = self._buf[:MAX_LINE_BYTES], self._buf[MAX_LINE_BYTES:]
             else:
-                line, self._buf = self._buf[:cut], self._buf[cut + 1:]
+                line, self._buf = self._buf[:cut], self._buf[cut + 1 :]
             self._emit(line)
 
     def close(self) -> None:

@@ -34,17 +34,32 @@ def open_log(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 
 
-def spawn(command: str, cwd: Path, env: Mapping[str, str], stdout: int | IO[bytes],
-          what: str, cgroup_procs: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    command: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    stdout: int | IO[bytes],
+    what: str,
+    cgroup_procs: Path | None = None,
+) -> subprocess.Popen[bytes]:
     """Start ``command`` in its own session (first joining the memory cgroup whose ``cgroup.procs``
     is given); raise InvalidInput when it cannot start at all."""
     if not Path(cwd).is_dir():
-        raise InvalidInput(f"cannot start {what}: working directory {cwd} does not exist",
-                           "check rootDir and that the build is still on disk")
+        raise InvalidInput(
+            f"cannot start {what}: working directory {cwd} does not exist",
+            "check rootDir and that the build is still on disk",
+        )
     try:
-        return subprocess.Popen(wrap(shell_argv(command), cgroup_procs), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                                stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True,
-                                close_fds=True)
+        return subprocess.Popen(
+            wrap(shell_argv(command), cgroup_procs),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
     except OSError as exc:
         raise InvalidInput(f"cannot start {what}: {exc.strerror or exc}") from None
 
@@ -151,7 +166,7 @@ def group_has_live_members(pgid: int) -> bool:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
             return True
     return False

@@ -51,10 +51,18 @@ class DeployRecord:
     def public(self) -> dict[str, Any]:
         """The record as the API shows it (no release, which holds env values)."""
         return {
-            "id": self.id, "service": self.service, "kind": self.kind, "status": self.status,
-            "build_id": self.build_id, "commit": self.commit_sha, "source": self.source,
-            "rollback_of": self.rollback_of, "steps": self.steps, "message": self.message,
-            "created_at": self.created_at, "finished_at": self.finished_at,
+            "id": self.id,
+            "service": self.service,
+            "kind": self.kind,
+            "status": self.status,
+            "build_id": self.build_id,
+            "commit": self.commit_sha,
+            "source": self.source,
+            "rollback_of": self.rollback_of,
+            "steps": self.steps,
+            "message": self.message,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
         }
 
 
@@ -125,8 +133,11 @@ class Store:
         done = int(row["value"]) if row else 0
         for i, script in enumerate(MIGRATIONS[done:], start=done + 1):
             with self._write_lock:
-                conn.executescript("BEGIN IMMEDIATE;" + script +
-                                   f";INSERT OR REPLACE INTO meta VALUES('schema_version', '{i}');COMMIT;")
+                conn.executescript(
+                    "BEGIN IMMEDIATE;"
+                    + script
+                    + f";INSERT OR REPLACE INTO meta VALUES('schema_version', '{i}');COMMIT;"
+                )
 
     def _enc(self, value: Mapping[str, Any], context: str) -> bytes:
         return self.box.encrypt(json.dumps(value, sort_keys=True), context)
@@ -135,8 +146,16 @@ class Store:
         return json.loads(self.box.decrypt(blob, context)) if blob else {}
 
     # -- services -----------------------------------------------------------------------------
-    def upsert_service(self, name: str, type: str, runtime: str, config: Mapping[str, Any],
-                       env: Mapping[str, str], blueprint: str | None, repo: str | None) -> None:
+    def upsert_service(
+        self,
+        name: str,
+        type: str,
+        runtime: str,
+        config: Mapping[str, Any],
+        env: Mapping[str, str],
+        blueprint: str | None,
+        repo: str | None,
+    ) -> None:
         now = time.time()
         with self.tx() as c:
             c.execute(
@@ -145,8 +164,18 @@ class Store:
                    ON CONFLICT(name) DO UPDATE SET type=excluded.type, runtime=excluded.runtime,
                      blueprint=excluded.blueprint, repo=excluded.repo, config=excluded.config,
                      env=excluded.env, updated_at=excluded.updated_at""",
-                (name, type, runtime, blueprint, repo, json.dumps(dict(config), sort_keys=True),
-                 self._enc(env, f"service:{name}"), now, now))
+                (
+                    name,
+                    type,
+                    runtime,
+                    blueprint,
+                    repo,
+                    json.dumps(dict(config), sort_keys=True),
+                    self._enc(env, f"service:{name}"),
+                    now,
+                    now,
+                ),
+            )
 
     def service(self, name: str) -> ServiceRecord:
         row = self._conn().execute("SELECT * FROM services WHERE name=?", (name,)).fetchone()
@@ -160,8 +189,15 @@ class Store:
 
     @staticmethod
     def _service(row: sqlite3.Row) -> ServiceRecord:
-        return ServiceRecord(row["name"], row["type"], row["runtime"], row["blueprint"], row["repo"],
-                             json.loads(row["config"]), row["live_deploy_id"])
+        return ServiceRecord(
+            row["name"],
+            row["type"],
+            row["runtime"],
+            row["blueprint"],
+            row["repo"],
+            json.loads(row["config"]),
+            row["live_deploy_id"],
+        )
 
     def service_env(self, name: str) -> dict[str, str]:
         row = self._conn().execute("SELECT env FROM services WHERE name=?", (name,)).fetchone()
@@ -171,54 +207,116 @@ class Store:
 
     def set_service_env(self, name: str, env: Mapping[str, str]) -> None:
         with self.tx() as c:
-            c.execute("UPDATE services SET env=?, updated_at=? WHERE name=?",
-                      (self._enc(env, f"service:{name}"), time.time(), name))
+            c.execute(
+                "UPDATE services SET env=?, updated_at=? WHERE name=?",
+                (self._enc(env, f"service:{name}"), time.time(), name),
+            )
 
     # -- builds -------------------------------------------------------------------------------
     def new_build(self, service: str) -> int:
         with self.tx() as c:
-            cur = c.execute("INSERT INTO builds(service, status, created_at) VALUES(?,?,?)",
-                            (service, "building", time.time()))
+            cur = c.execute(
+                "INSERT INTO builds(service, status, created_at) VALUES(?,?,?)", (service, "building", time.time())
+            )
             return int(cur.lastrowid or 0)
 
-    def finish_build(self, build_id: int, *, status: str, commit_sha: str | None = None,
-                     source_dir: str | None = None, workdir: str | None = None,
-                     path_prefix: list[str] | None = None, extra_env: Mapping[str, str] | None = None,
-                     log_path: str | None = None, duration_s: float | None = None) -> None:
+    def finish_build(
+        self,
+        build_id: int,
+        *,
+        status: str,
+        commit_sha: str | None = None,
+        source_dir: str | None = None,
+        workdir: str | None = None,
+        path_prefix: list[str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        log_path: str | None = None,
+        duration_s: float | None = None,
+    ) -> None:
         with self.tx() as c:
-            c.execute("""UPDATE builds SET status=?, commit_sha=?, source_dir=?, workdir=?, path_prefix=?,
+            c.execute(
+                """UPDATE builds SET status=?, commit_sha=?, source_dir=?, workdir=?, path_prefix=?,
                          extra_env=?, log_path=?, duration_s=? WHERE id=?""",
-                      (status, commit_sha, source_dir, workdir, json.dumps(path_prefix or []),
-                       json.dumps(dict(extra_env or {})), log_path, duration_s, build_id))
+                (
+                    status,
+                    commit_sha,
+                    source_dir,
+                    workdir,
+                    json.dumps(path_prefix or []),
+                    json.dumps(dict(extra_env or {})),
+                    log_path,
+                    duration_s,
+                    build_id,
+                ),
+            )
 
     def build(self, build_id: int) -> BuildRecord:
         row = self._conn().execute("SELECT * FROM builds WHERE id=?", (build_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown build {build_id}")
-        return BuildRecord(row["id"], row["service"], row["commit_sha"], row["source_dir"],
-                           row["workdir"], json.loads(row["path_prefix"] or "[]"),
-                           json.loads(row["extra_env"] or "{}"), row["log_path"], row["duration_s"],
-                           row["status"])
+        return BuildRecord(
+            row["id"],
+            row["service"],
+            row["commit_sha"],
+            row["source_dir"],
+            row["workdir"],
+            json.loads(row["path_prefix"] or "[]"),
+            json.loads(row["extra_env"] or "{}"),
+            row["log_path"],
+            row["duration_s"],
+            row["status"],
+        )
 
     # -- deploys ------------------------------------------------------------------------------
-    def new_deploy(self, service: str, kind: str, *, source: str | None, build_id: int | None = None,
-                   commit_sha: str | None = None, rollback_of: int | None = None,
-                   with_pre_deploy: bool = True, release: Mapping[str, Any] | None = None) -> int:
+    def new_deploy(
+        self,
+        service: str,
+        kind: str,
+        *,
+        source: str | None,
+        build_id: int | None = None,
+        commit_sha: str | None = None,
+        rollback_of: int | None = None,
+        with_pre_deploy: bool = True,
+        release: Mapping[str, Any] | None = None,
+    ) -> int:
         with self.tx() as c:
             cur = c.execute(
                 """INSERT INTO deploys(service, kind, status, build_id, commit_sha, source, rollback_of,
                    with_pre_deploy, release, created_at) VALUES(?,?,?,?,?,?,?,?,?,?)""",
-                (service, kind, "queued", build_id, commit_sha, source, rollback_of,
-                 int(with_pre_deploy), self._enc(release or {}, f"deploy:{service}"), time.time()))
+                (
+                    service,
+                    kind,
+                    "queued",
+                    build_id,
+                    commit_sha,
+                    source,
+                    rollback_of,
+                    int(with_pre_deploy),
+                    self._enc(release or {}, f"deploy:{service}"),
+                    time.time(),
+                ),
+            )
             deploy_id = int(cur.lastrowid or 0)
-            c.execute("INSERT INTO events(ts, service, deploy_id, kind, message) VALUES(?,?,?,?,?)",
-                      (time.time(), service, deploy_id, "step", f"deploy {deploy_id} queued"))
+            c.execute(
+                "INSERT INTO events(ts, service, deploy_id, kind, message) VALUES(?,?,?,?,?)",
+                (time.time(), service, deploy_id, "step", f"deploy {deploy_id} queued"),
+            )
             return deploy_id
 
-    def transition(self, deploy_id: int, status: str, *, message: str | None = None,
-                   step: tuple[str, float] | None = None, build_id: int | None = None,
-                   commit_sha: str | None = None, release: Mapping[str, Any] | None = None,
-                   finished: bool = False, make_live: bool = False) -> None:
+    def transition(
+        self,
+        deploy_id: int,
+        status: str,
+        *,
+        message: str | None = None,
+        step: tuple[str, float] | None = None,
+        build_id: int | None = None,
+        commit_sha: str | None = None,
+        release: Mapping[str, Any] | None = None,
+        finished: bool = False,
+        make_live: bool = False,
+    ) -> None:
         """Record one transition of a deploy (and, with ``make_live``, point its service at it)."""
         with self.tx() as c:
             row = c.execute("SELECT service, steps FROM deploys WHERE id=?", (deploy_id,)).fetchone()
@@ -228,15 +326,20 @@ class Store:
             sets = ["status=?", "steps=?"]
             args: list[Any] = [status, json.dumps(steps)]
             if message is not None:
-                sets.append("message=?"); args.append(message)
+                sets.append("message=?")
+                args.append(message)
             if build_id is not None:
-                sets.append("build_id=?"); args.append(build_id)
+                sets.append("build_id=?")
+                args.append(build_id)
             if commit_sha is not None:
-                sets.append("commit_sha=?"); args.append(commit_sha)
+                sets.append("commit_sha=?")
+                args.append(commit_sha)
             if release is not None:
-                sets.append("release=?"); args.append(self._enc(release, f"deploy:{row['service']}"))
+                sets.append("release=?")
+                args.append(self._enc(release, f"deploy:{row['service']}"))
             if finished:
-                sets.append("finished_at=?"); args.append(time.time())
+                sets.append("finished_at=?")
+                args.append(time.time())
             c.execute(f"UPDATE deploys SET {', '.join(sets)} WHERE id=?", (*args, deploy_id))
             if make_live:
                 c.execute("UPDATE services SET live_deploy_id=? WHERE name=?", (deploy_id, row["service"]))
@@ -254,8 +357,11 @@ class Store:
         return self._dec(row["release"], f"deploy:{row['service']}")
 
     def deploys(self, service: str, limit: int = 50) -> list[DeployRecord]:
-        rows = self._conn().execute("SELECT * FROM deploys WHERE service=? ORDER BY id DESC LIMIT ?",
-                                    (service, limit)).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM deploys WHERE service=? ORDER BY id DESC LIMIT ?", (service, limit))
+            .fetchall()
+        )
         return [self._deploy(r) for r in rows]
 
     def unfinished_deploys(self) -> list[DeployRecord]:
@@ -264,19 +370,31 @@ class Store:
 
     @staticmethod
     def _deploy(row: sqlite3.Row) -> DeployRecord:
-        return DeployRecord(row["id"], row["service"], row["kind"], row["status"], row["build_id"],
-                            row["commit_sha"], row["source"], row["rollback_of"],
-                            bool(row["with_pre_deploy"]), json.loads(row["steps"]), row["message"],
-                            row["created_at"], row["finished_at"])
+        return DeployRecord(
+            row["id"],
+            row["service"],
+            row["kind"],
+            row["status"],
+            row["build_id"],
+            row["commit_sha"],
+            row["source"],
+            row["rollback_of"],
+            bool(row["with_pre_deploy"]),
+            json.loads(row["steps"]),
+            row["message"],
+            row["created_at"],
+            row["finished_at"],
+        )
 
     # -- instances ----------------------------------------------------------------------------
     def put_instance(self, inst: InstanceRecord) -> None:
         with self.tx() as c:
-            c.execute("""INSERT INTO instances(id, service, deploy_id, port, pid, create_time, state, created_at)
+            c.execute(
+                """INSERT INTO instances(id, service, deploy_id, port, pid, create_time, state, created_at)
                          VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET port=excluded.port,
                          pid=excluded.pid, create_time=excluded.create_time, state=excluded.state""",
-                      (inst.id, inst.service, inst.deploy_id, inst.port, inst.pid, inst.create_time,
-                       inst.state, time.time()))
+                (inst.id, inst.service, inst.deploy_id, inst.port, inst.pid, inst.create_time, inst.state, time.time()),
+            )
 
     def set_instance_state(self, instance_id: str, state: str) -> None:
         with self.tx() as c:
@@ -287,20 +405,25 @@ class Store:
             c.execute("DELETE FROM instances WHERE id=?", (instance_id,))
 
     def instances(self, service: str | None = None) -> list[InstanceRecord]:
+        args: tuple[str, ...]
         q, args = "SELECT * FROM instances", ()
         if service is not None:
             q, args = q + " WHERE service=?", (service,)
         rows = self._conn().execute(q + " ORDER BY id", args).fetchall()
-        return [InstanceRecord(r["id"], r["service"], r["deploy_id"], r["port"], r["pid"],
-                               r["create_time"], r["state"]) for r in rows]
+        return [
+            InstanceRecord(r["id"], r["service"], r["deploy_id"], r["port"], r["pid"], r["create_time"], r["state"])
+            for r in rows
+        ]
 
     # -- databases ----------------------------------------------------------------------------
     def put_database(self, name: str, database_name: str, user: str, host: str, port: int) -> None:
         with self.tx() as c:
-            c.execute("""INSERT INTO databases(name, database_name, user, host, port, created_at)
+            c.execute(
+                """INSERT INTO databases(name, database_name, user, host, port, created_at)
                          VALUES(?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET database_name=excluded.database_name,
                          user=excluded.user, host=excluded.host, port=excluded.port""",
-                      (name, database_name, user, host, port, time.time()))
+                (name, database_name, user, host, port, time.time()),
+            )
 
     def databases(self) -> list[dict[str, Any]]:
         rows = self._conn().execute("SELECT * FROM databases ORDER BY name").fetchall()
@@ -309,18 +432,26 @@ class Store:
     # -- cron runs ----------------------------------------------------------------------------
     def new_cron_run(self, service: str, deploy_id: int, trigger: str, log_path: str) -> int:
         with self.tx() as c:
-            cur = c.execute("""INSERT INTO cron_runs(service, deploy_id, trigger, status, log_path, started_at)
-                               VALUES(?,?,?,?,?,?)""", (service, deploy_id, trigger, "running", log_path, time.time()))
+            cur = c.execute(
+                """INSERT INTO cron_runs(service, deploy_id, trigger, status, log_path, started_at)
+                               VALUES(?,?,?,?,?,?)""",
+                (service, deploy_id, trigger, "running", log_path, time.time()),
+            )
             return int(cur.lastrowid or 0)
 
     def finish_cron_run(self, run_id: int, status: str, exit_code: int | None) -> None:
         with self.tx() as c:
-            c.execute("UPDATE cron_runs SET status=?, exit_code=?, finished_at=? WHERE id=?",
-                      (status, exit_code, time.time(), run_id))
+            c.execute(
+                "UPDATE cron_runs SET status=?, exit_code=?, finished_at=? WHERE id=?",
+                (status, exit_code, time.time(), run_id),
+            )
 
     def cron_runs(self, service: str, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self._conn().execute("SELECT * FROM cron_runs WHERE service=? ORDER BY id DESC LIMIT ?",
-                                    (service, limit)).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM cron_runs WHERE service=? ORDER BY id DESC LIMIT ?", (service, limit))
+            .fetchall()
+        )
         return [dict(r) for r in rows]
 
     def end_running_cron_runs(self) -> None:
@@ -335,24 +466,34 @@ class Store:
 
     def keep_value(self, value_id: str, value: str) -> None:
         with self.tx() as c:
-            c.execute("INSERT OR REPLACE INTO kept_values(id, value) VALUES(?,?)",
-                      (value_id, self.box.encrypt(value, f"kept:{value_id}")))
+            c.execute(
+                "INSERT OR REPLACE INTO kept_values(id, value) VALUES(?,?)",
+                (value_id, self.box.encrypt(value, f"kept:{value_id}")),
+            )
 
     # -- events -------------------------------------------------------------------------------
-    def event(self, kind: str, message: str, *, service: str | None = None,
-              deploy_id: int | None = None) -> int:
+    def event(self, kind: str, message: str, *, service: str | None = None, deploy_id: int | None = None) -> int:
         with self.tx() as c:
-            cur = c.execute("INSERT INTO events(ts, service, deploy_id, kind, message) VALUES(?,?,?,?,?)",
-                            (time.time(), service, deploy_id, kind, message))
+            cur = c.execute(
+                "INSERT INTO events(ts, service, deploy_id, kind, message) VALUES(?,?,?,?,?)",
+                (time.time(), service, deploy_id, kind, message),
+            )
             return int(cur.lastrowid or 0)
 
-    def events(self, *, deploy_id: int | None = None, service: str | None = None, after: int = 0,
-               limit: int = 500) -> list[dict[str, Any]]:
-        where, args = ["id > ?"], [after]
+    def events(
+        self, *, deploy_id: int | None = None, service: str | None = None, after: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        where: list[str] = ["id > ?"]
+        args: list[object] = [after]
         if deploy_id is not None:
-            where.append("deploy_id = ?"); args.append(deploy_id)
+            where.append("deploy_id = ?")
+            args.append(deploy_id)
         if service is not None:
-            where.append("service = ?"); args.append(service)
-        rows = self._conn().execute(
-            f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+            where.append("service = ?")
+            args.append(service)
+        rows = (
+            self._conn()
+            .execute(f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?", (*args, limit))
+            .fetchall()
+        )
         return [dict(r) for r in rows]

@@ -11,9 +11,16 @@ writing the config, resolving the publish dir; the lifecycle is described there)
 from __future__ import annotations
 
 from slipstream.static.config import HEALTH_PATH, render_caddy_config
-from slipstream.static.instance import (caddy_binary, caddy_command, resolve_publish_dir,
-                                        write_caddy_config)
+from slipstream.static.instance import caddy_binary, caddy_command, resolve_publish_dir, write_caddy_config
 from slipstream.static.rules import HeaderLike, StaticRouteLike
 
-__all__ = ["HEALTH_PATH", "HeaderLike", "StaticRouteLike", "caddy_binary", "caddy_command",
-           "render_caddy_config", "resolve_publish_dir", "write_caddy_config"]
+__all__ = [
+    "HEALTH_PATH",
+    "HeaderLike",
+    "StaticRouteLike",
+    "caddy_binary",
+    "caddy_command",
+    "render_caddy_config",
+    "resolve_publish_dir",
+    "write_caddy_config",
+]

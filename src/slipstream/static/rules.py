@@ -20,8 +20,8 @@ from typing import Protocol
 
 from slipstream.errors import InvalidInput
 
-WILDCARD_GROUP = "splat"          # the regex group holding what a source's ``*`` matched
-PLACEHOLDER_PREFIX = "p_"         # groups for ``:name`` are ``p_name`` so none clashes with it
+WILDCARD_GROUP = "splat"  # the regex group holding what a source's ``*`` matched
+PLACEHOLDER_PREFIX = "p_"  # groups for ``:name`` are ``p_name`` so none clashes with it
 _REGEX_SPECIALS = set("\\.+*?()|[]{}^$")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DEST_PLACEHOLDER = re.compile(r"(?<=/):([A-Za-z_][A-Za-z0-9_]*)")
@@ -71,11 +71,14 @@ def escape_braces(text: str) -> str:
 
 def _check_path(text: str, where: str, what: str) -> None:
     if not text.startswith("/"):
-        raise InvalidInput(f"{where}: {what} {text!r} must be a path starting with '/'",
-                           "write it like /blog/* (no scheme or host)")
+        raise InvalidInput(
+            f"{where}: {what} {text!r} must be a path starting with '/'", "write it like /blog/* (no scheme or host)"
+        )
     if any(c in text for c in "?#\r\n\0"):
-        raise InvalidInput(f"{where}: {what} {text!r} must be a plain path (no query, fragment "
-                           "or control characters)", "match on the path only")
+        raise InvalidInput(
+            f"{where}: {what} {text!r} must be a plain path (no query, fragment or control characters)",
+            "match on the path only",
+        )
 
 
 def build_header_regex(glob: str, where: str = "header") -> str:
@@ -101,8 +104,10 @@ def build_source_regex(source: str, where: str = "route") -> SourcePattern:
     """Translate a Render route source (``/*``, ``/old/*``, ``/posts/:id``) to an anchored regex."""
     _check_path(source, where, "source")
     if source.count("*") > 1:
-        raise InvalidInput(f"{where}: source {source!r} has more than one '*'",
-                           "use one wildcard, or :name placeholders for single segments")
+        raise InvalidInput(
+            f"{where}: source {source!r} has more than one '*'",
+            "use one wildcard, or :name placeholders for single segments",
+        )
     out: list[str] = []
     names: list[str] = []
     for index, segment in enumerate(source.split("/")):
@@ -111,12 +116,15 @@ def build_source_regex(source: str, where: str = "route") -> SourcePattern:
         if segment.startswith(":"):
             name = segment[1:]
             if not _NAME.fullmatch(name):
-                raise InvalidInput(f"{where}: placeholder {segment!r} in {source!r} must be a "
-                                   "whole segment named with letters, digits and '_'",
-                                   "e.g. /posts/:postid")
+                raise InvalidInput(
+                    f"{where}: placeholder {segment!r} in {source!r} must be a "
+                    "whole segment named with letters, digits and '_'",
+                    "e.g. /posts/:postid",
+                )
             if name in names:
-                raise InvalidInput(f"{where}: placeholder ':{name}' appears twice in {source!r}",
-                                   "give each placeholder its own name")
+                raise InvalidInput(
+                    f"{where}: placeholder ':{name}' appears twice in {source!r}", "give each placeholder its own name"
+                )
             names.append(name)
             out.append(f"(?P<{PLACEHOLDER_PREFIX}{name}>[^/]+)")
             continue
@@ -130,46 +138,57 @@ def is_absolute_url(text: str) -> bool:
     return bool(_SCHEME.match(text)) or text.startswith("//")
 
 
-def build_destination(destination: str, pattern: SourcePattern, matcher: str,
-                      where: str = "route") -> str:
+def build_destination(destination: str, pattern: SourcePattern, matcher: str, where: str = "route") -> str:
     """The destination for Caddy: ``*`` and ``:name`` become regex placeholders, braces escaped."""
     if "\r" in destination or "\n" in destination or "\0" in destination:
-        raise InvalidInput(f"{where}: destination {destination!r} contains control characters",
-                           "write a single-line path or URL")
+        raise InvalidInput(
+            f"{where}: destination {destination!r} contains control characters", "write a single-line path or URL"
+        )
     if "*" in destination and not pattern.wildcard:
-        raise InvalidInput(f"{where}: destination {destination!r} uses '*' but the source has no "
-                           "wildcard", "add '*' to the source or remove it from the destination")
+        raise InvalidInput(
+            f"{where}: destination {destination!r} uses '*' but the source has no wildcard",
+            "add '*' to the source or remove it from the destination",
+        )
     for name in _DEST_PLACEHOLDER.findall(destination):
         if name not in pattern.placeholders:
-            raise InvalidInput(f"{where}: destination {destination!r} uses ':{name}' which the "
-                               "source does not define", f"add /:{name} to the source")
+            raise InvalidInput(
+                f"{where}: destination {destination!r} uses ':{name}' which the source does not define",
+                f"add /:{name} to the source",
+            )
     text = escape_braces(destination)
-    text = text.replace("*", "{http.regexp.%s.%s}" % (matcher, WILDCARD_GROUP))
-    return _DEST_PLACEHOLDER.sub(
-        lambda m: "{http.regexp.%s.%s%s}" % (matcher, PLACEHOLDER_PREFIX, m.group(1)), text)
+    text = text.replace("*", f"{{http.regexp.{matcher}.{WILDCARD_GROUP}}}")
+    prefix = f"http.regexp.{matcher}.{PLACEHOLDER_PREFIX}"
+    return _DEST_PLACEHOLDER.sub(lambda m: f"{{{prefix}{m.group(1)}}}", text)
 
 
 def check_route(route: StaticRouteLike, where: str) -> None:
     """Raise InvalidInput unless ``route`` is a redirect or a same-site rewrite."""
     if route.type not in ("redirect", "rewrite"):
-        raise InvalidInput(f"{where}: type {route.type!r} is not 'redirect' or 'rewrite'",
-                           "use type: redirect or type: rewrite")
+        raise InvalidInput(
+            f"{where}: type {route.type!r} is not 'redirect' or 'rewrite'", "use type: redirect or type: rewrite"
+        )
     dest = route.destination
     if route.type == "rewrite" and is_absolute_url(dest):
-        raise InvalidInput(f"{where}: rewriting to another site ({dest}) is not supported: "
-                           "slipstream serves static files only and does not proxy",
-                           "use type: redirect, or serve that path from a web service")
+        raise InvalidInput(
+            f"{where}: rewriting to another site ({dest}) is not supported: "
+            "slipstream serves static files only and does not proxy",
+            "use type: redirect, or serve that path from a web service",
+        )
     if not (dest.startswith("/") or (route.type == "redirect" and re.match(r"^https?://", dest))):
-        raise InvalidInput(f"{where}: destination {dest!r} must be a path starting with '/'"
-                           + (" or an http(s) URL" if route.type == "redirect" else ""),
-                           "e.g. destination: /index.html")
+        raise InvalidInput(
+            f"{where}: destination {dest!r} must be a path starting with '/'"
+            + (" or an http(s) URL" if route.type == "redirect" else ""),
+            "e.g. destination: /index.html",
+        )
 
 
 def check_header(header: HeaderLike, where: str) -> None:
     """Raise InvalidInput unless ``header`` is a valid name and a single-line value."""
     if not _TOKEN.match(header.name):
-        raise InvalidInput(f"{where}: {header.name!r} is not a valid header name",
-                           "use letters, digits and '-', e.g. Cache-Control")
+        raise InvalidInput(
+            f"{where}: {header.name!r} is not a valid header name", "use letters, digits and '-', e.g. Cache-Control"
+        )
     if any(c in header.value for c in "\r\n\0"):
-        raise InvalidInput(f"{where}: the value of {header.name} contains a line break or NUL",
-                           "write the value on one line")
+        raise InvalidInput(
+            f"{where}: the value of {header.name} contains a line break or NUL", "write the value on one line"
+        )

@@ -8,7 +8,6 @@ passing /health at which the process exits with code 3. VERSION file: the versio
 """
 
 import os
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
