@@ -66,35 +66,19 @@ def build_engine(settings: Settings) -> Engine:
     builder = Builder(settings.builds_dir, settings.cache_dir)
     engine_ref: list[Engine] = []
     cgroups = None
-    if settings.extra.get("SLIPSTREAM_MEMORY_CGROUPS", "auto") != "off":
+    if settings.memory_cgroups != "off":
         label = "slipstream-" + hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
         cgroups = MemoryCgroups.detect(label)
-    driver = LocalDriver(
-        on_event=lambda iid, kind, msg: engine_ref[0].on_instance_event(iid, kind, msg) if engine_ref else None,
-        memory_cgroups=cgroups,
-    )
-    settle = float(settings.extra.get("SLIPSTREAM_SETTLE_SECONDS", "2"))
+
+    def on_event(iid: str, kind: str, message: str) -> None:
+        if engine_ref:
+            engine_ref[0].on_instance_event(iid, kind, message)
+
+    driver = LocalDriver(on_event=on_event, memory_cgroups=cgroups)
     dbs = DatabaseManager(
-        settings,
-        store,
-        masker,
-        backup_interval_s=float(settings.extra.get("SLIPSTREAM_BACKUP_INTERVAL", "86400")),
-        retention=int(settings.extra.get("SLIPSTREAM_BACKUP_RETENTION", "7")),
+        settings, store, masker, backup_interval_s=settings.backup_interval_s, retention=settings.backup_retention
     )
-    grace = float(settings.extra.get("SLIPSTREAM_WORKER_GRACE", "2"))
-    min_healthy = float(settings.extra.get("SLIPSTREAM_MIN_HEALTHY_SECONDS", "1"))
-    engine = Engine(
-        settings,
-        store,
-        proxy,
-        driver,
-        builder,
-        masker,
-        settle_s=settle,
-        worker_grace_s=grace,
-        min_healthy_s=min_healthy,
-        cluster=dbs,
-    )
+    engine = Engine(settings, store, proxy, driver, builder, masker, databases=dbs)
     engine_ref.append(engine)
     return engine
 
@@ -112,7 +96,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 def _remove_cgroups(engine: Engine) -> None:
     """Remove the daemon's (now empty) memory cgroups: after 'slipstream down' or a failed start."""
-    cgroups = getattr(engine.driver, "memory_cgroups", None)
+    cgroups = getattr(engine.ctx.driver, "memory_cgroups", None)
     if cgroups is not None:
         cgroups.cleanup()
 

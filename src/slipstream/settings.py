@@ -1,40 +1,89 @@
 """Settings, read once from the environment. The only module that reads ``os.environ``.
 
-Every path slipstream writes is derived from ``home`` (``$SLIPSTREAM_HOME``).
+Every knob is a typed field of :class:`Settings` with its variable, default and one line of doc
+(``KNOBS``); ``docs/operations.md`` lists them and a test keeps the two in step. A value that
+cannot be used raises :class:`SettingsError` naming the variable. Every path slipstream writes is
+derived from ``home`` (``$SLIPSTREAM_HOME``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 
 class SettingsError(ValueError):
     """Raised when an environment variable holds a value slipstream cannot use."""
 
 
-def _int(env: dict[str, str], key: str, default: int) -> int:
-    raw = env.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SettingsError(f"{key} has value {raw!r}: not a whole number") from None
+def _env(name: str, doc: str) -> Any:
+    """Field metadata: the variable a setting comes from and what it does (for the docs)."""
+    return {"env": name, "doc": doc}
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Where slipstream keeps its state and which loopback ports it uses."""
+    """Where slipstream keeps its state, which loopback ports it uses, and its timings."""
 
-    home: Path
-    http_port: int = 8080  # HAProxy's public HTTP listener (web services, static sites)
-    bind_host: str = "127.0.0.1"  # address HAProxy listens on
-    postgres_admin_url: str | None = None  # an existing server to use instead of the embedded cluster
-    health_deadline_s: float = 900.0  # Render: a deploy is canceled after 15 minutes unhealthy
-    drain_timeout_s: float | None = None  # None: the service's maxShutdownDelaySeconds
-    extra: dict[str, str] = field(default_factory=dict)
+    home: Path = field(metadata=_env("SLIPSTREAM_HOME", "state directory (root: /var/lib/slipstream)"))
+    http_port: int = field(default=8080, metadata=_env("SLIPSTREAM_HTTP_PORT", "HAProxy's HTTP port for web services"))
+    bind_host: str = field(default="127.0.0.1", metadata=_env("SLIPSTREAM_BIND", "address HAProxy listens on"))
+    postgres_admin_url: str | None = field(
+        default=None,
+        metadata=_env("SLIPSTREAM_POSTGRES_ADMIN_URL", "use this PostgreSQL server instead of the embedded cluster"),
+    )
+    postgres_listen: tuple[str, ...] = field(
+        default=("127.0.0.1",),
+        metadata=_env("SLIPSTREAM_POSTGRES_LISTEN", "comma-separated extra listen addresses of PostgreSQL"),
+    )
+    health_deadline_s: float = field(
+        default=900.0,
+        metadata=_env("SLIPSTREAM_HEALTH_DEADLINE", "seconds a running new release may take to pass its check"),
+    )
+    min_healthy_s: float = field(
+        default=1.0,
+        metadata=_env("SLIPSTREAM_MIN_HEALTHY_SECONDS", "seconds new instances must stay healthy before the flip"),
+    )
+    settle_s: float = field(
+        default=2.0,
+        metadata=_env("SLIPSTREAM_SETTLE_SECONDS", "seconds after the flip a failure moves traffic back"),
+    )
+    worker_grace_s: float = field(
+        default=2.0,
+        metadata=_env("SLIPSTREAM_WORKER_GRACE", "seconds a new worker must keep running to count as healthy"),
+    )
+    overlap: str = field(
+        default="override",
+        metadata=_env("SLIPSTREAM_OVERLAP", "a new deploy 'override's the one in progress, or 'wait's for it"),
+    )
+    cron_max_s: float = field(
+        default=12 * 3600.0, metadata=_env("SLIPSTREAM_CRON_MAX_SECONDS", "longest a cron run may take")
+    )
+    live_check_interval_s: float = field(
+        default=5.0,
+        metadata=_env("SLIPSTREAM_LIVE_CHECK_INTERVAL", "seconds between health checks of live instances"),
+    )
+    unroute_after_s: float = field(
+        default=15.0,
+        metadata=_env("SLIPSTREAM_UNROUTE_AFTER", "seconds of failing checks before a live instance leaves rotation"),
+    )
+    restart_after_s: float = field(
+        default=60.0,
+        metadata=_env("SLIPSTREAM_RESTART_AFTER", "seconds of failing checks before a live instance is restarted"),
+    )
+    backup_interval_s: float = field(
+        default=86400.0, metadata=_env("SLIPSTREAM_BACKUP_INTERVAL", "seconds between scheduled database backups")
+    )
+    backup_retention: int = field(
+        default=7, metadata=_env("SLIPSTREAM_BACKUP_RETENTION", "scheduled backups (and base backups) kept")
+    )
+    memory_cgroups: str = field(
+        default="auto",
+        metadata=_env("SLIPSTREAM_MEMORY_CGROUPS", "'auto': enforce memory caps with cgroups where possible; 'off'"),
+    )
 
     # Derived paths ---------------------------------------------------------------------------
     @property
@@ -70,6 +119,10 @@ class Settings:
         return self.home / "proxy"
 
     @property
+    def disks_dir(self) -> Path:
+        return self.home / "disks"
+
+    @property
     def run_dir(self) -> Path:
         return self.home / "run"
 
@@ -93,6 +146,89 @@ class Settings:
             d.mkdir(parents=True, exist_ok=True)
 
 
+def _number(kind: type[int] | type[float], minimum: float) -> Callable[[str, str], Any]:
+    def parse(name: str, raw: str) -> Any:
+        try:
+            value = kind(raw)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise SettingsError(f"{name} has value {raw!r}: not {what}") from None
+        if value < minimum:
+            raise SettingsError(f"{name} has value {raw!r}: must be at least {minimum:g}")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise SettingsError(f"{name} has value {raw!r}: use one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _addresses(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(a.strip() for a in raw.split(",") if a.strip())
+    if not items:
+        raise SettingsError(f"{name} has value {raw!r}: give one or more addresses, comma-separated")
+    return items
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _port(name: str, raw: str) -> int:
+    port: int = _number(int, 1)(name, raw)
+    if port > 65535:
+        raise SettingsError(f"{name} has value {raw!r}: not a TCP port (1-65535)")
+    return port
+
+
+# How each field's text becomes its value (fields not named here are plain text).
+PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "home": lambda name, raw: Path(raw).expanduser().resolve(),
+    "http_port": _port,
+    "postgres_admin_url": lambda name, raw: raw or None,
+    "postgres_listen": _addresses,
+    "health_deadline_s": _number(float, 0.1),
+    "min_healthy_s": _number(float, 0),
+    "settle_s": _number(float, 0),
+    "worker_grace_s": _number(float, 0),
+    "overlap": _choice("override", "wait"),
+    "cron_max_s": _number(float, 1),
+    "live_check_interval_s": _number(float, 0.1),
+    "unroute_after_s": _number(float, 0),
+    "restart_after_s": _number(float, 0),
+    "backup_interval_s": _number(float, 1),
+    "backup_retention": _number(int, 1),
+    "memory_cgroups": _choice("auto", "off"),
+}
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One setting as the docs list it."""
+
+    env: str
+    field: str
+    default: str
+    doc: str
+
+
+def knobs() -> list[Knob]:
+    """Every ``SLIPSTREAM_*`` variable, its field, default and doc line (docs/operations.md)."""
+    out = []
+    for f in fields(Settings):
+        default = "" if f.name == "home" else f.default
+        shown = ",".join(default) if isinstance(default, tuple) else ("" if default is None else str(default))
+        out.append(Knob(f.metadata["env"], f.name, shown, f.metadata["doc"]))
+    return out
+
+
 def default_home() -> Path:
     """``~/.local/share/slipstream``; for root ``/var/lib/slipstream`` (PostgreSQL, which runs as an
     unprivileged user, cannot reach into root's 0700 home directory)."""
@@ -101,18 +237,17 @@ def default_home() -> Path:
     return Path.home() / ".local/share/slipstream"
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: the process environment)."""
     env = dict(os.environ if env is None else env)
-    home = Path(env.get("SLIPSTREAM_HOME") or default_home())
-    return Settings(
-        home=home.expanduser().resolve(),
-        http_port=_int(env, "SLIPSTREAM_HTTP_PORT", 8080),
-        bind_host=env.get("SLIPSTREAM_BIND", "127.0.0.1"),
-        postgres_admin_url=env.get("SLIPSTREAM_POSTGRES_ADMIN_URL") or None,
-        health_deadline_s=float(_int(env, "SLIPSTREAM_HEALTH_DEADLINE", 900)),
-        extra={k: v for k, v in env.items() if k.startswith("SLIPSTREAM_")},
-    )
+    values: dict[str, Any] = {"home": default_home().resolve()}
+    for f in fields(Settings):
+        name = f.metadata["env"]
+        raw = env.get(name)
+        if raw is None or (raw.strip() == "" and f.name != "postgres_admin_url"):
+            continue
+        values[f.name] = PARSERS.get(f.name, _text)(name, raw)
+    return Settings(**values)
 
 
 def base_environment() -> dict[str, str]:

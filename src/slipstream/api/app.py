@@ -22,10 +22,12 @@ class DeployRequest(BaseModel):
     blueprint: str | None = None
     commit: str | None = None
     from_dir: str | None = None
+    project: str | None = None
 
 
 class ApplyRequest(BaseModel):
     blueprint: str
+    project: str | None = None
 
 
 class RollbackRequest(BaseModel):
@@ -73,18 +75,19 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
             blueprint=Path(req.blueprint) if req.blueprint else None,
             commit=req.commit,
             from_dir=Path(req.from_dir) if req.from_dir else None,
+            project=req.project,
         )
         return {"deploy": engine.store.deploy(deploy_id).public()}
 
     @app.post("/v1/apply")
     def apply(req: ApplyRequest) -> dict[str, Any]:
-        result = engine.apply(Path(req.blueprint))
+        result = engine.apply(Path(req.blueprint), req.project)
         result["deploys"] = [engine.store.deploy(i).public() for i in result["deploys"]]
         return result
 
     @app.get("/v1/plan-state")
-    def plan_state() -> dict[str, Any]:
-        return engine.plan_state()
+    def plan_state(project: str | None = None) -> dict[str, Any]:
+        return engine.plan_state(project)
 
     @app.get("/v1/deploys/{deploy_id}")
     def get_deploy(deploy_id: int) -> dict[str, Any]:
@@ -104,6 +107,11 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
     def rollback(name: str, req: RollbackRequest) -> dict[str, Any]:
         deploy_id = engine.rollback(name, to=req.to, with_pre_deploy=req.with_pre_deploy)
         return {"deploy": engine.store.deploy(deploy_id).public()}
+
+    @app.post("/v1/services/{name}/cancel")
+    def cancel(name: str) -> dict[str, Any]:
+        canceled = engine.cancel(name)
+        return {"canceled": [engine.store.deploy(i).public() for i in canceled]}
 
     @app.get("/v1/services/{name}/logs")
     def logs(name: str, n: int = 100, cursor: str | None = None) -> dict[str, Any]:
@@ -136,9 +144,9 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
         return {"run": engine.cron.trigger(name, "manual")}
 
     def dbs() -> DatabaseManager:
-        if engine.cluster is None:
+        if engine.databases is None:
             raise Unavailable("managed PostgreSQL is not enabled in this daemon")
-        return engine.cluster
+        return engine.databases
 
     def backup_json(b: Any) -> dict[str, Any]:
         return {

@@ -28,7 +28,7 @@ from slipstream.builds import source, toolchain
 from slipstream.builds.model import Build, BuildFailed, BuildSpec
 from slipstream.builds.toolchain import Toolchain
 from slipstream.errors import Conflict, InvalidInput
-from slipstream.runtime.oneoff import TIMEOUT_EXIT_CODE, run_command
+from slipstream.runtime.oneoff import CANCELED_EXIT_CODE, TIMEOUT_EXIT_CODE, run_command
 
 LOG_TAIL_LINES = 20
 RECORD = "build.json"
@@ -56,8 +56,14 @@ class Builder:
         """The full sha of ``ref`` (or the tip of ``branch``, or HEAD) in ``repo``."""
         return source.resolve_commit(Path(repo), ref, branch)
 
-    def build(self, spec: BuildSpec, on_output: Callable[[str], None] | None = None) -> Build:
-        """Materialise the source and run the build command; raises BuildFailed on a non-zero exit."""
+    def build(
+        self,
+        spec: BuildSpec,
+        on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Build:
+        """Materialise the source and run the build command; raises BuildFailed on a non-zero exit
+        (and when ``cancel`` is set while the build command runs)."""
         _check_service_name(spec.service)
         root_dir = source.parse_root_dir(spec.root_dir)
         if (spec.source_repo is None) == (spec.from_dir is None):
@@ -65,7 +71,7 @@ class Builder:
                 f"build {spec.build_id} of {spec.service} needs exactly one of a git repository or a directory"
             )
         with self._lock_for(spec.service):
-            return self._build(spec, root_dir.as_posix(), on_output)
+            return self._build(spec, root_dir.as_posix(), on_output, cancel)
 
     def remove(self, build: Build) -> None:
         """Delete a build's directory, and its virtualenv once no other build uses it."""
@@ -86,7 +92,13 @@ class Builder:
                 shutil.rmtree(venv, ignore_errors=True)
 
     # -- steps ---------------------------------------------------------------------------------
-    def _build(self, spec: BuildSpec, root_dir: str, on_output: Callable[[str], None] | None) -> Build:
+    def _build(
+        self,
+        spec: BuildSpec,
+        root_dir: str,
+        on_output: Callable[[str], None] | None,
+        cancel: threading.Event | None = None,
+    ) -> Build:
         started = time.monotonic()
         root = self.builds_dir / spec.service / str(spec.build_id)
         if (root / RECORD).exists():
@@ -106,7 +118,7 @@ class Builder:
         workdir = self._workdir(src, root_dir, spec)
         chain = self._toolchain(spec, workdir, say)
         if spec.build_command:
-            self._run_build_command(spec, workdir, chain, log_path, say, on_output)
+            self._run_build_command(spec, workdir, chain, log_path, say, on_output, cancel)
         if chain.venv is not None:
             toolchain.mark_ready(chain.venv)
         source.freeze_tree(src)
@@ -167,6 +179,7 @@ class Builder:
         log_path: Path,
         say: Callable[[str], None],
         on_output: Callable[[str], None] | None,
+        cancel: threading.Event | None = None,
     ) -> None:
         command = spec.build_command or ""
         tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
@@ -177,13 +190,15 @@ class Builder:
                 on_output(line)
 
         say(f"==> Running build command '{command}'")
-        code = run_command(command, workdir, chain.env, log_path, self.timeout_s, output)
+        code = run_command(command, workdir, chain.env, log_path, self.timeout_s, output, cancel=cancel)
         if code == 0:
             return
         if chain.venv_created and chain.venv is not None:
             shutil.rmtree(chain.venv, ignore_errors=True)  # half-installed: never reuse it
         shown = command if len(command) <= 80 else command[:77] + "..."
-        if code == TIMEOUT_EXIT_CODE and self.timeout_s is not None:
+        if code == CANCELED_EXIT_CODE and cancel is not None and cancel.is_set():
+            message = f"build canceled while `{shown}` ran"
+        elif code == TIMEOUT_EXIT_CODE and self.timeout_s is not None:
             message = f"build failed: `{shown}` did not finish within {self.timeout_s:g} s"
         else:
             message = f"build failed: `{shown}` exited with {code}"

@@ -13,15 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from croniter import croniter
 
-from slipstream.engine.release import Release, instance_env
+from slipstream.engine.context import DeployContext
+from slipstream.engine.release import BuildRef, Release
 from slipstream.errors import InvalidInput, NotFound
-
-if TYPE_CHECKING:
-    from slipstream.engine.engine import Engine
 
 log = logging.getLogger("slipstream.cron")
 
@@ -37,13 +35,13 @@ class CronScheduler:
 
     def __init__(
         self,
-        engine: Engine,
+        ctx: DeployContext,
         *,
         clock: Callable[[], float] = time.time,
         tick_s: float = 1.0,
         max_run_s: float = 12 * 3600,
     ) -> None:
-        self.e = engine
+        self.ctx = ctx
         self.clock = clock
         self.tick_s = tick_s
         self.max_run_s = max_run_s
@@ -55,7 +53,7 @@ class CronScheduler:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.e.store.end_running_cron_runs()
+        self.ctx.store.end_running_cron_runs()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="cron")
         self._thread.start()
 
@@ -72,10 +70,10 @@ class CronScheduler:
     def tick(self) -> None:
         """Fire every cron service whose time has come."""
         now = self.clock()
-        for svc in self.e.store.services():
+        for svc in self.ctx.store.services():
             if svc.type != "cron" or svc.live_deploy_id is None:
                 continue
-            schedule = self.e.store.deploy_release(svc.live_deploy_id).get("schedule")
+            schedule = self.ctx.store.deploy_release(svc.live_deploy_id).get("schedule")
             if not schedule:
                 continue
             known = self._next.get(svc.name)
@@ -88,7 +86,7 @@ class CronScheduler:
 
     def trigger(self, service: str, trigger: str = "manual") -> str:
         """Start a run now, or delay it until the running one ends. Returns "started" or "delayed"."""
-        svc = self.e.store.service(service)
+        svc = self.ctx.store.service(service)
         if svc.type != "cron":
             raise InvalidInput(f"{service} is a {svc.type} service, not a cron job")
         if svc.live_deploy_id is None:
@@ -96,7 +94,7 @@ class CronScheduler:
         with self._lock:
             if service in self._running:
                 self._waiting[service] = trigger
-                self.e.store.event(
+                self.ctx.store.event(
                     "cron", f"{service}: {trigger} run delayed until the running one ends", service=service
                 )
                 return "delayed"
@@ -130,37 +128,22 @@ class CronScheduler:
                 self._waiting.pop(service, None)
 
     def _run_once(self, service: str, trigger: str) -> None:
-        svc = self.e.store.service(service)
+        svc = self.ctx.store.service(service)
         deploy_id = svc.live_deploy_id
         assert deploy_id is not None
-        release = Release.from_dict(self.e.store.deploy_release(deploy_id))
-        build = self.e.store.build(self.e.store.deploy(deploy_id).build_id or 0)
-        log_path = self.e.settings.instances_dir / f"{service}-cron.log"
-        run_id = self.e.store.new_cron_run(service, deploy_id, trigger, str(log_path))
-        env = instance_env(
-            release,
-            base=self.e.base_env,
-            path_prefix=build.path_prefix,
-            extra=build.extra_env,
-            port=None,
-            instance_id=f"{service}-run{run_id}",
-            commit=build.commit_sha,
-            http_port=self.e.settings.http_port,
-        )
-        self.e.store.event("cron", f"{service}: run {run_id} started ({trigger})", service=service)
-        code = self.e.driver.run_once(
-            release.start_command or "", _path(build.workdir), env, log_path, timeout_s=self.max_run_s
+        release = Release.from_dict(self.ctx.store.deploy_release(deploy_id))
+        build = BuildRef.of(self.ctx.store.build(self.ctx.store.deploy(deploy_id).build_id or 0))
+        log_path = self.ctx.settings.instances_dir / f"{service}-cron.log"
+        run_id = self.ctx.store.new_cron_run(service, deploy_id, trigger, str(log_path))
+        env = self.ctx.instances.env(release, build, None, f"{service}-run{run_id}")
+        self.ctx.store.event("cron", f"{service}: run {run_id} started ({trigger})", service=service)
+        code = self.ctx.driver.run_once(
+            release.start_command or "", build.workdir, env, log_path, timeout_s=self.max_run_s
         )
         status = "succeeded" if code == 0 else ("timed_out" if code == 124 else "failed")
-        self.e.store.finish_cron_run(run_id, status, code)
-        self.e.store.event("cron", f"{service}: run {run_id} {status} (exit {code})", service=service)
+        self.ctx.store.finish_cron_run(run_id, status, code)
+        self.ctx.store.event("cron", f"{service}: run {run_id} {status} (exit {code})", service=service)
 
     def runs(self, service: str) -> list[dict[str, Any]]:
-        self.e.store.service(service)
-        return self.e.store.cron_runs(service)
-
-
-def _path(p: str | None) -> Any:
-    from pathlib import Path
-
-    return Path(p or ".")
+        self.ctx.store.service(service)
+        return self.ctx.store.cron_runs(service)

@@ -57,7 +57,7 @@ class DatabaseManager:
         if self._cluster is None:
             from slipstream.databases import Cluster
 
-            listen = self.settings.extra.get("SLIPSTREAM_POSTGRES_LISTEN", "127.0.0.1").split(",")
+            listen = list(self.settings.postgres_listen)
             self._cluster = Cluster(
                 self.settings.postgres_dir,
                 self.settings.backups_dir,
@@ -108,7 +108,7 @@ class DatabaseManager:
         *,
         database_name: str | None = None,
         user: str | None = None,
-        major_version: int | None = None,
+        major_version: int | str | None = None,
         extensions: Sequence[str] = (),
         ip_allow_list: Sequence[str] = (),
     ) -> DatabaseInfo:
@@ -130,6 +130,38 @@ class DatabaseManager:
             self.cluster.ensure_extensions(info, extensions)
         self._set_access(name, info, ip_allow_list)
         return info
+
+    def provide(
+        self,
+        name: str,
+        *,
+        database_name: str | None = None,
+        user: str | None = None,
+        major_version: int | str | None = None,
+        extensions: Sequence[str] = (),
+        ip_allow_list: Sequence[str] = (),
+    ) -> dict[str, str]:
+        """``ensure``, answering the connection properties a blueprint's ``fromDatabase`` reads."""
+        info = self.ensure(
+            name,
+            database_name=database_name,
+            user=user,
+            major_version=major_version,
+            extensions=extensions,
+            ip_allow_list=ip_allow_list,
+        )
+        return info.properties()
+
+    def known(self, name: str) -> dict[str, str] | None:
+        """Connection properties of a database that already exists; None otherwise. Creates nothing."""
+        db = next((d for d in self.store.databases() if d["name"] == name), None)
+        password = self.store.kept_values().get(PASSWORD_KEY.format(name=name))
+        if db is None or password is None:
+            return None
+        from slipstream.databases.models import DatabaseInfo
+
+        info = DatabaseInfo(name, db["host"], db["port"], db["database_name"], db["user"], password)
+        return info.properties()
 
     def _set_access(self, name: str, info: DatabaseInfo, cidrs: Sequence[str]) -> None:
         """Keep ``name``'s ``ipAllowList`` and apply every database's as pg_hba rules."""

@@ -6,14 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
 
-from slipstream.engine.deployer import server_name
-from slipstream.engine.health import check_http, check_tcp
-from slipstream.engine.release import Release, hostname
-
-if TYPE_CHECKING:
-    from slipstream.engine.engine import Engine
+from slipstream.engine.context import DeployContext
+from slipstream.engine.names import server_of
+from slipstream.engine.release import Release
+from slipstream.state.store import InstanceRecord
+from slipstream.states import InstancePhase, ServiceType
 
 log = logging.getLogger("slipstream.monitor")
 
@@ -22,9 +20,9 @@ class LiveMonitor:
     """Checks every live web and private instance each ``interval_s`` and acts on sustained failure."""
 
     def __init__(
-        self, engine: Engine, *, interval_s: float = 5, unroute_after_s: float = 15, restart_after_s: float = 60
+        self, ctx: DeployContext, *, interval_s: float = 5, unroute_after_s: float = 15, restart_after_s: float = 60
     ) -> None:
-        self.e = engine
+        self.ctx = ctx
         self.interval_s = interval_s
         self.unroute_after_s = unroute_after_s
         self.restart_after_s = restart_after_s
@@ -47,46 +45,43 @@ class LiveMonitor:
 
     def check_all(self) -> None:
         """One round over every live instance of every web service."""
-        for svc in self.e.store.services():
-            if svc.type not in ("web", "pserv"):
+        for svc in self.ctx.store.services():
+            if not ServiceType(svc.type).routed:
                 continue
-            for inst in self.e.store.instances(svc.name):
-                if inst.state != "live" or not self.e.alive(inst.id):
+            for inst in self.ctx.store.instances(svc.name):
+                if inst.state != InstancePhase.LIVE or not self.ctx.instances.alive(inst.id):
                     self._failing_since.pop(inst.id, None)  # crashes are the runtime's business
                     continue
-                release = Release.from_dict(self.e.store.deploy_release(inst.deploy_id))
-                if release.health_check_path:
-                    host = release.hosts[0] if release.hosts else hostname(svc.name)
-                    probe = check_http(inst.port or 0, release.health_check_path, host)
-                else:
-                    probe = check_tcp(inst.port or 0)
+                release = Release.from_dict(self.ctx.store.deploy_release(inst.deploy_id))
+                probe = self.ctx.instances.probe(release, inst.port or 0)
                 self._judge(svc.name, inst, probe.ok, probe.reason)
 
-    def _judge(self, service: str, inst: object, ok: bool, reason: str) -> None:
-        iid = inst.id  # type: ignore[attr-defined]
-        name = server_name(inst.deploy_id, int(iid.rsplit("-", 1)[1]))  # type: ignore[attr-defined]
+    def _judge(self, service: str, inst: InstanceRecord, ok: bool, reason: str) -> None:
+        iid, name = inst.id, server_of(inst)
         now = time.monotonic()
         if ok:
             self._failing_since.pop(iid, None)
             if iid in self._unrouted:
                 self._unrouted.discard(iid)
-                self.e.proxy.set_state(service, name, "ready")
-                self.e.store.event("health", f"{iid} passes its health check again; back in rotation", service=service)
+                self.ctx.proxy.set_state(service, name, "ready")
+                self.ctx.store.event(
+                    "health", f"{iid} passes its health check again; back in rotation", service=service
+                )
             return
         since = self._failing_since.setdefault(iid, now)
         failing = now - since
         if failing >= self.restart_after_s:
-            self.e.store.event(
+            self.ctx.store.event(
                 "health",
                 f"{iid} failed its health check for {failing:.0f} s ({reason}); restarting it",
                 service=service,
             )
             self._failing_since.pop(iid, None)
-            self.e.restart_live_instance(iid)
+            self.ctx.instances.restart_live(iid)
         elif failing >= self.unroute_after_s and iid not in self._unrouted:
             self._unrouted.add(iid)
-            self.e.proxy.set_state(service, name, "maint")
-            self.e.store.event(
+            self.ctx.proxy.set_state(service, name, "maint")
+            self.ctx.store.event(
                 "health",
                 f"{iid} failed its health check for {failing:.0f} s ({reason}); taken out of rotation",
                 service=service,

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
+
+from slipstream.state.store import BuildRecord
 
 DEFAULT_SHUTDOWN_DELAY = 30
 
@@ -68,6 +71,22 @@ class Release:
         d = self.to_dict()
         d["env"] = sorted(self.env)
         return d
+
+
+@dataclass(frozen=True)
+class BuildRef:
+    """The parts of a finished build an instance needs."""
+
+    build_id: int
+    commit: str | None
+    workdir: Path
+    path_prefix: tuple[str, ...]
+    extra_env: Mapping[str, str]
+
+    @classmethod
+    def of(cls, b: BuildRecord) -> BuildRef:
+        """The reference to a recorded build (its workdir must be set)."""
+        return cls(b.id, b.commit_sha, Path(b.workdir or "."), tuple(b.path_prefix), dict(b.extra_env))
 
 
 def hostname(service: str) -> str:

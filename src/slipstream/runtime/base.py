@@ -18,6 +18,7 @@ Implementations: ``runtime.local.LocalDriver`` (real processes) and ``runtime.fa
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -105,6 +106,8 @@ class Driver(Protocol):
         log_path: Path,
         timeout_s: float | None = None,
         on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> int:
-        """Run a one-off shell command to completion and return its exit code (124 on timeout)."""
+        """Run a one-off shell command to completion; its exit code (124 on timeout, 130 when
+        ``cancel`` was set)."""
         ...

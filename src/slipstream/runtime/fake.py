@@ -78,6 +78,7 @@ class FakeDriver:
         # command -> exit code, or a callable(command, env) -> exit code; unknown commands exit 0
         self.run_once_results: dict[str, int | Callable[[str, Mapping[str, str]], int]] = {}
         self.run_once_output: dict[str, list[str]] = {}  # command -> lines it prints
+        self.run_once_seconds: dict[str, float] = {}  # command -> how long it runs
         self.closed = False
         self._status: dict[str, InstanceStatus] = {}
         self._specs: dict[str, InstanceSpec] = {}
@@ -173,8 +174,10 @@ class FakeDriver:
         log_path: Path,
         timeout_s: float | None = None,
         on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> int:
-        """Pretend to run a command: print the configured lines, return the configured code."""
+        """Pretend to run a command: print the configured lines, take ``run_once_seconds`` (130 at
+        once when ``cancel`` is set meanwhile), return the configured code."""
         self.calls.append(("run_once", command))
         lines = self.run_once_output.get(command, [])
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +186,11 @@ class FakeDriver:
                 log.write(line + "\n")
                 if on_output is not None:
                     on_output(line)
+        wait = self.run_once_seconds.get(command, 0.0)
+        if wait and cancel is not None and cancel.wait(wait):
+            return 130
+        if wait and cancel is None:
+            threading.Event().wait(wait)
         result = self.run_once_results.get(command, 0)
         return result(command, env) if callable(result) else result
 

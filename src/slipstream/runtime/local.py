@@ -205,9 +205,10 @@ class LocalDriver:
         log_path: Path,
         timeout_s: float | None = None,
         on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> int:
         """Run a one-off shell command to completion and return its exit code (124 on timeout)."""
-        return run_command(command, cwd, env, log_path, timeout_s, on_output)
+        return run_command(command, cwd, env, log_path, timeout_s, on_output, cancel=cancel)
 
     # -- supervision ---------------------------------------------------------------------------
     def _supervise(self) -> None:

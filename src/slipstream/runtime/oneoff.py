@@ -8,6 +8,8 @@ Lifecycle of a run:
    background process would otherwise hold the pipe open forever), and the pipe is drained.
 4. At the deadline the group gets SIGTERM, then SIGKILL after a short grace; the result is 124,
    like coreutils ``timeout``. Killed by signal N otherwise reads as 128+N.
+5. When ``cancel`` is set (a deploy was canceled) the group is killed the same way and the result
+   is 130, as for an interrupted command.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,6 +27,7 @@ from typing import IO
 from slipstream.runtime.process import child_has_exited, exit_code, signal_group, spawn
 
 TIMEOUT_EXIT_CODE = 124
+CANCELED_EXIT_CODE = 130
 MAX_LINE_BYTES = 64 * 1024  # a longer run without a newline is passed on in pieces
 
 
@@ -37,15 +41,16 @@ def run_command(
     *,
     kill_grace_s: float = 2.0,
     drain_s: float = 2.0,
+    cancel: threading.Event | None = None,
 ) -> int:
-    """Run ``command`` to completion and return its exit code (124 on timeout)."""
+    """Run ``command`` to completion and return its exit code (124 on timeout, 130 when canceled)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab", buffering=0) as log:
         proc = spawn(command, cwd, env, subprocess.PIPE, "command")
         assert proc.stdout is not None
         lines = _LineSplitter(log, on_output)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        timed_out = False
+        timed_out = canceled = False
         term_sent_at: float | None = None
         drain_until: float | None = None  # set once the leader has exited
         eof: float | None = None  # when the pipe reached end of file
@@ -57,9 +62,12 @@ def run_command(
                     signal_group(proc.pid, signal.SIGKILL)  # leftovers; the pid is not reaped yet
                     proc.wait()
                     drain_until = now + drain_s
-                elif drain_until is None and deadline is not None and now >= deadline:
+                elif drain_until is None and (
+                    (deadline is not None and now >= deadline) or (cancel is not None and cancel.is_set())
+                ):
                     if term_sent_at is None:
-                        timed_out, term_sent_at = True, now
+                        canceled = cancel is not None and cancel.is_set()
+                        timed_out, term_sent_at = not canceled, now
                         signal_group(proc.pid, signal.SIGTERM)
                     elif now - term_sent_at >= kill_grace_s:
                         signal_group(proc.pid, signal.SIGKILL)
@@ -81,6 +89,8 @@ def run_command(
             proc.wait()
             proc.stdout.close()
             lines.close()
+    if canceled:
+        return CANCELED_EXIT_CODE
     return TIMEOUT_EXIT_CODE if timed_out else exit_code(proc.returncode)
 
 

@@ -94,4 +94,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX cron_runs_service ON cron_runs(service, id);
     """,
+    """
+    -- projects: every applied blueprint owns its resources; plan/apply touch only their own
+    CREATE TABLE resources (
+        kind TEXT NOT NULL,             -- service | database | group | keyvalue
+        name TEXT NOT NULL,
+        project TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    CREATE INDEX resources_project ON resources(project);
+    ALTER TABLE services ADD COLUMN project TEXT;
+    """,
 ]

@@ -19,6 +19,7 @@ from typing import Any
 from slipstream.errors import NotFound
 from slipstream.secrets import SecretBox
 from slipstream.state.schema import MIGRATIONS
+from slipstream.states import DeployKind, DeployStatus, InstancePhase
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,15 @@ class ServiceRecord:
     repo: str | None
     config: dict[str, Any]
     live_deploy_id: int | None
+    project: str | None = None
 
 
 @dataclass(frozen=True)
 class DeployRecord:
     id: int
     service: str
-    kind: str
-    status: str
+    kind: DeployKind
+    status: DeployStatus
     build_id: int | None
     commit_sha: str | None
     source: str | None
@@ -74,7 +76,7 @@ class InstanceRecord:
     port: int | None
     pid: int | None
     create_time: float | None
-    state: str
+    state: InstancePhase
 
 
 @dataclass(frozen=True)
@@ -155,15 +157,18 @@ class Store:
         env: Mapping[str, str],
         blueprint: str | None,
         repo: str | None,
+        project: str | None = None,
     ) -> None:
         now = time.time()
         with self.tx() as c:
             c.execute(
-                """INSERT INTO services(name, type, runtime, blueprint, repo, config, env, created_at, updated_at)
-                   VALUES(?,?,?,?,?,?,?,?,?)
+                """INSERT INTO services(name, type, runtime, blueprint, repo, config, env, created_at, updated_at,
+                     project)
+                   VALUES(?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT(name) DO UPDATE SET type=excluded.type, runtime=excluded.runtime,
                      blueprint=excluded.blueprint, repo=excluded.repo, config=excluded.config,
-                     env=excluded.env, updated_at=excluded.updated_at""",
+                     env=excluded.env, updated_at=excluded.updated_at,
+                     project=COALESCE(excluded.project, services.project)""",
                 (
                     name,
                     type,
@@ -174,6 +179,7 @@ class Store:
                     self._enc(env, f"service:{name}"),
                     now,
                     now,
+                    project,
                 ),
             )
 
@@ -197,6 +203,7 @@ class Store:
             row["repo"],
             json.loads(row["config"]),
             row["live_deploy_id"],
+            row["project"],
         )
 
     def service_env(self, name: str) -> dict[str, str]:
@@ -271,7 +278,7 @@ class Store:
     def new_deploy(
         self,
         service: str,
-        kind: str,
+        kind: DeployKind,
         *,
         source: str | None,
         build_id: int | None = None,
@@ -287,7 +294,7 @@ class Store:
                 (
                     service,
                     kind,
-                    "queued",
+                    DeployStatus.QUEUED,
                     build_id,
                     commit_sha,
                     source,
@@ -307,7 +314,7 @@ class Store:
     def transition(
         self,
         deploy_id: int,
-        status: str,
+        status: DeployStatus,
         *,
         message: str | None = None,
         step: tuple[str, float] | None = None,
@@ -344,6 +351,21 @@ class Store:
             if make_live:
                 c.execute("UPDATE services SET live_deploy_id=? WHERE name=?", (deploy_id, row["service"]))
 
+    def promote(self, deploy_id: int, live: list[str], draining: list[str], *, total_s: float) -> None:
+        """The moment a deploy goes live, as one transaction: its instances live, the old ones
+        draining, the deploy live and its service pointing at it."""
+        with self.tx() as c:
+            for iid in live:
+                c.execute("UPDATE instances SET state=? WHERE id=?", (InstancePhase.LIVE, iid))
+            for iid in draining:
+                c.execute("UPDATE instances SET state=? WHERE id=?", (InstancePhase.DRAINING, iid))
+            row = c.execute("SELECT service, steps FROM deploys WHERE id=?", (deploy_id,)).fetchone()
+            steps = {**json.loads(row["steps"]), "total_to_live": round(total_s, 4)}
+            c.execute(
+                "UPDATE deploys SET status=?, steps=? WHERE id=?", (DeployStatus.LIVE, json.dumps(steps), deploy_id)
+            )
+            c.execute("UPDATE services SET live_deploy_id=? WHERE name=?", (deploy_id, row["service"]))
+
     def deploy(self, deploy_id: int) -> DeployRecord:
         row = self._conn().execute("SELECT * FROM deploys WHERE id=?", (deploy_id,)).fetchone()
         if row is None:
@@ -373,8 +395,8 @@ class Store:
         return DeployRecord(
             row["id"],
             row["service"],
-            row["kind"],
-            row["status"],
+            DeployKind(row["kind"]),
+            DeployStatus(row["status"]),
             row["build_id"],
             row["commit_sha"],
             row["source"],
@@ -396,7 +418,7 @@ class Store:
                 (inst.id, inst.service, inst.deploy_id, inst.port, inst.pid, inst.create_time, inst.state, time.time()),
             )
 
-    def set_instance_state(self, instance_id: str, state: str) -> None:
+    def set_instance_state(self, instance_id: str, state: InstancePhase) -> None:
         with self.tx() as c:
             c.execute("UPDATE instances SET state=? WHERE id=?", (state, instance_id))
 
@@ -411,7 +433,9 @@ class Store:
             q, args = q + " WHERE service=?", (service,)
         rows = self._conn().execute(q + " ORDER BY id", args).fetchall()
         return [
-            InstanceRecord(r["id"], r["service"], r["deploy_id"], r["port"], r["pid"], r["create_time"], r["state"])
+            InstanceRecord(
+                r["id"], r["service"], r["deploy_id"], r["port"], r["pid"], r["create_time"], InstancePhase(r["state"])
+            )
             for r in rows
         ]
 
@@ -458,6 +482,52 @@ class Store:
         """Runs a previous daemon left 'running' are over (their processes died or were orphaned)."""
         with self.tx() as c:
             c.execute("UPDATE cron_runs SET status='failed', finished_at=? WHERE status='running'", (time.time(),))
+
+    # -- projects: who owns what -----------------------------------------------------------------
+    def owners(self, kind: str) -> dict[str, str]:
+        """``{name: project}`` of every owned resource of ``kind``."""
+        rows = self._conn().execute("SELECT name, project FROM resources WHERE kind=?", (kind,)).fetchall()
+        return {r["name"]: r["project"] for r in rows}
+
+    def claim(self, project: str, resources: list[tuple[str, str]]) -> None:
+        """Record ``project`` as the owner of each ``(kind, name)`` (kept if it already is)."""
+        now = time.time()
+        with self.tx() as c:
+            c.executemany(
+                "INSERT INTO resources(kind, name, project, created_at) VALUES(?,?,?,?) "
+                "ON CONFLICT(kind, name) DO UPDATE SET project=excluded.project",
+                [(kind, name, project, now) for kind, name in resources],
+            )
+
+    def disown(self, kind: str, name: str) -> None:
+        """Forget who owns a resource (it was deleted)."""
+        with self.tx() as c:
+            c.execute("DELETE FROM resources WHERE kind=? AND name=?", (kind, name))
+
+    def projects(self) -> dict[str, list[tuple[str, str]]]:
+        """Every project with its ``(kind, name)`` resources."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        rows = self._conn().execute("SELECT kind, name, project FROM resources ORDER BY project, kind, name")
+        for r in rows.fetchall():
+            out.setdefault(r["project"], []).append((r["kind"], r["name"]))
+        return out
+
+    def delete_service(self, name: str) -> None:
+        """Drop a service's record, its instances and its ownership (its deploys stay as history)."""
+        with self.tx() as c:
+            c.execute("DELETE FROM instances WHERE service=?", (name,))
+            c.execute("DELETE FROM services WHERE name=?", (name,))
+            c.execute("DELETE FROM resources WHERE kind='service' AND name=?", (name,))
+
+    def delete_database(self, name: str) -> None:
+        """Drop a database's record and its ownership."""
+        with self.tx() as c:
+            c.execute("DELETE FROM databases WHERE name=?", (name,))
+            c.execute("DELETE FROM resources WHERE kind='database' AND name=?", (name,))
+
+    def forget_value(self, value_id: str) -> None:
+        with self.tx() as c:
+            c.execute("DELETE FROM kept_values WHERE id=?", (value_id,))
 
     # -- kept values (generateValue, sync: false) ----------------------------------------------
     def kept_values(self) -> dict[str, str]:

@@ -1,0 +1,95 @@
+"""The narrow context a deploy run, the cron scheduler and the live monitor work through.
+
+They never see the :class:`~slipstream.engine.engine.Engine`: only the parts below, each behind
+its own boundary (a fake of each lives beside it), so every one of them is testable in process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from slipstream.builds import Build, BuildSpec
+from slipstream.proxy.base import ProxyControl
+from slipstream.runtime.base import Driver
+from slipstream.secrets import Masker
+from slipstream.settings import Settings
+from slipstream.state.store import Store
+
+if TYPE_CHECKING:  # psycopg costs memory: the database package loads only once a database exists
+    from slipstream.databases import Backup
+    from slipstream.engine.instances import Instances
+    from slipstream.engine.provision import Provisioner
+
+
+class DatabaseControl(Protocol):
+    """What the engine asks of managed PostgreSQL (``engine.dbs.DatabaseManager``)."""
+
+    def known(self, name: str) -> Mapping[str, str] | None:
+        """Connection properties of a database that exists, or None; creates nothing."""
+        ...
+
+    def provide(
+        self,
+        name: str,
+        *,
+        database_name: str | None = None,
+        user: str | None = None,
+        major_version: int | str | None = None,
+        extensions: Sequence[str] = (),
+        ip_allow_list: Sequence[str] = (),
+    ) -> Mapping[str, str]:
+        """Create (idempotently) a blueprint database; its connection properties."""
+        ...
+
+    def snapshot(self, names: list[str]) -> list[Backup]:
+        """A backup of each named database now (before migrations run)."""
+        ...
+
+
+class KeyValueControl(Protocol):
+    """What the engine asks of managed key value servers (``engine.keyvalues``)."""
+
+    def known(self, name: str) -> Mapping[str, str] | None:
+        """Connection properties of a running key value entry, or None; creates nothing."""
+        ...
+
+    def provide(self, name: str, *, policy: str | None, allow: Sequence[str]) -> Mapping[str, str]:
+        """Start (or adopt) the server of a key value entry; its connection properties."""
+        ...
+
+
+class BuildControl(Protocol):
+    """What the engine asks of the builder (``builds.Builder``)."""
+
+    def build(
+        self,
+        spec: BuildSpec,
+        on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Build:
+        """Materialise the source and run its build command; raises BuildFailed."""
+        ...
+
+    def resolve_commit(self, repo: Path, ref: str | None, branch: str | None) -> str:
+        """The full sha of ``commit`` (or the branch tip) in ``repo``; raises InvalidInput."""
+        ...
+
+
+@dataclass
+class DeployContext:
+    """Everything a deploy run may touch."""
+
+    settings: Settings
+    store: Store
+    proxy: ProxyControl
+    driver: Driver
+    builder: BuildControl
+    masker: Masker
+    instances: Instances
+    provisioner: Provisioner
+    databases: DatabaseControl | None = None
+    base_env: Mapping[str, str] = field(default_factory=dict)

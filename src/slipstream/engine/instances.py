@@ -1,0 +1,259 @@
+"""Instances: the one place an :class:`InstanceSpec` is made, and every start, stop and drain.
+
+Lifecycle of an instance as the engine sees it:
+1. ``spec`` builds its spec from a release and a build (the only factory: a deploy's new
+   instances and every restart after a daemon restart or a failed check get the same spec,
+   memory cap included); ``start`` records it ``starting`` and launches it.
+2. The deploy promotes it ``live`` at the flip; runtime events then keep routing honest: a crash
+   takes it out of rotation, and it is readmitted once its health check passes again.
+3. ``drain`` waits until HAProxy shows no request in flight (bounded by its shutdown delay), then
+   stops it and forgets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from slipstream.engine.health import Probe, check_http, check_tcp
+from slipstream.engine.names import server_of
+from slipstream.engine.release import BuildRef, Release, hostname, instance_env
+from slipstream.errors import NotFound
+from slipstream.proxy.base import ProxyControl
+from slipstream.runtime.base import Driver, InstanceSpec, InstanceState, InstanceStatus
+from slipstream.secrets import Masker
+from slipstream.settings import Settings
+from slipstream.state.store import InstanceRecord, Store
+from slipstream.states import InstancePhase, ServiceType
+
+log = logging.getLogger("slipstream.engine")
+
+
+class Instances:
+    """Starts, watches and stops the instances of every service."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        proxy: ProxyControl,
+        driver: Driver,
+        masker: Masker,
+        base_env: dict[str, str],
+        closing: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.proxy = proxy
+        self.driver = driver
+        self.masker = masker
+        self.base_env = base_env
+        self._closing = closing
+        self._specs: dict[str, InstanceSpec] = {}
+
+    # -- the factory ------------------------------------------------------------------------
+    def log_path(self, iid: str) -> Path:
+        """Where an instance's output goes."""
+        return self.settings.instances_dir / f"{iid}.log"
+
+    def env(self, release: Release, build: BuildRef, port: int | None, iid: str) -> dict[str, str]:
+        """The complete environment of an instance (or of a one-off command when ``port`` is None)."""
+        return instance_env(
+            release,
+            base=self.base_env,
+            path_prefix=build.path_prefix,
+            extra=build.extra_env,
+            port=port,
+            instance_id=iid,
+            commit=build.commit,
+            http_port=self.settings.http_port,
+        )
+
+    def spec(self, iid: str, deploy_id: int, port: int | None, release: Release, build: BuildRef) -> InstanceSpec:
+        """The spec of one instance of ``release`` on ``build``: the only place one is made."""
+        return InstanceSpec(
+            instance_id=iid,
+            service=release.service,
+            deploy_id=deploy_id,
+            command=release.start_command or "",
+            cwd=build.workdir,
+            env=self.env(release, build, port, iid),
+            log_path=self.log_path(iid),
+            port=port,
+            shutdown_delay_s=release.shutdown_delay_s,
+            memory_limit_mb=release.memory_limit_mb,
+        )
+
+    def spec_for(self, inst: InstanceRecord) -> InstanceSpec | None:
+        """The spec of a recorded instance, from its deploy's release and build (None if gone)."""
+        try:
+            release = Release.from_dict(self.store.deploy_release(inst.deploy_id))
+            d = self.store.deploy(inst.deploy_id)
+            b = self.store.build(d.build_id) if d.build_id else None
+        except NotFound:
+            return None
+        if b is None or not b.workdir:
+            return None
+        return self.spec(inst.id, inst.deploy_id, inst.port, release, BuildRef.of(b))
+
+    # -- facts --------------------------------------------------------------------------------
+    def routed(self, service: str) -> bool:
+        """Whether ``service`` takes traffic through the proxy."""
+        try:
+            return ServiceType(self.store.service(service).type).routed
+        except (NotFound, ValueError):
+            return True
+
+    def alive(self, iid: str) -> bool:
+        try:
+            return self.driver.inspect(iid).state == InstanceState.RUNNING
+        except NotFound:
+            return False
+
+    def status(self, iid: str) -> InstanceStatus | None:
+        try:
+            return self.driver.inspect(iid)
+        except NotFound:
+            return None
+
+    def describe_exit(self, iid: str) -> str:
+        """``"; the process exited with code 1"`` for an instance that is not running, else ``""``."""
+        st = self.status(iid)
+        if st is None or st.state == InstanceState.RUNNING:
+            return ""
+        return f"; the process {st.last_event or 'exited'}"
+
+    def probe(self, release: Release, port: int) -> Probe:
+        """One health check of an instance of ``release`` on ``port``."""
+        if release.health_check_path:
+            host = release.hosts[0] if release.hosts else hostname(release.service)
+            return check_http(port, release.health_check_path, host)
+        return check_tcp(port)
+
+    # -- actions ------------------------------------------------------------------------------
+    def start(self, spec: InstanceSpec, phase: InstancePhase = InstancePhase.STARTING) -> InstanceStatus:
+        """Record the instance, launch it, record its pid."""
+        rec = InstanceRecord(spec.instance_id, spec.service, spec.deploy_id, spec.port, None, None, phase)
+        self.store.put_instance(rec)
+        status = self.driver.start(spec)
+        self._specs[spec.instance_id] = spec
+        self.store.put_instance(
+            InstanceRecord(rec.id, rec.service, rec.deploy_id, rec.port, status.pid, status.create_time, phase)
+        )
+        return status
+
+    def stop(self, iid: str, timeout: float | None = None) -> None:
+        """Stop an instance (SIGTERM, SIGKILL after ``timeout``) and forget its spec."""
+        try:
+            self.driver.stop(iid, timeout=timeout)
+        except NotFound:
+            pass
+        self._specs.pop(iid, None)
+
+    def shutdown_delay(self, iid: str) -> float:
+        spec = self._specs.get(iid)
+        return spec.shutdown_delay_s if spec else 30.0
+
+    def drain(self, inst: InstanceRecord) -> None:
+        """Wait until no request is in flight to ``inst`` (bounded), then stop it and drop it."""
+        delay = self.shutdown_delay(inst.id)
+        deadline = time.monotonic() + delay
+        if not self.routed(inst.service):
+            self.stop(inst.id, timeout=delay)
+            self.store.delete_instance(inst.id)
+            return
+        name = server_of(inst)
+        while time.monotonic() < deadline:
+            try:
+                states = {s.name: s for s in self.proxy.servers(inst.service)}
+            except NotFound:
+                break
+            s = states.get(name)
+            if s is None or s.sessions == 0:
+                break
+            time.sleep(0.05)
+        try:
+            self.proxy.set_state(inst.service, name, "maint")
+        except Exception:
+            log.debug("set maint %s failed", name, exc_info=True)
+        self.stop(inst.id, timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            self.proxy.remove_server(inst.service, name)
+        except Exception:
+            log.debug("remove_server %s failed", name, exc_info=True)
+        self.store.delete_instance(inst.id)
+
+    def restart(self, inst: InstanceRecord) -> None:
+        """Start a stopped instance again from its recorded release (undo of a stop-first deploy)."""
+        spec = self.spec_for(inst)
+        if spec is None:
+            return
+        self.start(spec, InstancePhase.LIVE)
+        if self.routed(inst.service):
+            name = server_of(inst)
+            self.proxy.add_server(inst.service, name, inst.port or 0)
+            self.proxy.set_state(inst.service, name, "ready")
+
+    def restart_live(self, iid: str) -> None:
+        """Stop and start a live instance with its own spec; it rejoins rotation once healthy."""
+        inst = next((i for i in self.store.instances() if i.id == iid), None)
+        spec = self._specs.get(iid) or (self.spec_for(inst) if inst else None)
+        if inst is None or spec is None:
+            return
+        self.stop(iid, timeout=spec.shutdown_delay_s)
+        self.start(spec, InstancePhase.LIVE)
+        self._readmit_later(inst)
+
+    def recover(self, inst: InstanceRecord) -> None:
+        """After a daemon restart: adopt a live instance (or start it again); end any other."""
+        spec = self.spec_for(inst)
+        adopted = bool(spec and inst.pid and inst.create_time and self.driver.adopt(spec, inst.pid, inst.create_time))
+        if spec is not None:
+            self._specs[inst.id] = spec
+        if inst.state == InstancePhase.LIVE and spec is not None:
+            if not adopted:
+                self.start(spec, InstancePhase.LIVE)
+                self.store.event(
+                    "instance", f"{inst.id} was not running after a daemon restart; started again", service=inst.service
+                )
+            return
+        if adopted:
+            self.driver.stop(inst.id, timeout=spec.shutdown_delay_s if spec else 5)
+        self.store.delete_instance(inst.id)
+
+    # -- runtime events -----------------------------------------------------------------------
+    def on_event(self, iid: str, kind: str, message: str) -> None:
+        """Runtime callback: keep a crashed live instance out of rotation until it is healthy."""
+        inst = next((i for i in self.store.instances() if i.id == iid), None)
+        if inst is None:
+            return
+        self.store.event("instance", self.masker.mask(f"{iid}: {message}"), service=inst.service)
+        if kind in ("restarted", "started"):
+            st = self.status(iid)
+            if st is not None:
+                self.store.put_instance(
+                    InstanceRecord(inst.id, inst.service, inst.deploy_id, inst.port, st.pid, st.create_time, inst.state)
+                )
+        if inst.state != InstancePhase.LIVE or not self.routed(inst.service):
+            return
+        if kind == "exited":
+            self.proxy.set_state(inst.service, server_of(inst), "maint")
+        elif kind in ("restarted", "started"):
+            self._readmit_later(inst)
+
+    def _readmit_later(self, inst: InstanceRecord) -> None:
+        threading.Thread(target=self.readmit, args=(inst,), daemon=True, name=f"readmit-{inst.id}").start()
+
+    def readmit(self, inst: InstanceRecord, within_s: float = 300.0) -> bool:
+        """Put ``inst`` back in rotation once its health check passes (False if it never did)."""
+        release = Release.from_dict(self.store.deploy_release(inst.deploy_id))
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline and not self._closing.is_set():
+            if self.probe(release, inst.port or 0).ok:
+                self.proxy.set_state(inst.service, server_of(inst), "ready")
+                self.store.event("instance", f"{inst.id} is healthy again and back in rotation", service=inst.service)
+                return True
+            time.sleep(0.1)
+        return False

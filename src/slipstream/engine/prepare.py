@@ -1,0 +1,175 @@
+"""The steps of a deploy before anything starts: provision, build, attach a disk, serve a static
+site, snapshot the databases before migrations. Each takes the run and records what it did."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+from slipstream.blueprint import BlueprintError, parse_blueprint
+from slipstream.builds import BuildSpec
+from slipstream.engine.failures import DeployFailed
+from slipstream.engine.planning import Needs, plan_release
+from slipstream.engine.release import BuildRef
+from slipstream.errors import SlipstreamError
+from slipstream.states import DeployKind, DeployStatus
+
+if TYPE_CHECKING:
+    from slipstream.engine.deployer import DeployRun
+
+
+def provision(run: DeployRun) -> bool:
+    """Create what the release needs (databases, key values, generated values, private
+    addresses) and plan it again with the real facts. True when the release changed."""
+    src = run.payload.get("_source") or {}
+    text = src.get("blueprint_text")
+    needs = Needs(**{k: tuple(v) for k, v in (src.get("needs") or {}).items()})
+    refresh = run.rec.kind == DeployKind.DEPLOY
+    if text is None or run.rec.kind == DeployKind.ROLLBACK or not (needs or refresh):
+        return False
+    ctx = run.ctx
+    started = time.monotonic()
+    try:
+        bp = parse_blueprint(text, filename=src.get("blueprint") or "render.yaml")
+        if needs:
+            run.say(f"-----> Provisioning {needs.describe()}")
+        ctx.provisioner.provide(bp, needs, refresh=refresh, say=run.say)
+        if not needs:
+            return False
+        release, still = plan_release(bp, bp.service(run.service), ctx.provisioner.facts(bp, run.service))
+    except (SlipstreamError, BlueprintError, KeyError) as exc:
+        message = exc.message if isinstance(exc, SlipstreamError) else str(exc)
+        raise DeployFailed(DeployStatus.UPDATE_FAILED, f"{message}; the live release keeps serving") from None
+    if still:
+        raise DeployFailed(DeployStatus.UPDATE_FAILED, f"could not provide {still.describe()}")
+    ctx.masker.add(release.env[k] for k in release.secret_keys)
+    run.payload = {**release.to_dict(), "_source": {**src, "needs": {}}}
+    ctx.store.transition(
+        run.id, DeployStatus(run.rec.status), release=run.payload, step=("provision", time.monotonic() - started)
+    )
+    ctx.store.set_service_env(run.service, release.env)
+    return True
+
+
+def build_once(run: DeployRun) -> BuildRef:
+    """Build the release from its source (a commit or a directory snapshot)."""
+    ctx, store = run.ctx, run.ctx.store
+    started = time.monotonic()
+    build_id = store.new_build(run.service)
+    store.transition(run.id, DeployStatus.BUILDING, build_id=build_id)
+    run.say(f"-----> Building ({run.release.runtime}, build {build_id})")
+    src = run.payload.get("_source") or {}
+    spec = BuildSpec(
+        service=run.service,
+        build_id=build_id,
+        source_repo=Path(src["repo"]) if src.get("repo") else None,
+        commit=run.rec.commit_sha,
+        branch=run.release.branch,
+        from_dir=Path(src["from_dir"]) if src.get("from_dir") else None,
+        root_dir=run.release.root_dir,
+        runtime=run.release.runtime,
+        build_command=run.release.build_command,
+        env={
+            **ctx.base_env,
+            **run.release.env,
+            "RENDER": "true",
+            "RENDER_SERVICE_NAME": run.service,
+            "RENDER_GIT_COMMIT": run.rec.commit_sha or "",
+        },
+    )
+    try:
+        built = ctx.builder.build(spec, on_output=lambda line: run.say(line, "build"), cancel=run.canceled)
+    except SlipstreamError as exc:
+        store.finish_build(build_id, status="failed", duration_s=time.monotonic() - started)
+        run.check_canceled()
+        for line in (getattr(exc, "log_tail", None) or [])[-20:]:
+            run.say(line, "build")
+        raise DeployFailed(DeployStatus.BUILD_FAILED, f"{exc.message}; the live release keeps serving") from None
+    store.finish_build(
+        build_id,
+        status="ok",
+        commit_sha=built.commit,
+        source_dir=str(built.source_dir),
+        workdir=str(built.workdir),
+        path_prefix=list(built.path_prefix),
+        extra_env=dict(built.extra_env),
+        log_path=str(built.log_path),
+        duration_s=built.duration_s,
+    )
+    store.transition(run.id, DeployStatus.BUILDING, step=("build", time.monotonic() - started), commit_sha=built.commit)
+    return BuildRef(build_id, built.commit, Path(built.workdir), tuple(built.path_prefix), dict(built.extra_env))
+
+
+def prepare_build(run: DeployRun, build: BuildRef) -> None:
+    """Per-kind steps after the build: a disk is attached, a static site gets its Caddy config."""
+    if run.release.disk:
+        attach_disk(run, build)
+    static = run.release.static
+    if not static:
+        return
+    from slipstream.static import (
+        HEALTH_PATH,
+        caddy_command,
+        render_caddy_config,
+        resolve_publish_dir,
+        write_caddy_config,
+    )
+
+    try:
+        publish = resolve_publish_dir(build.workdir, str(static.get("publish_path") or "."))
+        config = render_caddy_config(
+            publish,
+            [SimpleNamespace(**r) for r in static.get("routes", [])],
+            [SimpleNamespace(**h) for h in static.get("headers", [])],
+        )
+    except SlipstreamError as exc:
+        raise DeployFailed(DeployStatus.BUILD_FAILED, exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
+    path = build.workdir.parent / f"caddy-d{run.id}" / "caddy.json"
+    write_caddy_config(path, config)
+    run.replace_release(start_command=caddy_command(path), health_check_path=HEALTH_PATH)
+
+
+def attach_disk(run: DeployRun, build: BuildRef) -> None:
+    """Create the disk and expose it at mountPath: a symlink (relative paths: inside the build)."""
+    disk = run.release.disk or {}
+    target = run.ctx.settings.disks_dir / run.service / str(disk.get("name") or "disk")
+    target.mkdir(parents=True, exist_ok=True)
+    mount = Path(str(disk.get("mount_path") or "data"))
+    link = mount if mount.is_absolute() else build.workdir / mount
+    if link.is_symlink():
+        if link.resolve() != target.resolve():
+            raise DeployFailed(
+                DeployStatus.UPDATE_FAILED,
+                f"disk mountPath {mount} already links to {link.resolve()}; is another service using the same "
+                "mountPath?",
+            )
+    elif link.exists():
+        raise DeployFailed(
+            DeployStatus.UPDATE_FAILED,
+            f"disk mountPath {mount} already exists and is not slipstream's disk; move it away or pick another "
+            "mountPath",
+        )
+    else:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+    env = {**run.release.env, "RENDER_DISK_MOUNT_PATH": str(link), "SLIPSTREAM_DISK_PATH": str(target)}
+    run.replace_release(env=env)
+
+
+def pre_deploy_snapshots(run: DeployRun) -> None:
+    """Snapshot every database the service refers to before its migrations run."""
+    names = list(run.release.databases)
+    if not names or run.ctx.databases is None:
+        return
+    run.say(f"-----> Snapshotting {', '.join(names)} before preDeployCommand")
+    try:
+        run.snapshots = run.ctx.databases.snapshot(names)
+    except Exception as exc:
+        raise DeployFailed(
+            DeployStatus.PRE_DEPLOY_FAILED,
+            f"the pre-deploy snapshot failed ({exc}); migrations did not run; the live release keeps serving",
+        ) from None
+    for b in run.snapshots:
+        run.say(f"       snapshot {b.id} ({b.size_bytes} bytes)")
