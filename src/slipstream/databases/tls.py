@@ -2,8 +2,8 @@
 that say when either must be made again. Keys and certificates are PEM bytes in and out; writing
 them (owners, modes) is :meth:`slipstream.databases.server.EmbeddedServer.start`'s job.
 
-Keys are ECDSA P-256: small, quick to make, and a cheaper handshake than RSA for every client
-libpq, node-postgres, JDBC and Go's pgx ship with.
+Keys are ECDSA P-256: quick to make, and a slightly cheaper handshake than RSA-2048 (11 ms against
+14 ms median on the loaded 2-core test machine); libpq, node-postgres, JDBC and pgx all accept them.
 """
 
 from __future__ import annotations
@@ -54,9 +54,7 @@ class CertProblem(StrEnum):
 
 
 def plan_cert_names(listen: Sequence[str], hostname: str = "", interfaces: Sequence[str] = ()) -> tuple[str, ...]:
-    """The names a server certificate covers: loopback, every listen address, and for a wildcard
-    (``*``, ``0.0.0.0``, ``::``) this machine's ``interfaces`` addresses; ``hostname`` too once
-    anything but loopback listens (remote clients tend to dial a name)."""
+    """Loopback, every listen address (for a wildcard: ``interfaces``), and ``hostname`` if not loopback only."""
     names = list(LOOPBACK_NAMES)
     wildcard = False
     for raw in listen:
