@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from psycopg.conninfo import conninfo_to_dict
 
@@ -88,6 +90,34 @@ def test_a_server_certificate_never_outlives_its_ca() -> None:
     short_ca = build_ca(NOW, days=30)
     cert = x509.load_pem_x509_certificate(build_server_cert(short_ca, LOOPBACK, NOW).cert)
     assert cert.not_valid_after_utc == NOW + dt.timedelta(days=30)
+
+
+def own_ca(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> KeyPair:
+    """A minimal CA an operator could drop into ``tls/``, with a key type of their choice."""
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Example Corp CA")])
+    algorithm = hashes.SHA256() if isinstance(key, rsa.RSAPrivateKey) else None
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, algorithm)
+    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return KeyPair(pem, cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_an_operators_own_ca_may_be_rsa_but_not_ed25519() -> None:
+    rsa_ca = own_ca(rsa.generate_private_key(65537, 2048))
+    assert check_ca(rsa_ca, NOW) is None
+    assert check_server_cert(build_server_cert(rsa_ca, LOOPBACK, NOW), rsa_ca.cert, LOOPBACK, NOW) is None
+    with pytest.raises(InvalidInput, match="Ed25519PrivateKey, not an EC or RSA key"):
+        build_server_cert(own_ca(ed25519.Ed25519PrivateKey.generate()), LOOPBACK, NOW)
 
 
 def test_check_server_cert_says_why_to_issue_again(ca: KeyPair) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from slipstream.errors import InvalidInput
@@ -110,8 +110,11 @@ def build_server_cert(ca: KeyPair, names: Sequence[str], now: dt.datetime, *, da
         raise ValueError("a server certificate needs at least one name")
     ca_cert = x509.load_pem_x509_certificate(ca.cert)
     ca_key = serialization.load_pem_private_key(ca.key, password=None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise InvalidInput("the cluster's CA key is not an EC key", "remove the tls/ directory and start again")
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise InvalidInput(
+            f"the cluster's CA key is a {type(ca_key).__name__}, not an EC or RSA key",
+            "remove postgres/tls/ so that slipstream makes a new CA, or put an EC or RSA CA there",
+        )
     key = ec.generate_private_key(ec.SECP256R1())
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     cert = (
