@@ -4,7 +4,8 @@ one role + database per blueprint entry, ``pg_dump`` backups with sidecars, rest
 Modules: ``models`` (data, naming rules), ``commands`` (pure argv/config builders), ``sql`` (pure
 SQL builders), ``admin`` (admin SQL), ``server`` (embedded cluster lifecycle), ``backups``
 (archives, sidecars, restore, drill), ``pitr`` (WAL archive, base backups, recovery to a time),
-``cluster`` (the :class:`Cluster` facade the engine uses).
+``tls`` (pure CA and server certificate builders), ``cluster`` (the :class:`Cluster` facade the
+engine uses).
 """
 
 from __future__ import annotations

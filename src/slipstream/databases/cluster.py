@@ -102,6 +102,14 @@ class Cluster:
         return self._external.port if self._external else self._embedded().port
 
     @property
+    def ca_file(self) -> Path | None:
+        """The embedded cluster's CA certificate (for ``sslmode=verify-full&sslrootcert=...``); None with
+        an operator's server, or before the first start made it."""
+        if self._server is None or not self._server.ca_file.exists():
+            return None
+        return self._server.ca_file
+
+    @property
     def bin_dir(self) -> Path:
         """Where pg_dump, pg_restore and psql are taken from."""
         return self._server.bin_dir if self._server is not None else find_pg_bin(self._pg_root)

@@ -193,7 +193,9 @@ class PointInTime:
         for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
             (pgdata / stale).unlink(missing_ok=True)
         port = free_port()
-        conf = render_postgresql_conf(port, socket_dir, extra=recovery_settings(self.wal_dir, target))
+        # TLS off in the scratch server: only slipstream's own pg_dump connects to it, over loopback
+        extra = ["ssl = off", *recovery_settings(self.wal_dir, target)]
+        conf = render_postgresql_conf(port, socket_dir, extra=extra)
         self.server.write_owned(pgdata / "slipstream.conf", conf)
         self.server.write_owned(pgdata / "recovery.signal", "")
         started = False

@@ -9,10 +9,14 @@ Lifecycle of :meth:`EmbeddedServer.start` (every step is safe to repeat):
   3. load ``cluster.json`` (0600: port, admin password) or create it with a free loopback port;
   4. if ``pgdata/postmaster.pid`` names a live server, ADOPT it and stop here: a daemon restart
      never restarts PostgreSQL;
-  5. ``initdb`` when ``pgdata`` is empty, then (re)write ``slipstream.conf`` (port, loopback only,
-     own socket dir, WAL archiving into ``wal/``) and ``pg_hba.conf`` (passwords everywhere: loopback
-     for every database, plus each database's ``ipAllowList`` rules kept in ``cluster.json``);
+  5. ``initdb`` when ``pgdata`` is empty; make the TLS files in ``tls/`` that are missing or no
+     longer fit (see :func:`~slipstream.databases.tls.check_server_cert`), then (re)write
+     ``slipstream.conf`` (port, listen addresses, own socket dir, TLS, WAL archiving into ``wal/``)
+     and ``pg_hba.conf`` (passwords everywhere, TLS optional: loopback for every database, plus
+     each database's ``ipAllowList`` rules kept in ``cluster.json``);
   6. ``pg_ctl start --wait``; postgres detaches into its own session, so it outlives the daemon.
+An adopted server (step 4) whose TLS is off (started by an older slipstream) or whose certificate
+is about to expire gets new files and a configuration reload, which TLS settings need no restart for.
 :meth:`EmbeddedServer.stop` is ``pg_ctl stop --mode fast``.
 
 Layout of the root directory::
@@ -22,11 +26,14 @@ Layout of the root directory::
     socket/          unix socket directory (0700, the OS user's)
     wal/             archived WAL segments (0700, the OS user's; see ``pitr.py``)
     base/            base backups for point-in-time recovery (see ``pitr.py``)
+    tls/             0711, slipstream's: ca.crt (0644; clients verify with it), ca.key (0600),
+                     server.crt and server.key (0644 and 0600, the OS user's); see ``tls.py``
     postgres.log     the server's own log
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 import logging
@@ -34,6 +41,7 @@ import os
 import pwd
 import secrets
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +49,7 @@ from pathlib import Path
 import psutil
 
 from slipstream import runner
-from slipstream.databases import admin
+from slipstream.databases import admin, tls
 from slipstream.databases.commands import (
     INCLUDE_LINE,
     PG_ROOT,
@@ -64,6 +72,7 @@ log = logging.getLogger("slipstream.databases")
 SUPERUSER = "slipstream"
 FALLBACK_OS_USER = "slipstream-pg"
 START_ATTEMPTS = 3  # a freshly chosen port can be taken between choosing and binding
+RELOAD_WAIT_S = 5.0  # how long an adopted server may take to apply a reload before we only log it
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,8 @@ class EmbeddedServer:
         self.wal_dir = self.root / "wal"
         self.log = self.root / "postgres.log"
         self.state_file = self.root / "cluster.json"
+        self.tls_dir = self.root / "tls"
+        self.ca_file = self.tls_dir / "ca.crt"
         self._wanted_port = port
         self._listen = check_listen(listen)
         self._traverse_root = (Path(traverse_root) if traverse_root else self.root.parent).resolve()
@@ -220,9 +231,11 @@ class EmbeddedServer:
             pid = self.postmaster()
             if pid is not None and pid.port != state["port"]:
                 self._save_state({**state, "port": pid.port})  # the live server is the truth
+            self._refresh_tls()
             return
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(str(state["superuser"]), str(state["password"]))
+        self._ensure_tls()
         for attempt in range(START_ATTEMPTS):
             self._write_config()
             offset = self.log.stat().st_size if self.log.exists() else 0
@@ -307,10 +320,72 @@ class EmbeddedServer:
         except InvalidInput as exc:  # the server still runs; only point-in-time recovery is off
             log.warning("WAL archiving is off: %s", exc.message)
             archiving = []
-        conf = render_postgresql_conf(self.port, self.socket_dir, listen=self._listen, extra=archiving)
+        ssl = tls.render_ssl_settings(self.tls_dir / "server.crt", self.tls_dir / "server.key")
+        conf = render_postgresql_conf(self.port, self.socket_dir, listen=self._listen, extra=[*ssl, *archiving])
         self.write_owned(self.pgdata / "slipstream.conf", conf)
         extra = _hba_extra(self._load_state())
         self.write_owned(self.pgdata / "pg_hba.conf", render_pg_hba(extra))
+
+    def _ensure_tls(self, *, keep_names: bool = False) -> bool:
+        """Make the CA and the server certificate where missing, unreadable or expiring, and (unless
+        ``keep_names``) re-issue the server certificate for changed listen addresses; True when files changed."""
+        now = dt.datetime.now(dt.UTC)
+        self.tls_dir.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(self.tls_dir, 0o711)  # the server's user enters it; only slipstream lists it
+        ca_key = self.tls_dir / "ca.key"
+        ca = _read_pair(ca_key, self.ca_file)
+        changed = False
+        problem = tls.check_ca(ca, now)
+        if ca is None or problem is not None:
+            log.info("PostgreSQL TLS: making a new CA in %s (%s)", self.tls_dir, problem)
+            ca = tls.build_ca(now)
+            _write_bytes(ca_key, ca.key, 0o600)
+            _write_bytes(self.ca_file, ca.cert, 0o644)
+            changed = True
+        names = self.cert_names()
+        server_key, server_cert = self.tls_dir / "server.key", self.tls_dir / "server.crt"
+        problem = tls.check_server_cert(_read_pair(server_key, server_cert), ca.cert, names, now)
+        if problem is None or (keep_names and problem is tls.CertProblem.NAMES):
+            return changed
+        log.info("PostgreSQL TLS: issuing a server certificate for %s (%s)", ", ".join(names), problem)
+        server = tls.build_server_cert(ca, names, now)
+        owner = self.os_user if os.geteuid() == 0 else None
+        _write_bytes(server_key, server.key, 0o600, owner)
+        _write_bytes(server_cert, server.cert, 0o644, owner)
+        return True
+
+    def cert_names(self) -> tuple[str, ...]:
+        """What the server certificate covers: loopback, the listen addresses, and for ``*`` this host's addresses."""
+        addresses = [
+            entry.address
+            for entries in psutil.net_if_addrs().values()
+            for entry in entries
+            if entry.family in (socket.AF_INET, socket.AF_INET6)
+        ]
+        return tls.plan_cert_names(self._listen, socket.gethostname(), addresses)
+
+    def _refresh_tls(self) -> None:
+        """Give an adopted server TLS, or a renewed certificate, by a reload (no restart, no dropped session)."""
+        changed = self._ensure_tls(keep_names=True)  # new addresses only take effect at a start
+        try:
+            if not changed and self._ssl_setting() == "on":
+                return
+            self._write_config()
+            with admin.connect(self.admin_endpoint()) as conn:
+                conn.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + RELOAD_WAIT_S
+            while self._ssl_setting() != "on":
+                if time.monotonic() > deadline:
+                    log.warning("PostgreSQL did not turn TLS on after a reload; see %s", self.log)
+                    return
+                time.sleep(0.05)
+        except Unavailable as exc:  # the server runs but refuses us now: TLS waits for its next start
+            log.warning("PostgreSQL TLS is left as it is until the next start: %s", exc.message)
+
+    def _ssl_setting(self) -> str:
+        with admin.connect(self.admin_endpoint()) as conn:
+            row = conn.execute("SHOW ssl").fetchone()
+        return str(row[0]) if row else ""
 
     # Helpers ---------------------------------------------------------------------------------
     def run_as_owner(
@@ -328,10 +403,7 @@ class EmbeddedServer:
 
     def write_owned(self, path: Path, text: str) -> None:
         """Write ``path`` atomically, 0600 and owned by the cluster's OS user."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        self.own(tmp, 0o600)
-        os.replace(tmp, path)
+        _write_bytes(path, text.encode(), 0o600, self.os_user if os.geteuid() == 0 else None)
 
     def _read_log(self, offset: int) -> str:
         try:
@@ -372,6 +444,26 @@ class EmbeddedServer:
             os.fsync(handle.fileno())
         os.replace(tmp, self.state_file)
         self._state = dict(state)
+
+
+def _write_bytes(path: Path, data: bytes, mode: int, owner: OsUser | None = None) -> None:
+    """Write ``path`` atomically with ``mode`` (never wider on the way), handed to ``owner`` if given."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(tmp, mode)
+    if owner is not None and owner.name is not None:
+        os.chown(tmp, owner.uid, owner.gid)
+    os.replace(tmp, path)
+
+
+def _read_pair(key: Path, cert: Path) -> tls.KeyPair | None:
+    """A key and certificate from disk, or None when either is missing or unreadable."""
+    try:
+        return tls.KeyPair(key.read_bytes(), cert.read_bytes())
+    except OSError:
+        return None
 
 
 def _hba_extra(state: dict[str, object]) -> list[str]:
