@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install everything slipstream needs on a fresh Debian machine: system packages when missing
-# (HAProxy, PostgreSQL, git, Node.js for the Node example), then Python packages in .venv.
+# (HAProxy, PostgreSQL, Redis, git, Node.js for the Node example), then Python packages in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # keyvalue entries; creates user redis
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
