@@ -57,7 +57,7 @@ def test_run_argv_for_a_web_instance() -> None:
     s = spec(port=18001, memory_limit_mb=512, cpus=0.5, volumes=(("/srv/disk", "/data"),), shutdown_delay_s=12.4)
     argv = build_run_argv(s, name="slip-web-d3-1", owner="abc", env_file="/e/1.env", by_name=["ML"])
     assert argv == [
-        "podman", "run", "--detach", "--name", "slip-web-d3-1", "--pull", "never", "--log-driver", "passthrough",
+        "podman", "run", "--detach", "--replace", "--name", "slip-web-d3-1", "--pull", "never", "--log-driver", "passthrough",
         "--label", "io.slipstream.owner=abc", "--label", "io.slipstream.instance=web-d3-1",
         "--label", "io.slipstream.service=web", "--label", "io.slipstream.deploy=3",
         "--env-file", "/e/1.env", "--env", "ML",

@@ -319,3 +319,16 @@ def test_run_once_streams_output_and_returns_the_exit_code(
     assert list((podman.directory / "env").iterdir()) == []
     with pytest.raises(InvalidInput, match="needs the image"):
         driver.run_once("true", tmp_path, {}, log)
+
+
+def test_start_replaces_a_leftover_container(
+    drivers: Callable[..., PodmanDriver], make_spec: Callable[..., InstanceSpec], podman: PodmanCli
+) -> None:
+    old = drivers()
+    spec = make_spec(command="sleep 60")
+    first = old.start(spec)
+    old.close()  # the daemon died before it recorded the instance: nobody adopts it
+    second = drivers().start(spec)
+    assert second.pid != first.pid
+    info = container(podman, spec.instance_id)
+    assert info is not None and info["State"]["Pid"] == second.pid  # type: ignore[index]

@@ -2,7 +2,7 @@
 
 Lifecycle (see ``runtime.base`` for the protocol):
 
-1. ``start`` removes any leftover container of the same name, then ``podman run --detach`` of
+1. ``start`` is ``podman run --detach --replace`` (a leftover of the same name goes) of
    ``spec.image`` named ``<prefix><instance_id>``: env from a 0600 env file (deleted when the
    command returns), ``PORT`` = the container port (10000 unless ``spec.container_port``) published
    on ``127.0.0.1:spec.port``, memory (no extra swap) and CPU caps, disks as volumes. Output goes
@@ -144,6 +144,7 @@ class PodmanDriver:
             run = self._launch(spec, name)
         except BaseException:
             with self._lock:
+                inst.busy = False  # a stop() waiting on it may go on (and finds nothing to stop)
                 self._instances.pop(spec.instance_id, None)
             raise
         with self._lock:
@@ -393,7 +394,6 @@ class PodmanDriver:
     # -- podman --------------------------------------------------------------------------------
     def _launch(self, spec: InstanceSpec, name: str) -> _Run:
         """Replace any container called ``name`` by a new one for ``spec``; raises SlipstreamError."""
-        self.podman.run(build_rm_argv(name), check=False)
         with self.podman.env_file(container_env(spec)) as (env_file, plan):
             argv = build_run_argv(
                 spec, name=name, owner=self.podman.owner, env_file=str(env_file), by_name=plan.by_name

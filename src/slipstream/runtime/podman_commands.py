@@ -124,10 +124,11 @@ def build_run_argv(
     by_name: Iterable[str] = (),
 ) -> list[str]:
     """``podman run -d`` for an instance: published on 127.0.0.1 only, output passed straight through
-    to the caller's stdout (the instance's log file), capped, labelled, never pulled implicitly."""
+    to the caller's stdout (the instance's log file), capped, labelled, never pulled implicitly; a
+    leftover container of the same name (a daemon died mid-restart) is replaced."""
     if not spec.image:
         raise InvalidInput(f"instance {spec.instance_id} has no image to run")
-    argv = ["podman", "run", "--detach", "--name", name, "--pull", "never", "--log-driver", "passthrough"]
+    argv = ["podman", "run", "--detach", "--replace", "--name", name, "--pull", "never", "--log-driver", "passthrough"]
     argv += _labels(owner, spec)
     argv += ["--env-file", env_file]
     for key in sorted(by_name):
