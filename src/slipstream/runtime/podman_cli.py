@@ -45,6 +45,9 @@ class PodmanCli:
         self.executable = executable
         self.directory.mkdir(parents=True, exist_ok=True)
         self.conf_path = self.directory / "containers.conf"
+        # podman's working directory: conmon drops files there (an ``oom`` marker after a kernel OOM kill)
+        self._cwd = self.directory / "work"
+        self._cwd.mkdir(exist_ok=True)
         self._env_dir = self.directory / "env"
         self._env_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self._env_dir, 0o700)
@@ -61,7 +64,7 @@ class PodmanCli:
         self, argv: Sequence[str], *, timeout: float | None = 120, check: bool = True, input: str | None = None
     ) -> Result:
         """Run a ``podman …`` argv and capture its output; CommandFailed on a non-zero exit when ``check``."""
-        return run(self._argv(argv), env=self.env, timeout=timeout, check=check, input=input)
+        return run(self._argv(argv), cwd=self._cwd, env=self.env, timeout=timeout, check=check, input=input)
 
     def launch(self, argv: Sequence[str], log_path: Path, extra_env: Mapping[str, str], timeout: float = 120) -> None:
         """Run ``podman run --detach`` with stdout and stderr appended to ``log_path``; raise
@@ -72,6 +75,7 @@ class PodmanCli:
             try:
                 proc = subprocess.run(
                     self._argv(argv),
+                    cwd=self._cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=fd,
                     stderr=fd,
@@ -106,6 +110,7 @@ class PodmanCli:
         try:
             proc = subprocess.Popen(
                 self._argv(argv),
+                cwd=self._cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
