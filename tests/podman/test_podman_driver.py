@@ -115,7 +115,7 @@ def test_start_serves_http_on_the_loopback_port_with_logs_in_the_file(
     drivers: Callable[..., PodmanDriver], make_spec: Callable[..., InstanceSpec], podman: PodmanCli
 ) -> None:
     driver = drivers()
-    spec = make_spec()
+    spec = make_spec(memory_limit_mb=64, cpus=0.5)
     spec.log_path.parent.mkdir(parents=True)
     spec.log_path.write_text("earlier line\n")
 
@@ -130,6 +130,9 @@ def test_start_serves_http_on_the_loopback_port_with_logs_in_the_file(
     assert info is not None
     ports = info["NetworkSettings"]["Ports"]["10000/tcp"]  # type: ignore[index]
     assert ports == [{"HostIp": "127.0.0.1", "HostPort": str(spec.port)}]
+    host = info["HostConfig"]
+    assert host["Memory"] == host["MemorySwap"] == 64 * 1024 * 1024  # type: ignore[index]
+    assert host["NanoCpus"] == 500_000_000  # type: ignore[index]
     with pytest.raises(Conflict):
         driver.start(spec)
 
@@ -306,11 +309,14 @@ def test_run_once_streams_output_and_returns_the_exit_code(
     driver = drivers()
     lines: list[str] = []
     log = tmp_path / "job.log"
+    disk = tmp_path / "disk"
+    disk.mkdir()
     code = driver.run_once(
-        'echo "migrating $DB"; echo oops >&2; exit 4', tmp_path, {"DB": "a b"}, log, 60, lines.append,
-        image=web_image.image,
+        'echo "migrating $DB"; echo oops >&2; echo kept > /data/file; exit 4', tmp_path, {"DB": "a b"}, log, 60,
+        lines.append, image=web_image.image, volumes=((str(disk), "/data"),),
     )  # fmt: skip
     assert code == 4
+    assert (disk / "file").read_text() == "kept\n"  # a persistent disk is a volume at its mountPath
     assert "migrating a b" in lines and "oops" in lines
     assert "migrating a b" in log.read_text()
     started = time.monotonic()
