@@ -43,6 +43,11 @@ class InstanceSpec:
     port: int | None = None
     shutdown_delay_s: float = 30.0  # SIGTERM, then SIGKILL after this
     memory_limit_mb: int | None = None  # RSS of the whole process tree; exceeding it restarts
+    # Containers (runtime.podman) only; the local driver ignores these.
+    image: str | None = None  # image to run, pinned (``localhost/slipstream/web:b12``, ``repo@sha256:…``)
+    container_port: int | None = None  # PORT inside the container, published on 127.0.0.1:port (10000)
+    cpus: float | None = None  # CPU cap in cores
+    volumes: tuple[tuple[str, str], ...] = ()  # (host directory, mount path) pairs: persistent disks
 
 
 class InstanceState(StrEnum):
