@@ -28,7 +28,11 @@ def _env(name: str, doc: str) -> Any:
 class Settings:
     """Where slipstream keeps its state, which loopback ports it uses, and its timings."""
 
-    home: Path = field(metadata=_env("SLIPSTREAM_HOME", "state directory (root: /var/lib/slipstream)"))
+    home: Path = field(
+        metadata=_env(
+            "SLIPSTREAM_HOME", "all state (root's home is 0700, which PostgreSQL's unprivileged user could not enter)"
+        )
+    )
     http_port: int = field(default=8080, metadata=_env("SLIPSTREAM_HTTP_PORT", "HAProxy's HTTP port for web services"))
     bind_host: str = field(default="127.0.0.1", metadata=_env("SLIPSTREAM_BIND", "address HAProxy listens on"))
     postgres_admin_url: str | None = field(
@@ -37,7 +41,10 @@ class Settings:
     )
     postgres_listen: tuple[str, ...] = field(
         default=("127.0.0.1",),
-        metadata=_env("SLIPSTREAM_POSTGRES_LISTEN", "comma-separated extra listen addresses of PostgreSQL"),
+        metadata=_env(
+            "SLIPSTREAM_POSTGRES_LISTEN",
+            "addresses PostgreSQL listens on, comma-separated (`*`: all; loopback is always kept; remote clients also need the database's ipAllowList)",
+        ),
     )
     health_deadline_s: float = field(
         default=900.0,
@@ -45,11 +52,17 @@ class Settings:
     )
     min_healthy_s: float = field(
         default=1.0,
-        metadata=_env("SLIPSTREAM_MIN_HEALTHY_SECONDS", "seconds new instances must stay healthy before the flip"),
+        metadata=_env(
+            "SLIPSTREAM_MIN_HEALTHY_SECONDS",
+            "seconds new instances must stay healthy before the flip (rollbacks skip it)",
+        ),
     )
     settle_s: float = field(
         default=2.0,
-        metadata=_env("SLIPSTREAM_SETTLE_SECONDS", "seconds after the flip a failure moves traffic back"),
+        metadata=_env(
+            "SLIPSTREAM_SETTLE_SECONDS",
+            "seconds after the flip in which a failing new instance moves traffic back to the old release",
+        ),
     )
     worker_grace_s: float = field(
         default=2.0,
@@ -57,7 +70,10 @@ class Settings:
     )
     overlap: str = field(
         default="override",
-        metadata=_env("SLIPSTREAM_OVERLAP", "a new deploy 'override's the one in progress, or 'wait's for it"),
+        metadata=_env(
+            "SLIPSTREAM_OVERLAP",
+            "`override`: a new deploy cancels the one in progress (Render's default); `wait`: it waits",
+        ),
     )
     cron_max_s: float = field(
         default=12 * 3600.0, metadata=_env("SLIPSTREAM_CRON_MAX_SECONDS", "longest a cron run may take")
@@ -82,7 +98,10 @@ class Settings:
     )
     memory_cgroups: str = field(
         default="auto",
-        metadata=_env("SLIPSTREAM_MEMORY_CGROUPS", "'auto': enforce memory caps with cgroups where possible; 'off'"),
+        metadata=_env(
+            "SLIPSTREAM_MEMORY_CGROUPS",
+            "`auto`: memory caps by cgroup where the machine allows; `off`: the RSS watchdog alone",
+        ),
     )
 
     # Derived paths ---------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""Settings: every knob typed and checked, a bad value names its variable, the docs list them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slipstream.settings import Settings, SettingsError, knobs, load_settings
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def test_defaults_and_parsing() -> None:
+    s = load_settings(
+        {
+            "SLIPSTREAM_HOME": "/tmp/x",
+            "SLIPSTREAM_HTTP_PORT": "9090",
+            "SLIPSTREAM_POSTGRES_LISTEN": "127.0.0.1, 10.0.0.5",
+            "SLIPSTREAM_OVERLAP": "Wait",
+            "SLIPSTREAM_SETTLE_SECONDS": "0.5",
+        }
+    )
+    assert (s.home, s.http_port, s.postgres_listen, s.overlap, s.settle_s) == (
+        Path("/tmp/x"),
+        9090,
+        ("127.0.0.1", "10.0.0.5"),
+        "wait",
+        0.5,
+    )
+    assert load_settings({"SLIPSTREAM_HOME": "/tmp/x"}) == Settings(home=Path("/tmp/x"))
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "says"),
+    [
+        ("SLIPSTREAM_HTTP_PORT", "eighty", "not a whole number"),
+        ("SLIPSTREAM_HTTP_PORT", "70000", "not a TCP port"),
+        ("SLIPSTREAM_SETTLE_SECONDS", "soon", "not a number"),
+        ("SLIPSTREAM_SETTLE_SECONDS", "-1", "at least 0"),
+        ("SLIPSTREAM_BACKUP_RETENTION", "0", "at least 1"),
+        ("SLIPSTREAM_OVERLAP", "queue", "use one of override, wait"),
+        ("SLIPSTREAM_MEMORY_CGROUPS", "maybe", "use one of auto, off"),
+        ("SLIPSTREAM_POSTGRES_LISTEN", " , ", "give one or more addresses"),
+    ],
+)
+def test_a_bad_value_names_the_variable(var: str, value: str, says: str) -> None:
+    with pytest.raises(SettingsError) as exc:
+        load_settings({"SLIPSTREAM_HOME": "/tmp/x", var: value})
+    assert str(exc.value).startswith(f"{var} has value {value!r}") and says in str(exc.value)
+
+
+def test_every_knob_is_documented_with_its_default() -> None:
+    text = DOCS.read_text()
+    for k in knobs():
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{k.env}` |")), None)
+        assert row is not None, f"{k.env} is missing from docs/operations.md"
+        assert k.doc in row and (not k.default or k.env == "SLIPSTREAM_HOME" or f"`{k.default}`" in row), row
+    documented = {line.split("`")[1] for line in text.splitlines() if line.startswith("| `SLIPSTREAM_")}
+    assert documented == {k.env for k in knobs()}
