@@ -22,6 +22,7 @@ from slipstream.api.app import create_app
 from slipstream.builds import Builder
 from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
+from slipstream.engine.keyvalues import KeyValueManager
 from slipstream.errors import Conflict
 from slipstream.proxy import Proxy
 from slipstream.runtime import LocalDriver
@@ -78,7 +79,16 @@ def build_engine(settings: Settings) -> Engine:
     dbs = DatabaseManager(
         settings, store, masker, backup_interval_s=settings.backup_interval_s, retention=settings.backup_retention
     )
-    engine = Engine(settings, store, proxy, driver, builder, masker, databases=dbs)
+    engine = Engine(
+        settings,
+        store,
+        proxy,
+        driver,
+        builder,
+        masker,
+        databases=dbs,
+        keyvalues=KeyValueManager(settings, store, masker),
+    )
     engine_ref.append(engine)
     return engine
 

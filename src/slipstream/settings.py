@@ -43,7 +43,15 @@ class Settings:
         default=("127.0.0.1",),
         metadata=_env(
             "SLIPSTREAM_POSTGRES_LISTEN",
-            "addresses PostgreSQL listens on, comma-separated (`*`: all; loopback is always kept; remote clients also need the database's ipAllowList)",
+            "addresses PostgreSQL listens on, comma-separated (`*`: all; loopback is always kept; "
+            "remote clients also need the database's ipAllowList)",
+        ),
+    )
+    keyvalue_listen: tuple[str, ...] = field(
+        default=("127.0.0.1",),
+        metadata=_env(
+            "SLIPSTREAM_KEYVALUE_LISTEN",
+            "addresses a key value entry with an ipAllowList also listens on, comma-separated",
         ),
     )
     health_deadline_s: float = field(
@@ -130,6 +138,10 @@ class Settings:
         return self.home / "postgres"
 
     @property
+    def keyvalue_dir(self) -> Path:
+        return self.home / "keyvalue"
+
+    @property
     def backups_dir(self) -> Path:
         return self.home / "backups"
 
@@ -213,6 +225,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "http_port": _port,
     "postgres_admin_url": lambda name, raw: raw or None,
     "postgres_listen": _addresses,
+    "keyvalue_listen": _addresses,
     "health_deadline_s": _number(float, 0.1),
     "min_healthy_s": _number(float, 0),
     "settle_s": _number(float, 0),

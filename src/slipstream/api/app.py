@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from slipstream.api.errors import handle_expected, handle_unexpected
 from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
+from slipstream.engine.keyvalues import KeyValueManager
 from slipstream.errors import InvalidInput, SlipstreamError, Unavailable
 
 
@@ -212,6 +213,24 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
     def drill(name: str, req: DrillRequest) -> dict[str, Any]:
         r = dbs().drill(name, req.backup)
         return {"ok": r.ok, "message": r.message, "tables": {k: list(v) for k, v in r.tables.items()}}
+
+    def kvs() -> KeyValueManager:
+        if engine.keyvalues is None:
+            raise Unavailable("key value instances are not enabled in this daemon")
+        return engine.keyvalues
+
+    @app.get("/v1/keyvalues")
+    def keyvalues() -> dict[str, Any]:
+        return {"keyvalues": kvs().overview()}
+
+    @app.get("/v1/keyvalues/{name}/connection")
+    def keyvalue_connection(name: str, reveal: bool = False) -> dict[str, Any]:
+        """How to reach a key value: the URL masked, unless the caller (the socket's owner) asks."""
+        conn = kvs().connection(name)
+        if not reveal:
+            conn["url"] = conn["url"].replace(conn["password"], "********")
+            conn["password"] = None
+        return conn
 
     @app.post("/v1/shutdown")
     def shutdown(req: ShutdownRequest) -> dict[str, Any]:

@@ -57,7 +57,9 @@ class KeyValueControl(Protocol):
         """Connection properties of a running key value entry, or None; creates nothing."""
         ...
 
-    def provide(self, name: str, *, policy: str | None, allow: Sequence[str]) -> Mapping[str, str]:
+    def provide(
+        self, name: str, *, policy: str | None, allow: Sequence[str], plan: str | None = None
+    ) -> Mapping[str, str]:
         """Start (or adopt) the server of a key value entry; its connection properties."""
         ...
 

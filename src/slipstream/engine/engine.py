@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slipstream.engine import reconcile, views
-from slipstream.engine.context import BuildControl, DeployContext, KeyValueControl
+from slipstream.engine.context import BuildControl, DeployContext
 from slipstream.engine.cron import CronScheduler
 from slipstream.engine.deployer import DeployRun
 from slipstream.engine.failures import CancelToken
@@ -39,6 +39,7 @@ from slipstream.states import InstancePhase
 
 if TYPE_CHECKING:
     from slipstream.engine.dbs import DatabaseManager
+    from slipstream.engine.keyvalues import KeyValueManager
 
 
 class Engine:
@@ -54,7 +55,7 @@ class Engine:
         masker: Masker,
         *,
         databases: DatabaseManager | None = None,
-        keyvalues: KeyValueControl | None = None,
+        keyvalues: KeyValueManager | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -94,6 +95,8 @@ class Engine:
         """Reconcile with what is running, then start the schedules."""
         if self.databases is not None:
             self.databases.start()
+        if self.keyvalues is not None:
+            self.keyvalues.start()
         reconcile.reconcile(self.ctx, self.queue.submit)
         self.cron.start()
         self.monitor.start()
@@ -107,6 +110,8 @@ class Engine:
         self.ctx.driver.close()
         if self.databases is not None:
             self.databases.close()
+        if self.keyvalues is not None:
+            self.keyvalues.close()
 
     def shutdown(self) -> None:
         """Stop every instance, HAProxy and the database cluster."""
@@ -122,6 +127,8 @@ class Engine:
         self.ctx.proxy.stop()
         if self.databases is not None:
             self.databases.stop()
+        if self.keyvalues is not None:
+            self.keyvalues.stop()
 
     # -- requests (see engine.intake) ------------------------------------------------------------
     def deploy(

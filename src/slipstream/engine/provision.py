@@ -119,7 +119,7 @@ class Provisioner:
             raise InvalidInput("this blueprint declares key value instances but slipstream cannot run them here")
         for kv in wanted:
             props = self.keyvalues.provide(
-                kv.name, policy=kv.maxmemory_policy, allow=[a.source for a in kv.ip_allow_list or []]
+                kv.name, policy=kv.maxmemory_policy, allow=[a.source for a in kv.ip_allow_list or []], plan=kv.plan
             )
             self.masker.add([props["connectionString"]])
             if kv.name in missing:
