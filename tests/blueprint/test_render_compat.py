@@ -234,6 +234,14 @@ ACCEPTED: list[tuple[str, str, str | None, Callable[[Blueprint], Any] | None]] =
         lambda bp: bp.service("api").env_vars[0].generate_value is True,
     ),
     ("plan spelled differently", WEB + "databases:\n  - name: db\n    plan: Basic-1gb\n", None, None),
+    (
+        "a region Render may have opened since",
+        WEB + "    region: london\n",
+        "region 'london' is not one slipstream knows",
+        lambda bp: bp.service("api").region == "london",
+    ),
+    ("a custom domain in capitals", WEB + "    domains: [WWW.Example.com]\n", None, None),
+    ("previews kept a long time", "previews:\n  expireAfterDays: 400\n" + WEB, None, None),
 ]
 
 
@@ -288,6 +296,7 @@ STILL_ERRORS = [
         "database 'db' is declared outside environment 'b'",
         None,
     ),
+    ("typo of a region", WEB + "    region: oregn\n", "'oregn' is not a region", "did you mean 'oregon'?"),
     ("env key with '='", ENV + "      - key: A=B\n        value: x\n", "'A=B' is not a valid env var name", None),
     ("a quoted true is not a boolean", ENV + "      - key: S\n        generateValue: 'true'\n", "must be true", None),
     ("keyvalue without ipAllowList", "services:\n  - type: keyvalue\n    name: kv\n", "ipAllowList", None),

@@ -11,9 +11,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from slipstream.blueprint.convert import likely_typo
 from slipstream.blueprint.cron import parse_cron
 from slipstream.blueprint.inventory import Inventory, Placed
-from slipstream.blueprint.model import NATIVE_RUNTIMES, Database, Document, IpAllow, Service
+from slipstream.blueprint.model import NATIVE_RUNTIMES, REGIONS, Database, Document, IpAllow, Service
 from slipstream.blueprint.problems import Collector, Path, format_path
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -273,7 +274,7 @@ def _check_domains(s: Service, path: Path, out: Collector) -> None:
             path + ("domains",), f"custom domains only apply to web services, not '{s.type}'", "remove them", key=True
         )
     for here, domain in out.items(path + ("domains",), s.domains):
-        if len(domain) > 253 or not HOSTNAME.fullmatch(domain):
+        if len(domain) > 253 or not HOSTNAME.fullmatch(domain.lower()):
             out.error(
                 here,
                 f"'{domain[:80]}' is not a valid domain name",
@@ -291,6 +292,24 @@ def _check_cidrs(items: list[IpAllow], path: Path, out: Collector) -> None:
                 f"'{item.source[:60]}' is not an IP address or CIDR block",
                 "for example '203.0.113.0/24'",
             )
+
+
+def _check_region(region: str | None, path: Path, out: Collector) -> None:
+    """A region is recorded only; a likely typo of a known one is an error, an unknown one (Render
+    may have opened it since) a warning."""
+    if region is None:
+        return
+    if region not in REGIONS:
+        typo = likely_typo(region, list(REGIONS))
+        if typo is not None:
+            out.error(path + ("region",), f"'{region[:40]}' is not a region", f"did you mean '{typo}'?")
+            return
+        out.warn(
+            path + ("region",),
+            f"region '{region[:40]}' is not one slipstream knows ({', '.join(REGIONS)})",
+            "check it against Render's list of regions",
+        )
+    out.warn(path + ("region",), REGION_NOTE, key=True)
 
 
 def _runtime_path(out: Collector, path: Path) -> Path:
@@ -323,8 +342,7 @@ def _warn_unsupported(s: Service, path: Path, out: Collector) -> None:
             )
     if s.singleton and s.type != "worker":
         out.warn(path + ("singleton",), "singleton only applies to workers", "remove it", key=True)
-    if s.region is not None:
-        out.warn(path + ("region",), REGION_NOTE, key=True)
+    _check_region(s.region, path, out)
     if s.previews is not None and s.previews.generation in ("manual", "automatic"):
         key = "previews" if given(out, path, "previews") else "pullRequestPreviewsEnabled"
         out.warn(path + (key,), "service previews are not created here; the setting is kept for Render", key=True)
@@ -418,8 +436,7 @@ def check_database(p: Placed[Database], out: Collector) -> None:
             "SLIPSTREAM_POSTGRES_LISTEN (loopback by default)",
             key=True,
         )
-    if d.region is not None:
-        out.warn(path + ("region",), REGION_NOTE, key=True)
+    _check_region(d.region, path, out)
     if d.read_replicas:
         out.warn(path + ("readReplicas",), "read replicas are not created here; the primary serves all reads", key=True)
     if d.high_availability is not None and d.high_availability.enabled:

@@ -17,7 +17,7 @@ from slipstream.blueprint.problems import Problem
 
 ServiceType = Literal["web", "pserv", "worker", "cron", "keyvalue", "workflow"]
 Runtime = Literal["python", "node", "static", "docker", "image", "go", "ruby", "rust", "elixir"]
-Region = Literal["oregon", "ohio", "virginia", "frankfurt", "singapore"]
+REGIONS = ("oregon", "ohio", "virginia", "frankfurt", "singapore")  # Render's, when this was written
 DatabaseProperty = Literal["connectionString", "host", "port", "user", "password", "database"]
 ServiceProperty = Literal["host", "port", "hostport", "connectionString"]
 ManifestType = Literal["string", "bool", "int", "url", "enum"]
@@ -154,7 +154,7 @@ class Previews(Model):
     """Top-level preview-environment settings."""
 
     generation: Literal["off", "manual", "automatic"] = "off"
-    expire_after_days: int | None = Field(default=None, ge=1, le=365)
+    expire_after_days: int | None = Field(default=None, ge=1)
 
 
 class RegistryCredsRef(Model):
@@ -209,7 +209,7 @@ class Service(Model):
     runtime: Runtime | None = None
     plan: str | None = None
     preview_plan: str | None = None
-    region: Region | None = None
+    region: str | None = None  # one of REGIONS; another is kept with a warning
     repo: str | None = None
     branch: str | None = None
     root_dir: str | None = None
@@ -283,7 +283,7 @@ class Database(Model):
     user: str | None = None
     plan: str | None = None
     preview_plan: str | None = None
-    region: Region | None = None
+    region: str | None = None  # one of REGIONS; another is kept with a warning
     postgres_major_version: str | None = None
     disk_size_gb: int | None = Field(default=None, alias="diskSizeGB", ge=1)
     preview_disk_size_gb: int | None = Field(default=None, alias="previewDiskSizeGB", ge=1)
