@@ -11,7 +11,8 @@ from slipstream.blueprint import BlueprintError, load_blueprint
 
 # The files that must fail, and the problems that make them invalid (true of the file).
 EXPECTED_INVALID = {
-    # No runtime (or env) at all, and an envVars entry with a key Render does not have.
+    # No runtime (or env) at all: Render's spec makes runtime required unless the type is
+    # keyvalue/redis, so Render refuses it too. And 'scope', a key Render does not have.
     "Bhaskar-Naik__mern-pizza-store.render.yaml": [
         "services[0] (pizza-store-backend): missing required key 'runtime'",
         "services[0] (pizza-store-backend).envVars[1] (PORT).scope: unknown key 'scope'",

@@ -32,6 +32,8 @@ MODELS = [
     m.IpAllow,
     m.ReadReplica,
     m.HighAvailability,
+    m.Networking,
+    m.Permissions,
     m.Environment,
     m.Project,
     m.Ungrouped,

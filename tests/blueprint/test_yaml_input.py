@@ -91,9 +91,10 @@ def test_values_are_taken_as_written() -> None:
     assert env == {"A": "1.10", "B": "yes", "C": "0x1F", "D": "12:30", "E": ""}
 
 
-def test_empty_value_is_not_a_source() -> None:
-    exc = errors_of("services:\n" + WEB + "    envVars:\n      - key: A\n        value:\n")
-    assert "has no value source" in str(exc)
+def test_empty_value_sets_nothing() -> None:
+    # As in Render's Go parser, an empty value sets nothing: accepted, with a warning.
+    bp = parse_blueprint("services:\n" + WEB + "    envVars:\n      - key: A\n        value:\n")
+    assert any("has no value source" in w.message for w in bp.warnings)
 
 
 @pytest.mark.parametrize(

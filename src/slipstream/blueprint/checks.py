@@ -11,12 +11,15 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from slipstream.blueprint.convert import likely_typo
 from slipstream.blueprint.cron import parse_cron
 from slipstream.blueprint.inventory import Inventory, Placed
-from slipstream.blueprint.model import NATIVE_RUNTIMES, Database, Document, IpAllow, Service
+from slipstream.blueprint.model import NATIVE_RUNTIMES, REGIONS, Database, Document, IpAllow, Service
 from slipstream.blueprint.problems import Collector, Path, format_path
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# Render takes any name; slipstream's proxy, build directories and backups take these.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 PG_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 PG_EXTENSION = re.compile(r"[a-z0-9_][a-z0-9_.-]{0,62}")
 HOSTNAME = re.compile(r"(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z][-a-z0-9]{0,61}[a-z0-9]")
@@ -35,21 +38,24 @@ def suggest_label(name: str) -> str:
 
 
 def check_names(inv: Inventory, out: Collector) -> None:
-    """Names are DNS labels (services, databases) and unique per kind across the file."""
+    """Names are not blank and are unique per kind across the file; a service or database name
+    slipstream cannot put in host names and directories is accepted (Render takes any name) with
+    a warning."""
     for kind, items in (("service", inv.services), ("database", inv.databases), ("env var group", inv.groups)):
         first: dict[str, Path] = {}
         for p in items:
             name = p.obj.name
             here = p.path + ("name",)
-            if kind != "env var group" and (len(name) > 63 or not DNS_LABEL.fullmatch(name)):
-                out.error(
+            if not name.strip() or len(name) > 255:
+                out.error(here, f"{kind} names must be 1 to 255 characters, not only spaces")
+            elif kind != "env var group" and not SAFE_NAME.fullmatch(name):
+                out.warn(
                     here,
-                    f"'{name[:80]}' is not a valid {kind} name: use at most 63 lowercase "
-                    "letters, digits and '-', starting and ending with a letter or digit",
-                    f"for example '{suggest_label(name)}'",
+                    f"Render accepts the {kind} name '{name[:80]}', but slipstream names host names, "
+                    "directories and backups after resources, which take only letters, digits, '.', "
+                    "'_' and '-' (at most 100): deploys or backups of it will be refused",
+                    f"rename it, for example '{suggest_label(name)}'",
                 )
-            elif kind == "env var group" and (not name.strip() or len(name) > 100):
-                out.error(here, "env var group names must be 1 to 100 characters")
             if name in first:
                 out.error(
                     here,
@@ -93,7 +99,7 @@ def check_service(p: Placed[Service], out: Collector) -> None:
             f"runtime 'static' is only valid for type 'web', not '{s.type}'",
             "a static site is 'type: web' with 'runtime: static'",
         )
-    if native and s.type != "keyvalue" and not s.start_command:
+    if native and s.type not in ("keyvalue", "workflow") and not s.start_command:
         out.error(
             path,
             f"missing required key 'startCommand' for a {s.runtime} {s.type} service",
@@ -165,10 +171,11 @@ def _check_static(s: Service, path: Path, out: Collector) -> None:
                 "for example '/*' or '/old-page'",
             )
         if not (route.destination.startswith("/") or re.match(r"https?://", route.destination)):
-            out.error(
+            out.warn(
                 here + ("destination",),
-                f"route destination '{route.destination}' must be a path or an http(s) URL",
-                "for example '/index.html'",
+                f"route destination '{route.destination[:80]}' is neither a path nor an http(s) URL; "
+                "the rule will not match anything useful",
+                "for example '/index.html' or 'https://api.example.com/*' (a placeholder must be replaced)",
             )
     for here, header in out.items(path + ("headers",), s.headers):
         if not header.path.startswith("/"):
@@ -267,7 +274,7 @@ def _check_domains(s: Service, path: Path, out: Collector) -> None:
             path + ("domains",), f"custom domains only apply to web services, not '{s.type}'", "remove them", key=True
         )
     for here, domain in out.items(path + ("domains",), s.domains):
-        if len(domain) > 253 or not HOSTNAME.fullmatch(domain):
+        if len(domain) > 253 or not HOSTNAME.fullmatch(domain.lower()):
             out.error(
                 here,
                 f"'{domain[:80]}' is not a valid domain name",
@@ -287,6 +294,24 @@ def _check_cidrs(items: list[IpAllow], path: Path, out: Collector) -> None:
             )
 
 
+def _check_region(region: str | None, path: Path, out: Collector) -> None:
+    """A region is recorded only; a likely typo of a known one is an error, an unknown one (Render
+    may have opened it since) a warning."""
+    if region is None:
+        return
+    if region not in REGIONS:
+        typo = likely_typo(region, list(REGIONS))
+        if typo is not None:
+            out.error(path + ("region",), f"'{region[:40]}' is not a region", f"did you mean '{typo}'?")
+            return
+        out.warn(
+            path + ("region",),
+            f"region '{region[:40]}' is not one slipstream knows ({', '.join(REGIONS)})",
+            "check it against Render's list of regions",
+        )
+    out.warn(path + ("region",), REGION_NOTE, key=True)
+
+
 def _runtime_path(out: Collector, path: Path) -> Path:
     """Path of the runtime as written: 'runtime', or the deprecated 'env'."""
     return path + ("env",) if given(out, path, "env") and not given(out, path, "runtime") else path + ("runtime",)
@@ -296,11 +321,10 @@ def _warn_unsupported(s: Service, path: Path, out: Collector) -> None:
     reason = s.unsupported_reason
     if reason:
         where = _runtime_path(out, path) if s.runtime in ("docker", "image") else path + ("type",)
-        hint = (
-            "run Redis yourself and give services its URL with an env var value"
-            if s.type == "keyvalue"
-            else "use a native runtime (python, node, ...) to run it here"
-        )
+        hint = {
+            "keyvalue": "run Redis yourself and give services its URL with an env var value",
+            "workflow": "run its tasks from a worker or cron service here",
+        }.get(s.type, "use a native runtime (python, node, ...) to run it here")
         out.warn(where, f"{reason}: slipstream validates and plans this service but will not build or start it", hint)
     elif s.runtime in ("go", "ruby", "rust", "elixir"):
         out.warn(
@@ -318,8 +342,7 @@ def _warn_unsupported(s: Service, path: Path, out: Collector) -> None:
             )
     if s.singleton and s.type != "worker":
         out.warn(path + ("singleton",), "singleton only applies to workers", "remove it", key=True)
-    if s.region is not None:
-        out.warn(path + ("region",), REGION_NOTE, key=True)
+    _check_region(s.region, path, out)
     if s.previews is not None and s.previews.generation in ("manual", "automatic"):
         key = "previews" if given(out, path, "previews") else "pullRequestPreviewsEnabled"
         out.warn(path + (key,), "service previews are not created here; the setting is kept for Render", key=True)
@@ -348,10 +371,22 @@ def _warn_unsupported(s: Service, path: Path, out: Collector) -> None:
             path + ("maxmemoryPolicy",), "maxmemoryPolicy only applies to keyvalue services", "remove it", key=True
         )
     if s.ip_allow_list is not None and s.type != "keyvalue":
+        _check_cidrs(s.ip_allow_list, path + ("ipAllowList",), out)
         out.warn(
             path + ("ipAllowList",),
-            "ipAllowList only applies to keyvalue services and databases",
-            "remove it",
+            f"ipAllowList is not enforced for a {s.type} service here: anything that reaches this "
+            "machine's proxy reaches it",
+            key=True,
+        )
+    if s.persistence_mode is not None and s.type != "keyvalue":
+        out.warn(
+            path + ("persistenceMode",), "persistenceMode only applies to keyvalue services", "remove it", key=True
+        )
+    if s.render_subdomain_policy == "disabled":
+        out.warn(
+            path + ("renderSubdomainPolicy",),
+            f"slipstream always answers at {s.name.lower()}.localhost; the policy is kept for Render"
+            + ("" if s.domains else " (which refuses 'disabled' on a service without custom domains)"),
             key=True,
         )
 
@@ -401,8 +436,7 @@ def check_database(p: Placed[Database], out: Collector) -> None:
             "SLIPSTREAM_POSTGRES_LISTEN (loopback by default)",
             key=True,
         )
-    if d.region is not None:
-        out.warn(path + ("region",), REGION_NOTE, key=True)
+    _check_region(d.region, path, out)
     if d.read_replicas:
         out.warn(path + ("readReplicas",), "read replicas are not created here; the primary serves all reads", key=True)
     if d.high_availability is not None and d.high_availability.enabled:
@@ -427,10 +461,12 @@ def check_document(doc: Document, inv: Inventory, out: Collector) -> None:
         out.warn((key,), "preview environments are not created here; the setting is kept for Render", key=True)
     for env in inv.environments:
         if env.network_isolated:
+            key = "networking" if given(out, env.path, "networking") else "networkIsolated"
             out.warn(
-                env.path + ("networkIsolated",),
+                env.path + (key,),
                 "network isolation is not enforced here: all services share this machine's loopback network",
                 key=True,
             )
         if env.protection_status == "protected":
-            out.warn(env.path + ("protectionStatus",), "environment protection is not enforced here", key=True)
+            key = "permissions" if given(out, env.path, "permissions") else "protectionStatus"
+            out.warn(env.path + (key,), "environment protection is not enforced here", key=True)

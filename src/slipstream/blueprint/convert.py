@@ -2,9 +2,13 @@
 
 The model is the schema: a field's alias is the YAML key, its annotation says what the value
 must be (string, whole number, true/false, one of a few words, list, mapping, nested model) and
-its ``ge``/``le`` metadata bound numbers. Unknown keys get a did-you-mean hint; deprecated keys
-(``Model.DEPRECATED``) are mapped with a warning. A subtree with an error yields ``INVALID`` and
-reading goes on, so one pass reports every structural problem of the file.
+its ``ge``/``le`` metadata bound numbers. Scalars are read as Render's Go parser reads them: a
+string field takes any scalar as written (``value: 8080``, ``generation: off``). An unknown key
+is an error when it is a known mistake or a likely typo (with a did-you-mean hint), a known key
+in other letter case is read as that key, and any other key is ignored with a warning (Render
+adds keys over time). Deprecated keys (``Model.DEPRECATED``) are mapped with a warning. A subtree
+with an error yields ``INVALID`` and reading goes on, so one pass reports every structural problem
+of the file.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pydantic.fields import FieldInfo
 
 from slipstream.blueprint import model as m
 from slipstream.blueprint.problems import Collector, Path
-from slipstream.blueprint.yamltree import BOOL, INT, SCALAR_TAGS, YMap, YNode, YScalar, YSeq, kind_of
+from slipstream.blueprint.yamltree import BOOL, FLOAT, INT, SCALAR_TAGS, YMap, YNode, YScalar, YSeq, kind_of
 
 
 class _Invalid:
@@ -33,6 +37,7 @@ class _Invalid:
 INVALID: Any = _Invalid()
 
 _INT_TEXT = re.compile(r"[-+]?[0-9]{1,15}")
+_WHOLE_FLOAT = re.compile(r"[-+]?[0-9]{1,15}\.0*")
 _TRUE = {"true", "yes", "on"}
 _FALSE = {"false", "no", "off"}
 
@@ -85,6 +90,19 @@ def read_model(node: YNode | None, model: type[m.Model], path: Path, out: Collec
     ok = True
     for key, _mark, value in node.entries:
         here = path + (key,)
+        if key not in aliases and key not in model.DEPRECATED:
+            spelled = _same_key_spelled_otherwise(key, list(aliases), node)
+            if spelled is None:  # reported, but the rest of the mapping is still read and checked
+                _unknown_key(key, list(aliases) + list(model.DEPRECATED), model, here, out)
+                continue
+            out.warn(
+                here,
+                f"'{key}' is read as '{spelled}'",
+                f"Render spells it '{spelled}'; write it that way",
+                key=True,
+            )
+            _copy_marks(out, here, path + (spelled,))
+            key, here = spelled, path + (spelled,)
         if key in aliases:
             name, info = aliases[key]
             got = read_value(value, info.annotation, here, out, info)
@@ -92,10 +110,6 @@ def read_model(node: YNode | None, model: type[m.Model], path: Path, out: Collec
                 ok = False
             else:
                 values[name] = got
-        elif key in model.DEPRECATED:
-            continue
-        else:  # reported, but the rest of the mapping is still read and checked
-            _unknown_key(key, list(aliases) + list(model.DEPRECATED), model, here, out)
     for old in model.DEPRECATED:
         if old in node:
             ok = _DEPRECATION_HANDLERS[(model.__name__, old)](node, values, path, out) and ok
@@ -132,14 +146,66 @@ def _required_hint(model: type[BaseModel], key: str) -> str | None:
 
 
 def _unknown_key(key: str, candidates: list[str], model: type[BaseModel], here: Path, out: Collector) -> None:
-    guess = suggest(key, candidates)
+    """A known mistake or a likely typo is an error; any other key is ignored with a warning,
+    because Render adds keys over time and slipstream must never be stricter than Render."""
     if key in KNOWN_MISTAKES:
-        hint = KNOWN_MISTAKES[key]
-    elif guess:
-        hint = f"did you mean '{guess}'?"
-    else:
-        hint = f"see docs/blueprint-reference.yaml for the keys of {_noun(model)}"
-    out.error(here, f"unknown key '{key[:60]}'", hint, key=True)
+        out.error(here, f"unknown key '{key[:60]}'", KNOWN_MISTAKES[key], key=True)
+        return
+    typo = likely_typo(key, candidates)
+    if typo is not None:
+        out.error(here, f"unknown key '{key[:60]}'", f"did you mean '{typo}'?", key=True)
+        return
+    out.warn(
+        here,
+        f"key '{key[:60]}' is not understood by slipstream and is ignored",
+        f"if Render documents it, slipstream does not support it yet; the keys of {_noun(model)} "
+        "slipstream reads are in docs/blueprint-reference.yaml",
+        key=True,
+    )
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) that turn ``a`` into ``b``."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, start=1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def likely_typo(word: str, candidates: list[str]) -> str | None:
+    """The candidate ``word`` is most likely a misspelling of: one or two edits away (one for
+    words of four letters or fewer), ignoring case. None when no candidate is that close."""
+    limit = 1 if len(word) <= 4 else 2
+    best: tuple[int, str] | None = None
+    for c in candidates:
+        d = edit_distance(word.lower(), c.lower())
+        if d <= limit and (best is None or d < best[0]):
+            best = (d, c)
+    return best[1] if best else None
+
+
+def _same_key_spelled_otherwise(key: str, known: list[str], node: YMap) -> str | None:
+    """The known key ``key`` equals but for letter case, unless that key is written too."""
+    for k in known:
+        if k.lower() == key.lower() and k not in node:
+            return k
+    return None
+
+
+def _copy_marks(out: Collector, written: Path, canonical: Path) -> None:
+    """Make the places (and labels) recorded under ``written`` known under ``canonical`` too."""
+    n = len(written)
+    for marks in (out.key_marks, out.value_marks):
+        for p in [p for p in marks if p[:n] == written]:
+            marks.setdefault(canonical + p[n:], marks[p])
+    for p in [p for p in out.labels if p[:n] == written]:
+        out.labels.setdefault(canonical + p[n:], out.labels[p])
 
 
 def read_value(node: YNode | None, ann: Any, path: Path, out: Collector, info: FieldInfo | None = None) -> Any:
@@ -213,6 +279,8 @@ def _read_bool(node: YNode | None, path: Path, out: Collector) -> Any:
         return INVALID
     if scalar.tag == BOOL:
         return scalar.text.lower() in _TRUE
+    if not scalar.quoted and scalar.text in ("y", "Y", "n", "N"):  # YAML 1.1 booleans, as Go reads them
+        return scalar.text in ("y", "Y")
     hint = "remove the quotes" if scalar.text.lower() in _TRUE | _FALSE else None
     out.error(path, f"must be true or false, not '{scalar.text}'", hint)
     return INVALID
@@ -222,17 +290,26 @@ def _read_int(node: YNode | None, path: Path, out: Collector, info: FieldInfo | 
     scalar = _scalar(node, path, out, "a whole number")
     if scalar is None:
         return INVALID
-    if not (scalar.tag == INT and _INT_TEXT.fullmatch(scalar.text)):
+    value = _whole_number(scalar)
+    if value is None:
         hint = "remove the quotes" if scalar.quoted and _INT_TEXT.fullmatch(scalar.text) else None
         out.error(path, f"must be a whole number, not '{scalar.text[:40]}'", hint)
         return INVALID
-    value = int(scalar.text)
     low, high = _bounds(info)
     if (low is not None and value < low) or (high is not None and value > high):
         rng = f"between {low} and {high}" if high is not None else f"at least {low}"
         out.error(path, f"must be {rng}, not {value}")
         return INVALID
     return value
+
+
+def _whole_number(scalar: YScalar) -> int | None:
+    """The number a YAML int (or a float with nothing after the point, like ``10.0``) holds."""
+    if scalar.tag == INT and _INT_TEXT.fullmatch(scalar.text):
+        return int(scalar.text)
+    if scalar.tag == FLOAT and _WHOLE_FLOAT.fullmatch(scalar.text):
+        return int(float(scalar.text))
+    return None
 
 
 def _bounds(info: FieldInfo | None) -> tuple[int | None, int | None]:

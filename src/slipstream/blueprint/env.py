@@ -4,8 +4,11 @@ The engine gathers what only it can know and passes it in: connection facts of d
 services, values generated once (``generateValue``), values the user gave (``sync: false``).
 Values are keyed ``"<service or group>.<KEY>"``. Resolution order follows Render: the entries of
 each attached group in ``fromGroup`` order, then the service's own entries (own wins). The env
-manifest then adds defaults and checks the result. Anything unresolved is a
-:class:`BlueprintError` naming the entry's line.
+manifest then adds defaults and checks the result. A reference to a resource (or an env var)
+the file does not declare sets nothing: on Render it lives in the workspace, and validate has
+said so. ``fromService.envVarKey`` may copy Render's own variables (``RENDER_EXTERNAL_URL``, ...),
+worked out here as the engine sets them. Anything else unresolved is a :class:`BlueprintError`
+naming the entry's line.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from slipstream.blueprint.envcheck import COPYABLE_PLATFORM_KEYS
 from slipstream.blueprint.manifest import Rule, apply_defaults, check_env, rules_for
 from slipstream.blueprint.model import Blueprint, EnvVar, EnvVarGroup, Service
 from slipstream.blueprint.parse import collector_for
@@ -69,17 +73,25 @@ def resolve_env(
     svc = bp.service(service) if isinstance(service, str) else service
     out = collector_for(bp)
     env: dict[str, str] = {}
+    groups = {g.name: g for g in bp.env_var_groups}
     for entry in svc.env_vars:
-        if entry.from_group:
-            group = bp.group(entry.from_group)
+        group = groups.get(entry.from_group or "")
+        if group is not None:  # a group the file does not declare sets nothing here (validate warns)
             base = bp.path_of("group", group.name) + ("envVars",)
             for here, e in out.items(base, group.env_vars):
                 if e.source != "sync":  # Render ignores sync: false in groups (validate warns)
-                    _resolve_one(e, group.name, here, env, out, databases, services, generated, synced)
+                    _resolve_one(bp, e, group.name, here, env, out, databases, services, generated, synced)
     base = bp.path_of("service", svc.name) + ("envVars",)
-    for here, e in out.items(base, svc.env_vars):
-        if not e.from_group:
-            _resolve_one(e, svc.name, here, env, out, databases, services, generated, synced)
+    own = [(here, e) for here, e in out.items(base, svc.env_vars) if not e.from_group]
+    later = [(here, e) for here, e in own if _copies_own_key(e, svc)]
+    for here, e in own:
+        if (here, e) not in later:
+            _resolve_one(bp, e, svc.name, here, env, out, databases, services, generated, synced)
+    for _, e in later:  # a copy of one of the service's own keys, once those are known
+        ref = e.from_service
+        assert ref is not None and e.key is not None
+        if ref.env_var_key in env:
+            env[e.key] = env[str(ref.env_var_key)]
     if out.errors:
         raise out.fail()
     return fit_manifest(bp, svc, env)
@@ -97,7 +109,19 @@ def fit_manifest(bp: Blueprint, service: Service | str, env: Mapping[str, str]) 
     return full
 
 
+def _copies_own_key(e: EnvVar, svc: Service) -> bool:
+    """True for ``fromService`` naming the service itself and one of its own (not Render's) keys."""
+    ref = e.from_service
+    return (
+        ref is not None
+        and ref.name == svc.name
+        and ref.env_var_key is not None
+        and ref.env_var_key not in COPYABLE_PLATFORM_KEYS
+    )
+
+
 def _resolve_one(
+    bp: Blueprint,
     e: EnvVar,
     owner: str,
     path: Path,
@@ -112,7 +136,8 @@ def _resolve_one(
     ident = f"{owner}.{key}"
     source = e.source
     if source == "value":
-        env[key] = e.value or ""
+        if e.value is not None:  # an entry without any source sets nothing (validate warns)
+            env[key] = e.value
     elif source == "generateValue":
         if ident in generated:
             env[key] = generated[ident]
@@ -133,7 +158,10 @@ def _resolve_one(
             )
     elif source == "fromDatabase" and e.from_database is not None:
         ref = e.from_database
-        facts = databases.get(ref.name)
+        name = _database_serving(bp, ref.name)
+        if name is None:
+            return  # not declared in the file: nothing to read here (validate warns)
+        facts = databases.get(name)
         if facts is None:
             out.error(
                 path + ("fromDatabase",),
@@ -146,14 +174,31 @@ def _resolve_one(
         else:
             env[key] = str(facts[ref.property])
     elif source == "fromService" and e.from_service is not None:
-        _resolve_service(e, path, env, out, services)
+        _resolve_service(bp, e, path, env, out, services)
+
+
+def _database_serving(bp: Blueprint, name: str) -> str | None:
+    """The database that answers for ``name``: itself, or the primary of a read replica of that name."""
+    for d in bp.databases:
+        if d.name == name or any(r.name == name for r in d.read_replicas):
+            return d.name
+    return None
 
 
 def _resolve_service(
-    e: EnvVar, path: Path, env: dict[str, str], out: Collector, services: Mapping[str, Mapping[str, object]]
+    bp: Blueprint,
+    e: EnvVar,
+    path: Path,
+    env: dict[str, str],
+    out: Collector,
+    services: Mapping[str, Mapping[str, object]],
 ) -> None:
     ref = e.from_service
     assert ref is not None and e.key is not None
+    try:
+        target = bp.service(ref.name)
+    except KeyError:
+        return  # not declared in the file: nothing to read here (validate warns)
     facts = services.get(ref.name)
     if facts is None:
         out.error(
@@ -169,15 +214,40 @@ def _resolve_service(
         else:
             out.error(path + ("fromService", "property"), f"service '{ref.name}' did not report its {ref.property}")
         return
+    key = str(ref.env_var_key)
+    declared = {x.key for x in target.env_vars if x.key} | {
+        x.key for g in groups_of(bp, target).values() for x in g.env_vars if x.key
+    }
+    if key not in declared:
+        if key in COPYABLE_PLATFORM_KEYS:
+            env[e.key] = platform_value(key, target, facts)
+        return  # set in Render's dashboard at most: nothing to copy here (validate warns)
     other = facts.get("env")
-    if isinstance(other, Mapping) and ref.env_var_key in other:
-        env[e.key] = str(other[ref.env_var_key])
+    if isinstance(other, Mapping) and key in other:
+        env[e.key] = str(other[key])
     else:
         out.error(
             path + ("fromService", "envVarKey"),
             f"service '{ref.name}' has no value for {ref.env_var_key} yet",
             f"resolve '{ref.name}' first",
         )
+
+
+def platform_value(key: str, target: Service, facts: Mapping[str, object]) -> str:
+    """The value Render would give ``target``'s ``key`` (one of COPYABLE_PLATFORM_KEYS), worked
+    out as engine/release.py sets it in every instance: web services answer at
+    ``http://<host>:<port>`` (``facts`` host and port), other types have no external URL."""
+    web = target.type == "web"
+    host, port = str(facts.get("host", "")), str(facts.get("port", ""))
+    values = {
+        "RENDER": "true",
+        "IS_PULL_REQUEST": "false",
+        "RENDER_SERVICE_NAME": target.name,
+        "RENDER_SERVICE_TYPE": target.type,
+        "RENDER_EXTERNAL_HOSTNAME": host if web else "",
+        "RENDER_EXTERNAL_URL": f"http://{host}:{port}" if web else "",
+    }
+    return values[key]
 
 
 def secret_keys(bp: Blueprint, service: Service | str, _seen: frozenset[str] = frozenset()) -> set[str]:
@@ -203,8 +273,8 @@ def secret_keys(bp: Blueprint, service: Service | str, _seen: frozenset[str] = f
 
 
 def is_secret_entry(e: EnvVar) -> bool:
-    """True when an entry's value is secret by its source or by its name."""
-    if e.source in ("generateValue", "sync"):
+    """True when an entry's value is secret by its source, its ``sensitive`` flag or its name."""
+    if e.sensitive or e.source in ("generateValue", "sync"):
         return True
     if e.from_database is not None:
         return e.from_database.property in SECRET_PROPERTIES

@@ -2,20 +2,23 @@
 
 Each ``envVars`` entry uses exactly one of Render's six sources (``value``, ``generateValue``,
 ``sync: false``, ``fromDatabase``, ``fromService``, ``fromGroup``); groups may only hold ``value``
-and ``generateValue``. Every reference must name a resource of the same scope, with a property
-that resource has, and ``fromService.envVarKey`` chains must not loop.
+and ``generateValue``. A reference to a resource of the same scope must use a property that
+resource has, and ``fromService.envVarKey`` chains must not loop. A reference to a name the file
+does not declare is a warning (Render links a resource of that name from the workspace, which
+slipstream does not have) unless it is a likely typo of a declared name, which is an error.
 """
 
 from __future__ import annotations
 
 import re
 
-from slipstream.blueprint.convert import suggest
+from slipstream.blueprint.convert import likely_typo
 from slipstream.blueprint.inventory import Inventory, Placed, scope_name
-from slipstream.blueprint.model import EnvVar, EnvVarGroup, Service
+from slipstream.blueprint.model import Database, EnvVar, EnvVarGroup, Service
 from slipstream.blueprint.problems import Collector, Path
 
-ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Render takes any name a process environment can hold (Elasticsearch's 'discovery.type' too).
+ENV_KEY = re.compile(r"[^=\s\x00-\x1f\x7f]+")
 DATABASE_PROPERTIES = ("connectionString", "host", "port", "user", "password", "database")
 SERVICE_PROPERTIES = {
     "keyvalue": ("connectionString", "host", "port", "hostport"),
@@ -23,19 +26,31 @@ SERVICE_PROPERTIES = {
     "pserv": ("host", "port", "hostport"),
     "worker": (),
     "cron": (),
+    "workflow": (),
 }
+# Variables Render sets on every service that ``fromService.envVarKey`` may copy and that
+# ``env.resolve_env`` can work out here (the engine sets the same values in each instance).
+COPYABLE_PLATFORM_KEYS = (
+    "RENDER",
+    "IS_PULL_REQUEST",
+    "RENDER_SERVICE_NAME",
+    "RENDER_SERVICE_TYPE",
+    "RENDER_EXTERNAL_HOSTNAME",
+    "RENDER_EXTERNAL_URL",
+)
 SOURCES = "value:, generateValue: true, sync: false, fromDatabase:, fromService: or fromGroup:"
 
 
 def _sources(e: EnvVar) -> list[str]:
+    """The sources an entry sets; 'generateValue: false' and 'sync: true' set none (as in Render)."""
     named = [
-        ("value", e.value),
-        ("generateValue", e.generate_value),
-        ("sync", e.sync),
-        ("fromDatabase", e.from_database),
-        ("fromService", e.from_service),
+        ("value", e.value is not None),
+        ("generateValue", bool(e.generate_value)),
+        ("sync", e.sync is False),
+        ("fromDatabase", e.from_database is not None),
+        ("fromService", e.from_service is not None),
     ]
-    return [n for n, v in named if v is not None]
+    return [n for n, present in named if present]
 
 
 def check_entries(env_vars: list[EnvVar], path: Path, out: Collector, *, group: bool) -> None:
@@ -69,7 +84,7 @@ def check_entries(env_vars: list[EnvVar], path: Path, out: Collector, *, group: 
             out.error(
                 here + ("key",),
                 f"'{e.key[:60]}' is not a valid env var name",
-                "use letters, digits and '_', not starting with a digit",
+                "a name is made of characters other than '=', spaces and control characters",
             )
         elif e.key in first:
             out.error(
@@ -84,18 +99,16 @@ def check_entries(env_vars: list[EnvVar], path: Path, out: Collector, *, group: 
                 "keep one of them",
             )
         elif not sources:
-            out.error(here, "has no value source", f"add one of {SOURCES}")
-        elif e.generate_value is False:
-            out.error(
-                here + ("generateValue",),
-                "generateValue: false is not a source",
-                "set 'generateValue: true' or use 'value:'",
+            written = (
+                " ('generateValue: false' and 'sync: true' are not sources)"
+                if (e.generate_value is False or e.sync is True)
+                else ""
             )
-        elif e.sync is True:
-            out.error(
-                here + ("sync",),
-                "sync: true is not a source; only 'sync: false' (a value you give at the first apply) is",
-                "use 'sync: false' or 'value:'",
+            out.warn(
+                here,
+                f"has no value source{written}: Render sets nothing for it and keeps a value set in "
+                "the dashboard; slipstream does not set it",
+                f"add one of {SOURCES}, or give it with 'slipstream env set'",
             )
         elif group and sources[0] in ("fromDatabase", "fromService"):
             out.error(
@@ -134,7 +147,6 @@ def check_references(inv: Inventory, out: Collector) -> None:
                     )
                 seen_groups.add(e.from_group)
                 _resolve(
-                    inv,
                     "env var group",
                     e.from_group,
                     p.scope,
@@ -142,17 +154,18 @@ def check_references(inv: Inventory, out: Collector) -> None:
                     [g.obj.name for g in inv.groups],
                     here + ("fromGroup",),
                     out,
+                    "its variables are not set here",
                 )
             if e.from_database is not None:
                 _resolve(
-                    inv,
                     "database",
                     e.from_database.name,
                     p.scope,
-                    [d.obj.name for d in inv.visible_databases(p.scope)],
-                    [d.obj.name for d in inv.databases],
+                    [n for d in inv.visible_databases(p.scope) for n in _database_names(d.obj)],
+                    [n for d in inv.databases for n in _database_names(d.obj)],
                     here + ("fromDatabase", "name"),
                     out,
+                    f"{e.key} is not set here",
                 )
             if e.from_service is not None:
                 _check_from_service(inv, p, e, here + ("fromService",), out)
@@ -178,8 +191,12 @@ def _check_value_ids(inv: Inventory, out: Collector) -> None:
                 first.setdefault(ident, p.path + ("envVars",))
 
 
+def _database_names(d: Database) -> list[str]:
+    """Names ``fromDatabase`` may use for ``d``: its own and its read replicas' (served by ``d`` here)."""
+    return [d.name, *(r.name for r in d.read_replicas)]
+
+
 def _resolve(
-    inv: Inventory,
     kind: str,
     name: str,
     scope: tuple[str | None, str | None],
@@ -187,7 +204,9 @@ def _resolve(
     everywhere: list[str],
     here: Path,
     out: Collector,
+    unset: str,
 ) -> bool:
+    """True when ``name`` is a visible ``kind``; otherwise say why (``unset``: what is lost)."""
     if name in visible:
         return True
     if name in out.broken_names:
@@ -198,15 +217,17 @@ def _resolve(
             f"{kind} '{name}' is declared outside {scope_name(scope)}",
             "references resolve within one environment; declare it there too",
         )
+        return False
+    typo = likely_typo(name, visible)
+    if typo is not None:
+        out.error(here, f"no {kind} named '{name[:60]}' in {scope_name(scope)}", f"did you mean '{typo}'?")
     else:
-        guess = suggest(name, visible)
-        out.error(
+        out.warn(
             here,
-            f"no {kind} named '{name[:60]}' in {scope_name(scope)}",
-            f"did you mean '{guess}'?"
-            if guess
-            else f"declare it under '{'envVarGroups' if kind == 'env var group' else kind + 's'}:' "
-            "(slipstream only resolves references within the file)",
+            f"{kind} '{name[:60]}' is not declared in this file: Render links the one of that name "
+            f"in your workspace, slipstream has no workspace, so {unset}",
+            f"declare it under '{'envVarGroups' if kind == 'env var group' else kind + 's'}:', or "
+            "give the values with 'slipstream env set'",
         )
     return False
 
@@ -214,12 +235,10 @@ def _resolve(
 def _check_from_service(inv: Inventory, p: Placed[Service], e: EnvVar, here: Path, out: Collector) -> None:
     ref = e.from_service
     assert ref is not None
-    if ref.name == p.obj.name:
-        out.error(here + ("name",), "a service cannot reference itself", "use the value directly")
-        return
     visible = {s.obj.name: s.obj for s in inv.visible_services(p.scope)}
+    names = [s.obj.name for s in inv.services]
     if not _resolve(
-        inv, "service", ref.name, p.scope, list(visible), [s.obj.name for s in inv.services], here + ("name",), out
+        "service", ref.name, p.scope, list(visible), names, here + ("name",), out, f"{e.key} is not set here"
     ):
         return
     target = visible[ref.name]
@@ -247,14 +266,27 @@ def _check_from_service(inv: Inventory, p: Placed[Service], e: EnvVar, here: Pat
                 "use envVarKey to copy one of its env vars" if not allowed else None,
             )
         return
+    key = str(ref.env_var_key)
     groups = {g.obj.name: g.obj for g in inv.visible_groups(p.scope)}
     keys = declared_keys(target, groups)
-    if ref.env_var_key not in keys and ref.env_var_key not in out.broken_names:
-        guess = suggest(str(ref.env_var_key), sorted(keys))
-        out.error(
+    if key in keys or key in COPYABLE_PLATFORM_KEYS or key in out.broken_names:
+        return
+    typo = likely_typo(key, sorted(keys | set(COPYABLE_PLATFORM_KEYS)))
+    if typo is not None:
+        out.error(here + ("envVarKey",), f"service '{ref.name}' has no env var '{key}'", f"did you mean '{typo}'?")
+    elif key.startswith("RENDER_"):
+        out.warn(
             here + ("envVarKey",),
-            f"service '{ref.name}' has no env var '{ref.env_var_key}'",
-            f"did you mean '{guess}'?" if guess else f"declare it in the envVars of '{ref.name}'",
+            f"Render sets {key} on '{ref.name}', but slipstream cannot copy it from another service, "
+            f"so {e.key} is not set here",
+            f"copyable here: {', '.join(COPYABLE_PLATFORM_KEYS)}",
+        )
+    else:
+        out.warn(
+            here + ("envVarKey",),
+            f"service '{ref.name}' declares no env var '{key}' in this file: Render copies it if it is "
+            f"set in the dashboard, slipstream cannot, so {e.key} is not set here",
+            f"declare it in the envVars of '{ref.name}', or give {e.key} with 'slipstream env set'",
         )
 
 

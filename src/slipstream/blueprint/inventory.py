@@ -1,8 +1,8 @@
 """Where every resource of a document sits: its YAML path and its scope (project, environment).
 
-Render resolves ``fromDatabase``/``fromService``/``fromGroup`` inside one scope: the root lists
-(and ``ungrouped``) form one scope, each ``projects[].environments[]`` another, and a project's
-own ``envVarGroups`` are visible to all of its environments.
+Render resolves ``fromDatabase``/``fromService`` inside one scope: the root lists (and
+``ungrouped``) form one scope, each ``projects[].environments[]`` another. A project's own
+``envVarGroups`` are visible to all of its environments, and top-level groups to every scope.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from slipstream.blueprint.problems import Collector, Path
 
 T = TypeVar("T")
 Scope = tuple[str | None, str | None]  # (project, environment); (None, None) is the root
+ROOT: Scope = (None, None)
 
 
 @dataclass(frozen=True)
@@ -55,19 +56,21 @@ class Inventory:
         return [d for d in self.databases if d.scope == scope]
 
     def visible_groups(self, scope: Scope) -> list[Placed[EnvVarGroup]]:
-        """Env var groups a resource in ``scope`` may attach (its own scope, then its project's)."""
+        """Env var groups a resource in ``scope`` may attach: its own scope's, its project's, and the
+        top level's (on Render those belong to the workspace, so every environment can link them)."""
         project_scope = (scope[0], None)
-        return [g for g in self.groups if g.scope == scope or (scope[0] and g.scope == project_scope)]
+        return [
+            g for g in self.groups if g.scope in (scope, ROOT) or (scope[0] is not None and g.scope == project_scope)
+        ]
 
 
 def build_inventory(doc: Document, out: Collector) -> Inventory:
     """Flatten root, ``ungrouped`` and ``projects[].environments[]`` resources with their paths."""
     inv = Inventory()
-    root: Scope = (None, None)
-    _add(inv, out, (), doc.services, doc.databases, doc.env_var_groups, root)
+    _add(inv, out, (), doc.services, doc.databases, doc.env_var_groups, ROOT)
     if doc.ungrouped is not None:
         u = doc.ungrouped
-        _add(inv, out, ("ungrouped",), u.services, u.databases, u.env_var_groups, root)
+        _add(inv, out, ("ungrouped",), u.services, u.databases, u.env_var_groups, ROOT)
     for p, project in enumerate(doc.projects):
         base: Path = ("projects", out.source_index(("projects",), p))
         for g, group in enumerate(project.env_var_groups):
@@ -75,9 +78,8 @@ def build_inventory(doc: Document, out: Collector) -> Inventory:
             inv.groups.append(Placed(here, group, (project.name, None)))
         for e, env in enumerate(project.environments):
             here = base + ("environments", out.source_index(base + ("environments",), e))
-            inv.environments.append(
-                PlacedEnvironment(here, project.name, env.name, env.network_isolated, env.protection_status)
-            )
+            protection = "protected" if env.is_protected else env.protection_status
+            inv.environments.append(PlacedEnvironment(here, project.name, env.name, env.is_isolated, protection))
             _add(inv, out, here, env.services, env.databases, env.env_var_groups, (project.name, env.name))
     return inv
 

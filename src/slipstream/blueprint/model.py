@@ -15,9 +15,9 @@ from pydantic.alias_generators import to_camel
 
 from slipstream.blueprint.problems import Problem
 
-ServiceType = Literal["web", "pserv", "worker", "cron", "keyvalue"]
+ServiceType = Literal["web", "pserv", "worker", "cron", "keyvalue", "workflow"]
 Runtime = Literal["python", "node", "static", "docker", "image", "go", "ruby", "rust", "elixir"]
-Region = Literal["oregon", "ohio", "virginia", "frankfurt", "singapore"]
+REGIONS = ("oregon", "ohio", "virginia", "frankfurt", "singapore")  # Render's, when this was written
 DatabaseProperty = Literal["connectionString", "host", "port", "user", "password", "database"]
 ServiceProperty = Literal["host", "port", "hostport", "connectionString"]
 ManifestType = Literal["string", "bool", "int", "url", "enum"]
@@ -88,6 +88,11 @@ class EnvVar(Model):
     from_database: FromDatabase | None = None
     from_service: FromService | None = None
     from_group: str | None = None
+    preview_value: str | None = None  # the value in preview environments (not created here)
+    display_name: str | None = None  # Render's prompt label for sync: false entries
+    description: str | None = None
+    sensitive: bool | None = None  # true: masked like a secret
+    required: bool | None = None  # Render's prompt: a sync: false value must be given
 
     @property
     def source(self) -> str:
@@ -149,7 +154,7 @@ class Previews(Model):
     """Top-level preview-environment settings."""
 
     generation: Literal["off", "manual", "automatic"] = "off"
-    expire_after_days: int | None = Field(default=None, ge=1, le=365)
+    expire_after_days: int | None = Field(default=None, ge=1)
 
 
 class RegistryCredsRef(Model):
@@ -204,7 +209,7 @@ class Service(Model):
     runtime: Runtime | None = None
     plan: str | None = None
     preview_plan: str | None = None
-    region: Region | None = None
+    region: str | None = None  # one of REGIONS; another is kept with a warning
     repo: str | None = None
     branch: str | None = None
     root_dir: str | None = None
@@ -231,6 +236,7 @@ class Service(Model):
     memory_limit_mb: int | None = Field(default=None, ge=32, alias="memoryLimitMB")  # slipstream extension
     domains: list[str] = Field(default_factory=list)
     auto_deploy_trigger: Literal["commit", "checksPass", "off"] = "commit"
+    render_subdomain_policy: Literal["enabled", "disabled"] | None = None
     build_filter: BuildFilter | None = None
     scaling: Scaling | None = None
     previews: ServicePreviews | None = None
@@ -248,6 +254,7 @@ class Service(Model):
         ]
         | None
     ) = Field(default=None, alias="maxmemoryPolicy")
+    persistence_mode: str | None = None  # keyvalue: e.g. journal-snapshot
     environment: str | None = internal()
     project: str | None = internal()
 
@@ -261,6 +268,8 @@ class Service(Model):
         """Why slipstream cannot run this service yet, or None when it can."""
         if self.type == "keyvalue":
             return "key value (Redis) instances are not provided by slipstream yet"
+        if self.type == "workflow":
+            return "workflow services (Render Workflows) are not provided by slipstream"
         if self.runtime in ("docker", "image"):
             return f"runtime '{self.runtime}' is not supported by slipstream yet (no container runtime)"
         return None
@@ -274,7 +283,7 @@ class Database(Model):
     user: str | None = None
     plan: str | None = None
     preview_plan: str | None = None
-    region: Region | None = None
+    region: str | None = None  # one of REGIONS; another is kept with a warning
     postgres_major_version: str | None = None
     disk_size_gb: int | None = Field(default=None, alias="diskSizeGB", ge=1)
     preview_disk_size_gb: int | None = Field(default=None, alias="previewDiskSizeGB", ge=1)
@@ -297,6 +306,18 @@ class EnvVarGroup(Model):
     project: str | None = internal()
 
 
+class Networking(Model):
+    """An environment's private network setting."""
+
+    isolation: Literal["enabled", "disabled"] = "disabled"
+
+
+class Permissions(Model):
+    """An environment's protection setting."""
+
+    protection: Literal["enabled", "disabled"] = "disabled"
+
+
 class Environment(Model):
     """One environment of a project and the resources it holds."""
 
@@ -304,8 +325,22 @@ class Environment(Model):
     services: list[Service] = Field(default_factory=list)
     databases: list[Database] = Field(default_factory=list)
     env_var_groups: list[EnvVarGroup] = Field(default_factory=list)
-    network_isolated: bool | None = None
-    protection_status: Literal["protected", "unprotected"] | None = None
+    networking: Networking | None = None
+    permissions: Permissions | None = None
+    network_isolated: bool | None = None  # older spelling of networking.isolation
+    protection_status: Literal["protected", "unprotected"] | None = None  # older spelling of permissions
+
+    @property
+    def is_isolated(self) -> bool:
+        """True when the environment asks for private network isolation (either spelling)."""
+        return self.networking.isolation == "enabled" if self.networking else bool(self.network_isolated)
+
+    @property
+    def is_protected(self) -> bool:
+        """True when the environment is protected (either spelling)."""
+        if self.permissions is not None:
+            return self.permissions.protection == "enabled"
+        return self.protection_status == "protected"
 
 
 class Project(Model):
@@ -338,6 +373,7 @@ class Document(Model):
     previews: Previews | None = None
     projects: list[Project] = Field(default_factory=list)
     ungrouped: Ungrouped | None = None
+    version: Literal["1"] | None = None  # the spec version; Render knows only "1"
 
 
 class EnvironmentRef(Model):
