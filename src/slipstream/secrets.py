@@ -22,7 +22,6 @@ from slipstream.errors import SlipstreamError
 
 MASK = "********"
 _NONCE = 12
-_SECRET_KEY_RE = re.compile(r"SECRET|PASSW|TOKEN|KEY|CREDENTIAL|PRIVATE|DATABASE_URL|_DSN|AUTH", re.I)
 
 
 class SecretError(SlipstreamError):
@@ -65,11 +64,6 @@ class SecretBox:
 def generate_value() -> str:
     """A Render-style generated secret: base64 of 256 random bits."""
     return base64.b64encode(_secrets.token_bytes(32)).decode()
-
-
-def looks_secret(key: str) -> bool:
-    """True for env keys whose values are secret by name (tokens, passwords, URLs with credentials)."""
-    return bool(_SECRET_KEY_RE.search(key))
 
 
 class Masker:

@@ -123,7 +123,7 @@ ACCEPTED: list[tuple[str, str, str | None, Callable[[Blueprint], Any] | None]] =
     (
         "keyvalue persistenceMode",
         "services:\n  - type: keyvalue\n    name: kv\n    ipAllowList: []\n    persistenceMode: journal-snapshot\n",
-        "key value (Redis) instances are not provided",
+        None,
         lambda bp: bp.service("kv").persistence_mode == "journal-snapshot",
     ),
     (

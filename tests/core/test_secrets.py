@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from slipstream.secrets import MASK, Masker, SecretBox, SecretError, generate_value, looks_secret
+from slipstream.secretnames import looks_secret
+from slipstream.secrets import MASK, Masker, SecretBox, SecretError, generate_value
 
 
 def test_round_trip_and_key_file_is_private(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ naming the entry's line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from slipstream.blueprint.envcheck import COPYABLE_PLATFORM_KEYS
@@ -21,8 +20,8 @@ from slipstream.blueprint.manifest import Rule, apply_defaults, check_env, rules
 from slipstream.blueprint.model import Blueprint, EnvVar, EnvVarGroup, Service
 from slipstream.blueprint.parse import collector_for
 from slipstream.blueprint.problems import Collector, Path
+from slipstream.secretnames import looks_secret
 
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|(^|_)KEY$|DSN", re.IGNORECASE)
 SECRET_PROPERTIES = {"connectionString", "password"}
 
 
@@ -280,4 +279,4 @@ def is_secret_entry(e: EnvVar) -> bool:
         return e.from_database.property in SECRET_PROPERTIES
     if e.from_service is not None and e.from_service.property is not None:
         return e.from_service.property in SECRET_PROPERTIES
-    return bool(e.key and SECRET_NAME.search(e.key))
+    return bool(e.key and looks_secret(e.key))

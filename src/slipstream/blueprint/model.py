@@ -266,8 +266,6 @@ class Service(Model):
     @property
     def unsupported_reason(self) -> str | None:
         """Why slipstream cannot run this service yet, or None when it can."""
-        if self.type == "keyvalue":
-            return "key value (Redis) instances are not provided by slipstream yet"
         if self.type == "workflow":
             return "workflow services (Render Workflows) are not provided by slipstream"
         if self.runtime in ("docker", "image"):

@@ -13,13 +13,13 @@ another project's resources, and ``apply`` deletes nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from slipstream.blueprint import Blueprint, BlueprintError, parse_blueprint
+from slipstream.blueprint.envcheck import ENV_KEY
 from slipstream.blueprint.model import Service
 from slipstream.blueprint.plan import snapshot_service
 from slipstream.engine.context import DeployContext
@@ -32,8 +32,6 @@ from slipstream.secrets import MASK
 from slipstream.states import DeployKind, ServiceType
 
 MAX_BLUEPRINT_BYTES = 1024 * 1024
-ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 RUNNABLE = {ServiceType.WEB, ServiceType.PSERV, ServiceType.WORKER, ServiceType.CRON}
 
 
@@ -219,7 +217,9 @@ class Intake:
         """Change env values; a live service gets a new release from the same build (gated flip)."""
         bad = [k for k in [*values, *unset] if not ENV_KEY.fullmatch(k)]
         if bad:
-            raise InvalidInput(f"not a valid env key: {', '.join(bad)}", "keys match [A-Za-z_][A-Za-z0-9_]*")
+            raise InvalidInput(
+                f"not a valid env key: {', '.join(bad)}", "keys have no '=', spaces or control characters"
+            )
         self.ctx.masker.add(values.values())
         overrides = self.ctx.provisioner.overrides(service).with_changes(values, list(unset))
         pending = {f"{service}.{key}": value for key, value in values.items()}  # also answers sync: false

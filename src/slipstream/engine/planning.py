@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slipstream.blueprint import Blueprint, BlueprintError
-from slipstream.blueprint.env import fit_manifest, needed_generated, needed_synced, resolve_env
+from slipstream.blueprint.env import fit_manifest, needed_generated, needed_synced, resolve_env, secret_keys
 from slipstream.blueprint.model import Service
 from slipstream.engine.release import DEFAULT_SHUTDOWN_DELAY, Release, hostname
 from slipstream.errors import InvalidInput
-from slipstream.secrets import looks_secret
+from slipstream.secretnames import looks_secret
 
 # Memory per instance type, in MB (Render's published sizes); an instance over it is restarted.
 PLAN_MEMORY_MB = {
@@ -196,11 +196,11 @@ def plan_release(bp: Blueprint, spec: Service, facts: Facts) -> tuple[Release, N
                 f"the environment of {spec.name} would not fit its envManifest:\n{exc}",
                 "choose a value the manifest allows",
             ) from None
-    return _release(spec, env, overrides), needs
+    return _release(spec, env, overrides, secret_keys(bp, spec)), needs
 
 
-def _release(spec: Service, env: dict[str, str], overrides: EnvOverrides) -> Release:
-    secret_sources = set(overrides.set)
+def _release(spec: Service, env: dict[str, str], overrides: EnvOverrides, secret: set[str]) -> Release:
+    secret_sources = set(overrides.set) | secret
     for ev in spec.env_vars:
         if ev.key and (ev.generate_value or ev.sync is False or ev.from_database is not None):
             secret_sources.add(ev.key)
