@@ -61,6 +61,12 @@ def test_usage_errors_exit_2(cli: Run) -> None:
     assert cli("status", "--nope").exit_code == 2
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["status", "--help"], ["db", "--help"], ["db", "list", "--help"]])
+def test_help_still_works_with_flags_only_defaults(cli: Run, argv: list[str]) -> None:
+    result = cli(*argv)
+    assert result.exit_code == 0 and "Usage:" in result.stdout
+
+
 def test_blueprint_commands_are_registered() -> None:
     names = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     assert {"validate", "plan", "import", "db", "env", "status", "logs", "jobs"} <= names
@@ -137,14 +143,14 @@ def test_command_modules_import_common_not_main() -> None:
 
 
 def test_status_without_a_daemon_imports_only_what_it_needs(tmp_path: Path) -> None:
-    """Start-up stays short: no httpx, Rich, blueprint or daemon for a command that fails before it
-    asks the daemon anything."""
+    """Start-up stays short: no httpx, Rich, pydantic (see ``FLAGS_ONLY``), blueprint or daemon for a
+    command that fails before it asks the daemon anything."""
     code = (
         "import sys\n"
         "sys.argv = ['slipstream', 'status']\n"
         "from slipstream.cli.main import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = ('httpx', 'rich', 'slipstream.blueprint', 'slipstream.daemon', 'yaml')\n"
+        "heavy = ('httpx', 'rich', 'pydantic', 'slipstream.blueprint', 'slipstream.daemon', 'yaml')\n"
         "print(sorted(m for m in sys.modules for h in heavy if m == h or m.startswith(h + '.')))\n"
     )
     env_home = f"import os; os.environ['SLIPSTREAM_HOME'] = {str(tmp_path)!r}\n"

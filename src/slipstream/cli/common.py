@@ -23,6 +23,12 @@ from slipstream.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from rich.console import Console
 
+# Typer (0.29) imports pydantic, its parameter coercion, for the first parameter value that is not
+# already of its type; an absent --help flag is None, not False, so every command would pay that
+# import (more than Typer's own). A default of False for --help lets a command whose parameters are
+# all flags (status, up, down, db list) start without it: pass this as its ``context_settings``.
+FLAGS_ONLY: dict[str, Any] = {"default_map": {"help": False}}
+
 # TODO(states): replace with the failed set of `slipstream.states.DeployStatus` once that module lands.
 FAILED: frozenset[str] = frozenset({"build_failed", "pre_deploy_failed", "update_failed", "canceled"})
 

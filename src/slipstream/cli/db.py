@@ -8,9 +8,11 @@ from typing import Any
 
 import typer
 
-from slipstream.cli.common import client, fail, pick, print_json, print_table
+from slipstream.cli.common import FLAGS_ONLY, client, fail, pick, print_json, print_table
 
-db_app = typer.Typer(help="Managed PostgreSQL: databases, backups, restores.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Managed PostgreSQL: databases, backups, restores.", no_args_is_help=True, context_settings=FLAGS_ONLY
+)
 
 JSON_HELP = "print machine-readable JSON"
 DATABASE_KEYS = ("name", "database", "user", "host", "port", "url", "backups", "last_backup")
@@ -18,7 +20,7 @@ BASE_BACKUP_KEYS = ("id", "finished_at", "size_bytes")
 BACKUP_KEYS = ("id", "database", "kind", "created_at", "size_bytes", "status", "error")
 
 
-@db_app.command("list")
+@db_app.command("list", context_settings=FLAGS_ONLY)
 def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Databases with their (masked) URL and backup count."""
     dbs = client().get("/v1/databases")["databases"]
@@ -102,7 +104,7 @@ def backups(name: str, as_json: bool = typer.Option(False, "--json", help=JSON_H
     typer.echo(_pitr_line(name, window))
 
 
-@db_app.command("base-backup")
+@db_app.command("base-backup", context_settings=FLAGS_ONLY)
 def base_backup() -> None:
     """A base backup of the whole cluster now: point-in-time recovery can reach back to it."""
     b = client().post("/v1/postgres/base-backups")["base_backup"]

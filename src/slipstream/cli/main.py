@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from slipstream.cli import blueprint_cmds
 from slipstream.cli.client import Client
 from slipstream.cli.common import (
+    FLAGS_ONLY,
     client,
     fail,
     pick,
@@ -45,6 +46,7 @@ class _Slipstream(TyperGroup):
 
 app = typer.Typer(
     cls=_Slipstream,
+    context_settings=FLAGS_ONLY,
     help="slipstream: deploy a render.yaml on your own machine.",
     no_args_is_help=True,
     add_completion=False,
@@ -54,7 +56,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(env_app, name="env")
 
 
-@app.command()
+@app.command(context_settings=FLAGS_ONLY)
 def up(detach: bool = typer.Option(False, "--detach", "-d", help="run in the background")) -> None:
     """Start the slipstream daemon (foreground unless --detach)."""
     conf = settings()
@@ -98,7 +100,7 @@ def up(detach: bool = typer.Option(False, "--detach", "-d", help="run in the bac
     fail("the daemon did not answer within 30 s", f"see {conf.daemon_log}")
 
 
-@app.command()
+@app.command(context_settings=FLAGS_ONLY)
 def down() -> None:
     """Stop the daemon and everything it started (instances, HAProxy, PostgreSQL)."""
     c = client()
@@ -236,7 +238,7 @@ def _live(s: dict[str, Any]) -> str:
     return text
 
 
-@app.command()
+@app.command(context_settings=FLAGS_ONLY)
 def status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Services, their live deploy, instances and URLs."""
     data = client().get("/v1/status")
