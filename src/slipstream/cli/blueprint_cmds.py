@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from slipstream.blueprint import BlueprintError, load_blueprint, parse_blueprint
-from slipstream.blueprint.importers import build_from_fly_toml, build_from_procfile, render_imported
-from slipstream.blueprint.model import Blueprint
-from slipstream.blueprint.plan import plan_blueprint, render_plan
+if TYPE_CHECKING:  # the blueprint package (pydantic) is imported by the commands that use it
+    from slipstream.blueprint import BlueprintError
+    from slipstream.blueprint.model import Blueprint
 
 RUNTIME_MARKERS = (
     ("requirements.txt", "python"),
@@ -56,6 +55,8 @@ def _print_errors(exc: BlueprintError) -> None:
 
 def validate_file(file: Path, as_json: bool) -> int:
     """Validate ``file``, print the result, return the exit code (0 valid, 1 invalid)."""
+    from slipstream.blueprint import BlueprintError, load_blueprint
+
     try:
         bp = load_blueprint(file)
     except BlueprintError as exc:
@@ -101,6 +102,9 @@ def plan_file(
     file: Path, environment: str | None, as_json: bool, current_state: Callable[[], Mapping[str, Any]] | None
 ) -> int:
     """Print the plan for ``file`` against the current state; return the exit code."""
+    from slipstream.blueprint import BlueprintError, load_blueprint
+    from slipstream.blueprint.plan import plan_blueprint, render_plan
+
     try:
         bp = load_blueprint(file)
     except BlueprintError as exc:
@@ -136,6 +140,9 @@ def detect_runtime(directory: Path) -> str | None:
 
 def import_file(src: Path, output: str, name: str | None, runtime: str | None, force: bool) -> int:
     """Translate a fly.toml or Procfile into render.yaml; return the exit code."""
+    from slipstream.blueprint import BlueprintError, parse_blueprint
+    from slipstream.blueprint.importers import build_from_fly_toml, build_from_procfile, render_imported
+
     try:
         text = src.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

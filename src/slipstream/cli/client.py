@@ -1,13 +1,21 @@
-"""The CLI's only way to the daemon: HTTP over the API's unix socket."""
+"""The CLI's only way to the daemon: HTTP over the API's unix socket.
+
+httpx is imported at the first request, not at import time: it is the heaviest import of the CLI
+and a command that fails before asking the daemon anything (no socket, bad settings) never needs it.
+Tests pass ``transport=httpx.MockTransport(handler)`` to answer in process instead of the socket.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from slipstream.errors import SlipstreamError, Unavailable
 from slipstream.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+NOT_RUNNING_HINT = "start it with 'slipstream up --detach'"
 
 
 class ApiError(SlipstreamError):
@@ -17,21 +25,30 @@ class ApiError(SlipstreamError):
 class Client:
     """A thin JSON client; every error answer becomes an :class:`ApiError` with the daemon's words."""
 
-    def __init__(self, settings: Settings, timeout: float = 60.0) -> None:
+    def __init__(self, settings: Settings, timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
-        self._http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(settings.api_socket)), base_url="http://slipstream", timeout=timeout
-        )
+        self._timeout = timeout
+        self._transport = transport  # None: the API's unix socket
+        self._http: httpx.Client | None = None
+
+    def _connect(self) -> httpx.Client:
+        import httpx
+
+        if self._http is None:
+            transport = self._transport or httpx.HTTPTransport(uds=str(self.settings.api_socket))
+            self._http = httpx.Client(transport=transport, base_url="http://slipstream", timeout=self._timeout)
+        return self._http
 
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        if not self.settings.api_socket.exists():
-            raise Unavailable("slipstream is not running", "start it with 'slipstream up --detach'")
+        if self._transport is None and not self.settings.api_socket.exists():
+            raise Unavailable("slipstream is not running", NOT_RUNNING_HINT)
+        http = self._connect()
+        import httpx
+
         try:
-            resp = self._http.request(method, path, **kw)
+            resp = http.request(method, path, **kw)
         except httpx.TransportError:
-            raise Unavailable(
-                "slipstream is not running (its API socket does not answer)", "start it with 'slipstream up --detach'"
-            ) from None
+            raise Unavailable("slipstream is not running (its API socket does not answer)", NOT_RUNNING_HINT) from None
         body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
         if resp.status_code >= 400:
             raise ApiError(body.get("error") or f"the daemon answered {resp.status_code}", body.get("hint"))

@@ -4,47 +4,45 @@ from __future__ import annotations
 
 import datetime
 import os
+from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from slipstream.cli.client import Client
+from slipstream.cli.common import FLAGS_ONLY, client, fail, pick, print_json, print_table
 
-db_app = typer.Typer(help="Managed PostgreSQL: databases, backups, restores.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Managed PostgreSQL: databases, backups, restores.", no_args_is_help=True, context_settings=FLAGS_ONLY
+)
 
-
-def _c() -> Client:
-    from slipstream.cli.main import client
-
-    return client()
-
-
-def _out() -> Console:
-    from slipstream.cli.main import out
-
-    return out
+JSON_HELP = "print machine-readable JSON"
+DATABASE_KEYS = ("name", "database", "user", "host", "port", "url", "backups", "last_backup")
+BASE_BACKUP_KEYS = ("id", "finished_at", "size_bytes")
+BACKUP_KEYS = ("id", "database", "kind", "created_at", "size_bytes", "status", "error")
 
 
-@db_app.command("list")
-def list_() -> None:
+@db_app.command("list", context_settings=FLAGS_ONLY)
+def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Databases with their (masked) URL and backup count."""
-    t = Table("name", "database", "user", "url", "backups", "last backup")
-    for d in _c().get("/v1/databases")["databases"]:
-        t.add_row(d["name"], d["database"], d["user"], d["url"], str(d["backups"]), d["last_backup"] or "-")
-    _out().print(t)
+    dbs = client().get("/v1/databases")["databases"]
+    if as_json:
+        print_json([pick(d, DATABASE_KEYS) for d in dbs])  # the URL exactly as the API masked it
+        return
+    print_table(
+        ("name", "database", "user", "url", "backups", "last backup"),
+        ((d["name"], d["database"], d["user"], d["url"], str(d["backups"]), d["last_backup"] or "-") for d in dbs),
+    )
 
 
 @db_app.command()
 def url(name: str, show: bool = typer.Option(False, "--show", help="print the password too")) -> None:
     """The connection string of NAME (password masked unless --show)."""
-    _out().print(_c().get(f"/v1/databases/{name}/connection", reveal=show)["url"], markup=False, soft_wrap=True)
+    typer.echo(client().get(f"/v1/databases/{name}/connection", reveal=show)["url"])
 
 
 @db_app.command()
 def psql(name: str) -> None:
     """Open psql on NAME as its own role."""
-    conn = _c().get(f"/v1/databases/{name}/connection", reveal=True)["psql"]
+    conn = client().get(f"/v1/databases/{name}/connection", reveal=True)["psql"]
     env = {**os.environ, "PGPASSWORD": conn["password"]}
     os.execvpe("psql", conn["argv"], env)
 
@@ -52,45 +50,65 @@ def psql(name: str) -> None:
 @db_app.command()
 def backup(name: str) -> None:
     """Back up NAME now (pg_dump custom format); exit 1 when it fails."""
-    b = _c().post(f"/v1/databases/{name}/backups")["backup"]
-    _out().print(f"backup {b['id']}: {b['size_bytes']} bytes, {b['status']}")
+    b = client().post(f"/v1/databases/{name}/backups")["backup"]
+    typer.echo(f"backup {b['id']}: {b['size_bytes']} bytes, {b['status']}")
 
 
 def _utc(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-@db_app.command()
-def backups(name: str) -> None:
-    """NAME's backups, newest first, and how far back point-in-time recovery reaches."""
-    t = Table("id", "kind", "created", "size", "status")
-    for b in _c().get(f"/v1/databases/{name}/backups")["backups"]:
-        t.add_row(
-            b["id"],
-            b["kind"],
-            _utc(b["created_at"]),
-            f"{b['size_bytes']:,}",
-            b["status"] + (f": {b['error']}" if b["error"] else ""),
-        )
-    _out().print(t)
-    window = _c().get("/v1/postgres/base-backups")
-    if window["from"] is not None:
-        _out().print(
-            f"point-in-time recovery: any time from {_utc(window['from'])} to now "
-            f"({len(window['base_backups'])} base backup{'' if len(window['base_backups']) == 1 else 's'}); "
-            f"slipstream db restore {name} --to-time TIME --into NEW"
-        )
-    else:
-        _out().print(
+def _pitr_line(name: str, window: dict[str, Any]) -> str:
+    if window["from"] is None:
+        return (
             "point-in-time recovery: no base backup yet (one is taken daily; 'slipstream db base-backup' takes one now)"
         )
+    count = len(window["base_backups"])
+    return (
+        f"point-in-time recovery: any time from {_utc(window['from'])} to now "
+        f"({count} base backup{'' if count == 1 else 's'}); "
+        f"slipstream db restore {name} --to-time TIME --into NEW"
+    )
 
 
-@db_app.command("base-backup")
+@db_app.command()
+def backups(name: str, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """NAME's backups, newest first, and how far back point-in-time recovery reaches."""
+    c = client()
+    items = c.get(f"/v1/databases/{name}/backups")["backups"]
+    window = c.get("/v1/postgres/base-backups")
+    if as_json:
+        print_json(
+            {
+                "backups": [pick(b, BACKUP_KEYS) for b in items],
+                "recovery": {
+                    "from": window["from"],
+                    "base_backups": [pick(b, BASE_BACKUP_KEYS) for b in window["base_backups"]],
+                },
+            }
+        )
+        return
+    print_table(
+        ("id", "kind", "created", "size", "status"),
+        (
+            (
+                b["id"],
+                b["kind"],
+                _utc(b["created_at"]),
+                f"{b['size_bytes']:,}",
+                b["status"] + (f": {b['error']}" if b["error"] else ""),
+            )
+            for b in items
+        ),
+    )
+    typer.echo(_pitr_line(name, window))
+
+
+@db_app.command("base-backup", context_settings=FLAGS_ONLY)
 def base_backup() -> None:
     """A base backup of the whole cluster now: point-in-time recovery can reach back to it."""
-    b = _c().post("/v1/postgres/base-backups")["base_backup"]
-    _out().print(f"base backup {b['id']}: {b['size_bytes']:,} bytes, finished {_utc(b['finished_at'])}")
+    b = client().post("/v1/postgres/base-backups")["base_backup"]
+    typer.echo(f"base backup {b['id']}: {b['size_bytes']:,} bytes, finished {_utc(b['finished_at'])}")
 
 
 @db_app.command()
@@ -107,33 +125,29 @@ def restore(
 ) -> None:
     """Restore BACKUP_ID into NAME (after confirmation) or into a new database; or, with
     --to-time, recover NAME as it was at that time into a new database."""
-    from slipstream.cli.main import fail
-
     if to_time is not None:
         if backup_id is not None or into is None:
             fail(
                 "--to-time restores into a new database and takes no backup id",
                 f"slipstream db restore {name} --to-time {to_time} --into {name.replace('-', '_')}_recovered",
             )
-        r = _c().post(f"/v1/databases/{name}/restore", {"to_time": to_time, "into": into})
-        _out().print(f"recovered {name} as of {to_time} into database {r['database']}")
+        r = client().post(f"/v1/databases/{name}/restore", {"to_time": to_time, "into": into})
+        typer.echo(f"recovered {name} as of {to_time} into database {r['database']}")
         return
     if backup_id is None:
         fail("restore needs a backup id (or --to-time)", f"run 'slipstream db backups {name}'")
     if into is None and not yes:
         typer.confirm(f"Replace the contents of {name} with backup {backup_id}?", abort=True)
-    r = _c().post(f"/v1/databases/{name}/restore", {"backup": backup_id, "into": into})
-    _out().print(f"restored {backup_id} into database {r['database']}")
+    r = client().post(f"/v1/databases/{name}/restore", {"backup": backup_id, "into": into})
+    typer.echo(f"restored {backup_id} into database {r['database']}")
 
 
 @db_app.command()
 def drill(name: str, backup_id: str | None = typer.Argument(None)) -> None:
     """Restore a backup (default: the newest) into a scratch database and check it."""
-    from slipstream.cli.main import fail
-
-    r = _c().post(f"/v1/databases/{name}/drill", {"backup": backup_id})
+    r = client().post(f"/v1/databases/{name}/drill", {"backup": backup_id})
     for table, (want, got) in sorted(r["tables"].items()):
-        _out().print(f"  {table}: {want} rows in the dump, {got} restored")
+        typer.echo(f"  {table}: {want} rows in the dump, {got} restored")
     if not r["ok"]:
         fail(f"drill failed: {r['message']}")
-    _out().print(f"drill ok: {r['message']}")
+    typer.echo(f"drill ok: {r['message']}")

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.table import Table
+
+from slipstream.cli.common import client, fail, pick, print_json, print_table, wait_for_deploy
 
 env_app = typer.Typer(help="A service's environment (values are never printed).", no_args_is_help=True)
 
+ENV_KEYS = ("key", "value", "source")
+
 
 def _parse(pairs: list[str]) -> dict[str, str]:
-    from slipstream.cli.main import fail
-
     values = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -23,14 +24,12 @@ def _parse(pairs: list[str]) -> dict[str, str]:
 
 
 def _apply(service: str, body: dict[str, Any]) -> None:
-    from slipstream.cli.main import client, out, wait_for_deploy
-
     c = client()
     d = c.post(f"/v1/services/{service}/env", body)["deploy"]
     if d is None:
-        out.print(f"saved; {service} uses it from its next deploy")
+        typer.echo(f"saved; {service} uses it from its next deploy")
         return
-    out.print(f"Rolling out the new env of {service} from the same build (deploy {d['id']})")
+    typer.echo(f"Rolling out the new env of {service} from the same build (deploy {d['id']})")
     wait_for_deploy(c, d)
 
 
@@ -47,11 +46,10 @@ def unset(service: str, keys: list[str]) -> None:
 
 
 @env_app.command("list")
-def list_(service: str) -> None:
+def list_(service: str, as_json: bool = typer.Option(False, "--json", help="print machine-readable JSON")) -> None:
     """Keys of the live env and where each comes from (values masked)."""
-    from slipstream.cli.main import client, out
-
-    t = Table("key", "value", "source")
-    for e in client().get(f"/v1/services/{service}/env")["env"]:
-        t.add_row(e["key"], e["value"], e["source"])
-    out.print(t)
+    env = client().get(f"/v1/services/{service}/env")["env"]
+    if as_json:
+        print_json([pick(e, ENV_KEYS) for e in env])  # values exactly as the API masked them
+        return
+    print_table(("key", "value", "source"), ((e["key"], e["value"], e["source"]) for e in env))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -14,86 +15,67 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
+from slipstream.cli import blueprint_cmds
 from slipstream.cli.client import Client
+from slipstream.cli.common import (
+    FLAGS_ONLY,
+    client,
+    fail,
+    pick,
+    print_json,
+    print_table,
+    settings,
+    wait_for_deploy,
+)
+from slipstream.cli.db import db_app
+from slipstream.cli.env import env_app
 from slipstream.errors import SlipstreamError
-from slipstream.settings import SettingsError, load_settings
+
+
+class _Slipstream(TyperGroup):
+    """The top-level group: an expected failure (a :class:`SlipstreamError`) becomes ``fail``."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer may vendor click: no import of its own)
+        try:
+            return super().invoke(ctx)
+        except SlipstreamError as exc:
+            fail(exc.message, exc.hint)
+
 
 app = typer.Typer(
+    cls=_Slipstream,
+    context_settings=FLAGS_ONLY,
     help="slipstream: deploy a render.yaml on your own machine.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# piped output (scripts, tests) gets wide lines instead of Rich's 80-column default
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
-
-FAILED = {"build_failed", "pre_deploy_failed", "update_failed", "canceled"}
+app.add_typer(db_app, name="db")
+app.add_typer(env_app, name="env")
 
 
-def fail(message: str, hint: str | None = None) -> None:
-    err.print(f"[red]Error:[/red] {message}", markup=True, soft_wrap=True)
-    if hint:
-        err.print(f"  {hint}", soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def client() -> Client:
-    try:
-        return Client(load_settings())
-    except SettingsError as exc:
-        fail(str(exc))
-        raise  # unreachable
-
-
-def wait_for_deploy(c: Client, deploy: dict[str, Any]) -> None:
-    """Print the deploy's transcript as it happens; exit 0 when live, 1 when it failed."""
-    deploy_id, after, status = deploy["id"], 0, deploy["status"]
-    with err.status(f"deploy {deploy_id}: {status}") as spinner:
-        while True:
-            for ev in c.get(f"/v1/deploys/{deploy_id}/events", after=after)["events"]:
-                after = ev["id"]
-                prefix = "       " if ev["kind"] in ("build", "pre_deploy", "app") else ""
-                out.print(prefix + ev["message"], markup=False, soft_wrap=True)
-            d = c.get(f"/v1/deploys/{deploy_id}")["deploy"]
-            if d["status"] != status:
-                status = d["status"]
-                spinner.update(f"deploy {deploy_id}: {status}")
-            if status == "live" or status in FAILED:
-                break
-            time.sleep(0.15)
-    for ev in c.get(f"/v1/deploys/{deploy_id}/events", after=after)["events"]:
-        out.print(ev["message"], markup=False, soft_wrap=True)
-    if status != "live":
-        fail(
-            f"deploy {deploy_id} {status}: {d.get('message') or ''}".rstrip(": "),
-            f"the live release is unchanged; see 'slipstream deploys {d['service']}'",
-        )
-
-
-@app.command()
+@app.command(context_settings=FLAGS_ONLY)
 def up(detach: bool = typer.Option(False, "--detach", "-d", help="run in the background")) -> None:
     """Start the slipstream daemon (foreground unless --detach)."""
-    settings = load_settings()
+    conf = settings()
     if not detach:
         from slipstream.daemon import run_daemon
 
         try:
-            run_daemon(settings)
+            run_daemon(conf)
         except SlipstreamError as exc:
             fail(exc.message, exc.hint)
         except KeyboardInterrupt:
             pass
         return
-    c = Client(settings)
+    c = Client(conf)
     if c.alive():
-        out.print(f"slipstream is already running ({settings.api_socket})")
+        typer.echo(f"slipstream is already running ({conf.api_socket})")
         return
-    settings.ensure_dirs()
-    with open(settings.daemon_log, "ab") as logf:
+    conf.ensure_dirs()
+    with open(conf.daemon_log, "ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "slipstream", "up"],
             stdin=subprocess.DEVNULL,
@@ -105,26 +87,25 @@ def up(detach: bool = typer.Option(False, "--detach", "-d", help="run in the bac
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            lines = settings.daemon_log.read_text(errors="replace").strip().splitlines()
+            lines = conf.daemon_log.read_text(errors="replace").strip().splitlines()
             last = next((ln for ln in reversed(lines) if ln.startswith("Error:")), lines[-1] if lines else "")
-            fail(f"the daemon exited at start: {last.removeprefix('Error: ')}", f"see {settings.daemon_log}")
+            fail(f"the daemon exited at start: {last.removeprefix('Error: ')}", f"see {conf.daemon_log}")
         if c.alive():
-            out.print(
+            typer.echo(
                 f"slipstream is running (pid {proc.pid}); web services answer at "
-                f"http://<service>.localhost:{settings.http_port}"
+                f"http://<service>.localhost:{conf.http_port}"
             )
             return
         time.sleep(0.1)
-    fail("the daemon did not answer within 30 s", f"see {settings.daemon_log}")
+    fail("the daemon did not answer within 30 s", f"see {conf.daemon_log}")
 
 
-@app.command()
+@app.command(context_settings=FLAGS_ONLY)
 def down() -> None:
     """Stop the daemon and everything it started (instances, HAProxy, PostgreSQL)."""
-    settings = load_settings()
-    c = Client(settings)
+    c = client()
     if not c.alive():
-        out.print("slipstream is not running")
+        typer.echo("slipstream is not running")
         return
     pid = c.get("/v1/health")["pid"]
     c.post("/v1/shutdown", {"everything": True})
@@ -133,7 +114,7 @@ def down() -> None:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            out.print("slipstream stopped")
+            typer.echo("slipstream stopped")
             return
         time.sleep(0.1)
     fail(f"the daemon (pid {pid}) did not stop within 60 s")
@@ -161,7 +142,7 @@ def deploy(
     }
     d = c.post("/v1/deploys", body)["deploy"]
     if no_wait:
-        out.print(f"deploy {d['id']} queued")
+        typer.echo(f"deploy {d['id']} queued")
         return
     wait_for_deploy(c, d)
 
@@ -172,9 +153,9 @@ def apply(blueprint: Path = typer.Argument(Path("render.yaml"), help="the bluepr
     c = client()
     result = c.post("/v1/apply", {"blueprint": str(blueprint.resolve())})
     for w in result["warnings"]:
-        err.print(f"warning: {w}", markup=False, soft_wrap=True)
+        typer.echo(f"warning: {w}", err=True)
     for s in result["skipped"]:
-        err.print(f"skipped {s['service']}: {s['reason']}", markup=False)
+        typer.echo(f"skipped {s['service']}: {s['reason']}", err=True)
     failed = []
     for d in result["deploys"]:
         try:
@@ -185,7 +166,7 @@ def apply(blueprint: Path = typer.Argument(Path("render.yaml"), help="the bluepr
     for d in result["deploys"]:
         s = services.get(d["service"], {})
         if d["service"] not in failed:
-            out.print(f"{d['service']}: {s.get('url') or s.get('type', '')}")
+            typer.echo(f"{d['service']}: {s.get('url') or s.get('type', '')}")
     if failed:
         fail(f"deploys failed for: {', '.join(failed)}")
 
@@ -199,7 +180,7 @@ def rollback(
     """Redeploy an earlier successful build of SERVICE (no rebuild)."""
     c = client()
     d = c.post(f"/v1/services/{service}/rollback", {"to": to, "with_pre_deploy": with_pre_deploy})["deploy"]
-    out.print(f"Rolling back {service} ({d['source']}). Database changes are not reverted by a rollback.")
+    typer.echo(f"Rolling back {service} ({d['source']}). Database changes are not reverted by a rollback.")
     wait_for_deploy(c, d)
 
 
@@ -208,74 +189,113 @@ def _fmt_steps(steps: dict[str, float]) -> str:
     return " ".join(f"{k}={steps[k]:.2f}s" for k in order if k in steps)
 
 
+JSON_HELP = "print machine-readable JSON"
+
+
 @app.command()
-def deploys(service: str, as_json: bool = typer.Option(False, "--json"), limit: int = typer.Option(20, "-n")) -> None:
+def deploys(
+    service: str,
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    limit: int = typer.Option(20, "-n"),
+) -> None:
     """List SERVICE's deploys with status and per-step durations."""
     items = client().get(f"/v1/services/{service}/deploys", limit=limit)["deploys"]
     if as_json:
-        out.print_json(json.dumps(items))
+        print_json(items)
         return
-    t = Table("id", "kind", "status", "commit", "steps", "message")
-    for d in items:
-        t.add_row(
-            str(d["id"]), d["kind"], d["status"], (d["commit"] or "-")[:12], _fmt_steps(d["steps"]), d["message"] or ""
+    print_table(
+        ("id", "kind", "status", "commit", "steps", "message"),
+        (
+            (
+                str(d["id"]),
+                d["kind"],
+                d["status"],
+                (d["commit"] or "-")[:12],
+                _fmt_steps(d["steps"]),
+                d["message"] or "",
+            )
+            for d in items
+        ),
+    )
+
+
+def _instances(s: dict[str, Any]) -> str:
+    return (
+        "; ".join(
+            f"{i['id']} {i['state']}/{i.get('process', '?')} pid={i.get('pid')} restarts={i.get('restarts', 0)}"
+            + (f" next restart in {i['next_restart_in_s']:.1f}s" if i.get("next_restart_in_s") else "")
+            for i in s["instances"]
         )
-    out.print(t)
+        or "-"
+    )
 
 
-@app.command()
-def status(as_json: bool = typer.Option(False, "--json")) -> None:
+def _live(s: dict[str, Any]) -> str:
+    live = s["live_deploy"]
+    text = f"{live['id']} ({live['status']}, {(live['commit'] or 'dir')[:12]})" if live else "-"
+    if s["active_deploy"]:
+        text += f"; deploy {s['active_deploy']['id']} {s['active_deploy']['status']}"
+    return text
+
+
+@app.command(context_settings=FLAGS_ONLY)
+def status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Services, their live deploy, instances and URLs."""
     data = client().get("/v1/status")
     if as_json:
-        out.print_json(json.dumps(data))
+        print_json(data)
         return
     if not data["services"]:
-        out.print("No services yet. Deploy one with 'slipstream deploy NAME --blueprint render.yaml'.")
+        typer.echo("No services yet. Deploy one with 'slipstream deploy NAME --blueprint render.yaml'.")
         return
-    t = Table("service", "live deploy", "url", "instances")
-    for s in data["services"]:
-        live = s["live_deploy"]
-        inst = (
-            "; ".join(
-                f"{i['id']} {i['state']}/{i.get('process', '?')} pid={i.get('pid')} restarts={i.get('restarts', 0)}"
-                + (f" next restart in {i['next_restart_in_s']:.1f}s" if i.get("next_restart_in_s") else "")
-                for i in s["instances"]
-            )
-            or "-"
-        )
-        live_s = f"{live['id']} ({live['status']}, {(live['commit'] or 'dir')[:12]})" if live else "-"
-        if s["active_deploy"]:
-            live_s += f"; deploy {s['active_deploy']['id']} {s['active_deploy']['status']}"
-        t.add_row(s["name"], live_s, s["url"] or f"({s['type']})", inst)
-    out.print(t)
+    print_table(
+        ("service", "live deploy", "url", "instances"),
+        ((s["name"], _live(s), s["url"] or f"({s['type']})", _instances(s)) for s in data["services"]),
+    )
+
+
+RUN_KEYS = ("id", "trigger", "status", "exit_code", "started_at", "finished_at")
 
 
 @app.command()
-def jobs(args: list[str] = typer.Argument(..., metavar="[run] NAME")) -> None:
+def jobs(
+    args: list[str] = typer.Argument(..., metavar="[run] NAME"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """'jobs NAME' lists a cron job's runs; 'jobs run NAME' starts one now (or right after the running one)."""
+    if not (len(args) == 1 or (len(args) == 2 and args[0] == "run")):
+        fail("usage: slipstream jobs NAME | slipstream jobs run NAME")
     c = client()
-    if args[0] == "run" and len(args) == 2:
+    if len(args) == 2:
         state = c.post(f"/v1/services/{args[1]}/runs")["run"]
-        out.print(
+        if as_json:
+            print_json({"service": args[1], "run": state})
+            return
+        typer.echo(
             f"run of {args[1]} {state}" + (" (it starts when the running one ends)" if state == "delayed" else "")
         )
         return
-    if len(args) != 1:
-        fail("usage: slipstream jobs NAME | slipstream jobs run NAME")
-    t = Table("run", "trigger", "status", "exit", "started (UTC)", "duration")
-    for r in c.get(f"/v1/services/{args[0]}/runs")["runs"]:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started_at"]))
-        took = f"{r['finished_at'] - r['started_at']:.1f}s" if r["finished_at"] else "running"
-        t.add_row(
-            str(r["id"]),
-            r["trigger"],
-            r["status"],
-            str(r["exit_code"] if r["exit_code"] is not None else "-"),
-            started,
-            took,
-        )
-    out.print(t)
+    runs = c.get(f"/v1/services/{args[0]}/runs")["runs"]
+    if as_json:
+        print_json([pick(r, RUN_KEYS) for r in runs])
+        return
+    print_table(("run", "trigger", "status", "exit", "started (UTC)", "duration"), (_run_row(r) for r in runs))
+
+
+def _run_row(r: dict[str, Any]) -> tuple[str, ...]:
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started_at"]))
+    took = f"{r['finished_at'] - r['started_at']:.1f}s" if r["finished_at"] else "running"
+    exit_code = str(r["exit_code"] if r["exit_code"] is not None else "-")
+    return (str(r["id"]), r["trigger"], r["status"], exit_code, started, took)
+
+
+LOG_PREFIX = re.compile(r"\[([^\]\s]+)\] (.*)", re.DOTALL)
+
+
+def log_record(line: str) -> dict[str, str | None]:
+    """``{"instance": ..., "line": ...}`` from the API's ``[instance-id] text`` line."""
+    m = LOG_PREFIX.fullmatch(line)
+    return {"instance": m.group(1), "line": m.group(2)} if m else {"instance": None, "line": line}
 
 
 @app.command()
@@ -283,61 +303,43 @@ def logs(
     service: str,
     follow: bool = typer.Option(False, "-f", "--follow"),
     n: int = typer.Option(100, "-n", help="lines to show"),
+    as_json: bool = typer.Option(False, "--json", help='one JSON object a line: {"instance": ..., "line": ...}'),
 ) -> None:
     """Show SERVICE's instance logs (secrets masked)."""
+
+    def show(lines: list[str]) -> None:
+        for line in lines:
+            if as_json:
+                print_json(log_record(line), indent=None)
+            else:
+                typer.echo(line)
+
     c = client()
     data = c.get(f"/v1/services/{service}/logs", n=n)
-    for line in data["lines"]:
-        out.print(line, markup=False, soft_wrap=True)
+    show(data["lines"])
     cursor = data["cursor"]
     try:
         while follow:
             time.sleep(0.5)
             data = c.get(f"/v1/services/{service}/logs", cursor=json.dumps(cursor))
-            for line in data["lines"]:
-                out.print(line, markup=False, soft_wrap=True)
+            show(data["lines"])
             cursor = {**cursor, **data["cursor"]}
     except KeyboardInterrupt:
         pass
 
 
-def _register_subcommands() -> None:
-    from slipstream.cli.db import db_app
-    from slipstream.cli.env import env_app
-
-    app.add_typer(db_app, name="db")
-    app.add_typer(env_app, name="env")
+def current_state() -> dict[str, Any]:
+    """The daemon's view for 'plan'; an empty state when slipstream is not running."""
+    c = client()
+    return c.get("/v1/plan-state") if c.alive() else {}
 
 
-_register_subcommands()
-
-
-def _register_optional() -> None:
-    try:
-        from slipstream.cli import blueprint_cmds
-    except ImportError:
-        return
-
-    def current_state() -> dict[str, Any]:
-        """The daemon's view for 'plan'; an empty state when slipstream is not running."""
-        c = Client(load_settings())
-        return c.get("/v1/plan-state") if c.alive() else {}
-
-    blueprint_cmds.register(app, current_state)
-
-
-_register_optional()
+blueprint_cmds.register(app, current_state)
 
 
 def main() -> None:
     """Entry point: expected failures become one line and exit 1, never a traceback."""
-    try:
-        app()
-    except SlipstreamError as exc:
-        err.print(f"[red]Error:[/red] {exc.message}", soft_wrap=True)
-        if exc.hint:
-            err.print(f"  {exc.hint}", soft_wrap=True)
-        sys.exit(1)
+    app()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,132 @@
+"""Every listing command answers ``--json``: it parses, has stable keys, and keeps values masked."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.cli.conftest import Run
+from tests.cli.fakeapi import MASK, FakeApi
+
+# (argv, the keys of each listed item, how to get the list from the parsed output)
+LISTINGS: list[tuple[list[str], set[str], str | None]] = [
+    (["status", "--json"], {"name", "type", "runtime", "url", "live_deploy", "active_deploy", "instances"}, "services"),
+    (
+        ["deploys", "web", "--json"],
+        {
+            "id",
+            "service",
+            "kind",
+            "status",
+            "build_id",
+            "commit",
+            "source",
+            "rollback_of",
+            "steps",
+            "message",
+            "created_at",
+            "finished_at",
+        },
+        None,
+    ),
+    (["db", "list", "--json"], {"name", "database", "user", "host", "port", "url", "backups", "last_backup"}, None),
+    (
+        ["db", "backups", "main", "--json"],
+        {"id", "database", "kind", "created_at", "size_bytes", "status", "error"},
+        "backups",
+    ),
+    (["jobs", "rollup", "--json"], {"id", "trigger", "status", "exit_code", "started_at", "finished_at"}, None),
+    (["env", "list", "web", "--json"], {"key", "value", "source"}, None),
+]
+
+
+@pytest.mark.parametrize(("argv", "keys", "field"), LISTINGS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_listing_json_parses_with_stable_keys(cli: Run, argv: list[str], keys: set[str], field: str | None) -> None:
+    result = cli(*argv)
+    assert result.exit_code == 0, result.stderr
+    data: Any = json.loads(result.stdout)
+    items = data[field] if field else data
+    assert isinstance(items, list) and items
+    for item in items:
+        assert set(item) == keys
+    assert "\x1b[" not in result.stdout  # no terminal styling in machine output
+
+
+def test_json_keeps_values_masked_as_the_api_sent_them(cli: Run) -> None:
+    env = json.loads(cli("env", "list", "web", "--json").stdout)
+    assert {e["value"] for e in env} == {MASK}
+    (db,) = json.loads(cli("db", "list", "--json").stdout)
+    assert db["url"] == f"postgresql://main:{MASK}@127.0.0.1:5433/main"
+
+
+def test_jobs_json_leaves_out_internal_paths(cli: Run) -> None:
+    (run,) = json.loads(cli("jobs", "rollup", "--json").stdout)
+    assert run == {
+        "id": 2,
+        "trigger": "manual",
+        "status": "succeeded",
+        "exit_code": 0,
+        "started_at": 1_700_000_000.0,
+        "finished_at": 1_700_000_002.5,
+    }
+
+
+def test_jobs_run_json(cli: Run) -> None:
+    assert json.loads(cli("jobs", "run", "rollup", "--json").stdout) == {"service": "rollup", "run": "started"}
+
+
+def test_db_backups_json_has_the_recovery_window(cli: Run) -> None:
+    data = json.loads(cli("db", "backups", "main", "--json").stdout)
+    assert data["recovery"] == {
+        "from": 1_700_000_100.0,
+        "base_backups": [{"id": "base-1", "finished_at": 1_700_000_100.0, "size_bytes": 1 << 20}],
+    }
+
+
+def test_logs_json_is_one_object_a_line(cli: Run) -> None:
+    result = cli("logs", "web", "--json")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records == [
+        {"instance": "web-d7-1", "line": "GET / 200"},
+        {"instance": "web-d7-1", "line": f"password={MASK} [tag] :b: kept"},
+        {"instance": None, "line": "no instance prefix"},
+    ]
+
+
+def test_logs_text_prints_lines_exactly(cli: Run) -> None:
+    """No Rich markup or emoji codes applied to app output: '[tag]' and ':b:' stay as written."""
+    result = cli("logs", "web")
+    assert result.stdout.splitlines() == [
+        "[web-d7-1] GET / 200",
+        f"[web-d7-1] password={MASK} [tag] :b: kept",
+        "no instance prefix",
+    ]
+
+
+def test_logs_follow_json_streams_new_lines(cli: Run, api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter(
+        [
+            {"lines": ["[web-d7-1] first"], "cursor": {"web-d7-1": 6}},
+            {"lines": ["[web-d7-2] second"], "cursor": {"web-d7-2": 7}},
+        ]
+    )
+
+    def next_answer(request: Any) -> dict[str, Any]:
+        try:
+            return next(answers)
+        except StopIteration:
+            raise KeyboardInterrupt from None  # the operator's ^C ends a follow
+
+    api.route("GET", "/v1/services/web/logs", next_answer)
+    monkeypatch.setattr("slipstream.cli.main.time.sleep", lambda s: None)
+    result = cli("logs", "web", "-f", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"instance": "web-d7-1", "line": "first"},
+        {"instance": "web-d7-2", "line": "second"},
+    ]
+    cursor = json.loads(api.requests[-1].url.params["cursor"])
+    assert cursor == {"web-d7-1": 6, "web-d7-2": 7}
