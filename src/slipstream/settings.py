@@ -282,6 +282,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(**values)
 
 
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment plus ``extra``, for a tool the CLI hands over to (psql, redis-cli)."""
+    return {**os.environ, **extra}
+
+
 def base_environment() -> dict[str, str]:
     """The parts of the daemon's own environment that app processes inherit (PATH, locale, HOME)."""
     keep = ("PATH", "LANG", "LC_ALL", "HOME", "TZ", "TMPDIR", "USER", "LOGNAME")

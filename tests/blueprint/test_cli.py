@@ -28,7 +28,7 @@ BAD = GOOD.replace("startCommand", "startComand")
 
 def make_app(current: dict | None = None) -> typer.Typer:  # type: ignore[type-arg]
     app = typer.Typer()
-    register(app, (lambda: current) if current is not None else None)
+    register(app, (lambda blueprint, project: current) if current is not None else None)
     return app
 
 

@@ -111,11 +111,11 @@ def test_env_source_descriptors() -> None:
     ]
 
 
-def test_environment_filter_and_deletes() -> None:
+def test_environment_filter_and_what_left_the_blueprint_is_kept() -> None:
     bp = parse_blueprint(TEXT)
     current = {"services": {"old": {"type": "worker", "environment": "staging"}}}
     assert [a.name for a in plan_blueprint(bp, current, environment="staging").actions] == ["old"]
-    assert plan_blueprint(bp, current).actions[-1].op == "delete"
+    assert plan_blueprint(bp, current).actions[-1].op == "kept"  # apply never deletes
 
 
 def test_a_database_open_to_every_address_is_warned_about() -> None:
@@ -138,3 +138,13 @@ def test_extensions_are_planned_and_compared() -> None:
     assert "extensions is a slipstream extension" in " ".join(str(w) for w in bp.warnings)
     plan = plan_blueprint(bp, {"databases": {"db": {"environment": None, "extensions": ["pg_trgm"]}}})
     assert "    ~ extensions: ['pg_trgm'] -> ['pg_trgm', 'vector']" in render_plan(plan)
+
+
+def test_a_name_another_project_owns_blocks_the_plan() -> None:
+    bp = parse_blueprint(TEXT)
+    plan = plan_blueprint(bp, {"foreign": {"service": {"api": "shop"}, "database": {"db": "shop"}}})
+    assert plan.conflicts == ("service 'api' belongs to project 'shop'", "database 'db' belongs to project 'shop'")
+    assert plan.blocked
+    text = render_plan(plan)
+    assert "x service 'api' belongs to project 'shop'" in text
+    assert "Apply will refuse: another project owns a name this blueprint declares." in text

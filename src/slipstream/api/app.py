@@ -87,8 +87,8 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
         return result
 
     @app.get("/v1/plan-state")
-    def plan_state(project: str | None = None) -> dict[str, Any]:
-        return engine.plan_state(project)
+    def plan_state(project: str | None = None, blueprint: str | None = None) -> dict[str, Any]:
+        return engine.plan_state(project, Path(blueprint) if blueprint else None)
 
     @app.get("/v1/deploys/{deploy_id}")
     def get_deploy(deploy_id: int) -> dict[str, Any]:
@@ -169,8 +169,10 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
         """The connection string: masked, unless the caller (the socket's owner) asks to reveal it."""
         info = dbs().info(name)
         url = info.connection_string()
+        ca = dbs().cluster.ca_file
         return {
             "url": url if reveal else url.replace(info.password, "********"),
+            "ca_file": str(ca) if ca else None,
             "psql": {
                 "argv": ["psql", "-h", info.host, "-p", str(info.port), "-U", info.user, info.database],
                 "password": info.password if reveal else None,
@@ -231,6 +233,26 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
             conn["url"] = conn["url"].replace(conn["password"], "********")
             conn["password"] = None
         return conn
+
+    @app.delete("/v1/services/{name}")
+    def delete_service(name: str, purge_disks: bool = False) -> dict[str, Any]:
+        return engine.removal.service(name, purge_disks=purge_disks)
+
+    @app.delete("/v1/databases/{name}")
+    def delete_database(name: str) -> dict[str, Any]:
+        return engine.removal.database(name)
+
+    @app.delete("/v1/keyvalues/{name}")
+    def delete_keyvalue(name: str, purge: bool = False) -> dict[str, Any]:
+        return engine.removal.keyvalue(name, purge=purge)
+
+    @app.get("/v1/projects")
+    def projects() -> dict[str, Any]:
+        return {"projects": engine.projects()}
+
+    @app.delete("/v1/projects/{name}")
+    def delete_project(name: str, purge_disks: bool = False) -> dict[str, Any]:
+        return engine.removal.project(name, purge_disks=purge_disks)
 
     @app.post("/v1/shutdown")
     def shutdown(req: ShutdownRequest) -> dict[str, Any]:

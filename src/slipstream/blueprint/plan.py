@@ -1,4 +1,5 @@
-"""``plan_blueprint``: what applying a blueprint would create, update and delete. Pure.
+"""``plan_blueprint``: what applying a blueprint would create and update, and what it keeps that is no
+longer in it (apply never deletes: deleting is an explicit command). Pure.
 
 The engine passes ``current`` as a plain snapshot (no secret values in it)::
 
@@ -80,7 +81,7 @@ class EnvChange:
 
 
 Kind = Literal["database", "group", "service"]
-Op = Literal["create", "update", "delete", "unchanged"]
+Op = Literal["create", "update", "kept", "unchanged"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Plan:
     """Every action, in the order apply would run them."""
 
     actions: tuple[Action, ...] = field(default_factory=tuple)
+    conflicts: tuple[str, ...] = ()  # names this blueprint declares that another project owns
 
     def count(self, op: str) -> int:
         """How many actions have operation ``op``."""
@@ -115,17 +117,21 @@ class Plan:
 
     @property
     def blocked(self) -> bool:
-        """True when some immutable field would change (apply refuses)."""
-        return any(a.immutable_changes for a in self.actions)
+        """True when apply would refuse: an immutable field would change, or a name is taken."""
+        return bool(self.conflicts) or any(a.immutable_changes for a in self.actions)
 
     @property
     def has_changes(self) -> bool:
         """True when applying would change anything."""
-        return any(a.op != "unchanged" for a in self.actions)
+        return any(a.op not in ("unchanged", "kept") for a in self.actions)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the plan as JSON-ready data."""
-        return {"actions": [asdict(a) for a in self.actions], "blocked": self.blocked}
+        return {
+            "actions": [asdict(a) for a in self.actions],
+            "conflicts": list(self.conflicts),
+            "blocked": self.blocked,
+        }
 
 
 def env_source(e: EnvVar) -> str:
@@ -344,9 +350,6 @@ def plan_blueprint(
         for name in sorted(existing):
             if name not in names[kind]:
                 snap = existing[name] or {}
-                notes: tuple[str, ...] = ()
-                if kind == "database":
-                    notes = (f"deleting a database destroys its data; back it up first: slipstream db backup {name}",)
                 detail = {
                     "service": f"{snap.get('type', '')} service".strip(),
                     "group": "env var group",
@@ -356,18 +359,42 @@ def plan_blueprint(
                     Action(
                         kind,
                         name,
-                        "delete",
+                        "kept",
                         snap.get("environment"),
                         detail,
-                        notes=notes,
+                        notes=(
+                            f"no longer in the blueprint (kept); delete it with: {_DELETE[kind].format(name=name)}",
+                        ),
                     )
                 )
     if environment is not None:
         actions = [a for a in actions if a.environment == environment]
-    return Plan(tuple(actions))
+    return Plan(tuple(actions), _conflicts(desired, cur.get("foreign") or {}))
 
 
-_SIGN = {"create": "+", "update": "~", "delete": "-", "unchanged": "="}
+_DELETE = {
+    "service": "slipstream delete {name}",
+    "database": "slipstream db delete {name}",
+    "group": "slipstream project delete PROJECT (groups go with their project)",
+}
+
+
+def _conflicts(desired: Blueprint, foreign: Mapping[str, Mapping[str, str]]) -> tuple[str, ...]:
+    """One line per name ``desired`` declares that another project owns."""
+    declared = [
+        *(("keyvalue" if s.type == "keyvalue" else "service", s.name) for s in desired.services),
+        *(("database", d.name) for d in desired.databases),
+        *(("group", g.name) for g in desired.env_var_groups),
+    ]
+    what = {"group": "env var group", "keyvalue": "key value"}
+    return tuple(
+        f"{what.get(kind, kind)} '{name}' belongs to project '{foreign[kind][name]}'"
+        for kind, name in declared
+        if name in (foreign.get(kind) or {})
+    )
+
+
+_SIGN = {"create": "+", "update": "~", "kept": "!", "unchanged": "="}
 _ENV_SIGN = {"add": "+", "change": "~", "remove": "-"}
 
 
@@ -375,8 +402,10 @@ def render_plan(plan: Plan, *, title: str = "Plan") -> str:
     """Render a plan as the text ``slipstream plan`` prints (and golden tests compare)."""
     lines = [
         f"{title}: {plan.count('create')} to create, {plan.count('update')} to update, "
-        f"{plan.count('delete')} to delete, {plan.count('unchanged')} unchanged"
+        f"{plan.count('kept')} no longer in the blueprint (kept), {plan.count('unchanged')} unchanged"
     ]
+    for conflict in plan.conflicts:
+        lines.append(f"x {conflict}: rename it in this blueprint, or delete it from that project first")
     for a in plan.actions:
         info = f" ({a.info})" if a.info else ""
         where = f" in environment {a.environment}" if a.environment else ""
@@ -391,7 +420,9 @@ def render_plan(plan: Plan, *, title: str = "Plan") -> str:
             lines.append(f"    ! {note}")
     if not plan.actions:
         lines.append("(nothing in this blueprint)")
-    if plan.blocked:
+    if plan.conflicts:
+        lines.append("Apply will refuse: another project owns a name this blueprint declares.")
+    elif plan.blocked:
         lines.append("Apply will refuse: some fields marked (immutable) cannot change in place.")
     return "\n".join(lines) + "\n"
 

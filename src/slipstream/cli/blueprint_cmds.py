@@ -98,8 +98,15 @@ def validate_file(file: Path, as_json: bool) -> int:
     return 0
 
 
+StateReader = Callable[[Path, str | None], Mapping[str, Any]]
+
+
 def plan_file(
-    file: Path, environment: str | None, as_json: bool, current_state: Callable[[], Mapping[str, Any]] | None
+    file: Path,
+    environment: str | None,
+    as_json: bool,
+    current_state: StateReader | None,
+    project: str | None = None,
 ) -> int:
     """Print the plan for ``file`` against the current state; return the exit code."""
     from slipstream.blueprint import BlueprintError, load_blueprint
@@ -118,7 +125,7 @@ def plan_file(
             err=True,
         )
         return 1
-    current = current_state() if current_state is not None else {}
+    current = current_state(file, project) if current_state is not None else {}
     plan = plan_blueprint(bp, current, environment=environment)
     if not as_json:
         for w in bp.warnings:
@@ -127,7 +134,7 @@ def plan_file(
         typer.echo(json.dumps(plan.to_dict(), indent=2, default=str))
     else:
         typer.echo(render_plan(plan, title=f"Plan for {file}"), nl=False)
-    return 0
+    return 1 if plan.conflicts else 0
 
 
 def detect_runtime(directory: Path) -> str | None:
@@ -188,7 +195,7 @@ def import_file(src: Path, output: str, name: str | None, runtime: str | None, f
     return 0
 
 
-def register(app: typer.Typer, current_state: Callable[[], Mapping[str, Any]] | None = None) -> None:
+def register(app: typer.Typer, current_state: StateReader | None = None) -> None:
     """Add ``validate``, ``plan`` and ``import`` to ``app``."""
 
     @app.command("validate")
@@ -203,10 +210,14 @@ def register(app: typer.Typer, current_state: Callable[[], Mapping[str, Any]] | 
     def plan(
         file: Path = typer.Argument(Path("render.yaml"), help="the blueprint to plan"),
         env: str | None = typer.Option(None, "--env", help="only this environment"),
+        project: str | None = typer.Option(
+            None, "--project", help="plan against this project (default: the repo's directory name)"
+        ),
         as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
     ) -> None:
-        """Show what applying a render.yaml would create, update and delete (secrets masked)."""
-        raise typer.Exit(plan_file(file, env, as_json, current_state))
+        """Show what applying a render.yaml would create and update, and what it would keep (secrets masked)."""
+        code = plan_file(file, env, as_json, current_state, project)
+        raise typer.Exit(code)
 
     @app.command("import")
     def import_(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from slipstream import states
 from slipstream.cli.client import Client
 from slipstream.settings import Settings, SettingsError, load_settings
 
@@ -29,8 +30,8 @@ if TYPE_CHECKING:
 # all flags (status, up, down, db list) start without it: pass this as its ``context_settings``.
 FLAGS_ONLY: dict[str, Any] = {"default_map": {"help": False}}
 
-# TODO(states): replace with the failed set of `slipstream.states.DeployStatus` once that module lands.
-FAILED: frozenset[str] = frozenset({"build_failed", "pre_deploy_failed", "update_failed", "canceled"})
+FAILED: frozenset[str] = frozenset(states.FAILED)
+SUCCEEDED: frozenset[str] = frozenset({states.DeployStatus.LIVE, states.DeployStatus.DEACTIVATED})
 
 
 def print_error(message: str, hint: str | None = None) -> None:
@@ -125,11 +126,11 @@ def wait_for_deploy(c: Client, deploy: dict[str, Any]) -> None:
             if d["status"] != status:
                 status = d["status"]
                 spinner.update(f"deploy {deploy_id}: {status}")
-            if status == "live" or status in FAILED:
+            if status in SUCCEEDED or status in FAILED:  # deactivated: it went live, then was replaced
                 break
             time.sleep(0.15)
     _print_events(c, deploy_id, after)
-    if status != "live":
+    if status not in SUCCEEDED:
         fail(
             f"deploy {deploy_id} {status}: {d.get('message') or ''}".rstrip(": "),
             f"the live release is unchanged; see 'slipstream deploys {d['service']}'",

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from slipstream.cli.common import FLAGS_ONLY, client, fail, pick, print_json, print_table
+from slipstream.settings import child_environment
 
 db_app = typer.Typer(
     help="Managed PostgreSQL: databases, backups, restores.", no_args_is_help=True, context_settings=FLAGS_ONLY
@@ -35,16 +36,31 @@ def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
 
 @db_app.command()
 def url(name: str, show: bool = typer.Option(False, "--show", help="print the password too")) -> None:
-    """The connection string of NAME (password masked unless --show)."""
-    typer.echo(client().get(f"/v1/databases/{name}/connection", reveal=show)["url"])
+    """The connection string of NAME (password masked unless --show), and how to verify its TLS."""
+    conn = client().get(f"/v1/databases/{name}/connection", reveal=show)
+    typer.echo(conn["url"])
+    if conn.get("ca_file"):
+        typer.echo(
+            f"TLS: add ?sslmode=verify-full&sslrootcert={conn['ca_file']} to verify the server "
+            "(plain connections and sslmode=require work too)",
+            err=True,
+        )
+
+
+@db_app.command()
+def delete(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")) -> None:
+    """Delete database NAME after a final backup (named here; restore it with 'db restore')."""
+    if not yes:
+        typer.confirm(f"Delete database {name}? A final backup is taken first.", abort=True)
+    r = client().request("DELETE", f"/v1/databases/{name}")
+    typer.echo(f"deleted database {name}; final backup {r['final_backup']} at {r['path']}")
 
 
 @db_app.command()
 def psql(name: str) -> None:
     """Open psql on NAME as its own role."""
     conn = client().get(f"/v1/databases/{name}/connection", reveal=True)["psql"]
-    env = {**os.environ, "PGPASSWORD": conn["password"]}
-    os.execvpe("psql", conn["argv"], env)
+    os.execvpe("psql", conn["argv"], child_environment(PGPASSWORD=conn["password"]))
 
 
 @db_app.command()

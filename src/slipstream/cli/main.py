@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from slipstream.cli import blueprint_cmds
+from slipstream.cli import blueprint_cmds, resources
 from slipstream.cli.client import Client
 from slipstream.cli.common import (
     FLAGS_ONLY,
@@ -31,6 +31,8 @@ from slipstream.cli.common import (
 )
 from slipstream.cli.db import db_app
 from slipstream.cli.env import env_app
+from slipstream.cli.kv import kv_app
+from slipstream.cli.resources import project_app
 from slipstream.errors import SlipstreamError
 
 
@@ -54,6 +56,11 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(env_app, name="env")
+app.add_typer(kv_app, name="kv")
+app.add_typer(project_app, name="project")
+resources.register(app)
+
+PROJECT_HELP = "the project this blueprint belongs to (default: its repository's directory name)"
 
 
 @app.command(context_settings=FLAGS_ONLY)
@@ -129,6 +136,7 @@ def deploy(
         None, "--blueprint", "-f", help="render.yaml (default: ./render.yaml or the last one used)"
     ),
     no_wait: bool = typer.Option(False, "--no-wait", help="return once queued"),
+    project: str | None = typer.Option(None, "--project", help=PROJECT_HELP),
 ) -> None:
     """Build and deploy SERVICE with a health-gated, zero-downtime flip."""
     if blueprint is None and Path("render.yaml").exists():
@@ -139,6 +147,7 @@ def deploy(
         "commit": commit,
         "blueprint": str(blueprint.resolve()) if blueprint else None,
         "from_dir": str(from_dir.resolve()) if from_dir else None,
+        "project": project,
     }
     d = c.post("/v1/deploys", body)["deploy"]
     if no_wait:
@@ -148,10 +157,14 @@ def deploy(
 
 
 @app.command()
-def apply(blueprint: Path = typer.Argument(Path("render.yaml"), help="the blueprint to converge to")) -> None:
-    """Deploy every service of a blueprint (each through the same gated flip)."""
+def apply(
+    blueprint: Path = typer.Argument(Path("render.yaml"), help="the blueprint to converge to"),
+    project: str | None = typer.Option(None, "--project", help=PROJECT_HELP),
+) -> None:
+    """Deploy every service of a blueprint (each through the same gated flip); deletes nothing."""
     c = client()
-    result = c.post("/v1/apply", {"blueprint": str(blueprint.resolve())})
+    result = c.post("/v1/apply", {"blueprint": str(blueprint.resolve()), "project": project})
+    typer.echo(f"Applying {blueprint} to project {result['project']}")
     for w in result["warnings"]:
         typer.echo(f"warning: {w}", err=True)
     for s in result["skipped"]:
@@ -248,9 +261,10 @@ def status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
     if not data["services"]:
         typer.echo("No services yet. Deploy one with 'slipstream deploy NAME --blueprint render.yaml'.")
         return
+    services = sorted(data["services"], key=lambda s: (s.get("project") or "", s["name"]))
     print_table(
-        ("service", "live deploy", "url", "instances"),
-        ((s["name"], _live(s), s["url"] or f"({s['type']})", _instances(s)) for s in data["services"]),
+        ("project", "service", "live deploy", "url", "instances"),
+        ((s.get("project") or "-", s["name"], _live(s), s["url"] or f"({s['type']})", _instances(s)) for s in services),
     )
 
 
@@ -328,10 +342,12 @@ def logs(
         pass
 
 
-def current_state() -> dict[str, Any]:
-    """The daemon's view for 'plan'; an empty state when slipstream is not running."""
+def current_state(blueprint: Path, project: str | None) -> dict[str, Any]:
+    """The daemon's view for 'plan' (the blueprint's project only); empty when slipstream is not running."""
     c = client()
-    return c.get("/v1/plan-state") if c.alive() else {}
+    if not c.alive():
+        return {}
+    return c.get("/v1/plan-state", project=project, blueprint=str(blueprint.resolve()))
 
 
 blueprint_cmds.register(app, current_state)

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from slipstream.errors import InvalidInput
 
-BACKUP_KINDS = ("manual", "scheduled", "pre_deploy")
+BACKUP_KINDS = ("manual", "scheduled", "pre_deploy", "final")  # final: taken before a delete
 IDENTIFIER_MAX = 63  # PostgreSQL's NAMEDATALEN - 1
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 _EXTENSION = re.compile(r"^[a-z0-9_][a-z0-9_.-]*$")

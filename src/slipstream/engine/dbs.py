@@ -177,6 +177,15 @@ class DatabaseManager:
             log.warning("ipAllowList of %s not applied: an operator's PostgreSQL keeps its own pg_hba rules", name)
         self.store.keep_value(ACCESS_KEY, json.dumps(kept, sort_keys=True))
 
+    def forget(self, name: str) -> None:
+        """Drop what slipstream keeps of a database that was dropped (record, password, access rules)."""
+        self.store.delete_database(name)
+        self.store.forget_value(PASSWORD_KEY.format(name=name))
+        kept = json.loads(self.store.kept_values().get(ACCESS_KEY, "{}"))
+        if kept.pop(name, None) is not None:
+            self.cluster.set_access({n: (d, u, c) for n, (d, u, c) in kept.items()})
+            self.store.keep_value(ACCESS_KEY, json.dumps(kept, sort_keys=True))
+
     def info(self, name: str) -> DatabaseInfo:
         db = next((d for d in self.store.databases() if d["name"] == name), None)
         if db is None:

@@ -30,6 +30,7 @@ from slipstream.engine.intake import Intake
 from slipstream.engine.monitor import LiveMonitor
 from slipstream.engine.provision import Provisioner
 from slipstream.engine.queue import DeployQueue
+from slipstream.engine.removal import Removal
 from slipstream.proxy.base import ProxyControl
 from slipstream.runtime.base import Driver
 from slipstream.secrets import Masker
@@ -79,6 +80,7 @@ class Engine:
         )
         self.queue = DeployQueue(store, self._run_deploy, settings.overlap, self._closing)
         self.intake = Intake(self.ctx, self.queue)
+        self.removal = Removal(self.ctx, self.queue, databases, keyvalues)
         self.cron = CronScheduler(self.ctx, max_run_s=settings.cron_max_s)
         self.monitor = LiveMonitor(
             self.ctx,
@@ -157,8 +159,19 @@ class Engine:
     def cancel(self, service: str) -> list[int]:
         return self.intake.cancel(service)
 
-    def plan_state(self, project: str | None = None) -> dict[str, Any]:
-        return self.intake.projects.plan_state(project)
+    def projects(self) -> list[dict[str, Any]]:
+        """Every project with what it owns."""
+        return [
+            {"name": name, "resources": [{"kind": k, "name": n} for k, n in owned]}
+            for name, owned in sorted(self.store.projects().items())
+        ]
+
+    def plan_state(self, project: str | None = None, blueprint: Path | None = None) -> dict[str, Any]:
+        """What 'slipstream plan' compares ``blueprint`` with: its project's resources."""
+        projects = self.intake.projects
+        if project is None and blueprint is not None:
+            project = projects.project_of(blueprint.resolve(), None)
+        return projects.plan_state(project)
 
     # -- reading (see engine.views) --------------------------------------------------------------
     def status(self) -> list[dict[str, Any]]:
