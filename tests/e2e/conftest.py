@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -70,6 +71,28 @@ def stop_daemon(d: Daemon) -> None:
     if r.returncode != 0 or leftovers:
         log = d.home / "daemon.log"
         print(log.read_text() if log.exists() else "no daemon log")
+
+
+@pytest.fixture
+def open_root() -> Iterator[Path]:
+    """A temp dir others can traverse: not under pytest's tmp dir, which pytest resets to 0700 at
+    every start and so cuts the unprivileged postgres and redis users off their data."""
+    root = Path(tempfile.mkdtemp(prefix="slipstream-e2e-"))
+    os.chmod(root, 0o711)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def open_daemon(open_root: Path) -> Iterator[Daemon]:
+    """A daemon whose home the postgres and redis users can reach (databases, key value)."""
+    d = start_daemon(open_root / "slipstream", SLIPSTREAM_HEALTH_DEADLINE="60", SLIPSTREAM_SETTLE_SECONDS="1")
+    try:
+        yield d
+    finally:
+        stop_daemon(d)
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -45,15 +43,8 @@ services:
 
 
 @pytest.fixture
-def home() -> Iterator[Path]:
-    # not under pytest's tmp dir: pytest resets /tmp/pytest-of-root to 0700 at every start, which
-    # would cut the unprivileged postgres user off its data directory
-    root = Path(tempfile.mkdtemp(prefix="slipstream-db-"))
-    os.chmod(root, 0o711)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+def home(open_root: Path) -> Path:
+    return open_root
 
 
 def request(d: Daemon, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:

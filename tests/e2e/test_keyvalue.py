@@ -105,8 +105,9 @@ services:
 """
 
 
-def test_web_and_worker_share_a_key_value_that_survives_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
-    repo = tmp_path / "shop"
+def test_web_and_worker_share_a_key_value_that_survives_the_daemon(open_daemon: Daemon, open_root: Path) -> None:
+    daemon = open_daemon
+    repo = open_root / "shop"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     for name, text in {"kv.py": KV, "web.py": WEB, "worker.py": WORKER, "render.yaml": BLUEPRINT}.items():
