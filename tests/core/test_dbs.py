@@ -8,7 +8,6 @@ import pytest
 
 from slipstream.databases.pitr import BaseBackup
 from slipstream.engine.dbs import DatabaseManager
-from slipstream.errors import InvalidInput
 from slipstream.secrets import Masker, SecretBox
 from slipstream.settings import load_settings
 from slipstream.state import Store
@@ -56,10 +55,12 @@ def mgr(tmp_path: Path) -> DatabaseManager:
     return m
 
 
-def test_major_version_mismatch_is_a_clear_error(mgr: DatabaseManager) -> None:
-    with pytest.raises(InvalidInput, match="postgresMajorVersion 16, but this machine's PostgreSQL is 15"):
-        mgr.ensure("main", major_version=16)  # type: ignore[arg-type]
-    assert mgr.cluster.created == []  # type: ignore[attr-defined]
+def test_major_version_mismatch_is_a_warning_and_runs_on_the_machines(mgr: DatabaseManager) -> None:
+    note = mgr.version_note("main", 17)
+    assert note is not None and "asks for postgresMajorVersion 17; this machine runs PostgreSQL 15" in note
+    assert mgr.version_note("main", "15") is None and mgr.version_note("main", None) is None
+    mgr.ensure("main", major_version=17)
+    assert mgr.cluster.created == ["main"]  # type: ignore[attr-defined]
 
 
 def test_password_is_kept_and_masked(mgr: DatabaseManager) -> None:

@@ -45,6 +45,10 @@ class DatabaseControl(Protocol):
         """Create (idempotently) a blueprint database; its connection properties."""
         ...
 
+    def version_note(self, name: str, major_version: int | str | None) -> str | None:
+        """A warning when the machine's PostgreSQL is not the major version asked for, else None."""
+        ...
+
     def snapshot(self, names: list[str]) -> list[Backup]:
         """A backup of each named database now (before migrations run)."""
         ...

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from slipstream.errors import InvalidInput, NotFound
+from slipstream.errors import NotFound
 from slipstream.secrets import Masker, generate_value
 from slipstream.settings import Settings
 from slipstream.state.store import Store
@@ -112,16 +112,9 @@ class DatabaseManager:
         extensions: Sequence[str] = (),
         ip_allow_list: Sequence[str] = (),
     ) -> DatabaseInfo:
-        """Create (idempotently) the database and role of a blueprint entry, and its extensions."""
+        """Create (idempotently) the database and role of a blueprint entry, and its extensions.
+        A ``major_version`` other than the machine's is not an error (see :meth:`version_note`)."""
         self.ensure_started()
-        if major_version is not None:
-            have = self.cluster.server_major_version()
-            if int(str(major_version).split(".")[0]) != have:
-                raise InvalidInput(
-                    f"database {name} asks for postgresMajorVersion {major_version}, but this "
-                    f"machine's PostgreSQL is {have}",
-                    f'set postgresMajorVersion: "{have}" or install PostgreSQL {major_version}',
-                )
         password = self._password(name)
         info = self.cluster.ensure_database(name, database_name=database_name, user=user, password=password)
         self.store.put_database(name, info.database, info.user, info.host, info.port)
@@ -130,6 +123,21 @@ class DatabaseManager:
             self.cluster.ensure_extensions(info, extensions)
         self._set_access(name, info, ip_allow_list)
         return info
+
+    def version_note(self, name: str, major_version: int | str | None) -> str | None:
+        """What to tell the user when a blueprint asks for a PostgreSQL major version this machine
+        does not run: the database runs on the machine's (one cluster serves every database)."""
+        if major_version is None:
+            return None
+        self.ensure_started()
+        have = self.cluster.server_major_version()
+        if int(str(major_version).split(".")[0]) == have:
+            return None
+        return (
+            f"database {name} asks for postgresMajorVersion {major_version}; this machine runs PostgreSQL "
+            f"{have}, so it runs on {have} (install PostgreSQL {major_version} and set "
+            "SLIPSTREAM_POSTGRES_ADMIN_URL to use that server instead)"
+        )
 
     def provide(
         self,

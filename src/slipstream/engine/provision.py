@@ -99,6 +99,9 @@ class Provisioner:
                 "restart slipstream with 'slipstream up'",
             )
         for db in wanted:
+            note = self.databases.version_note(db.name, db.postgres_major_version)
+            if note and db.name in missing:
+                say(f"       warning: {note}")
             props = self.databases.provide(
                 db.name,
                 database_name=db.database_name,
