@@ -20,6 +20,7 @@ import uvicorn
 
 from slipstream.api.app import create_app
 from slipstream.builds import Builder
+from slipstream.builds.docker import DockerBuilder
 from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
 from slipstream.engine.keyvalues import KeyValueManager
@@ -27,6 +28,9 @@ from slipstream.errors import Conflict
 from slipstream.proxy import Proxy
 from slipstream.runtime import LocalDriver
 from slipstream.runtime.cgroups import MemoryCgroups
+from slipstream.runtime.podman import PodmanDriver
+from slipstream.runtime.podman_cli import PodmanCli
+from slipstream.runtime.routing import RoutingDriver
 from slipstream.secrets import Masker, SecretBox
 from slipstream.settings import Settings
 from slipstream.state import Store
@@ -75,7 +79,12 @@ def build_engine(settings: Settings) -> Engine:
         if engine_ref:
             engine_ref[0].on_instance_event(iid, kind, message)
 
-    driver = LocalDriver(on_event=on_event, memory_cgroups=cgroups)
+    podman_driver, images = None, None
+    podman = PodmanCli(settings.home / "podman")
+    if podman.available():
+        podman_driver = PodmanDriver(podman, on_event=on_event)
+        images = DockerBuilder(podman)
+    driver = RoutingDriver(LocalDriver(on_event=on_event, memory_cgroups=cgroups), podman_driver)
     dbs = DatabaseManager(
         settings, store, masker, backup_interval_s=settings.backup_interval_s, retention=settings.backup_retention
     )
@@ -88,6 +97,7 @@ def build_engine(settings: Settings) -> Engine:
         masker,
         databases=dbs,
         keyvalues=KeyValueManager(settings, store, masker),
+        images=images,
     )
     engine_ref.append(engine)
     return engine
@@ -106,7 +116,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 def _remove_cgroups(engine: Engine) -> None:
     """Remove the daemon's (now empty) memory cgroups: after 'slipstream down' or a failed start."""
-    cgroups = getattr(engine.ctx.driver, "memory_cgroups", None)
+    driver = engine.ctx.driver
+    cgroups = getattr(getattr(driver, "local", driver), "memory_cgroups", None)
     if cgroups is not None:
         cgroups.cleanup()
 

@@ -268,8 +268,6 @@ class Service(Model):
         """Why slipstream cannot run this service yet, or None when it can."""
         if self.type == "workflow":
             return "workflow services (Render Workflows) are not provided by slipstream"
-        if self.runtime in ("docker", "image"):
-            return f"runtime '{self.runtime}' is not supported by slipstream yet (no container runtime)"
         return None
 
 

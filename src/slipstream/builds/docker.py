@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slipstream.builds.docker_commands import (
+    BASE_IMAGE,
     LABEL_BUILD,
     LABEL_SERVICE,
     build_build_argv,
@@ -98,6 +99,10 @@ class DockerBuilder:
             )
         if not paths.context.is_dir():
             raise InvalidInput(f"dockerContext {paths.context.relative_to(spec.source_dir)} is not a directory")
+        if BASE_IMAGE in paths.dockerfile.read_text(errors="replace"):
+            from slipstream.builds.docker_base import ensure_busybox_base
+
+            ensure_busybox_base(self.podman)  # the local base image, made once without a registry
         tag = image_tag(spec.service, spec.build_id)
         args = plan_build_args(spec.build_args)
         labels = {LABEL_SERVICE: spec.service, LABEL_BUILD: str(spec.build_id)}

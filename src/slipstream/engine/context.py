@@ -7,12 +7,13 @@ its own boundary (a fake of each lives beside it), so every one of them is testa
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from slipstream.builds import Build, BuildSpec
+from slipstream.builds.docker import DockerBuildSpec, ImageBuild
 from slipstream.proxy.base import ProxyControl
 from slipstream.runtime.base import Driver
 from slipstream.secrets import Masker
@@ -85,6 +86,22 @@ class BuildControl(Protocol):
         ...
 
 
+class ImageControl(Protocol):
+    """What the engine asks of container images (``builds.docker.DockerBuilder``)."""
+
+    def build(self, spec: DockerBuildSpec, on_output: Callable[[str], None] | None = None) -> ImageBuild:
+        """Build a service's Dockerfile into an image tagged by service and build id."""
+        ...
+
+    def pin(self, ref: str, *, pull: bool = False) -> str:
+        """The immutable reference (digest) ``ref`` resolves to, pulling it first with ``pull``."""
+        ...
+
+    def prune(self, service: str, keep: int = 5, in_use: Iterable[str] = ()) -> list[str]:
+        """Untag all but the newest ``keep`` images of ``service`` and those in use."""
+        ...
+
+
 @dataclass
 class DeployContext:
     """Everything a deploy run may touch."""
@@ -98,4 +115,5 @@ class DeployContext:
     instances: Instances
     provisioner: Provisioner
     databases: DatabaseControl | None = None
+    images: ImageControl | None = None  # None: no container engine on this machine
     base_env: Mapping[str, str] = field(default_factory=dict)

@@ -137,8 +137,9 @@ class CronScheduler:
         run_id = self.ctx.store.new_cron_run(service, deploy_id, trigger, str(log_path))
         env = self.ctx.instances.env(release, build, None, f"{service}-run{run_id}")
         self.ctx.store.event("cron", f"{service}: run {run_id} started ({trigger})", service=service)
+        command = (release.container or {}).get("docker_command") if build.image else release.start_command
         code = self.ctx.driver.run_once(
-            release.start_command or "", build.workdir, env, log_path, timeout_s=self.max_run_s
+            command or "", build.workdir, env, log_path, timeout_s=self.max_run_s, image=build.image
         )
         status = "succeeded" if code == 0 else ("timed_out" if code == 124 else "failed")
         self.ctx.store.finish_cron_run(run_id, status, code)

@@ -29,11 +29,14 @@ from slipstream.engine.health import free_port
 from slipstream.engine.names import instance_id, server_name, server_of
 from slipstream.engine.prepare import build_once, pre_deploy_snapshots, prepare_build, provision
 from slipstream.engine.release import BuildRef, Release, hostname
+from slipstream.errors import SlipstreamError
 from slipstream.runtime.oneoff import CANCELED_EXIT_CODE
 from slipstream.state.store import InstanceRecord
 from slipstream.states import DeployKind, DeployStatus, ServiceType
 
 log = logging.getLogger("slipstream.engine")
+
+IMAGES_KEPT = 5  # images of a container service kept for rollbacks (besides the live one)
 
 
 class DeployRun:
@@ -135,6 +138,7 @@ class DeployRun:
         self._settle(gate, old)
         self._go_live(old)
         self._drain(old)
+        self._prune_images(build)
 
     def _build(self) -> BuildRef:
         store = self.ctx.store
@@ -164,6 +168,7 @@ class DeployRun:
             timeout_s=3600,
             on_output=lambda line: self.say(line, "pre_deploy"),
             cancel=self.canceled,
+            image=build.image,
         )
         self.to(DeployStatus.PRE_DEPLOY, step="pre_deploy", since=started)
         if code == CANCELED_EXIT_CODE and self.canceled.is_set():
@@ -282,6 +287,18 @@ class DeployRun:
         with ThreadPoolExecutor(max_workers=max(1, len(old))) as pool:
             list(pool.map(self.ctx.instances.drain, old))
         self.ctx.store.transition(self.id, DeployStatus.LIVE, step=("drain", time.monotonic() - started), finished=True)
+
+    def _prune_images(self, build: BuildRef) -> None:
+        """Keep a container service's newest images (rollbacks run them) and the live one."""
+        if build.image is None or self.ctx.images is None or self.release.runtime != "docker":
+            return
+        try:
+            removed = self.ctx.images.prune(self.service, keep=IMAGES_KEPT, in_use=[build.image])
+        except SlipstreamError as exc:
+            log.warning("pruning images of %s failed: %s", self.service, exc.message)
+            return
+        if removed:
+            self.say(f"       removed {len(removed)} old image{'s' if len(removed) > 1 else ''}")
 
     def _restore_old(self) -> None:
         """After a failed stop-first deploy, start the old release again."""

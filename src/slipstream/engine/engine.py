@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slipstream.engine import reconcile, views
-from slipstream.engine.context import BuildControl, DeployContext
+from slipstream.engine.context import BuildControl, DeployContext, ImageControl
 from slipstream.engine.cron import CronScheduler
 from slipstream.engine.deployer import DeployRun
 from slipstream.engine.failures import CancelToken
@@ -57,6 +57,7 @@ class Engine:
         *,
         databases: DatabaseManager | None = None,
         keyvalues: KeyValueManager | None = None,
+        images: ImageControl | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -76,6 +77,7 @@ class Engine:
             instances=self.instances,
             provisioner=self.provisioner,
             databases=databases,
+            images=images,
             base_env=base_env,
         )
         self.queue = DeployQueue(store, self._run_deploy, settings.overlap, self._closing)
@@ -100,6 +102,9 @@ class Engine:
         if self.keyvalues is not None:
             self.keyvalues.start()
         reconcile.reconcile(self.ctx, self.queue.submit)
+        tidy = getattr(self.ctx.driver, "remove_unsupervised", None)
+        if callable(tidy):  # containers of deploys a previous daemon left half done
+            tidy()
         self.cron.start()
         self.monitor.start()
 

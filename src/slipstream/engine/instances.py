@@ -59,10 +59,12 @@ class Instances:
         return self.settings.instances_dir / f"{iid}.log"
 
     def env(self, release: Release, build: BuildRef, port: int | None, iid: str) -> dict[str, str]:
-        """The complete environment of an instance (or of a one-off command when ``port`` is None)."""
+        """The complete environment of an instance (or of a one-off command when ``port`` is None).
+        A container gets the service's variables only: the host's PATH or HOME would override its
+        image's."""
         return instance_env(
             release,
-            base=self.base_env,
+            base={} if build.image else self.base_env,
             path_prefix=build.path_prefix,
             extra=build.extra_env,
             port=port,
@@ -73,18 +75,31 @@ class Instances:
 
     def spec(self, iid: str, deploy_id: int, port: int | None, release: Release, build: BuildRef) -> InstanceSpec:
         """The spec of one instance of ``release`` on ``build``: the only place one is made."""
+        env = self.env(release, build, port, iid)
+        container = release.container or {}
         return InstanceSpec(
             instance_id=iid,
             service=release.service,
             deploy_id=deploy_id,
-            command=release.start_command or "",
+            command=(container.get("docker_command") or "") if build.image else (release.start_command or ""),
             cwd=build.workdir,
-            env=self.env(release, build, port, iid),
+            env=env,
             log_path=self.log_path(iid),
             port=port,
             shutdown_delay_s=release.shutdown_delay_s,
             memory_limit_mb=release.memory_limit_mb,
+            image=build.image,
+            container_port=_container_port(release) if build.image else None,
+            volumes=self.volumes(release) if build.image else (),
         )
+
+    def volumes(self, release: Release) -> tuple[tuple[str, str], ...]:
+        """A container's persistent disk: the service's disk directory at its mountPath."""
+        if not release.disk:
+            return ()
+        host = self.settings.disks_dir / release.service / str(release.disk.get("name") or "disk")
+        mount = str(release.disk.get("mount_path") or "/data")
+        return ((str(host), mount if mount.startswith("/") else f"/{mount}"),)
 
     def spec_for(self, inst: InstanceRecord) -> InstanceSpec | None:
         """The spec of a recorded instance, from its deploy's release and build (None if gone)."""
@@ -257,3 +272,10 @@ class Instances:
                 return True
             time.sleep(0.1)
         return False
+
+
+def _container_port(release: Release) -> int | None:
+    """The port the app listens on inside its container: the service's own PORT, else the driver's
+    default (Render's 10000 for Docker services)."""
+    raw = release.env.get("PORT")
+    return int(raw) if raw and raw.isdigit() else None

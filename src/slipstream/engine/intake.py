@@ -35,14 +35,14 @@ MAX_BLUEPRINT_BYTES = 1024 * 1024
 RUNNABLE = {ServiceType.WEB, ServiceType.PSERV, ServiceType.WORKER, ServiceType.CRON}
 
 
-def unsupported(spec: Service) -> str | None:
-    """Why slipstream cannot run this blueprint service yet, or None."""
+def unsupported(spec: Service, containers: bool) -> str | None:
+    """Why slipstream cannot run this blueprint service here, or None (``containers``: Podman runs)."""
     if spec.type == "keyvalue":
         return None  # not a deploy: provisioned with the blueprint
     if spec.type not in RUNNABLE:
         return f"type {spec.type} is not supported by slipstream yet"
-    if spec.runtime in ("docker", "image"):
-        return f"runtime {spec.runtime} needs a container engine, which slipstream does not have yet"
+    if spec.runtime in ("docker", "image") and not containers:
+        return f"runtime {spec.runtime} needs Podman, which is not installed here ('make install' installs it)"
     return None
 
 
@@ -87,7 +87,7 @@ class Intake:
         except KeyError:
             names = ", ".join(s.name for s in bp.services) or "none"
             raise NotFound(f"no service '{name}' in {path} (services: {names})") from None
-        reason = unsupported(spec)
+        reason = unsupported(spec, self.ctx.images is not None)
         if reason or spec.type == "keyvalue":
             raise InvalidInput(f"service '{name}' cannot run here: {reason or 'a key value is not deployed'}")
         release, needs = plan_release(bp, spec, self.ctx.provisioner.facts(bp, name, overrides))
@@ -120,7 +120,9 @@ class Intake:
             self.projects.check_owners(bp, project, [service])
         release, needs = self.plan(bp, blueprint, service)
         repo = repo_root(blueprint.parent) if from_dir is None else None
-        if from_dir is not None:
+        if release.runtime == "image":  # a prebuilt image: no source to build
+            repo, source, sha = None, f"image {(release.container or {}).get('image_url')}", None
+        elif from_dir is not None:
             if not from_dir.is_dir():
                 raise InvalidInput(f"--from-dir {from_dir} is not a directory")
             source, sha = f"directory {from_dir}", None
@@ -157,12 +159,12 @@ class Intake:
         bp, text = self.load(blueprint)
         project = self.projects.project_of(blueprint, project)
         self.projects.check_owners(bp, project)
-        runnable = [s for s in bp.services if s.type != "keyvalue" and not unsupported(s)]
+        runnable = [s for s in bp.services if s.type != "keyvalue" and not unsupported(s, self.ctx.images is not None)]
         for spec in runnable:  # every release must plan before anything is queued
             self.plan(bp, blueprint, spec.name)
         deploys, skipped = [], []
         for spec in bp.services:
-            reason = unsupported(spec)
+            reason = unsupported(spec, self.ctx.images is not None)
             if reason:
                 skipped.append({"service": spec.name, "reason": reason})
             elif spec.type != "keyvalue":

@@ -214,6 +214,14 @@ def _release(spec: Service, env: dict[str, str], overrides: EnvOverrides, secret
             "routes": [{"type": r.type, "source": r.source, "destination": r.destination} for r in spec.routes],
             "headers": [{"path": h.path, "name": h.name, "value": h.value} for h in spec.headers],
         }
+    container: dict[str, Any] | None = None
+    if spec.runtime in ("docker", "image"):
+        container = {
+            "dockerfile_path": spec.dockerfile_path,
+            "docker_context": spec.docker_context,
+            "docker_command": spec.docker_command,
+            "image_url": spec.image.url if spec.image is not None else None,
+        }
     disk = None
     if spec.disk is not None:
         disk = {"name": spec.disk.name, "mount_path": spec.disk.mount_path, "size_gb": spec.disk.size_gb}
@@ -238,4 +246,5 @@ def _release(spec: Service, env: dict[str, str], overrides: EnvOverrides, secret
         disk=disk,
         memory_limit_mb=memory_limit(spec),
         static=static,
+        container=container,
     )

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 from slipstream.blueprint import BlueprintError, parse_blueprint
 from slipstream.builds import BuildSpec
+from slipstream.builds.docker import DockerBuildSpec
 from slipstream.engine.failures import DeployFailed
 from slipstream.engine.planning import Needs, plan_release
 from slipstream.engine.release import BuildRef
-from slipstream.errors import SlipstreamError
+from slipstream.errors import CommandFailed, InvalidInput, SlipstreamError
 from slipstream.states import DeployKind, DeployStatus
 
 if TYPE_CHECKING:
@@ -54,12 +55,15 @@ def provision(run: DeployRun) -> bool:
 
 
 def build_once(run: DeployRun) -> BuildRef:
-    """Build the release from its source (a commit or a directory snapshot)."""
+    """Build the release from its source (a commit or a directory snapshot); for ``runtime: docker``
+    then its image, for ``runtime: image`` pin the image's digest instead."""
     ctx, store = run.ctx, run.ctx.store
     started = time.monotonic()
     build_id = store.new_build(run.service)
     store.transition(run.id, DeployStatus.BUILDING, build_id=build_id)
     run.say(f"-----> Building ({run.release.runtime}, build {build_id})")
+    if run.release.runtime == "image":
+        return pin_image(run, build_id, started)
     src = run.payload.get("_source") or {}
     spec = BuildSpec(
         service=run.service,
@@ -70,7 +74,7 @@ def build_once(run: DeployRun) -> BuildRef:
         from_dir=Path(src["from_dir"]) if src.get("from_dir") else None,
         root_dir=run.release.root_dir,
         runtime=run.release.runtime,
-        build_command=run.release.build_command,
+        build_command=None if run.release.runtime == "docker" else run.release.build_command,
         env={
             **ctx.base_env,
             **run.release.env,
@@ -79,8 +83,11 @@ def build_once(run: DeployRun) -> BuildRef:
             "RENDER_GIT_COMMIT": run.rec.commit_sha or "",
         },
     )
+    image = None
     try:
         built = ctx.builder.build(spec, on_output=lambda line: run.say(line, "build"), cancel=run.canceled)
+        if run.release.runtime == "docker":
+            image = build_image(run, build_id, built.source_dir, built.log_path)
     except SlipstreamError as exc:
         store.finish_build(build_id, status="failed", duration_s=time.monotonic() - started)
         run.check_canceled()
@@ -96,10 +103,56 @@ def build_once(run: DeployRun) -> BuildRef:
         path_prefix=list(built.path_prefix),
         extra_env=dict(built.extra_env),
         log_path=str(built.log_path),
-        duration_s=built.duration_s,
+        duration_s=time.monotonic() - started,
+        image=image,
     )
     store.transition(run.id, DeployStatus.BUILDING, step=("build", time.monotonic() - started), commit_sha=built.commit)
-    return BuildRef(build_id, built.commit, Path(built.workdir), tuple(built.path_prefix), dict(built.extra_env))
+    prefix = () if image else tuple(built.path_prefix)
+    return BuildRef(build_id, built.commit, Path(built.workdir), prefix, dict(built.extra_env), image)
+
+
+def build_image(run: DeployRun, build_id: int, source_dir: Path, log_path: Path) -> str:
+    """``podman build`` of the service's Dockerfile (env vars as build args); the image tag."""
+    if run.ctx.images is None:
+        raise InvalidInput("runtime docker needs Podman, which this machine lacks", "run 'make install'")
+    container = run.release.container or {}
+    spec = DockerBuildSpec(
+        service=run.service,
+        build_id=build_id,
+        source_dir=source_dir,
+        log_path=log_path,
+        root_dir=run.release.root_dir,
+        dockerfile_path=container.get("dockerfile_path"),
+        docker_context=container.get("docker_context"),
+        build_args=dict(run.release.env),
+    )
+    built = run.ctx.images.build(spec, on_output=lambda line: run.say(line, "build"))
+    run.say(f"       image {built.image} ({built.image_id[:19]})")
+    return built.image
+
+
+def pin_image(run: DeployRun, build_id: int, started: float) -> BuildRef:
+    """An ``image:`` service: pull its image and pin the digest it resolves to now (a rollback runs
+    exactly these bytes); without a reachable registry, a copy already in local storage is used."""
+    store, images = run.ctx.store, run.ctx.images
+    url = str((run.release.container or {}).get("image_url") or "")
+    workdir = run.ctx.settings.builds_dir / run.service / str(build_id)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        if images is None:
+            raise InvalidInput("runtime image needs Podman, which this machine lacks", "run 'make install'")
+        try:
+            pinned = images.pin(url, pull=True)
+        except CommandFailed as exc:
+            pinned = images.pin(url, pull=False)  # raises InvalidInput when there is no local copy
+            run.say(f"       could not pull ({exc.message}); using the copy in local storage")
+    except SlipstreamError as exc:
+        store.finish_build(build_id, status="failed", duration_s=time.monotonic() - started)
+        raise DeployFailed(DeployStatus.BUILD_FAILED, f"{exc.message}; the live release keeps serving") from None
+    run.say(f"       {url} pinned to {pinned}")
+    store.finish_build(build_id, status="ok", workdir=str(workdir), duration_s=time.monotonic() - started, image=pinned)
+    store.transition(run.id, DeployStatus.BUILDING, step=("build", time.monotonic() - started))
+    return BuildRef(build_id, None, workdir, (), {}, pinned)
 
 
 def prepare_build(run: DeployRun, build: BuildRef) -> None:
@@ -136,6 +189,8 @@ def attach_disk(run: DeployRun, build: BuildRef) -> None:
     disk = run.release.disk or {}
     target = run.ctx.settings.disks_dir / run.service / str(disk.get("name") or "disk")
     target.mkdir(parents=True, exist_ok=True)
+    if build.image is not None:  # a container gets the disk as a volume at mountPath (Instances.spec)
+        return
     mount = Path(str(disk.get("mount_path") or "data"))
     link = mount if mount.is_absolute() else build.workdir / mount
     if link.is_symlink():

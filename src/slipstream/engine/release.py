@@ -41,6 +41,8 @@ class Release:
     disk: Mapping[str, Any] | None = None  # {name, mount_path, size_gb}: stop old first, keep data
     memory_limit_mb: int | None = None
     static: Mapping[str, Any] | None = None  # static sites: {publish_path, routes, headers}
+    # container services: {dockerfile_path, docker_context, docker_command, image_url}
+    container: Mapping[str, Any] | None = None
 
     @property
     def stop_first(self) -> bool:
@@ -54,6 +56,7 @@ class Release:
         d["databases"] = list(self.databases)
         d["disk"] = dict(self.disk) if self.disk else None
         d["static"] = dict(self.static) if self.static else None
+        d["container"] = dict(self.container) if self.container else None
         d["env"] = dict(self.env)
         return d
 
@@ -82,11 +85,12 @@ class BuildRef:
     workdir: Path
     path_prefix: tuple[str, ...]
     extra_env: Mapping[str, str]
+    image: str | None = None  # container services: the image the instances run
 
     @classmethod
     def of(cls, b: BuildRecord) -> BuildRef:
         """The reference to a recorded build (its workdir must be set)."""
-        return cls(b.id, b.commit_sha, Path(b.workdir or "."), tuple(b.path_prefix), dict(b.extra_env))
+        return cls(b.id, b.commit_sha, Path(b.workdir or "."), tuple(b.path_prefix), dict(b.extra_env), b.image)
 
 
 def hostname(service: str) -> str:

@@ -112,7 +112,9 @@ class Driver(Protocol):
         timeout_s: float | None = None,
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        *,
+        image: str | None = None,
     ) -> int:
         """Run a one-off shell command to completion; its exit code (124 on timeout, 130 when
-        ``cancel`` was set)."""
+        ``cancel`` was set). With ``image``, in a new container of that image."""
         ...

@@ -175,10 +175,12 @@ class FakeDriver:
         timeout_s: float | None = None,
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        *,
+        image: str | None = None,
     ) -> int:
         """Pretend to run a command: print the configured lines, take ``run_once_seconds`` (130 at
         once when ``cancel`` is set meanwhile), return the configured code."""
-        self.calls.append(("run_once", command))
+        self.calls.append(("run_once", command) if image is None else ("run_once", command, image))
         lines = self.run_once_output.get(command, [])
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a", encoding="utf-8") as log:

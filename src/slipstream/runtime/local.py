@@ -206,8 +206,12 @@ class LocalDriver:
         timeout_s: float | None = None,
         on_output: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        *,
+        image: str | None = None,
     ) -> int:
         """Run a one-off shell command to completion and return its exit code (124 on timeout)."""
+        if image is not None:
+            raise InvalidInput("the local driver runs processes, not images", "run it through the container driver")
         return run_command(command, cwd, env, log_path, timeout_s, on_output, cancel=cancel)
 
     # -- supervision ---------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from pathlib import Path
 from slipstream.errors import CommandFailed, Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
 from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_delay
 from slipstream.runtime.base import EventCallback, InstanceSpec, InstanceState, InstanceStatus
+from slipstream.runtime.oneoff import CANCELED_EXIT_CODE
 from slipstream.runtime.podman_cli import PodmanCli
 from slipstream.runtime.podman_commands import (
     LABEL_INSTANCE,
@@ -242,6 +243,7 @@ class PodmanDriver:
         log_path: Path,
         timeout_s: float | None = None,
         on_output: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
         *,
         image: str | None = None,
         memory_limit_mb: int | None = None,
@@ -267,8 +269,11 @@ class PodmanDriver:
                 volumes=volumes,
             )
             self.podman.run(argv, timeout=120)
+        done = threading.Event()
+        if cancel is not None:  # a canceled deploy removes the container: the stream below then ends
+            threading.Thread(target=self._remove_on, args=(cancel, done, name), daemon=True).start()
         try:
-            return self.podman.stream(
+            code = self.podman.stream(
                 build_attach_argv(name),
                 log_path,
                 on_output,
@@ -276,7 +281,17 @@ class PodmanDriver:
                 on_timeout=lambda: self._remove(name),
             )
         finally:
+            done.set()
             self.podman.run(build_rm_argv(name), check=False)  # --rm already did, unless start failed
+        return CANCELED_EXIT_CODE if cancel is not None and cancel.is_set() else code
+
+    def _remove_on(self, cancel: threading.Event, done: threading.Event, name: str) -> None:
+        """Remove container ``name`` if ``cancel`` is set before ``done``."""
+        while not done.is_set():
+            if cancel.wait(0.2):
+                if not done.is_set():
+                    self._remove(name)
+                return
 
     # -- housekeeping --------------------------------------------------------------------------
     def remove_unsupervised(self) -> _Names:

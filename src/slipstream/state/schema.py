@@ -106,4 +106,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX resources_project ON resources(project);
     ALTER TABLE services ADD COLUMN project TEXT;
     """,
+    """
+    -- container services: the image a build made (or the digest an image service was pinned to)
+    ALTER TABLE builds ADD COLUMN image TEXT;
+    """,
 ]

@@ -91,6 +91,7 @@ class BuildRecord:
     log_path: str | None = None
     duration_s: float | None = None
     status: str = "building"
+    image: str | None = None  # container services: the image this build runs
 
 
 class Store:
@@ -239,11 +240,12 @@ class Store:
         extra_env: Mapping[str, str] | None = None,
         log_path: str | None = None,
         duration_s: float | None = None,
+        image: str | None = None,
     ) -> None:
         with self.tx() as c:
             c.execute(
                 """UPDATE builds SET status=?, commit_sha=?, source_dir=?, workdir=?, path_prefix=?,
-                         extra_env=?, log_path=?, duration_s=? WHERE id=?""",
+                         extra_env=?, log_path=?, duration_s=?, image=? WHERE id=?""",
                 (
                     status,
                     commit_sha,
@@ -253,6 +255,7 @@ class Store:
                     json.dumps(dict(extra_env or {})),
                     log_path,
                     duration_s,
+                    image,
                     build_id,
                 ),
             )
@@ -272,6 +275,7 @@ class Store:
             row["log_path"],
             row["duration_s"],
             row["status"],
+            row["image"],
         )
 
     # -- deploys ------------------------------------------------------------------------------
