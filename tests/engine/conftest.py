@@ -20,11 +20,11 @@ RAM_DISK = Path("/dev/shm")
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[Path]:
+def workdir(request: pytest.FixtureRequest) -> Iterator[Path]:
     """Where a test's daemons keep their state: a RAM disk when there is one (every deploy
     transition is a synced SQLite write; what is tested here is the engine, not the disk)."""
     if not (RAM_DISK.is_dir() and os.access(RAM_DISK, os.W_OK)):
-        yield tmp_path
+        yield request.getfixturevalue("tmp_path")
         return
     path = Path(tempfile.mkdtemp(prefix="slipstream-test-", dir=RAM_DISK))
     try:

@@ -28,6 +28,7 @@ def test_override_cancels_a_deploy_waiting_in_its_health_gate(rig: Rig) -> None:
     rig.retime(health_deadline_s=60)
     second = rig.deploy("web", TEXT)
     rig.wait_said(second, "Waiting for health check")
+    assert (rig.live("web"), rig.proxy.ready("web")) == (first, ["d1-1"])
     third = rig.deploy("web", TEXT)
     rec = rig.finish(second)
     assert (rec.status, rec.message) == (CANCELED, "overridden by deploy 3; the live release keeps serving")
@@ -113,15 +114,16 @@ def test_cancel_with_nothing_to_cancel(rig: Rig) -> None:
 
 
 def test_a_deploy_that_flipped_is_never_canceled(rig: Rig) -> None:
-    first = rig.finish(rig.deploy("web", TEXT)).id
-    rig.retime(settle_s=0.2)
-    second = rig.deploy("web", TEXT)
-    rig.wait_step(second, "flip")
+    text = render_yaml(web(maxShutdownDelaySeconds=30))
+    first = rig.finish(rig.deploy("web", text)).id
+    rig.proxy.sessions[("web", "d1-1")] = 1  # a request in flight holds deploy 2 in its drain
+    second = rig.deploy("web", text)
+    rig.wait_said(second, "Draining 1 old instance")
     assert rig.engine.cancel("web") == []  # sealed at the flip
-    third = rig.deploy("web", TEXT)  # the override policy cannot cancel it either: the new one waits
-    rig.retime(settle_s=0.05)
-    assert rig.finish(second).status == LIVE
-    assert rig.record(second).message is None
+    third = rig.deploy("web", text)  # the override policy cannot cancel it either: the new one waits
+    assert (rig.record(second).finished_at, rig.status(third)) == (None, "queued")
+    rig.proxy.sessions.clear()
     assert rig.finish(third).status == LIVE
+    assert rig.record(second).message == "replaced by deploy 3"  # it went live: never canceled
     assert [rig.status(d) for d in (first, second, third)] == ["deactivated", "deactivated", LIVE]
     assert [c[2] for c in switches(rig)] == [("d1-1",), ("d2-1",), ("d3-1",)]
