@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -11,7 +12,7 @@ from slipstream.proxy.model import Route
 from slipstream.states import DeployStatus
 
 from .conftest import RigFactory
-from .harness import FAIL, PASS, Rig, render_yaml, wait_for, web
+from .harness import FAIL, PASS, Rig, render_yaml, web
 
 TEXT = render_yaml(web(memoryLimitMB=256, numInstances=2))
 
@@ -95,25 +96,31 @@ def test_interrupted_deploys_end_and_queued_ones_run(rigs: RigFactory) -> None:
 
 
 class SlowProxy(FakeProxy):
-    """A FakeProxy whose next ``routes()`` (the start-up pruning reads it) waits for ``until``."""
+    """A FakeProxy whose next ``routes()`` after ``watch`` is set (the start-up pruning's read)
+    gives a requeued deploy up to 1 s to add its server first, and records whether it did: a
+    deploy queued again before the pruning would, and would then lose that server to it."""
 
-    until: Callable[[], object] | None = None
+    watch: Callable[[], bool] | None = None
+    added_before_pruning: bool | None = None
 
     def routes(self) -> list[Route]:
-        until, self.until = self.until, None
-        if until is not None:
-            wait_for(until, 5, "the requeued deploy to add its server")
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            deadline = time.monotonic() + 1.0
+            while not watch() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.added_before_pruning = watch()
         return super().routes()
 
 
-@pytest.mark.xfail(strict=True, reason="reconcile requeues before prune_proxy, which removes the new deploy's server")
 def test_a_requeued_deploy_is_not_pruned_by_the_start_up_reconciliation(rigs: RigFactory) -> None:
     proxy = SlowProxy()
     old = interrupted(rigs, proxy)
     rig = rigs(host=old.host, proxy=proxy, start=False)
-    rig.probes.answers["web-d3-1"] = FAIL  # deploy 3 waits in its gate while the start-up prunes
-    proxy.until = lambda: "d3-1" in {s.name for s in proxy.servers("web")}
+    rig.probes.answers["web-d3-1"] = FAIL  # deploy 3 waits in its gate
+    proxy.watch = lambda: "d3-1" in {s.name for s in proxy.servers("web")}
     rig.engine.start()
+    assert proxy.added_before_pruning is False  # queued again only after the pruning
     rig.probes.answers["web-d3-1"] = PASS
     rec = rig.finish(3)
     assert (rec.status, rec.message) == (DeployStatus.LIVE, None)

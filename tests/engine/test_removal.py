@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from slipstream.errors import NotFound
-from slipstream.states import DeployStatus
 
 from .harness import FAIL, Rig, render_yaml, web
 
@@ -38,11 +37,10 @@ def test_deleting_a_service_cancels_its_deploy_in_progress(rig: Rig) -> None:
     d = rig.deploy("web", SHOP)
     rig.wait_said(d, "Waiting for health check")
     assert rig.engine.removal.service("web")["instances_stopped"] == 1
-    rec = rig.record(d)
-    assert (rec.status, rec.message) == (
-        DeployStatus.CANCELED,
-        "service web was deleted; the live release keeps serving",
-    )
+    # the deploy ended canceled before the service went: its transcript says so; its record went
+    # with the service (a later service of that name starts a history of its own)
+    assert "canceled: service web was deleted; the live release keeps serving" in rig.messages(d)
+    assert rig.store.deploys("web") == []
     assert (rig.running(), rig.proxy.routes()) == ([], [])
 
 
@@ -71,7 +69,6 @@ def test_deleting_a_project_deletes_what_it_owns_only(rig: Rig) -> None:
     assert (info.value.message, info.value.hint) == ("unknown project 'alpha'", "projects: beta")
 
 
-@pytest.mark.xfail(strict=True, reason="rollback picks a deploy of a deleted service that had the same name")
 def test_rollback_never_reaches_into_a_deleted_service(rig: Rig) -> None:
     rig.finish(rig.deploy("web", SHOP))
     rig.finish(rig.deploy("web", SHOP))

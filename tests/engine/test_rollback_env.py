@@ -146,7 +146,6 @@ def test_a_refused_env_change_saves_nothing(rig: Rig, values: dict[str, str], un
     assert all(row["source"] == "blueprint" for row in rig.engine.env("web"))
 
 
-@pytest.mark.xfail(strict=True, reason="env set skips the envManifest check when the service has no live deploy")
 def test_env_set_checks_the_manifest_before_the_first_successful_deploy(rig: Rig) -> None:
     rig.builder.failures["web"] = 1
     assert rig.finish(rig.deploy("web", TEXT)).status == DeployStatus.BUILD_FAILED

@@ -47,7 +47,10 @@ def test_a_crashed_worker_touches_no_route(rig: Rig) -> None:
     ("timings", "calls"),
     [
         ({"unroute_after_s": 0, "restart_after_s": 3600}, [("set_state", "web", "d1-1", "maint")]),
-        ({"unroute_after_s": 3600, "restart_after_s": 0}, [("stop", "web-d1-1", 1.0), ("start", "web-d1-1")]),
+        (
+            {"unroute_after_s": 3600, "restart_after_s": 0},  # out of rotation first, then restarted
+            [("set_state", "web", "d1-1", "maint"), ("stop", "web-d1-1", 1.0), ("start", "web-d1-1")],
+        ),
     ],
     ids=["out of rotation", "restarted"],
 )

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from slipstream.api.errors import handle_expected, handle_unexpected
+from slipstream.api.errors import handle_expected, handle_invalid_request, handle_unexpected
 from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
 from slipstream.engine.keyvalues import KeyValueManager
@@ -59,6 +60,7 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
     """Build the API around a started engine; ``request_shutdown(everything)`` ends the daemon."""
     app = FastAPI(title="slipstream", version="0.1.0")
     app.add_exception_handler(SlipstreamError, handle_expected)
+    app.add_exception_handler(RequestValidationError, handle_invalid_request)
     app.add_exception_handler(Exception, handle_unexpected)
 
     @app.get("/v1/health")

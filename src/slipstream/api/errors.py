@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from slipstream.errors import CommandFailed, Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
@@ -29,6 +30,17 @@ def status_for(exc: SlipstreamError) -> int:
 async def handle_expected(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SlipstreamError)
     return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status_for(exc))
+
+
+async def handle_invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """A request whose body or parameters do not fit the API: 422, in the shape of every error."""
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg', 'invalid')}" for e in exc.errors()
+    )
+    return JSONResponse(
+        {"error": f"invalid request: {problems}", "hint": "see the API's schema at /docs"}, status_code=422
+    )
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

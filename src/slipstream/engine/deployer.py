@@ -208,7 +208,12 @@ class DeployRun:
         for i in range(1, n + 1):
             iid, name, port = instance_id(self.service, self.id, i), server_name(self.id, i), free_port()
             self.new.append((iid, name, port))
-            self.ctx.instances.start(self.ctx.instances.spec(iid, self.id, port, self.release, build))
+            try:
+                self.ctx.instances.start(self.ctx.instances.spec(iid, self.id, port, self.release, build))
+            except SlipstreamError as exc:
+                raise DeployFailed(
+                    DeployStatus.UPDATE_FAILED, f"{exc.message}; the live release keeps serving"
+                ) from None
             if self.type.routed:
                 self.ctx.proxy.add_server(self.service, name, port)
         self.to(DeployStatus.STARTING, step="start", since=started)
@@ -318,5 +323,8 @@ class DeployRun:
         self.new = []
 
     def replace_release(self, **changes: Any) -> None:
-        """Adjust the release for this run (a disk's paths, a static site's server)."""
+        """Adjust the release for this run (a disk's paths, a static site's server) and record it, so
+        every later start of these instances (restarts, a restored release) runs the same."""
         self.release = replace(self.release, **changes)
+        self.payload = {**self.release.to_dict(), "_source": self.payload.get("_source") or {}}
+        self.ctx.store.transition(self.id, DeployStatus(self.ctx.store.deploy(self.id).status), release=self.payload)

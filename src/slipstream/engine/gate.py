@@ -108,7 +108,10 @@ class Gate:
         """The failure of instance ``iid``: what happened, its exit, ``then``, and its last lines."""
         self.stream.poll()
         st = self.instances.status(iid)
-        code = f"exit code {st.last_exit_code}" if st and st.last_exit_code is not None else "it exited"
+        if st is not None and st.state == InstanceState.RUNNING:
+            code = "it is still running"
+        else:
+            code = f"exit code {st.last_exit_code}" if st and st.last_exit_code is not None else "it exited"
         lines = tail(self.instances.log_path(iid))
         shown = "\n".join(f"  {line}" for line in lines) if lines else "  (it printed nothing)"
         return DeployFailed(

@@ -205,11 +205,9 @@ class Instances:
         spec = self.spec_for(inst)
         if spec is None:
             return
+        if self.routed(inst.service):  # its server first, in maint: the readmission sets it ready once healthy
+            self.proxy.add_server(inst.service, server_of(inst), inst.port or 0)
         self.start(spec, InstancePhase.LIVE)
-        if self.routed(inst.service):
-            name = server_of(inst)
-            self.proxy.add_server(inst.service, name, inst.port or 0)
-            self.proxy.set_state(inst.service, name, "ready")
 
     def restart_live(self, iid: str) -> None:
         """Stop and start a live instance with its own spec; it rejoins rotation once healthy."""
@@ -217,6 +215,11 @@ class Instances:
         spec = self._specs.get(iid) or (self.spec_for(inst) if inst else None)
         if inst is None or spec is None:
             return
+        if self.routed(inst.service):  # no request reaches it while it restarts
+            try:
+                self.proxy.set_state(inst.service, server_of(inst), "maint")
+            except NotFound:
+                pass
         self.stop(iid, timeout=spec.shutdown_delay_s)
         self.start(spec, InstancePhase.LIVE)
         self._readmit_later(inst)

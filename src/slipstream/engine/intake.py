@@ -227,13 +227,14 @@ class Intake:
         pending = {f"{service}.{key}": value for key, value in values.items()}  # also answers sync: false
         svc = self._known(service)
         release, src = None, None
-        if svc is not None and svc.live_deploy_id is not None and svc.blueprint:
+        if svc is not None and svc.blueprint:
             path = Path(svc.blueprint)  # check first: a refused change saves nothing
             try:
                 bp, text = self.load(path)
                 facts = self.ctx.provisioner.facts(bp, service, overrides)
                 facts = replace(facts, kept={**facts.kept, **pending})
-                release, needs = plan_release(bp, bp.service(service), facts)
+                is_live = svc.live_deploy_id is not None  # before a first deploy, other sync: false keys wait
+                release, needs = plan_release(bp, bp.service(service), facts, require_synced=is_live)
                 src = source_record(path, text, needs) if needs else None
             except InvalidInput as exc:  # the message may quote a value just set: mask it
                 raise InvalidInput(self.ctx.masker.mask(exc.message), exc.hint) from None

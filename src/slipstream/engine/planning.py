@@ -163,7 +163,7 @@ class _Services(Mapping[str, Mapping[str, object]]):
         return len(self.bp.services)
 
 
-def plan_release(bp: Blueprint, spec: Service, facts: Facts) -> tuple[Release, Needs]:
+def plan_release(bp: Blueprint, spec: Service, facts: Facts, *, require_synced: bool = True) -> tuple[Release, Needs]:
     """The Release ``spec`` would run with ``facts``, and what is missing for it (placeholders
     stand in for the missing parts). Raises InvalidInput for what no step can provide: a
     ``sync: false`` value nobody gave, an env that breaks its envManifest."""
@@ -171,7 +171,9 @@ def plan_release(bp: Blueprint, spec: Service, facts: Facts) -> tuple[Release, N
     kept = dict(facts.kept)
     kept.update({v: PENDING_VALUE for v in needs.generate})
     missing = [v for v in needed_synced(bp) if v not in kept and v.split(".", 1)[0] == spec.name]
-    if missing:
+    if missing and not require_synced:
+        kept.update({v: PENDING_VALUE for v in missing})
+    elif missing:
         keys = ", ".join(m.split(".", 1)[1] for m in missing)
         raise InvalidInput(
             f"{spec.name} needs values for sync: false variables: {keys}",

@@ -90,9 +90,7 @@ def build_once(run: DeployRun) -> BuildRef:
             image = build_image(run, build_id, built.source_dir, built.log_path)
     except SlipstreamError as exc:
         store.finish_build(build_id, status="failed", duration_s=time.monotonic() - started)
-        run.check_canceled()
-        for line in (getattr(exc, "log_tail", None) or [])[-20:]:
-            run.say(line, "build")
+        run.check_canceled()  # (the build's lines were streamed as they came)
         raise DeployFailed(DeployStatus.BUILD_FAILED, f"{exc.message}; the live release keeps serving") from None
     store.finish_build(
         build_id,

@@ -55,9 +55,10 @@ def reconcile(ctx: DeployContext, requeue: Callable[[str, int], None]) -> None:
     ctx.proxy.start(live_routes(ctx))
     for inst in ctx.store.instances():
         ctx.instances.recover(inst)
+    queued = []
     for d in ctx.store.unfinished_deploys():
         if d.status == DeployStatus.QUEUED:
-            requeue(d.service, d.id)
+            queued.append(d)
         elif d.status == DeployStatus.LIVE:
             ctx.store.transition(d.id, DeployStatus.LIVE, finished=True)
         else:
@@ -68,6 +69,8 @@ def reconcile(ctx: DeployContext, requeue: Callable[[str, int], None]) -> None:
                 message=f"interrupted by a daemon restart during {d.status}; the live release kept serving",
             )
     prune_proxy(ctx)
+    for d in queued:  # after the pruning, which would take the servers a requeued deploy adds
+        requeue(d.service, d.id)
 
 
 def prune_proxy(ctx: DeployContext) -> None:

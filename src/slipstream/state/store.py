@@ -517,9 +517,11 @@ class Store:
         return out
 
     def delete_service(self, name: str) -> None:
-        """Drop a service's record, its instances and its ownership (its deploys stay as history)."""
+        """Drop a service with its instances, deploys, builds, cron runs and ownership: a service
+        created later under the same name starts a history of its own."""
         with self.tx() as c:
-            c.execute("DELETE FROM instances WHERE service=?", (name,))
+            for table in ("instances", "deploys", "builds", "cron_runs"):
+                c.execute(f"DELETE FROM {table} WHERE service=?", (name,))
             c.execute("DELETE FROM services WHERE name=?", (name,))
             c.execute("DELETE FROM resources WHERE kind='service' AND name=?", (name,))
 
