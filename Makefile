@@ -23,7 +23,7 @@ check: install
 	$(BIN)/mypy
 
 test: check
-	$(PYTEST)
+	$(PYTEST) --durations=15
 
 # unit and in-process tests only (no real daemon, database or app): seconds, for the edit loop
 test-fast: install

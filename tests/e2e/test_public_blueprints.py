@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from slipstream.blueprint import BlueprintError, parse_blueprint
-from tests.e2e.conftest import Daemon, git
+from tests.e2e.conftest import Daemon, git, start_daemon, stop_daemon
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "blueprints" / "public"
 FILES = sorted(CORPUS.glob("*.yaml")) if CORPUS.is_dir() else []
@@ -108,8 +108,16 @@ def sync_values(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.timeout(1200)
-def test_every_public_blueprint_render_accepts_applies(open_daemon: Daemon, open_root: Path) -> None:
-    d = open_daemon
+def test_every_public_blueprint_render_accepts_applies(open_root: Path) -> None:
+    # no stability or settle wait: this test is about the path from blueprint to serving, not flips
+    d = start_daemon(open_root / "slipstream", SLIPSTREAM_MIN_HEALTHY_SECONDS="0", SLIPSTREAM_SETTLE_SECONDS="0")
+    try:
+        _apply_each(d, open_root)
+    finally:
+        stop_daemon(d)
+
+
+def _apply_each(d: Daemon, open_root: Path) -> None:
     applied = []
     for path in FILES:
         if not accepted(path):
