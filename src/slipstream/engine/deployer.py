@@ -204,7 +204,11 @@ class DeployRun:
         n = max(1, self.release.num_instances)
         if self.type == ServiceType.PSERV:  # its listener first: servers join that backend, not an HTTP one
             self.ctx.proxy.set_private_route(self.service)
-        self.say(f"-----> Starting {n} instance{'s' if n > 1 else ''}: {self.release.start_command}")
+        if build.image is not None:
+            what = (self.release.container or {}).get("docker_command") or f"{build.image} (its CMD)"
+        else:
+            what = self.release.start_command or ""
+        self.say(f"-----> Starting {n} instance{'s' if n > 1 else ''}: {what}")
         for i in range(1, n + 1):
             iid, name, port = instance_id(self.service, self.id, i), server_name(self.id, i), free_port()
             self.new.append((iid, name, port))
