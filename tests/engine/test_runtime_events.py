@@ -29,7 +29,7 @@ def test_a_crashed_live_instance_leaves_rotation_until_its_check_passes(rig: Rig
     assert rig.proxy.calls == [("set_state", "web", "d1-1", "maint"), ("set_state", "web", "d1-1", "ready")]
     assert [i.pid for i in rig.store.instances("web") if i.id == "web-d1-1"] == [pid]  # adoptable after a restart
     assert said(rig, "web")[-3:] == [
-        "web-d1-1: exited with code 1; restarting in 1 s",
+        "web-d1-1: exited with code 1; restarting now",
         f"web-d1-1: restarted after a crash (restart 1, pid {pid})",
         "web-d1-1 is healthy again and back in rotation",
     ]

@@ -57,10 +57,10 @@ def test_crash_and_restart_follow_the_backoff() -> None:
     first = d.start(spec())
     crashed = d.crash("web-d1-1", exit_code=2)
     assert crashed.state is InstanceState.BACKOFF and crashed.pid is None and crashed.last_exit_code == 2
-    assert crashed.next_restart_in_s == 1 and crashed.last_event == "exited with code 2; restarting in 1 s"
+    assert crashed.next_restart_in_s == 0 and crashed.last_event == "exited with code 2; restarting now"
     again = d.restart("web-d1-1")
     assert again.state is InstanceState.RUNNING and again.pid != first.pid and again.restarts == 1
-    assert d.crash("web-d1-1").next_restart_in_s == 2
+    assert d.crash("web-d1-1").next_restart_in_s == 1
     assert events.kinds() == ["started", "exited", "restarted", "exited"]
     with pytest.raises(Conflict):
         d.signal("web-d1-1", 15)

@@ -151,14 +151,23 @@ class Gate:
         self.stream.poll()
         return time.monotonic() - started
 
+    def _restarts(self, iid: str) -> int:
+        st = self.instances.status(iid)
+        return st.restarts if st is not None else 0
+
     def watch(self, seconds: float) -> tuple[str, Probe] | None:
-        """Keep checking the new instances for ``seconds``; the first one that fails, and why."""
+        """Keep checking the new instances for ``seconds``; the first one that fails, and why. A
+        restart in between counts as a failure even if the check passes again (the runtime restarts a
+        first crash at once, faster than a check may notice the gap)."""
         end = time.monotonic() + seconds
+        restarts = {iid: self._restarts(iid) for iid, _, _ in self.new}
         while time.monotonic() < end:
             self._check_cancel()
             self.stream.poll()
             for iid, _, port in self.new:
                 alive = self.instances.alive(iid)
+                if alive and self._restarts(iid) > restarts[iid]:
+                    return iid, Probe(False, "the process exited and was restarted")
                 probe = self.instances.probe(self.release, port) if alive else Probe(False, "the process exited")
                 if not probe.ok:
                     return iid, probe

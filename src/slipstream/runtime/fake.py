@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from slipstream.errors import Conflict, InvalidInput, NotFound, Unavailable
-from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_delay
+from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_restart
 from slipstream.runtime.base import EventCallback, InstanceSpec, InstanceState, InstanceStatus
 
 
@@ -205,7 +205,7 @@ class FakeDriver:
                 self.host.processes[status.pid].alive = False
             crashes = status.restarts  # consecutive crashes, as far as a fake needs
             plan = plan_restart(self.policy, crashes, 0.0)
-            message = f"exited with code {exit_code}; restarting in {render_delay(plan.delay_s)}"
+            message = f"exited with code {exit_code}; {render_restart(plan.delay_s)}"
             status = replace(
                 status,
                 state=InstanceState.BACKOFF,

@@ -5,12 +5,13 @@ Lifecycle (see ``runtime.base`` for the protocol):
 1. ``start`` spawns ``/bin/sh -c startCommand`` in a new session; stdout and stderr go straight to
    the instance's log file (O_APPEND), never through a pipe the daemon owns, so an app outlives
    the daemon.
-2. The supervisor thread wakes every ``poll_interval``. A child that exited is noticed without
-   being reaped, its leftover group is killed, then it is reaped (no zombies, and the group id
-   cannot be reused in between). An adopted process is not our child: it counts as dead when its
-   pid is gone, is a zombie, or has another start time.
-3. A crashed instance waits in BACKOFF (``plan_restart``: 1 s doubling to 300 s, reset after 10
-   min up), then starts again from the same spec, so on the same port.
+2. The supervisor thread wakes when an instance's process exits (it waits on a pidfd per
+   process, so a death is noticed at once), and every ``poll_interval`` for the memory checks. A
+   child that exited is noticed without being reaped, its leftover group is killed, then it is
+   reaped (no zombies, and the group id cannot be reused in between). An adopted process is not
+   our child: it counts as dead when its pid is gone, is a zombie, or has another start time.
+3. A crashed instance starts again at once from the same spec (so on the same port); a second
+   crash in a row waits in BACKOFF (``plan_restart``: 1 s doubling to 300 s, reset after 10 min up).
 4. ``stop`` marks the instance so the supervisor leaves it alone, SIGTERMs the group, waits until
    no live member is left (at most the shutdown delay), SIGKILLs the rest and forgets it.
 5. ``close`` only ends the thread: the apps keep running for the next daemon to ``adopt``.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slipstream.errors import Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
-from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_delay
+from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_restart
 from slipstream.runtime.base import EventCallback, InstanceSpec, InstanceState, InstanceStatus
 from slipstream.runtime.cgroups import MemoryCgroups
 from slipstream.runtime.oneoff import run_command
@@ -75,6 +77,7 @@ class _Instance:
     oom_kills_seen: int = 0  # the cgroup's OOM-kill count at launch
     next_memory_check: float = 0.0  # time.monotonic
     stopping: bool = False
+    pidfd: int | None = None  # readable once the process exits (Linux pidfd_open)
 
 
 class LocalDriver:
@@ -101,6 +104,7 @@ class LocalDriver:
         self._lock = threading.Lock()
         self._instances: dict[str, _Instance] = {}
         self._closed = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._supervise, name="runtime-supervisor", daemon=True)
         self._thread.start()
 
@@ -124,6 +128,7 @@ class LocalDriver:
             inst.last_event = f"started (pid {inst.pid})"
             self._instances[spec.instance_id] = inst
             status = self._status(inst)
+        self._wake()  # the supervisor now waits on this process too
         self._emit((spec.instance_id, "started", inst.last_event))
         return status
 
@@ -143,7 +148,9 @@ class LocalDriver:
         if pgid is not None:
             how = self._terminate(proc, pgid, delay)
         with self._lock:
-            self._instances.pop(instance_id, None)
+            gone = self._instances.pop(instance_id, None)
+            if gone is not None:
+                _close_pidfd(gone)
         if self._cgroups is not None:
             self._cgroups.remove(instance_id)
         self._emit((instance_id, "stopped", how))
@@ -188,12 +195,15 @@ class LocalDriver:
                 started_at=self._clock(),
                 last_event=f"adopted after a daemon restart (pid {pid})",
                 oom_kills_seen=self._cgroups.oom_kills(spec.instance_id) if self._cgroups else 0,
+                pidfd=_open_pidfd(pid),
             )
+        self._wake()
         return True
 
     def close(self) -> None:
         """Stop supervising; instances keep running."""
         self._closed.set()
+        self._wake()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=max(5.0, self._poll_interval * 5))
 
@@ -216,11 +226,29 @@ class LocalDriver:
 
     # -- supervision ---------------------------------------------------------------------------
     def _supervise(self) -> None:
-        while not self._closed.wait(self._poll_interval):
+        while not self._closed.is_set():
+            self._wait_for_exit()
+            if self._closed.is_set():
+                return
             try:
                 self._tick()
             except Exception:  # the supervisor must outlive any single failure
                 log.exception("runtime supervisor tick failed")
+
+    def _wait_for_exit(self) -> None:
+        """Sleep ``poll_interval``, or less: until a supervised process exits or ``close`` is called."""
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        with self._lock:
+            for inst in self._instances.values():
+                if inst.pidfd is not None and inst.state is InstanceState.RUNNING and not inst.stopping:
+                    poller.register(inst.pidfd, select.POLLIN)
+        for fd, _ in poller.poll(self._poll_interval * 1000):
+            if fd == self._wake_r:
+                try:
+                    os.read(self._wake_r, 64)
+                except BlockingIOError:
+                    pass
 
     def _tick(self) -> None:
         events: _Events = []
@@ -231,8 +259,8 @@ class LocalDriver:
                 try:
                     if inst.state is InstanceState.RUNNING:
                         self._check(inst, events)
-                    elif inst.state is InstanceState.BACKOFF and self._clock() >= (inst.restart_at or 0):
-                        self._restart(inst, events)
+                    if inst.state is InstanceState.BACKOFF and self._clock() >= (inst.restart_at or 0):
+                        self._restart(inst, events)  # a first crash restarts in the same tick
                 except Exception:
                     log.exception("supervising %s failed", inst.spec.instance_id)
         for event in events:
@@ -267,10 +295,11 @@ class LocalDriver:
 
     def _back_off(self, inst: _Instance, code: int | None, what: str, events: _Events) -> None:
         plan = plan_restart(self._policy, inst.crashes_in_row, self._clock() - inst.started_at)
+        _close_pidfd(inst)
         inst.state, inst.proc, inst.pid, inst.create_time = InstanceState.BACKOFF, None, None, None
         inst.crashes_in_row, inst.last_exit_code, inst.kill_reason = plan.crashes_in_row, code, None
         inst.restart_at = self._clock() + plan.delay_s
-        inst.last_event = f"{what}; restarting in {render_delay(plan.delay_s)}"
+        inst.last_event = f"{what}; {render_restart(plan.delay_s)}"
         events.append((inst.spec.instance_id, "exited", inst.last_event))
 
     def _restart(self, inst: _Instance, events: _Events) -> None:
@@ -310,6 +339,7 @@ class LocalDriver:
         finally:
             os.close(fd)
         inst.proc, inst.pid, inst.state = proc, proc.pid, InstanceState.RUNNING
+        inst.pidfd = _open_pidfd(proc.pid)
         inst.create_time = child_create_time(proc.pid)
         inst.started_at, inst.restart_at = self._clock(), None
         inst.next_memory_check = time.monotonic() + min(1.0, self._memory_check_interval)
@@ -368,6 +398,13 @@ class LocalDriver:
             inst.last_event,
         )
 
+    def _wake(self) -> None:
+        """Make the supervisor look again now (a new process to wait on, or close)."""
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
     def _emit(self, event: _Event) -> None:
         if self._on_event is None:
             return
@@ -375,6 +412,23 @@ class LocalDriver:
             self._on_event(*event)
         except Exception:
             log.exception("on_event callback failed for %s", event)
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (readable once it exits), or None where the kernel has none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _close_pidfd(inst: _Instance) -> None:
+    if inst.pidfd is not None:
+        try:
+            os.close(inst.pidfd)
+        except OSError:
+            pass
+        inst.pidfd = None
 
 
 def _leftover_group(pid: int) -> int | None:

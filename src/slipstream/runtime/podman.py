@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slipstream.errors import CommandFailed, Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
-from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_delay
+from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_restart
 from slipstream.runtime.base import EventCallback, InstanceSpec, InstanceState, InstanceStatus
 from slipstream.runtime.oneoff import CANCELED_EXIT_CODE
 from slipstream.runtime.podman_cli import PodmanCli
@@ -388,7 +388,7 @@ class PodmanDriver:
         inst.state, inst.run = InstanceState.BACKOFF, None
         inst.crashes_in_row, inst.last_exit_code = plan.crashes_in_row, code
         inst.restart_at = self._clock() + plan.delay_s
-        inst.last_event = f"{what}; restarting in {render_delay(plan.delay_s)}"
+        inst.last_event = f"{what}; {render_restart(plan.delay_s)}"
         events.append((inst.spec.instance_id, "exited", inst.last_event))
 
     def _restart(self, inst: _Instance, events: _Events) -> None:
