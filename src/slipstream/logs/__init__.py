@@ -9,3 +9,41 @@ Modules: ``model`` (LogLine, Source, LogQuery, Grep, Level, Stream), ``parse`` (
 unit), ``store`` (LogStore, Retention), ``tail`` (Tailer), ``access`` (HAProxy format and parser),
 ``receiver`` (HAProxy's datagram socket), ``drains`` (syslog, HTTP), ``pipeline`` (LogPipeline).
 """
+
+from slipstream.logs.access import ACCESS_LOG_FORMAT, AccessRecord, parse_access, render_access_log_config
+from slipstream.logs.drains import Drain, Drains, DrainSpec, DrainStats, MemoryDrain
+from slipstream.logs.mask import LogMasker
+from slipstream.logs.model import Grep, Level, LogLine, LogQuery, LogsError, Source, Stream
+from slipstream.logs.parse import detect_level, parse_duration, parse_when
+from slipstream.logs.pipeline import LogPipeline
+from slipstream.logs.receiver import AccessReceiver
+from slipstream.logs.store import LogStore, Retention
+from slipstream.logs.tail import Tailer
+
+__all__ = [
+    "ACCESS_LOG_FORMAT",
+    "AccessReceiver",
+    "AccessRecord",
+    "Drain",
+    "DrainSpec",
+    "DrainStats",
+    "Drains",
+    "Grep",
+    "Level",
+    "LogLine",
+    "LogMasker",
+    "LogPipeline",
+    "LogQuery",
+    "LogStore",
+    "LogsError",
+    "MemoryDrain",
+    "Retention",
+    "Source",
+    "Stream",
+    "Tailer",
+    "detect_level",
+    "parse_access",
+    "parse_duration",
+    "parse_when",
+    "render_access_log_config",
+]
