@@ -6,7 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slipstream.logs.grep import matcher, query_for, required_literals, runs_of, trigram_query, words_of
+from slipstream.logs.grep import (
+    index_terms,
+    lines_to_check,
+    matcher,
+    required_literals,
+    run_query,
+    runs_of,
+    terms_for,
+    word_docs,
+    words_of,
+)
+from slipstream.logs.index import WordIndex, condition
 from slipstream.logs.model import Grep
 
 
@@ -43,27 +54,28 @@ def test_required_literals(pattern: str, literals: list[list[str]] | None) -> No
 
 
 @pytest.mark.parametrize(
-    "grep, query",
+    "grep, terms",
     [
-        (Grep("timeout"), '("eou" AND "ime" AND "meo" AND "out" AND "tim")'),
-        (
-            Grep("connection refused"),
-            '("con" AND "cti" AND "ect" AND "efu" AND "fus" AND "ion" AND "nec" AND "nne" AND "onn" AND "ref" AND "sed" AND "tio" AND "use")',
-        ),
+        (Grep("timeout"), [['"eou" AND "ime" AND "meo" AND "out" AND "tim"']]),
+        (Grep("refused conn"), [['"efu" AND "fus" AND "ref" AND "sed" AND "use"', '"con" AND "onn"']]),
         (Grep("ab"), None),
         (Grep("a b c"), None),
-        (Grep("error|warn", regex=True), '("err" AND "ror" AND "rro") OR ("arn" AND "war")'),
+        (Grep("error|warn", regex=True), [['"err" AND "ror" AND "rro"'], ['"arn" AND "war"']]),
         (Grep("\\d+", regex=True), None),
+        (Grep("a1 b22 c333 d4444 e55555 f666666"), [[run_query(r) for r in ("f666666", "e55555", "d4444", "c333")]]),
     ],
 )
-def test_query_for(grep: Grep, query: str | None) -> None:
-    assert query_for(grep) == query
+def test_terms_for(grep: Grep, terms: list[list[str]] | None) -> None:
+    assert terms_for(grep) == terms
 
 
-def test_runs_and_words() -> None:
+def test_runs_words_and_docs() -> None:
     assert runs_of("GET /api/v1/users?id=42") == ["GET", "api", "users"]
     assert sorted(words_of("a-b c_d c_d Ünïcode 'x'").split()) == ["a", "b", "c_d", "x", "Ünïcode"]
-    assert trigram_query([["ab"]]) is None
+    docs = word_docs("alpha beta gamma alpha 0x1f")
+    assert len(docs) == 8 and sorted(" ".join(docs).split()) == ["0x1f", "alpha", "beta", "gamma"]
+    assert set(docs[ord("a") % 8].split()) == {"alpha", "beta", "gamma"}  # split by the last byte
+    assert index_terms([["ab"]]) is None
 
 
 @pytest.mark.parametrize(
@@ -107,13 +119,18 @@ PATTERNS = [
 
 
 def _candidates(lines: list[str], grep: Grep) -> set[int]:
+    """The lines (one block each, in two index epochs) that the index condition keeps."""
     db = sqlite3.connect(":memory:")
-    db.execute("CREATE VIRTUAL TABLE w USING fts5(words, tokenize='trigram', detail=none)")
-    db.executemany("INSERT INTO w(rowid, words) VALUES (?, ?)", [(i, words_of(x)) for i, x in enumerate(lines)])
-    q = query_for(grep)
-    if q is None:
+    db.execute("CREATE TABLE blocks(first INTEGER PRIMARY KEY, data BLOB)")
+    index = WordIndex(db, epoch_bytes=max(len(lines) // 2, 1), epoch_age_s=1e9)
+    for i, x in enumerate(lines):
+        db.execute("INSERT INTO blocks VALUES (?, NULL)", (i + 1,))
+        index.add([(i + 1, word_docs(x))], 1, 0.0)
+    terms = terms_for(grep)
+    if terms is None:
         return set(range(len(lines)))
-    return {r for (r,) in db.execute("SELECT rowid FROM w WHERE w MATCH ?", (q,))}
+    sql, args = condition(db, terms)
+    return {r - 1 for (r,) in db.execute(f"SELECT first FROM blocks WHERE {sql}", args)}
 
 
 @pytest.mark.parametrize("grep", PATTERNS, ids=lambda g: g.pattern)
@@ -133,3 +150,46 @@ def test_the_index_never_misses_random_text(lines: list[str], needle: str) -> No
     grep = Grep(needle)
     test = matcher(grep)
     assert {i for i, x in enumerate(lines) if test(x)} <= _candidates(lines, grep)
+
+
+BLOCK = ["INFO up", "ERROR timeout talking to db", "  at conn.py:3", "TIMEOUT again", "done"]
+
+
+@pytest.mark.parametrize(
+    "grep, lines",
+    [
+        (Grep("timeout"), [1, 3]),
+        (Grep("zzz"), []),
+        (Grep("o"), [0, 1, 2, 3, 4]),
+        (Grep("Überweisung"), None),  # not ASCII: each line is checked
+        (Grep("^done$", regex=True), [4]),  # ^ and $ per line
+        (Grep("^timeout", regex=True, ignore_case=False), []),  # no line starts with it
+        (Grep("^timeout", regex=True), [3]),  # ... ignoring case, one does
+        (Grep("TIMEOUT", regex=True), [1, 3]),
+        (Grep("up\\sERROR", regex=True), None),  # \s could cross a line end in the block: check lines
+        (Grep("[^x]ERROR", regex=True), None),
+        (Grep("up\\sERRORS", regex=True), []),
+        (Grep("nothing", regex=True), []),
+        (Grep("(?<!\\s)at", regex=True), None),  # a lookbehind: not decided on the block
+        (Grep("\\Adone", regex=True), None),
+    ],
+)
+def test_lines_to_check(grep: Grep, lines: list[int] | None) -> None:
+    assert lines_to_check(grep, "\n".join(BLOCK)) == lines
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.text(alphabet="abAB \t-.^$", min_size=0, max_size=12), min_size=1, max_size=8),
+    pattern=st.sampled_from(["ab", "a b", "^ab", "b$", "^$", "a.b", "[^a]b", "\\bab", "ab\\B", "(a|b)$", "\\s"]),
+    regex=st.booleans(),
+)
+def test_block_level_checks_never_lose_a_line(lines: list[str], pattern: str, regex: bool) -> None:
+    grep = Grep(pattern, regex=regex)
+    test = matcher(grep)
+    matching = [i for i, x in enumerate(lines) if test(x)]
+    got = lines_to_check(grep, "\n".join(lines))
+    if got is not None:
+        assert set(matching) <= set(got)
+        if not regex or not any(x in pattern for x in ("\\s", "[^")):
+            assert got == matching

@@ -86,17 +86,19 @@ def test_the_thread_follows_across_a_deploy_and_an_instance_restart(tmp_path: Pa
     assert set(p.tailer.watching()) == {str(new)}
 
 
-def test_the_thread_prunes_by_age(store: LogStore) -> None:
+def test_the_thread_prunes_by_age(tmp_path: Path) -> None:
     now = [1_796_000_000.0]
+    store = LogStore(tmp_path / "l.db", retention=Retention(max_age_s=86400))
     store.append([LogLine(now[0] - 10 * 86400, "web", Stream.APP, "ancient")])  # blocks are pruned whole
     store.append([LogLine(now[0], "web", Stream.APP, "fresh")])
-    p = LogPipeline(store, Retention(max_age_s=86400), poll_s=0.01, prune_every_s=0, clock=lambda: now[0])
+    p = LogPipeline(store, poll_s=0.01, prune_every_s=0, clock=lambda: now[0])
     p.start()
     try:
         wait_for(lambda: store.stats()["lines"] == 1)
     finally:
         p.stop(grace_s=1)
     assert [x.message for x in store.search(LogQuery())] == ["fresh"]
+    store.close()
 
 
 def test_stop_reads_what_is_left(tmp_path: Path, store: LogStore) -> None:

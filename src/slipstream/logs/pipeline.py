@@ -2,12 +2,12 @@
 
 Lifecycle:
 
-1. ``LogPipeline(store, retention, drains)`` resumes every file saved in the store (its tags
+1. ``LogPipeline(store, drains)`` resumes every file saved in the store (its tags
    and offset), so lines written while the daemon was down are read first.
 2. ``start()`` starts the thread. Each cycle: poll the files (``Tailer``), take the lines other
    threads ``emit``-ted (daemon events, access lines), store both in one transaction with the
-   files' offsets, offer the stored (masked) lines to the drains; every ``prune_every_s`` prune.
-   It sleeps ``poll_s`` only when a cycle found nothing left to read.
+   files' offsets, offer the stored (masked) lines to the drains; every ``prune_every_s`` prune
+   (by the store's ``Retention``). It sleeps ``poll_s`` only when a cycle found nothing to read.
 3. The daemon calls ``watch(path, source)`` when an instance, pre-deploy, cron run or build
    starts writing a file and ``retire(path)`` once the writer has exited; ``handler()`` is a
    ``logging.Handler`` that turns the daemon's own log records into ``event`` lines.
@@ -33,7 +33,7 @@ from slipstream.logs.block import Batch
 from slipstream.logs.drains import Drains
 from slipstream.logs.model import Level, LogLine, Source, Stream
 from slipstream.logs.parse import detect_level
-from slipstream.logs.store import LogStore, Retention
+from slipstream.logs.store import LogStore
 from slipstream.logs.tail import Tailer
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ class LogPipeline:
     def __init__(
         self,
         store: LogStore,
-        retention: Retention | None = None,
         drains: Drains | None = None,
         *,
         poll_s: float = 0.25,
@@ -57,7 +56,6 @@ class LogPipeline:
         **tail_options: Any,
     ) -> None:
         self.store = store
-        self.retention = retention or Retention()
         self.drains = drains if drains is not None else Drains()
         self.poll_s = poll_s
         self.prune_every_s = prune_every_s
@@ -139,7 +137,7 @@ class LogPipeline:
                 more = self.cycle()
                 if self.clock() - self._last_prune >= self.prune_every_s:
                     self._last_prune = self.clock()
-                    self.store.prune(self.retention, now=self.clock())
+                    self.store.prune(now=self.clock())
             except Exception:
                 self.errors += 1
                 log.exception("log pipeline cycle failed; retrying")

@@ -1,16 +1,17 @@
 """The log store: one SQLite file (WAL) of compressed blocks of lines, indexed for ``--grep``.
 
     blocks(first PK, n, ts0, ts1, service, stream, deploy, instance, build, max_level, fields, data)
-    block_words  FTS5 (trigram, detail=none, contentless): rowid = blocks.first, the block's distinct words
-    files(path PK, source, dev, ino, offset)     where the tailer is in each file
-    meta(key PK, value)                         schema version, the next sequence number
+    epochs, words_<k>                          the word index (index.py, grep.py)
+    files(path PK, source, dev, ino, offset)   where the tailer is in each file
+    meta(key PK, value)                        schema version, the next sequence number
 
 Life of a line: the tailer (or ``LogPipeline.emit``) hands a :class:`Batch` to ``append_batches``,
 which masks its text (secrets never reach the file), compresses it, indexes its words and saves the
 tailer's file offsets, all in one transaction: after a crash a file is read again from the offset
 saved with the last block that came from it, so no line is lost or stored twice. ``search`` and
 ``follow`` read blocks newest or oldest first through the indexes and decode only candidate blocks;
-nothing is read whole. ``prune`` deletes whole blocks, oldest first, by age and then by size.
+nothing is read whole. ``prune`` deletes whole blocks, oldest first, by age and then by size, and
+drops the index epochs whose blocks are all gone.
 
 One writer (the pipeline's thread; a lock guards the rare other caller); readers use a small pool
 of their own connections, so searches never wait for ingest (WAL).
@@ -22,20 +23,24 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from slipstream.logs.block import MAX_LINES, Batch, Decoded, decode, encode
-from slipstream.logs.grep import block_may_match, matcher, query_for, words_of
+from slipstream.logs.grep import lines_to_check, matcher, terms_for, word_docs
+from slipstream.logs.index import WordIndex, condition
 from slipstream.logs.mask import LogMasker
 from slipstream.logs.model import Level, LogLine, LogQuery, LogsError, Source, Stream
 from slipstream.logs.parse import parse_json
 
-SCHEMA_VERSION = 1  # also versions ``grep.words_of``: deleting a block re-computes its words
-PRUNE_CHUNK = 64  # blocks deleted per transaction
+SCHEMA_VERSION = 1  # also versions the index docs of ``grep.word_docs``
+PRUNE_CHUNK = 256  # blocks deleted per transaction
 READERS = 4  # reader connections kept open
+EPOCHS = 16  # index epochs in the size limit: an epoch is dropped whole (index.py)
+EPOCHS_BY_AGE = 7  # ... and in the age limit (a day for 7 days)
+WAL_LIMIT = 16 << 20  # the write-ahead log is truncated to this after a checkpoint
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,7 +59,6 @@ CREATE TABLE IF NOT EXISTS blocks(
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocks_service ON blocks(service, first);
-CREATE VIRTUAL TABLE IF NOT EXISTS block_words USING fts5(words, tokenize='trigram', detail=none, content='');
 CREATE TABLE IF NOT EXISTS files(
     path TEXT PRIMARY KEY, source TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
     offset INTEGER NOT NULL
@@ -124,15 +128,20 @@ class PruneResult:
     file_bytes: int
 
 
-_NOWHERE = Source("", Stream.EVENT)
-
-
 class LogStore:
     """Blocks of lines in SQLite; see the module docstring for the life of a line."""
 
-    def __init__(self, path: Path, masker: LogMasker | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        masker: LogMasker | None = None,
+        retention: Retention | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = path
         self.masker = masker if masker is not None else LogMasker()
+        self.retention = retention if retention is not None else Retention()
+        self.clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._pool_lock = threading.Lock()
@@ -142,8 +151,12 @@ class LogStore:
         self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA journal_size_limit=67108864")
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+        self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_LIMIT // 4096}")  # fewer, larger checkpoints
         self._db.executescript(_SCHEMA)
+        self._index = WordIndex(
+            self._db, max(self.retention.max_bytes // EPOCHS, 1 << 20), self.retention.max_age_s / EPOCHS_BY_AGE
+        )
         version = self._meta("schema")
         if version is None:
             self._set_meta("schema", str(SCHEMA_VERSION))
@@ -167,6 +180,7 @@ class LogStore:
         if conn is None:
             conn = self._connect()
             conn.execute("PRAGMA query_only=1")
+        conn.execute("BEGIN")  # one snapshot for the whole read: index epochs and blocks agree
         try:
             yield conn
         finally:
@@ -203,7 +217,9 @@ class LogStore:
     def append_batches(self, batches: Sequence[Batch], offsets: Sequence[FileOffset] = ()) -> list[Stored]:
         """Mask, compress and index ``batches`` and save ``offsets``, in one transaction."""
         pieces = [p for b in batches if len(b) for p in b.split()]
-        rows, docs, stored = [], [], []
+        rows: list[tuple[Any, ...]] = []
+        docs: list[tuple[int, list[str]]] = []
+        stored = []
         for piece in pieces:
             messages, text, words = self._masked(piece)
             fields = piece.fields
@@ -214,8 +230,10 @@ class LogStore:
         with self._write_lock:
             first = self._next
             out: list[Stored] = []
+            size = 0
             for piece, messages, text, words in stored:
                 payload, fields_json = encode(piece, text)
+                size += len(payload)
                 s = piece.source
                 rows.append(
                     (first, len(piece), min(piece.ts), max(piece.ts), s.service, s.stream.value, s.deploy_id,
@@ -227,7 +245,7 @@ class LogStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                self._db.executemany("INSERT INTO block_words(rowid, words) VALUES (?, ?)", docs)
+                self._index.add(docs, size, self.clock())
                 self._db.executemany(
                     "INSERT OR REPLACE INTO files(path, source, dev, ino, offset) VALUES (?, ?, ?, ?, ?)",
                     [(o.path, o.source.to_json(), o.dev, o.ino, o.offset) for o in offsets],
@@ -235,25 +253,23 @@ class LogStore:
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._index.reload()
                 raise
             self._next = first
         return out
 
-    def _masked(self, batch: Batch) -> tuple[list[str], str, str]:
-        """The batch's messages, their joined text and its words, secrets masked."""
+    def _masked(self, batch: Batch) -> tuple[list[str], str, list[str]]:
+        """The batch's messages, their joined text and its index docs, secrets masked."""
         text = "\n".join(batch.messages)
-        words = words_of(text)
-        if not self.masker:
-            return batch.messages, text, words
-        masked = self.masker.mask(text, words)
+        masked = self.masker.mask(text)
         if masked is text:
-            return batch.messages, text, words
+            return batch.messages, text, word_docs(text)
         messages = masked.split("\n")
         if len(messages) != len(batch.messages):  # a value spanning lines was masked: mask each
             messages = [self.masker.mask(m) for m in batch.messages]
             masked = "\n".join(messages)
         batch.messages = messages
-        return messages, masked, words_of(masked)
+        return messages, masked, word_docs(masked)
 
     # -- file offsets -----------------------------------------------------------------------
     def offsets(self) -> dict[str, FileOffset]:
@@ -280,7 +296,6 @@ class LogStore:
         """Lines matching ``query`` stored after cursor ``after``, oldest first, and the cursor to
         pass next time (it moves past lines that did not match, so nothing is scanned twice)."""
         with self._reader() as conn:
-            conn.execute("BEGIN")  # one snapshot for the end and the lines
             row = conn.execute("SELECT first + n - 1 FROM blocks ORDER BY first DESC LIMIT 1").fetchone()
             last = int(row[0]) if row else 0
             if last <= after:
@@ -309,14 +324,28 @@ class LogStore:
 
     def _scan(self, conn: sqlite3.Connection, q: LogQuery, ascending: bool) -> Generator[LogLine, None, None]:
         where, args = _where(q)
+        terms = terms_for(q.grep) if q.grep is not None else None
+        if terms is not None:
+            sql, more = condition(conn, terms)
+            where.append(sql)
+            args += more
+        # the blocks' numbers first, then each block by its key: ordering whole rows would copy
+        # every candidate's data into a sort (a common --grep word: 16 ms instead of 0.6 ms)
         sql = (
-            "SELECT first, n, service, stream, deploy, instance, build, fields, data FROM blocks"
+            "SELECT first FROM blocks"
             + (" WHERE " + " AND ".join(where) if where else "")
             + f" ORDER BY first {'ASC' if ascending else 'DESC'}"
         )
         cursor = conn.execute(sql, args)
+        rows = (
+            conn.execute(
+                "SELECT first, n, service, stream, deploy, instance, build, fields, data FROM blocks WHERE first = ?",
+                (first,),
+            ).fetchone()
+            for (first,) in cursor
+        )
         try:
-            yield from self._lines(cursor, q, ascending)
+            yield from self._lines(rows, q, ascending)
         finally:
             cursor.close()
 
@@ -328,10 +357,15 @@ class LogStore:
         for first, n, service, stream, deploy, instance, build, fields, data in rows:
             source = Source(service, Stream(stream), deploy, instance, build)
             block = decode(first, n, source, data, fields)
-            if q.grep is not None and not block_may_match(q.grep, block.text):
-                continue
+            check = test
+            order: Sequence[int] = range(n)
+            if q.grep is not None:
+                candidates = lines_to_check(q.grep, block.text)
+                if candidates is not None:
+                    order, check = candidates, None  # the lines holding a match
+            if not ascending:
+                order = order[::-1]
             messages = block.messages
-            order = range(n) if ascending else range(n - 1, -1, -1)
             for i in order:
                 seq = first + i
                 if (lo is not None and seq < lo) or (hi is not None and seq > hi):
@@ -342,54 +376,53 @@ class LogStore:
                 if (q.since is not None and ts < q.since) or (q.until is not None and ts > q.until):
                     continue
                 message = messages[i]
-                if test is not None and not test(message):
+                if check is not None and not check(message):
                     continue
                 yield _with_fields(block, i, message)
 
     # -- retention --------------------------------------------------------------------------
-    def prune(self, retention: Retention, now: float | None = None) -> PruneResult:
+    def prune(self, now: float | None = None) -> PruneResult:
         """Delete the oldest blocks: those older than the age limit, then more until the data
-        fits in 90% of the size limit; then give free pages back to the file system."""
-        cutoff = (now if now is not None else time.time()) - retention.max_age_s
+        fits in 90% of the size limit; drop the index epochs left without blocks; give free pages
+        back to the file system."""
+        cutoff = (now if now is not None else self.clock()) - self.retention.max_age_s
         blocks = lines = 0
-        while True:
-            rows = self._db.execute(
-                "SELECT first, n, data FROM blocks WHERE ts1 < ? ORDER BY first LIMIT ?", (cutoff, PRUNE_CHUNK)
-            ).fetchall()
-            if not rows:
+        while True:  # by age
+            n, k = self._delete("WHERE ts1 < ? ORDER BY first LIMIT ?", (cutoff, PRUNE_CHUNK))
+            blocks, lines = blocks + n, lines + k
+            if n < PRUNE_CHUNK:
                 break
-            blocks, lines = blocks + len(rows), lines + self._delete(rows)
-        target = retention.max_bytes * 0.9
-        while (used := self.used_bytes()) > target:
+        target = self.retention.max_bytes * 0.9
+        while (used := self.used_bytes()) > target:  # by size
             count = self._db.execute("SELECT count(*) FROM blocks").fetchone()[0]
             if not count:
                 break
-            per_block = used / count  # with its share of the index
-            chunk = min(PRUNE_CHUNK, max(1, int((used - target) / per_block) + 1))
-            rows = self._db.execute("SELECT first, n, data FROM blocks ORDER BY first LIMIT ?", (chunk,)).fetchall()
-            blocks, lines = blocks + len(rows), lines + self._delete(rows)
+            chunk = min(PRUNE_CHUNK, max(1, int((used - target) / (used / count)) + 1))
+            n, k = self._delete("ORDER BY first LIMIT ?", (chunk,))
+            blocks, lines = blocks + n, lines + k
         if blocks:
             with self._write_lock:
                 self._set_meta("next_seq", str(self._next))
-                self._db.execute("INSERT INTO block_words(block_words, rank) VALUES ('merge', 64)")
-                self._db.execute("PRAGMA incremental_vacuum")
+                self._db.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return PruneResult(blocks, lines, self.file_bytes())
 
-    def _delete(self, rows: list[tuple[int, int, bytes]]) -> int:
-        """Delete blocks and their index entries. The index keeps no text (contentless), so a
-        block's words are computed again from its text: the same function of the same text."""
-        docs = [(first, words_of(decode(first, n, _NOWHERE, data, None).text)) for first, n, data in rows]
+    def _delete(self, which: str, args: tuple[Any, ...]) -> tuple[int, int]:
+        """Delete the blocks ``SELECT ... FROM blocks <which>`` picks, then the index epochs that
+        indexed only deleted blocks; (blocks, lines) deleted."""
         with self._write_lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT INTO block_words(block_words, rowid, words) VALUES ('delete', ?, ?)", docs)
-                self._db.executemany("DELETE FROM blocks WHERE first = ?", [(first,) for first, _ in docs])
+                picked = self._db.execute(f"SELECT first, n FROM blocks {which}", args).fetchall()
+                if picked:
+                    self._db.executemany("DELETE FROM blocks WHERE first = ?", [(first,) for first, _ in picked])
+                    oldest = self._db.execute("SELECT min(first) FROM blocks").fetchone()[0]
+                    self._index.drop_before(oldest if oldest is not None else self._next)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return sum(n for _, n, _ in rows)
+        return len(picked), sum(n for _, n in picked)
 
     def used_bytes(self) -> int:
         """Bytes of the file that hold data (pages not on the free list)."""
@@ -451,11 +484,6 @@ def _where(q: LogQuery) -> tuple[list[str], list[object]]:
     if q.after is not None:
         where.append("first > ? AND first + n > ?")
         args += [q.after - MAX_LINES, q.after + 1]
-    if q.grep is not None:
-        fts = query_for(q.grep)
-        if fts is not None:
-            where.append("first IN (SELECT rowid FROM block_words WHERE block_words MATCH ?)")
-            args.append(fts)
     return where, args
 
 
