@@ -7,7 +7,6 @@ import urllib.parse
 
 import pytest
 
-from slipstream.logs.grep import words_of
 from slipstream.logs.mask import LogMasker, variants
 from slipstream.secrets import MASK, Masker
 
@@ -39,7 +38,7 @@ def test_each_form_is_masked(form: str) -> None:
     m.add([SECRET])
     out = m.mask(f"before {form} after")
     assert out == f"before {MASK} after"
-    assert m.mask(f"x{form}y", words_of(f"x{form}y")) == f"x{MASK}y"
+    assert m.mask(f"x{form}y") == f"x{MASK}y"
 
 
 @pytest.mark.parametrize("offset", [0, 1, 2, 3, 4, 5])

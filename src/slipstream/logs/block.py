@@ -47,18 +47,24 @@ class Batch:
         return len(self.messages)
 
     def split(self) -> list[Batch]:
-        """This batch cut into pieces of at most MAX_LINES lines and about MAX_BYTES of text."""
-        out: list[Batch] = []
-        start, size = 0, 0
-        for i, m in enumerate(self.messages):
-            size += len(m) + 1
-            if i + 1 - start >= MAX_LINES or size >= MAX_BYTES or i == len(self.messages) - 1:
-                piece = Batch(self.source, self.messages[start : i + 1], self.levels[start : i + 1])
-                piece.ts = self.ts[start : i + 1]
-                piece.fields = {k - start: v for k, v in self.fields.items() if start <= k <= i}
-                out.append(piece)
-                start, size = i + 1, 0
-        return out
+        """This batch cut into pieces of at most MAX_LINES lines and MAX_BYTES of text (a single
+        longer line stays whole)."""
+        n = len(self.messages)
+        if n <= MAX_LINES and sum(map(len, self.messages)) <= MAX_BYTES:
+            return [self]
+        if n > MAX_LINES:
+            cuts = list(range(0, n, MAX_LINES))
+        elif n > 1:
+            cuts = [0, n // 2]
+        else:
+            return [self]
+        return [p for a, b in zip(cuts, [*cuts[1:], n], strict=True) for p in self._piece(a, b).split()]
+
+    def _piece(self, a: int, b: int) -> Batch:
+        piece = Batch(self.source, self.messages[a:b], self.levels[a:b])
+        piece.ts = self.ts[a:b]
+        piece.fields = {k - a: v for k, v in self.fields.items() if a <= k < b}
+        return piece
 
     @classmethod
     def of(cls, lines: Iterable[LogLine]) -> list[Batch]:

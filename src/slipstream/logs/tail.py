@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -74,8 +75,8 @@ class Tailer:
         masker: LogMasker | None = None,
         *,
         max_line: int = 16 * 1024,
-        chunk: int = 1 << 20,
-        budget: int = 4 << 20,
+        chunk: int = 256 << 10,
+        budget: int = 1 << 20,
         partial_after_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -218,8 +219,9 @@ class Tailer:
             text = buf[:end].decode("utf-8", "replace")
             if "\r" in text:
                 text = text.replace("\r\n", "\n")
-            for line in text.split("\n")[:-1]:
-                self._add(f, batch, now, line)
+            lines = text.split("\n")
+            lines.pop()
+            self._extend(f, batch, now, lines)
             f.pos += end
         rest = buf[end:]
         if rest != f.carry:
@@ -230,10 +232,28 @@ class Tailer:
             f.pos += len(rest)
             f.carry, f.skipping = b"", True
 
+    def _extend(self, f: _File, batch: Batch, now: float, lines: list[str]) -> None:
+        """Add complete lines: cut the long ones, state each one's level (the hot loop)."""
+        if max(map(len, lines)) > self.max_line:
+            lines = [self._cut(x) if len(x) > self.max_line else x for x in lines]
+        levels = bytearray(len(lines))
+        level = f.level
+        for i, line in enumerate(lines):
+            level = detect_level(line) or (level if line[:1] in (" ", "\t") else None)
+            if level is not None:
+                levels[i] = level
+        f.level = level
+        batch.messages += lines
+        batch.levels += levels
+        batch.ts.extend(array("d", (now,)) * len(lines))
+
+    def _cut(self, line: str) -> str:
+        line = line[: self.max_line]
+        return (self.masker.mask_cut(line) if self.masker else line) + CUT
+
     def _add(self, f: _File, batch: Batch, now: float, line: str, cut: bool = False) -> None:
         if cut or len(line) > self.max_line:
-            line = line[: self.max_line]
-            line = (self.masker.mask_cut(line) if self.masker else line) + CUT
+            line = self._cut(line)
         level = detect_level(line) or continued_level(line, f.level)
         f.level = level
         batch.add(now, line, level)
