@@ -5,9 +5,10 @@
                                                             └─ LogPipeline: one thread, prune
 
 Modules: ``model`` (LogLine, Source, LogQuery, Grep, Level, Stream), ``parse`` (levels, JSON,
---since/--until), ``grep`` (index words and queries), ``mask`` (LogMasker), ``block`` (the storage
-unit), ``store`` (LogStore, Retention), ``tail`` (Tailer), ``access`` (HAProxy format and parser),
-``receiver`` (HAProxy's datagram socket), ``drains`` (syslog, HTTP), ``pipeline`` (LogPipeline).
+--since/--until), ``grep`` (index words, queries, matching), ``mask`` (LogMasker), ``block`` (the
+storage unit), ``index`` (the word index's epochs), ``store`` (LogStore, Retention), ``tail``
+(Tailer), ``access`` (HAProxy format and parser), ``receiver`` (HAProxy's datagram socket),
+``drains`` (syslog, HTTP), ``pipeline`` (LogPipeline).
 """
 
 from slipstream.logs.access import ACCESS_LOG_FORMAT, AccessRecord, parse_access, render_access_log_config

@@ -217,23 +217,19 @@ class LogStore:
     def append_batches(self, batches: Sequence[Batch], offsets: Sequence[FileOffset] = ()) -> list[Stored]:
         """Mask, compress and index ``batches`` and save ``offsets``, in one transaction."""
         pieces = [p for b in batches if len(b) for p in b.split()]
-        rows: list[tuple[Any, ...]] = []
-        docs: list[tuple[int, list[str]]] = []
-        stored = []
+        encoded = []
         for piece in pieces:
             messages, text, words = self._masked(piece)
-            fields = piece.fields
-            if fields and self.masker:
-                fields = {k: _mask_fields(self.masker, v) for k, v in fields.items()}
-                piece.fields = fields
-            stored.append((piece, messages, text, words))
-        with self._write_lock:
+            if piece.fields and self.masker:
+                piece.fields = {k: _mask_fields(self.masker, v) for k, v in piece.fields.items()}
+            payload, fields_json = encode(piece, text)
+            encoded.append((piece, messages, words, payload, fields_json))
+        rows: list[tuple[Any, ...]] = []
+        docs: list[tuple[int, list[str]]] = []
+        out: list[Stored] = []
+        with self._write_lock:  # only numbering and writing need the lock
             first = self._next
-            out: list[Stored] = []
-            size = 0
-            for piece, messages, text, words in stored:
-                payload, fields_json = encode(piece, text)
-                size += len(payload)
+            for piece, messages, words, payload, fields_json in encoded:
                 s = piece.source
                 rows.append(
                     (first, len(piece), min(piece.ts), max(piece.ts), s.service, s.stream.value, s.deploy_id,
@@ -245,7 +241,7 @@ class LogStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                self._index.add(docs, size, self.clock())
+                self._index.add(docs, sum(len(r[-1]) for r in rows), self.clock())
                 self._db.executemany(
                     "INSERT OR REPLACE INTO files(path, source, dev, ino, offset) VALUES (?, ?, ?, ?, ?)",
                     [(o.path, o.source.to_json(), o.dev, o.ino, o.offset) for o in offsets],
