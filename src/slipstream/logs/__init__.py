@@ -9,6 +9,16 @@ Modules: ``model`` (LogLine, Source, LogQuery, Grep, Level, Stream), ``parse`` (
 storage unit), ``index`` (the word index's epochs), ``store`` (LogStore, Retention), ``tail``
 (Tailer), ``access`` (HAProxy format and parser), ``receiver`` (HAProxy's datagram socket),
 ``drains`` (syslog, HTTP), ``pipeline`` (LogPipeline).
+
+Wiring, in the daemon: ``masker = LogMasker(ctx.masker)`` (then ``masker.add`` wherever values are
+now added to ``ctx.masker``: it adds them there too);
+``store = LogStore(home / "logs.db", masker, Retention(...))``;
+``pipeline = LogPipeline(store, Drains())``; ``pipeline.start()``; add ``pipeline.handler()`` to the
+root logger; ``AccessReceiver(run_dir / "access.sock", pipeline.emit, resolve).start()`` before
+HAProxy starts with ``render_access_log_config``; ``pipeline.watch(path, Source(...))`` when a
+process starts writing a log file, ``pipeline.retire(path)`` when it has exited. In the API:
+``store.search(LogQuery(...))`` and ``store.follow(query, cursor)``. At shutdown: receiver.stop(),
+pipeline.stop(), store.close().
 """
 
 from slipstream.logs.access import ACCESS_LOG_FORMAT, AccessRecord, parse_access, render_access_log_config

@@ -302,7 +302,9 @@ class LogStore:
         return lines, last
 
     def iter_search(self, query: LogQuery, newest_first: bool = True) -> Iterator[LogLine]:
-        """Every line matching ``query`` (``limit`` ignored), streamed block by block."""
+        """Every line matching ``query`` (``limit`` ignored), streamed block by block. It holds one
+        read snapshot while it is iterated (the log cannot be checkpointed past it): consume it
+        promptly; to tail, poll ``follow``."""
         with self._reader() as conn, contextlib.closing(self._scan(conn, query, not newest_first)) as lines:
             yield from lines
 
