@@ -25,6 +25,7 @@ from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
 from slipstream.engine.keyvalues import KeyValueManager
 from slipstream.errors import Conflict
+from slipstream.logs import Drains, Level, LogLine, LogMasker, LogPipeline, LogStore, Retention, Stream
 from slipstream.proxy import Proxy
 from slipstream.runtime import LocalDriver
 from slipstream.runtime.cgroups import MemoryCgroups
@@ -67,6 +68,7 @@ def build_engine(settings: Settings) -> Engine:
     box = SecretBox(settings.master_key)
     store = Store(settings.state_db, box)
     masker = Masker()
+    logs = log_pipeline(settings, store, masker)
     proxy = Proxy(settings.proxy_dir, settings.http_port, settings.bind_host)
     builder = Builder(settings.builds_dir, settings.cache_dir)
     engine_ref: list[Engine] = []
@@ -98,9 +100,42 @@ def build_engine(settings: Settings) -> Engine:
         databases=dbs,
         keyvalues=KeyValueManager(settings, store, masker),
         images=images,
+        logs=logs,
     )
     engine_ref.append(engine)
     return engine
+
+
+# Events whose lines are already read from their files (the transcript echoes them): not twice.
+_ECHOED_KINDS = {"app", "build", "pre_deploy"}
+
+
+_TROUBLE = ("exited", "killed", "exceeded", "failed", "taken out of rotation", "could not")
+
+
+def event_level(kind: str, message: str) -> Level:
+    """How bad a platform event is: a failed deploy is an error; a crash, a kill, a failing check
+    or a failed backup is a warning; the rest is information."""
+    if kind == "error":
+        return Level.ERROR
+    lowered = message.lower()
+    return Level.WARN if any(word in lowered for word in _TROUBLE) else Level.INFO
+
+
+def log_pipeline(settings: Settings, store: Store, masker: Masker) -> LogPipeline:
+    """The searchable log store and the one thread feeding it: instance, build, pre-deploy and cron
+    files, the daemon's own events and log records; secrets (and their encoded forms) masked first."""
+    log_masker = LogMasker(masker)
+    retention = Retention(max_age_s=settings.log_retention_days * 86400, max_bytes=settings.log_max_mb * 1024 * 1024)
+    pipeline = LogPipeline(LogStore(settings.logs_db, log_masker, retention), Drains())
+
+    def on_event(ts: float, kind: str, message: str, service: str | None, deploy_id: int | None) -> None:
+        if kind not in _ECHOED_KINDS:
+            level = event_level(kind, message)
+            pipeline.emit([LogLine(ts, service or "", Stream.EVENT, message, deploy_id=deploy_id, level=level)])
+
+    store.listen(on_event)
+    return pipeline
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:

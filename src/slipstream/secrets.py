@@ -12,7 +12,7 @@ import os
 import re
 import secrets as _secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -75,15 +75,29 @@ class Masker:
         self._lock = threading.Lock()
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._listeners: list[Callable[[list[str]], None]] = []
+
+    def subscribe(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener`` with every value known now and with each new one from now on (the log
+        pipeline's masker learns them this way)."""
+        with self._lock:
+            self._listeners.append(listener)
+            known = sorted(self._values)
+        if known:
+            listener(known)
 
     def add(self, values: Iterable[str]) -> None:
         """Register values to hide (short ones are ignored: masking 'on' would garble every log)."""
         with self._lock:
-            before = len(self._values)
-            self._values.update(v for v in values if v and len(v) >= self.MIN_LEN)
-            if len(self._values) != before:
+            fresh = sorted({v for v in values if v and len(v) >= self.MIN_LEN} - self._values)
+            if fresh:
+                self._values.update(fresh)
                 ordered = sorted(self._values, key=len, reverse=True)
                 self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            listeners = list(self._listeners)
+        if fresh:
+            for listener in listeners:
+                listener(fresh)
 
     def mask(self, text: str) -> str:
         """Return ``text`` with every registered value replaced."""

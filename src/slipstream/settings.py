@@ -104,6 +104,12 @@ class Settings:
     backup_retention: int = field(
         default=7, metadata=_env("SLIPSTREAM_BACKUP_RETENTION", "scheduled backups (and base backups) kept")
     )
+    log_retention_days: float = field(
+        default=7.0, metadata=_env("SLIPSTREAM_LOG_RETENTION_DAYS", "days of logs kept for 'slipstream logs'")
+    )
+    log_max_mb: int = field(
+        default=1024, metadata=_env("SLIPSTREAM_LOG_MAX_MB", "most megabytes the log store keeps (oldest go first)")
+    )
     memory_cgroups: str = field(
         default="auto",
         metadata=_env(
@@ -152,6 +158,10 @@ class Settings:
     @property
     def disks_dir(self) -> Path:
         return self.home / "disks"
+
+    @property
+    def logs_db(self) -> Path:
+        return self.home / "logs.db"
 
     @property
     def run_dir(self) -> Path:
@@ -238,6 +248,8 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "backup_interval_s": _number(float, 1),
     "backup_retention": _number(int, 1),
     "memory_cgroups": _choice("auto", "off"),
+    "log_retention_days": _number(float, 0.01),
+    "log_max_mb": _number(int, 16),
 }
 
 

@@ -46,13 +46,30 @@ STATUS = {
     "http_port": 8080,
 }
 
+
+def log_line(seq: int, message: str, instance: str | None = "web-d7-1", stream: str = "app") -> dict[str, object]:
+    """A line as the API answers it (the log store's shape)."""
+    return {
+        "seq": seq,
+        "time": f"2026-12-02T13:00:0{seq % 10}.000000Z",
+        "service": "web",
+        "stream": stream,
+        "deploy": 7,
+        "instance": instance,
+        "build": None,
+        "level": None,
+        "message": message,
+        "fields": None,
+    }
+
+
 LOGS = {
     "lines": [
-        "[web-d7-1] GET / 200",
-        f"[web-d7-1] password={MASK} [tag] :b: kept",
-        "no instance prefix",
+        log_line(1, "GET / 200"),
+        log_line(2, f"password={MASK} [tag] :b: kept"),
+        log_line(3, "deploy 7 is live", instance=None, stream="platform"),
     ],
-    "cursor": {"web-d7-1": 120},
+    "cursor": 3,
 }
 
 DATABASES = {

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.cli.conftest import Run
-from tests.cli.fakeapi import MASK, FakeApi
+from tests.cli.fakeapi import LOGS, MASK, FakeApi, log_line
 
 # (argv, the keys of each listed item, how to get the list from the parsed output)
 LISTINGS: list[tuple[list[str], set[str], str | None]] = [
@@ -89,28 +89,25 @@ def test_logs_json_is_one_object_a_line(cli: Run) -> None:
     result = cli("logs", "web", "--json")
     assert result.exit_code == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert records == [
-        {"instance": "web-d7-1", "line": "GET / 200"},
-        {"instance": "web-d7-1", "line": f"password={MASK} [tag] :b: kept"},
-        {"instance": None, "line": "no instance prefix"},
-    ]
+    assert records == LOGS["lines"]  # the contract: time, service, deploy, instance, stream, level, message
+    assert all({"time", "service", "deploy", "instance", "stream", "level", "message"} <= set(r) for r in records)
 
 
 def test_logs_text_prints_lines_exactly(cli: Run) -> None:
     """No Rich markup or emoji codes applied to app output: '[tag]' and ':b:' stay as written."""
     result = cli("logs", "web")
     assert result.stdout.splitlines() == [
-        "[web-d7-1] GET / 200",
-        f"[web-d7-1] password={MASK} [tag] :b: kept",
-        "no instance prefix",
+        "2026-12-02 13:00:01.000 [web-d7-1] GET / 200",
+        f"2026-12-02 13:00:02.000 [web-d7-1] password={MASK} [tag] :b: kept",
+        "2026-12-02 13:00:03.000 [platform] deploy 7 is live",
     ]
 
 
 def test_logs_follow_json_streams_new_lines(cli: Run, api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
     answers = iter(
         [
-            {"lines": ["[web-d7-1] first"], "cursor": {"web-d7-1": 6}},
-            {"lines": ["[web-d7-2] second"], "cursor": {"web-d7-2": 7}},
+            {"lines": [log_line(6, "first")], "cursor": 6},
+            {"lines": [log_line(7, "second", instance="web-d8-1")], "cursor": 7},
         ]
     )
 
@@ -124,9 +121,8 @@ def test_logs_follow_json_streams_new_lines(cli: Run, api: FakeApi, monkeypatch:
     monkeypatch.setattr("slipstream.cli.main.time.sleep", lambda s: None)
     result = cli("logs", "web", "-f", "--json")
     assert result.exit_code == 0, result.stderr
-    assert [json.loads(line) for line in result.stdout.splitlines()] == [
-        {"instance": "web-d7-1", "line": "first"},
-        {"instance": "web-d7-2", "line": "second"},
+    assert [(r["instance"], r["message"]) for r in map(json.loads, result.stdout.splitlines())] == [
+        ("web-d7-1", "first"),
+        ("web-d8-1", "second"),  # the follow goes on across deploys
     ]
-    cursor = json.loads(api.requests[-1].url.params["cursor"])
-    assert cursor == {"web-d7-1": 6, "web-d7-2": 7}
+    assert api.requests[-1].url.params["after"] == "7"

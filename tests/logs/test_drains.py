@@ -48,7 +48,7 @@ def test_render_syslog_is_rfc5424() -> None:
     event = LogLine(T0, "", Stream.EVENT, "daemon started")
     assert (
         render_syslog(event, "my host")
-        == b"<14>1 2026-11-30T00:53:20.250000Z myhost slipstream - event - daemon started"
+        == b"<14>1 2026-11-30T00:53:20.250000Z myhost slipstream - platform - daemon started"
     )
     assert frame(b"abc") == b"3 abc"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from slipstream.api.errors import handle_expected, handle_invalid_request, handl
 from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
 from slipstream.engine.keyvalues import KeyValueManager
+from slipstream.engine.views import LogRequest
 from slipstream.errors import InvalidInput, SlipstreamError, Unavailable
 
 
@@ -117,12 +117,21 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
         return {"canceled": [engine.store.deploy(i).public() for i in canceled]}
 
     @app.get("/v1/services/{name}/logs")
-    def logs(name: str, n: int = 100, cursor: str | None = None) -> dict[str, Any]:
-        try:
-            parsed = json.loads(cursor) if cursor else None
-        except ValueError:
-            raise InvalidInput("cursor must be the JSON object a previous answer returned") from None
-        return engine.logs(name, n=n, cursor=parsed)
+    def logs(
+        name: str,
+        n: int = 100,
+        since: str | None = None,
+        until: str | None = None,
+        grep: str | None = None,
+        level: str | None = None,
+        deploy: int | None = None,
+        instance: str | None = None,
+        build: bool = False,
+        after: int | None = None,
+    ) -> dict[str, Any]:
+        """A service's log lines (masked), newest ``n`` or those after cursor ``after``."""
+        req = LogRequest(n, since, until, grep, level, deploy, instance, build, after)
+        return engine.search_logs(name, req)
 
     @app.get("/v1/services/{name}/events")
     def service_events(name: str, after: int = 0) -> dict[str, Any]:

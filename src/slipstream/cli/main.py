@@ -5,9 +5,7 @@ Errors print as one ``Error: ...`` line on stderr with exit 1; usage errors exit
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -303,41 +301,51 @@ def _run_row(r: dict[str, Any]) -> tuple[str, ...]:
     return (str(r["id"]), r["trigger"], r["status"], exit_code, started, took)
 
 
-LOG_PREFIX = re.compile(r"\[([^\]\s]+)\] (.*)", re.DOTALL)
-
-
-def log_record(line: str) -> dict[str, str | None]:
-    """``{"instance": ..., "line": ...}`` from the API's ``[instance-id] text`` line."""
-    m = LOG_PREFIX.fullmatch(line)
-    return {"instance": m.group(1), "line": m.group(2)} if m else {"instance": None, "line": line}
+def _log_text(line: dict[str, Any]) -> str:
+    """One log line as people read it: time, where it came from, the message."""
+    when = (line.get("time") or "")[:23].replace("T", " ")
+    where = line.get("instance") or line.get("stream") or ""
+    return f"{when} [{where}] {line['message']}".lstrip()
 
 
 @app.command()
 def logs(
     service: str,
-    follow: bool = typer.Option(False, "-f", "--follow"),
-    n: int = typer.Option(100, "-n", help="lines to show"),
-    as_json: bool = typer.Option(False, "--json", help='one JSON object a line: {"instance": ..., "line": ...}'),
+    follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new lines (across deploys)"),
+    n: int = typer.Option(100, "-n", help="how many lines (the newest)"),
+    since: str | None = typer.Option(None, "--since", help="15m, 2h, 1d, or a time (2026-12-02 13:00)"),
+    until: str | None = typer.Option(None, "--until", help="same forms as --since"),
+    grep: str | None = typer.Option(None, "--grep", help="text (any case), or /regex/ (/regex/i)"),
+    level: str | None = typer.Option(None, "--level", help="this level and worse: debug, info, warn, error"),
+    deploy: int | None = typer.Option(None, "--deploy", help="only lines of this deploy"),
+    instance: str | None = typer.Option(None, "--instance", help="only this instance (e.g. web-d12-1)"),
+    build: bool = typer.Option(False, "--build", help="the build logs instead of the app's"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object a line (time, service, stream, ...)"),
 ) -> None:
-    """Show SERVICE's instance logs (secrets masked)."""
+    """Search and follow SERVICE's logs: its instances, pre-deploy and cron runs, platform events
+    (secrets masked)."""
 
-    def show(lines: list[str]) -> None:
+    def show(lines: list[dict[str, Any]]) -> None:
         for line in lines:
             if as_json:
-                print_json(log_record(line), indent=None)
+                print_json(line, indent=None)
             else:
-                typer.echo(line)
+                typer.echo(_log_text(line))
 
     c = client()
-    data = c.get(f"/v1/services/{service}/logs", n=n)
+    params = {"since": since, "until": until, "grep": grep, "level": level, "deploy": deploy, "instance": instance}
+    params = {k: v for k, v in params.items() if v is not None}
+    if build:
+        params["build"] = "true"
+    data = c.get(f"/v1/services/{service}/logs", n=n, **params)
     show(data["lines"])
     cursor = data["cursor"]
     try:
-        while follow:
+        while follow and cursor is not None:
             time.sleep(0.5)
-            data = c.get(f"/v1/services/{service}/logs", cursor=json.dumps(cursor))
+            data = c.get(f"/v1/services/{service}/logs", n=1000, after=cursor, **params)
             show(data["lines"])
-            cursor = {**cursor, **data["cursor"]}
+            cursor = data["cursor"]
     except KeyboardInterrupt:
         pass
 

@@ -6,6 +6,7 @@ its own boundary (a fake of each lives beside it), so every one of them is testa
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from slipstream.builds import Build, BuildSpec
 from slipstream.builds.docker import DockerBuildSpec, ImageBuild
+from slipstream.logs.model import Source
 from slipstream.proxy.base import ProxyControl
 from slipstream.runtime.base import Driver
 from slipstream.secrets import Masker
@@ -86,6 +88,18 @@ class BuildControl(Protocol):
         ...
 
 
+class LogSink(Protocol):
+    """Where log files go to be read into the searchable log store (``logs.LogPipeline``)."""
+
+    def watch(self, path: os.PathLike[str] | str, source: Source) -> None:
+        """Follow a file, tagging its lines with ``source``."""
+        ...
+
+    def retire(self, path: os.PathLike[str] | str) -> None:
+        """Its writer is done: read the file to its end, then stop following it."""
+        ...
+
+
 class ImageControl(Protocol):
     """What the engine asks of container images (``builds.docker.DockerBuilder``)."""
 
@@ -116,4 +130,5 @@ class DeployContext:
     provisioner: Provisioner
     databases: DatabaseControl | None = None
     images: ImageControl | None = None  # None: no container engine on this machine
+    logs: LogSink | None = None  # the log pipeline (None in tests that do not need it)
     base_env: Mapping[str, str] = field(default_factory=dict)

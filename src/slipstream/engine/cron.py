@@ -20,6 +20,7 @@ from croniter import croniter
 from slipstream.engine.context import DeployContext
 from slipstream.engine.release import BuildRef, Release
 from slipstream.errors import InvalidInput, NotFound
+from slipstream.logs.model import Source, Stream
 
 log = logging.getLogger("slipstream.cron")
 
@@ -136,6 +137,8 @@ class CronScheduler:
         log_path = self.ctx.settings.instances_dir / f"{service}-cron.log"
         run_id = self.ctx.store.new_cron_run(service, deploy_id, trigger, str(log_path))
         env = self.ctx.instances.env(release, build, None, f"{service}-run{run_id}")
+        if self.ctx.logs is not None:  # one file for every run; tagged with the live deploy
+            self.ctx.logs.watch(log_path, Source(service, Stream.CRON, deploy_id))
         self.ctx.store.event("cron", f"{service}: run {run_id} started ({trigger})", service=service)
         command = (release.container or {}).get("docker_command") if build.image else release.start_command
         code = self.ctx.driver.run_once(

@@ -30,6 +30,7 @@ from slipstream.engine.names import instance_id, server_name, server_of
 from slipstream.engine.prepare import build_once, pre_deploy_snapshots, prepare_build, provision
 from slipstream.engine.release import BuildRef, Release, hostname
 from slipstream.errors import SlipstreamError
+from slipstream.logs.model import Source, Stream
 from slipstream.runtime.oneoff import CANCELED_EXIT_CODE
 from slipstream.state.store import InstanceRecord
 from slipstream.states import DeployKind, DeployStatus, ServiceType
@@ -160,16 +161,21 @@ class DeployRun:
         self.check_canceled()
         self.say(f"-----> Running preDeployCommand: {cmd}")
         iid = f"{self.service}-predeploy"
+        log_path = self.ctx.settings.instances_dir / f"{self.service}-d{self.id}-predeploy.log"
+        if self.ctx.logs is not None:
+            self.ctx.logs.watch(log_path, Source(self.service, Stream.PRE_DEPLOY, self.id))
         code = self.ctx.driver.run_once(
             cmd,
             build.workdir,
             self.ctx.instances.env(self.release, build, None, iid),
-            self.ctx.settings.instances_dir / f"{self.service}-d{self.id}-predeploy.log",
+            log_path,
             timeout_s=3600,
             on_output=lambda line: self.say(line, "pre_deploy"),
             cancel=self.canceled,
             image=build.image,
         )
+        if self.ctx.logs is not None:
+            self.ctx.logs.retire(log_path)
         self.to(DeployStatus.PRE_DEPLOY, step="pre_deploy", since=started)
         if code == CANCELED_EXIT_CODE and self.canceled.is_set():
             self.check_canceled()

@@ -41,6 +41,7 @@ from slipstream.states import InstancePhase
 if TYPE_CHECKING:
     from slipstream.engine.dbs import DatabaseManager
     from slipstream.engine.keyvalues import KeyValueManager
+    from slipstream.logs import LogPipeline
 
 
 class Engine:
@@ -58,14 +59,16 @@ class Engine:
         databases: DatabaseManager | None = None,
         keyvalues: KeyValueManager | None = None,
         images: ImageControl | None = None,
+        logs: LogPipeline | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.databases = databases
         self.keyvalues = keyvalues
+        self.log_pipeline = logs
         self._closing = threading.Event()
         base_env = base_environment()
-        self.instances = Instances(settings, store, proxy, driver, masker, base_env, self._closing)
+        self.instances = Instances(settings, store, proxy, driver, masker, base_env, self._closing, logs)
         self.provisioner = Provisioner(store, proxy, masker, settings.http_port, databases, keyvalues)
         self.ctx = DeployContext(
             settings=settings,
@@ -78,6 +81,7 @@ class Engine:
             provisioner=self.provisioner,
             databases=databases,
             images=images,
+            logs=logs,
             base_env=base_env,
         )
         self.queue = DeployQueue(store, self._run_deploy, settings.overlap, self._closing)
@@ -97,6 +101,8 @@ class Engine:
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         """Reconcile with what is running, then start the schedules."""
+        if self.log_pipeline is not None:
+            self.log_pipeline.start()
         if self.databases is not None:
             self.databases.start()
         if self.keyvalues is not None:
@@ -119,6 +125,8 @@ class Engine:
             self.databases.close()
         if self.keyvalues is not None:
             self.keyvalues.close()
+        if self.log_pipeline is not None:
+            self.log_pipeline.stop()
 
     def shutdown(self) -> None:
         """Stop every instance, HAProxy and the database cluster."""
@@ -136,6 +144,8 @@ class Engine:
             self.databases.stop()
         if self.keyvalues is not None:
             self.keyvalues.stop()
+        if self.log_pipeline is not None:
+            self.log_pipeline.stop()
 
     # -- requests (see engine.intake) ------------------------------------------------------------
     def deploy(
@@ -182,8 +192,12 @@ class Engine:
     def status(self) -> list[dict[str, Any]]:
         return views.status(self.ctx)
 
-    def logs(self, service: str, n: int = 100, cursor: dict[str, int] | None = None) -> dict[str, Any]:
-        return views.logs(self.ctx, service, n, cursor)
+    def search_logs(self, service: str, req: views.LogRequest) -> dict[str, Any]:
+        """Log lines from the searchable store; without one (in-process tests), the live
+        instances' files."""
+        if self.log_pipeline is None:
+            return views.file_logs(self.ctx, service, req)
+        return views.search_logs(self.ctx, self.log_pipeline.store, service, req)
 
     # -- runtime events ---------------------------------------------------------------------------
     def on_instance_event(self, iid: str, kind: str, message: str) -> None:

@@ -17,10 +17,12 @@ import threading
 import time
 from pathlib import Path
 
+from slipstream.engine.context import LogSink
 from slipstream.engine.health import Probe, check_http, check_tcp
 from slipstream.engine.names import server_of
 from slipstream.engine.release import BuildRef, Release, hostname, instance_env
 from slipstream.errors import NotFound
+from slipstream.logs.model import Source, Stream
 from slipstream.proxy.base import ProxyControl
 from slipstream.runtime.base import Driver, InstanceSpec, InstanceState, InstanceStatus
 from slipstream.secrets import Masker
@@ -43,6 +45,7 @@ class Instances:
         masker: Masker,
         base_env: dict[str, str],
         closing: threading.Event,
+        logs: LogSink | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -51,6 +54,7 @@ class Instances:
         self.masker = masker
         self.base_env = base_env
         self._closing = closing
+        self.logs = logs
         self._specs: dict[str, InstanceSpec] = {}
 
     # -- the factory ------------------------------------------------------------------------
@@ -152,12 +156,18 @@ class Instances:
         """Record the instance, launch it, record its pid."""
         rec = InstanceRecord(spec.instance_id, spec.service, spec.deploy_id, spec.port, None, None, phase)
         self.store.put_instance(rec)
+        self.follow(spec)
         status = self.driver.start(spec)
         self._specs[spec.instance_id] = spec
         self.store.put_instance(
             InstanceRecord(rec.id, rec.service, rec.deploy_id, rec.port, status.pid, status.create_time, phase)
         )
         return status
+
+    def follow(self, spec: InstanceSpec) -> None:
+        """Have the log pipeline read the instance's output into the searchable store."""
+        if self.logs is not None:
+            self.logs.watch(spec.log_path, Source(spec.service, Stream.APP, spec.deploy_id, spec.instance_id))
 
     def stop(self, iid: str, timeout: float | None = None) -> None:
         """Stop an instance (SIGTERM, SIGKILL after ``timeout``) and forget its spec."""
@@ -166,6 +176,8 @@ class Instances:
         except NotFound:
             pass
         self._specs.pop(iid, None)
+        if self.logs is not None:
+            self.logs.retire(self.log_path(iid))
 
     def shutdown_delay(self, iid: str) -> float:
         spec = self._specs.get(iid)
@@ -231,6 +243,7 @@ class Instances:
         if spec is not None:
             self._specs[inst.id] = spec
         if inst.state == InstancePhase.LIVE and spec is not None:
+            self.follow(spec)
             if not adopted:
                 self.start(spec, InstancePhase.LIVE)
                 self.store.event(

@@ -15,6 +15,7 @@ from slipstream.engine.failures import DeployFailed
 from slipstream.engine.planning import Needs, plan_release
 from slipstream.engine.release import BuildRef
 from slipstream.errors import CommandFailed, InvalidInput, SlipstreamError
+from slipstream.logs.model import Source, Stream
 from slipstream.states import DeployKind, DeployStatus
 
 if TYPE_CHECKING:
@@ -84,11 +85,16 @@ def build_once(run: DeployRun) -> BuildRef:
         },
     )
     image = None
+    build_log = ctx.settings.builds_dir / run.service / str(build_id) / "build.log"
+    if ctx.logs is not None:
+        ctx.logs.watch(build_log, Source(run.service, Stream.BUILD, run.id, build_id=build_id))
     try:
         built = ctx.builder.build(spec, on_output=lambda line: run.say(line, "build"), cancel=run.canceled)
         if run.release.runtime == "docker":
             image = build_image(run, build_id, built.source_dir, built.log_path)
     except SlipstreamError as exc:
+        if ctx.logs is not None:
+            ctx.logs.retire(build_log)
         store.finish_build(build_id, status="failed", duration_s=time.monotonic() - started)
         run.check_canceled()  # (the build's lines were streamed as they came)
         raise DeployFailed(DeployStatus.BUILD_FAILED, f"{exc.message}; the live release keeps serving") from None
@@ -104,6 +110,8 @@ def build_once(run: DeployRun) -> BuildRef:
         duration_s=time.monotonic() - started,
         image=image,
     )
+    if ctx.logs is not None:
+        ctx.logs.retire(build_log)
     store.transition(run.id, DeployStatus.BUILDING, step=("build", time.monotonic() - started), commit_sha=built.commit)
     prefix = () if image else tuple(built.path_prefix)
     return BuildRef(build_id, built.commit, Path(built.workdir), prefix, dict(built.extra_env), image)

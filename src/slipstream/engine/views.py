@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slipstream.engine.context import DeployContext
 from slipstream.engine.release import hostname
 from slipstream.errors import SlipstreamError
+from slipstream.logs import Grep, Level, LogQuery, LogStore, Stream, parse_when
 from slipstream.states import ACTIVE, ServiceType
 
 
@@ -62,26 +65,54 @@ def status(ctx: DeployContext) -> list[dict[str, Any]]:
     return out
 
 
-def logs(ctx: DeployContext, service: str, n: int = 100, cursor: dict[str, int] | None = None) -> dict[str, Any]:
-    """Last ``n`` lines of the service's live instances (or new lines since ``cursor``), masked."""
+def file_logs(ctx: DeployContext, service: str, req: LogRequest) -> dict[str, Any]:
+    """Without a log store: the last lines of the service's instance files, unfiltered, masked."""
     ctx.store.service(service)
-    files = sorted(ctx.settings.instances_dir.glob(f"{service}-d*.log"), key=lambda p: p.stat().st_mtime)
     live_ids = {i.id for i in ctx.store.instances(service)}
-    lines: list[str] = []
-    new_cursor: dict[str, int] = {}
-    for f in files:
-        iid = f.stem
-        if cursor is None and iid not in live_ids and f is not files[-1]:
+    lines: list[dict[str, Any]] = []
+    for path in sorted(ctx.settings.instances_dir.glob(f"{service}-d*.log"), key=lambda p: p.stat().st_mtime):
+        if path.stem not in live_ids:
             continue
-        start = (cursor or {}).get(iid, 0) if cursor is not None else 0
-        try:
-            with open(f, "rb") as fh:
-                fh.seek(start)
-                data = fh.read()
-                new_cursor[iid] = start + len(data)
-        except OSError:
-            continue
-        lines.extend(f"[{iid}] {line}" for line in data.decode(errors="replace").splitlines())
-    if cursor is None:
-        lines = lines[-n:]
-    return {"lines": [ctx.masker.mask(line) for line in lines], "cursor": new_cursor}
+        for text in path.read_text(errors="replace").splitlines()[-req.limit :]:
+            lines.append({"service": service, "stream": "app", "instance": path.stem, "message": ctx.masker.mask(text)})
+    return {"lines": lines[-req.limit :], "cursor": None}
+
+
+@dataclass(frozen=True)
+class LogRequest:
+    """What 'slipstream logs' asks, as the API received it (text, parsed here)."""
+
+    limit: int = 100
+    since: str | None = None
+    until: str | None = None
+    grep: str | None = None
+    level: str | None = None
+    deploy: int | None = None
+    instance: str | None = None
+    build: bool = False
+    after: int | None = None  # a cursor from an earlier answer: follow from there
+
+
+def search_logs(ctx: DeployContext, store: LogStore, service: str, req: LogRequest) -> dict[str, Any]:
+    """Lines of ``service`` from the log store, newest ``limit`` (or those after ``req.after``),
+    oldest first, and the cursor to follow from. Bad filters raise InvalidInput naming the option."""
+    ctx.store.service(service)
+    now = time.time()
+    streams = frozenset({Stream.BUILD}) if req.build else frozenset(s for s in Stream if s is not Stream.BUILD)
+    query = LogQuery(
+        service=service,
+        since=parse_when(req.since, now, option="--since") if req.since else None,
+        until=parse_when(req.until, now, option="--until") if req.until else None,
+        grep=Grep.parse(req.grep) if req.grep else None,
+        level=Level.parse(req.level) if req.level else None,
+        deploy_id=req.deploy,
+        instance=req.instance,
+        streams=streams,
+        limit=max(1, min(req.limit, 100_000)),
+    )
+    if req.after is not None:
+        lines, cursor = store.follow(query, req.after)
+    else:
+        cursor = store.last_seq()  # before the search: a line stored meanwhile is followed, not lost
+        lines = store.search(replace(query, before=cursor + 1))
+    return {"lines": [line.to_dict() for line in lines], "cursor": cursor}

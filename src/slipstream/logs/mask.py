@@ -70,13 +70,17 @@ class LogMasker:
         self._lock = threading.Lock()
         self._values: set[str] = set()
         self._forms: list[str] = []  # longest first
+        self.base.subscribe(self._learn)  # every value the platform masks, this masks too
 
     def add(self, values: Iterable[str]) -> None:
-        """Register secret values (and the base masker's minimum length applies)."""
+        """Register secret values (the base masker's minimum length applies); the base learns them
+        and tells this masker back."""
+        self.base.add(values)
+
+    def _learn(self, values: list[str]) -> None:
         fresh = [v for v in values if v and len(v) >= Masker.MIN_LEN and v not in self._values]
         if not fresh:
             return
-        self.base.add(fresh)
         with self._lock:
             self._values.update(fresh)
             self._forms = sorted({form for v in self._values for form in variants(v)}, key=lambda f: (-len(f), f))

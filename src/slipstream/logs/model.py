@@ -30,8 +30,8 @@ class Stream(StrEnum):
     BUILD = "build"
     PRE_DEPLOY = "pre_deploy"
     CRON = "cron"
-    EVENT = "event"  # the daemon's own events
-    ACCESS = "access"  # HAProxy's access lines
+    EVENT = "platform"  # the daemon's own events (deploy steps, restarts, backups)
+    ACCESS = "http"  # HAProxy's access lines
 
 
 class Level(IntEnum):

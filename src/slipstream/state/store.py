@@ -7,10 +7,11 @@ or not at all, before the engine acts on it.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +103,12 @@ class Store:
         self.box = box
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._listeners: list[Callable[[float, str, str, str | None, int | None], None]] = []
         self._migrate()
+
+    def listen(self, listener: Callable[[float, str, str, str | None, int | None], None]) -> None:
+        """Call ``listener(ts, kind, message, service, deploy_id)`` after each event is recorded."""
+        self._listeners.append(listener)
 
     # -- plumbing -----------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -549,12 +555,19 @@ class Store:
 
     # -- events -------------------------------------------------------------------------------
     def event(self, kind: str, message: str, *, service: str | None = None, deploy_id: int | None = None) -> int:
+        ts = time.time()
         with self.tx() as c:
             cur = c.execute(
                 "INSERT INTO events(ts, service, deploy_id, kind, message) VALUES(?,?,?,?,?)",
-                (time.time(), service, deploy_id, kind, message),
+                (ts, service, deploy_id, kind, message),
             )
-            return int(cur.lastrowid or 0)
+            event_id = int(cur.lastrowid or 0)
+        for listener in self._listeners:
+            try:
+                listener(ts, kind, message, service, deploy_id)
+            except Exception:  # a listener never breaks the record
+                logging.getLogger("slipstream.state").exception("event listener failed")
+        return event_id
 
     def events(
         self, *, deploy_id: int | None = None, service: str | None = None, after: int = 0, limit: int = 500

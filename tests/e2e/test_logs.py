@@ -1,0 +1,81 @@
+"""Searchable logs end to end: lines from a build, a pre-deploy, two deploys, a crash and the
+platform's own events land in one store, masked, and `slipstream logs` finds them by deploy, text,
+level, time and instance, as JSON with the documented keys (real daemon and app processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.blueprints import SECRET, web
+from tests.e2e.conftest import Daemon, make_app_repo
+from tests.e2e.test_resilience import wait_until
+
+pytestmark = pytest.mark.e2e
+
+BLUEPRINT = web(build="echo compiling the release", pre="echo migrating the database")
+
+
+def logs(d: Daemon, *args: str) -> list[dict]:
+    r = d.cli("logs", "web", "--json", *args)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def deploy_id(d: Daemon) -> int:
+    return next(s for s in json.loads(d.cli("status", "--json").stdout)["services"])["live_deploy"]["id"]
+
+
+def test_every_line_is_found_by_deploy_text_level_and_time(daemon: Daemon, tmp_path: Path) -> None:
+    repo = make_app_repo(tmp_path / "app", {"render.yaml": BLUEPRINT})
+    for v in ("1", "2"):
+        r = daemon.cli("deploy", "web", "--blueprint", str(repo.path / "render.yaml"), "--commit", repo.commits[v])
+        assert r.returncode == 0, r.stdout + r.stderr
+    second = deploy_id(daemon)
+    first = second - 1
+    started = time.time()
+
+    # a crash of the live instance: the platform says so, and the app's lines go on in the same file
+    pid = next(s for s in json.loads(daemon.cli("status", "--json").stdout)["services"])["instances"][0]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: any("was killed by SIGKILL" in x["message"] for x in logs(daemon, "-n", "200")), timeout=20)
+
+    everything = logs(daemon, "-n", "1000")
+    assert {"time", "service", "deploy", "instance", "stream", "level", "message"} <= set(everything[0])
+    assert {x["stream"] for x in everything} >= {"app", "pre_deploy", "platform"}
+    assert all(x["time"].endswith("Z") and x["service"] == "web" for x in everything)
+    assert SECRET not in json.dumps(everything)  # masked before it was stored
+    assert any(f"secret={'*' * 8}" in x["message"] for x in everything)
+
+    # by deploy: each deploy's own pre-deploy and app lines
+    for d in (first, second):
+        mine = logs(daemon, "--deploy", str(d), "-n", "1000")
+        assert mine and {x["deploy"] for x in mine} == {d}
+        assert any(x["stream"] == "pre_deploy" and "migrating the database" in x["message"] for x in mine)
+    # by text (any case) and by regex
+    found = logs(daemon, "--grep", "MIGRATING THE", "-n", "1000")
+    assert all("migrating the database" in x["message"] for x in found)
+    assert [x["deploy"] for x in found if x["stream"] == "pre_deploy"] == [first, second]  # and the transcript's
+    assert logs(daemon, "--grep", "/kill(ed)? by SIG[A-Z]+/", "-n", "1000")
+    # by level: the crash is a warning or worse; plain app lines are not
+    bad = logs(daemon, "--level", "warn", "-n", "1000")
+    assert any("SIGKILL" in x["message"] for x in bad) and not any(x["stream"] == "app" for x in bad)
+    # by time: only what happened since the crash
+    recent = logs(daemon, "--since", f"{time.time() - started + 1:.0f}s", "-n", "1000")
+    assert recent and len(recent) < len(everything)
+    assert all(x["time"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started - 1)) for x in recent)
+    # by instance, and the build's own log
+    inst = f"web-d{second}-1"
+    assert {x["instance"] for x in logs(daemon, "--instance", inst, "-n", "1000")} == {inst}
+    built = logs(daemon, "--build", "-n", "1000")
+    assert any("compiling the release" in x["message"] for x in built)
+    assert {x["stream"] for x in built} == {"build"}
+
+    # a bad filter is one clear error
+    r = daemon.cli("logs", "web", "--level", "loud")
+    assert r.returncode == 1 and "--level: unknown level 'loud'" in r.stderr and "Traceback" not in r.stderr
