@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -78,6 +79,9 @@ def file_logs(ctx: DeployContext, service: str, req: LogRequest) -> dict[str, An
     return {"lines": lines[-req.limit :], "cursor": None}
 
 
+PAGE = 10_000  # the most lines one store query answers; larger -n streams the search instead
+
+
 @dataclass(frozen=True)
 class LogRequest:
     """What 'slipstream logs' asks, as the API received it (text, parsed here)."""
@@ -108,11 +112,15 @@ def search_logs(ctx: DeployContext, store: LogStore, service: str, req: LogReque
         deploy_id=req.deploy,
         instance=req.instance,
         streams=streams,
-        limit=max(1, min(req.limit, 100_000)),
+        limit=max(1, min(req.limit, PAGE)),
     )
     if req.after is not None:
         lines, cursor = store.follow(query, req.after)
     else:
         cursor = store.last_seq()  # before the search: a line stored meanwhile is followed, not lost
-        lines = store.search(replace(query, before=cursor + 1))
+        query = replace(query, before=cursor + 1)
+        if req.limit <= PAGE:
+            lines = store.search(query)
+        else:  # more than a page: stream the newest ones (the store never loads everything)
+            lines = list(itertools.islice(store.iter_search(query, newest_first=True), req.limit))[::-1]
     return {"lines": [line.to_dict() for line in lines], "cursor": cursor}
