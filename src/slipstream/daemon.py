@@ -15,6 +15,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 
 import uvicorn
 
@@ -25,7 +27,7 @@ from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
 from slipstream.engine.keyvalues import KeyValueManager
 from slipstream.errors import Conflict
-from slipstream.logs import Drains, Level, LogLine, LogMasker, LogPipeline, LogStore, Retention, Stream
+from slipstream.logs import AccessReceiver, Drains, Level, LogLine, LogMasker, LogPipeline, LogStore, Retention, Stream
 from slipstream.proxy import Proxy
 from slipstream.runtime import LocalDriver
 from slipstream.runtime.cgroups import MemoryCgroups
@@ -69,7 +71,7 @@ def build_engine(settings: Settings) -> Engine:
     store = Store(settings.state_db, box)
     masker = Masker()
     logs = log_pipeline(settings, store, masker)
-    proxy = Proxy(settings.proxy_dir, settings.http_port, settings.bind_host)
+    proxy = Proxy(settings.proxy_dir, settings.http_port, settings.bind_host, access_log=settings.access_socket)
     builder = Builder(settings.builds_dir, settings.cache_dir)
     engine_ref: list[Engine] = []
     cgroups = None
@@ -138,6 +140,24 @@ def log_pipeline(settings: Settings, store: Store, masker: Masker) -> LogPipelin
     return pipeline
 
 
+def instance_by_port(store: Store, refresh_s: float = 1.0) -> Callable[[str, str | None, int | None], str | None]:
+    """Which instance served an access line, by its loopback port (each instance has its own),
+    from a table read again at most every ``refresh_s``."""
+    table: dict[int, str] = {}
+    read_at = [0.0]
+
+    def resolve(backend: str, server: str | None, port: int | None) -> str | None:
+        if port is None:
+            return None
+        if port not in table and time.monotonic() - read_at[0] > refresh_s:
+            read_at[0] = time.monotonic()
+            table.clear()
+            table.update({i.port: i.id for i in store.instances() if i.port})
+        return table.get(port)
+
+    return resolve
+
+
 def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas (``M_ARENA_MAX``) before any thread starts: each deploy, probe and
     API thread would otherwise get an arena of its own that keeps its memory after the thread is
@@ -164,6 +184,11 @@ def run_daemon(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = _bind_socket(settings.api_socket)
     engine = build_engine(settings)
+    receiver = None
+    if engine.log_pipeline is not None:  # HAProxy's access lines, and the daemon's own log records
+        logging.getLogger().addHandler(engine.log_pipeline.handler(logging.INFO))
+        receiver = AccessReceiver(settings.access_socket, engine.log_pipeline.emit, instance_by_port(engine.store))
+        receiver.start()
     everything = threading.Event()
     server: uvicorn.Server | None = None
 
@@ -178,6 +203,8 @@ def run_daemon(settings: Settings) -> None:
     except BaseException:
         sock.close()
         os.unlink(settings.api_socket)
+        if receiver is not None:
+            receiver.stop()
         engine.close()
         _remove_cgroups(engine)
         raise
@@ -201,6 +228,8 @@ def run_daemon(settings: Settings) -> None:
             _remove_cgroups(engine)
         else:
             engine.close()
+        if receiver is not None:
+            receiver.stop()
         for p in (settings.api_socket, settings.daemon_pidfile):
             try:
                 os.unlink(p)

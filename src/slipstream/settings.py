@@ -168,6 +168,10 @@ class Settings:
         return self.home / "run"
 
     @property
+    def access_socket(self) -> Path:
+        return self.run_dir / "access.sock"
+
+    @property
     def api_socket(self) -> Path:
         return self.run_dir / "api.sock"
 

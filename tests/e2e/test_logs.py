@@ -76,6 +76,12 @@ def test_every_line_is_found_by_deploy_text_level_and_time(daemon: Daemon, tmp_p
     assert any("compiling the release" in x["message"] for x in built)
     assert {x["stream"] for x in built} == {"build"}
 
+    # HAProxy's access lines: method, path, status, timings, and the instance that served it
+    assert daemon.get("web.localhost", "/a-path-to-find")[0] == 200
+    wait_until(lambda: logs(daemon, "--grep", "a-path-to-find", "-n", "10"), timeout=20)
+    (access,) = [x for x in logs(daemon, "--grep", "a-path-to-find", "-n", "10") if x["stream"] == "http"]
+    assert access["instance"] == inst and "GET /a-path-to-find" in access["message"] and "200" in access["message"]
+
     # a bad filter is one clear error
     r = daemon.cli("logs", "web", "--level", "loud")
     assert r.returncode == 1 and "--level: unknown level 'loud'" in r.stderr and "Traceback" not in r.stderr

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from slipstream.errors import Conflict, InvalidInput
+from slipstream.logs.access import ACCESS_LOG_FORMAT
 from slipstream.proxy.model import Route, ServerState, check_port
 
 NO_ROUTE = "no_route"  # backend answering 503 for a host no service claims
@@ -219,6 +220,7 @@ def render_config(
     pool_size: int = DEFAULT_POOL_SIZE,
     slots: int = DEFAULT_SLOTS,
     private_ports: Sequence[int] = (),
+    access_log: Path | None = None,
 ) -> str:
     """Render ``haproxy.cfg``: the frontend, the no-route backend, the backend pool and one TCP
     listener with its backend per port of ``private_ports``.
@@ -240,6 +242,7 @@ def render_config(
         "    # fail to start if another program holds the port, instead of sharing it",
         "    noreuseport",
         "    hard-stop-after 10s",
+        *([f"    log {access_log} len 8192 format raw local0 info"] if access_log else []),
         "",
         "defaults",
         "    mode http",
@@ -268,6 +271,7 @@ def render_config(
         f"    http-request set-var(txn.service) var(txn.backend),map({proxy_dir / 'services.map'},-)",
         "    use_backend %[var(txn.backend)]",
         f"    default_backend {NO_ROUTE}",
+        *(["    log global", f'    log-format "{ACCESS_LOG_FORMAT}"'] if access_log else []),
         "",
         f"backend {NO_ROUTE}",
         f'    http-request return status 503 content-type "text/plain; charset=utf-8" string "{NO_ROUTE_BODY}"',

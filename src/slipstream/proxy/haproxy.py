@@ -116,7 +116,9 @@ class Proxy:
         timeout: float = 5.0,
         private_pool: int = DEFAULT_PRIVATE_POOL,
         private_ports: Sequence[int] | None = None,
+        access_log: Path | None = None,
     ) -> None:
+        self.access_log = access_log  # a unix datagram socket HAProxy sends access lines to
         self.proxy_dir = Path(proxy_dir).absolute()
         if not _SAFE_PATH.match(str(self.proxy_dir)):
             raise InvalidInput(
@@ -479,6 +481,7 @@ class Proxy:
                 pool_size=self.pool_size,
                 slots=self.slots,
                 private_ports=ports,
+                access_log=self.access_log,
             ),
         )
         self._save(services=assignment, slots=records)
