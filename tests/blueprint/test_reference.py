@@ -21,6 +21,7 @@ MODELS = [
     m.Disk,
     m.StaticRoute,
     m.Header,
+    m.SmokeCheck,
     m.ManifestEntry,
     m.Scaling,
     m.BuildFilter,

@@ -114,3 +114,22 @@ def test_a_new_deploy_overrides_the_one_in_progress(daemon: Daemon, tmp_path: Pa
 def _active(d: Daemon) -> dict | None:
     services = json.loads(d.cli("status", "--json").stdout)["services"]
     return next((s["active_deploy"] for s in services if s["name"] == "web"), None)
+
+
+def test_a_failing_smoke_check_flips_back_under_load(daemon: Daemon, tmp_path: Path) -> None:
+    smoke = "    smokeChecks:\n      - path: /env/SMOKE\n        contains: pass\n"
+    good = web(env={"SMOKE": "pass"}).replace("    envVars:\n", smoke + "    envVars:\n")
+    bad = web(env={"SMOKE": "fail"}).replace("    envVars:\n", smoke + "    envVars:\n")
+    repo = make_app_repo(tmp_path / "app", {"render.yaml": good, "render-bad.yaml": bad})
+    r = daemon.cli("deploy", "web", "--blueprint", str(repo.path / "render.yaml"), "--commit", repo.commits["1"])
+    assert r.returncode == 0 and "smoke check GET /env/SMOKE: ok" in r.stdout, r.stdout + r.stderr
+    before = live(daemon)["id"]
+    with Load(daemon.http_port, "web.localhost") as load:
+        r = daemon.cli(
+            "deploy", "web", "--blueprint", str(repo.path / "render-bad.yaml"), "--commit", repo.commits["2"]
+        )
+        time.sleep(0.5)
+    assert r.returncode == 1 and "smoke check failed: GET /env/SMOKE answered without 'pass'" in r.stderr, r.stderr
+    assert f"traffic moved back to deploy {before}" in r.stderr
+    assert live(daemon)["id"] == before and daemon.get("web.localhost")[1] == "version=1"
+    assert load.failures == [] and load.ok > 20

@@ -332,7 +332,15 @@ def _warn_unsupported(s: Service, path: Path, out: Collector) -> None:
             f"slipstream runs buildCommand and startCommand with the "
             f"{s.runtime} tools installed on this machine; it does not install them",
         )
-    for key in ("singleton", "memoryLimitMB"):
+    for i, check in enumerate(s.smoke_checks):
+        here = path + ("smokeChecks", i)
+        if (check.path is None) == (check.command is None):
+            out.error(here, "a smoke check has either a path or a command", "write 'path: /health' or 'command: ...'")
+        elif check.path is not None and not check.path.startswith("/"):
+            out.error(here + ("path",), f"smoke check path {check.path!r} must start with '/'", "write '/…'")
+    if s.smoke_checks and s.type not in ("web", "pserv"):
+        out.warn(path + ("smokeChecks",), "smokeChecks run only for web and private services", "remove them", key=True)
+    for key in ("singleton", "memoryLimitMB", "smokeChecks"):
         if given(out, path, key):
             out.warn(
                 path + (key,),

@@ -62,6 +62,17 @@ class Header(Model):
     value: str
 
 
+class SmokeCheck(Model):
+    """A check run right after the flip (slipstream extension): a request to ``path`` expecting
+    ``status`` (and ``contains`` in the body), or a ``command`` in the release expecting exit 0."""
+
+    path: str | None = None
+    status: int = Field(default=200, ge=100, le=599)
+    contains: str | None = None
+    command: str | None = None
+    timeout_seconds: int = Field(default=10, ge=1, le=300)
+
+
 class FromDatabase(Model):
     """An env var taken from a property of a database in the same scope."""
 
@@ -234,6 +245,7 @@ class Service(Model):
     env_manifest: dict[str, ManifestEntry] = Field(default_factory=dict)
     singleton: bool = False  # slipstream extension (workers): stop the old release before the new starts
     memory_limit_mb: int | None = Field(default=None, ge=32, alias="memoryLimitMB")  # slipstream extension
+    smoke_checks: list[SmokeCheck] = Field(default_factory=list)  # slipstream extension: after the flip
     domains: list[str] = Field(default_factory=list)
     auto_deploy_trigger: Literal["commit", "checksPass", "off"] = "commit"
     render_subdomain_policy: Literal["enabled", "disabled"] | None = None

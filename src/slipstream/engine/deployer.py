@@ -25,7 +25,7 @@ from typing import Any
 from slipstream.engine.context import DeployContext
 from slipstream.engine.failures import Canceled, CancelToken, DeployFailed
 from slipstream.engine.gate import Gate
-from slipstream.engine.health import free_port
+from slipstream.engine.health import Probe, check_smoke, free_port
 from slipstream.engine.names import instance_id, server_name, server_of
 from slipstream.engine.prepare import build_once, pre_deploy_snapshots, prepare_build, provision
 from slipstream.engine.release import BuildRef, Release, hostname
@@ -136,7 +136,7 @@ class DeployRun:
             self._flip(old)
         else:
             self._seal()
-        self._settle(gate, old)
+        self._settle(gate, old, build)
         self._go_live(old)
         self._drain(old)
         self._prune_images(build)
@@ -268,19 +268,51 @@ class DeployRun:
         self.to(DeployStatus.FLIPPING, step="flip", since=started)
         self.say(f"-----> Traffic switched to deploy {self.id} in {1000 * (time.monotonic() - started):.1f} ms")
 
-    def _settle(self, gate: Gate, old: list[InstanceRecord]) -> None:
-        """Watch the new instances a moment while the old ones still run; flip back on failure."""
+    def _settle(self, gate: Gate, old: list[InstanceRecord], build: BuildRef) -> None:
+        """Run the smoke checks, then watch the new instances a moment, while the old ones still
+        run; on any failure traffic moves straight back to them."""
         settle = self.ctx.settings.settle_s
-        if settle <= 0 or not self.type.routed:
+        if not self.type.routed or (settle <= 0 and not self.release.smoke_checks):
             return
         started = time.monotonic()
-        failed = gate.watch(settle)
+        failed = self._smoke(build) if self.release.smoke_checks else None
+        if failed is None and settle > 0:
+            failed = gate.watch(settle)
         if failed:
             iid, probe = failed
             self.ctx.proxy.switch(self.service, ready=[server_of(i) for i in old], drain=[n for _, n, _ in self.new])
             back = f"traffic moved back to deploy {old[0].deploy_id}" if old else "no earlier release to move back to"
             raise gate.failure(iid, f"failed right after the flip: {probe.reason}", then=back)
         self.to(DeployStatus.FLIPPING, step="settle", since=started)
+
+    def _smoke(self, build: BuildRef) -> tuple[str, Probe] | None:
+        """The release's smoke checks against each new instance; the first failure, if any."""
+        self.say(f"-----> Running {len(self.release.smoke_checks)} smoke check(s)")
+        host = self.release.hosts[0] if self.release.hosts else hostname(self.service)
+        for check in self.release.smoke_checks:
+            timeout = float(check.get("timeout_seconds") or 10)
+            if check.get("command"):
+                iid = f"{self.service}-smoke"
+                code = self.ctx.driver.run_once(
+                    str(check["command"]),
+                    build.workdir,
+                    self.ctx.instances.env(self.release, build, None, iid),
+                    self.ctx.settings.instances_dir / f"{self.service}-d{self.id}-smoke.log",
+                    timeout_s=timeout,
+                    on_output=lambda line: self.say(line, "pre_deploy"),
+                    image=build.image,
+                )
+                if code != 0:
+                    return self.new[0][0], Probe(False, f"smoke check `{check['command']}` exited with {code}")
+                continue
+            for iid, _, port in self.new:
+                probe = check_smoke(
+                    port, str(check["path"]), host, int(check.get("status") or 200), check.get("contains"), timeout
+                )
+                if not probe.ok:
+                    return iid, Probe(False, f"smoke check failed: {probe.reason}")
+            self.say(f"       smoke check GET {check['path']}: ok")
+        return None
 
     def _go_live(self, old: list[InstanceRecord]) -> None:
         store = self.ctx.store

@@ -35,6 +35,24 @@ def check_http(port: int, path: str, host: str, timeout: float = 5.0) -> Probe:
         conn.close()
 
 
+def check_smoke(port: int, path: str, host: str, status: int, contains: str | None, timeout: float) -> Probe:
+    """A smoke check: GET ``path`` must answer exactly ``status`` (and hold ``contains``)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host, "User-Agent": "slipstream-smoke", "Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read(1 << 20).decode(errors="replace")
+    except (OSError, http.client.HTTPException) as exc:
+        return Probe(False, f"GET {path} failed: {exc.__class__.__name__}: {exc}")
+    finally:
+        conn.close()
+    if resp.status != status:
+        return Probe(False, f"GET {path} answered {resp.status}, not {status}")
+    if contains is not None and contains not in body:
+        return Probe(False, f"GET {path} answered without {contains!r} in its body")
+    return Probe(True, f"GET {path} answered {status}")
+
+
 def check_tcp(port: int, timeout: float = 5.0) -> Probe:
     """Pass when 127.0.0.1:``port`` accepts a TCP connection (Render's port detection)."""
     try:

@@ -249,4 +249,5 @@ def _release(spec: Service, env: dict[str, str], overrides: EnvOverrides, secret
         memory_limit_mb=memory_limit(spec),
         static=static,
         container=container,
+        smoke_checks=tuple(c.model_dump() for c in spec.smoke_checks),
     )

@@ -43,6 +43,8 @@ class Release:
     static: Mapping[str, Any] | None = None  # static sites: {publish_path, routes, headers}
     # container services: {dockerfile_path, docker_context, docker_command, image_url}
     container: Mapping[str, Any] | None = None
+    # checks run right after the flip: {path, status, contains, command, timeout_seconds}
+    smoke_checks: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def stop_first(self) -> bool:
@@ -58,6 +60,7 @@ class Release:
         d["static"] = dict(self.static) if self.static else None
         d["container"] = dict(self.container) if self.container else None
         d["env"] = dict(self.env)
+        d["smoke_checks"] = [dict(c) for c in self.smoke_checks]
         return d
 
     @classmethod
@@ -67,6 +70,7 @@ class Release:
         d["hosts"] = tuple(d.get("hosts", ()))
         d["secret_keys"] = tuple(d.get("secret_keys", ()))
         d["databases"] = tuple(d.get("databases", ()))
+        d["smoke_checks"] = tuple(d.get("smoke_checks", ()))
         return cls(**d)
 
     def public(self) -> dict[str, Any]:
