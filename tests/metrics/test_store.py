@@ -118,7 +118,7 @@ def test_latency_minutes_come_from_the_merged_histogram(store: MetricsStore) -> 
 
 
 def test_retention_bounds_the_file(tmp_path: Path) -> None:
-    store = MetricsStore(tmp_path / "m.db", raw_retention_s=120, rollup_retention_s=600)
+    store = MetricsStore(tmp_path / "m.db", raw_retention_s=120, rollup_retention_s=600, prune_every_s=60)
     for i in range(100):  # 1000 s of rounds for two instances; the first goes away half-way
         rows = [inst(T0 + 10 * i, "web-d3-2", 70)]
         if i < 50:

@@ -243,19 +243,19 @@ class Collector:
                 bucket=ts,
                 count=h.count,
                 errors=slot.errors,
-                p50_ms=h.quantile(0.5) or 0.0,
-                p95_ms=h.quantile(0.95) or 0.0,
-                p99_ms=h.quantile(0.99) or 0.0,
+                p50_ms=values[1] or 0.0,
+                p95_ms=values[2] or 0.0,
+                p99_ms=values[3] or 0.0,
                 max_ms=h.max_ms,
             )
             minute = self._minutes.setdefault((service, ts // 60 * 60), Histogram())
             minute.merge(h)
-        for key in [k for k in self._minutes if k[1] + 60 <= cutoff]:
-            service, minute_ts = key
+        done_minutes = [(s, m, self._minutes.pop((s, m))) for s, m in [k for k in self._minutes if k[1] + 60 <= cutoff]]
+        if done_minutes:
             try:
-                self.store.record_histogram(service, minute_ts, self._minutes.pop(key))
+                self.store.record_histograms(done_minutes)
             except Exception:
-                log.exception("latency histogram of %s could not be stored", service)
+                log.exception("latency histograms could not be stored")
         return figures, rows
 
     # Thread ------------------------------------------------------------------------------------

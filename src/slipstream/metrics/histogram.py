@@ -67,15 +67,23 @@ class Histogram:
 
     def quantile(self, q: float) -> float | None:
         """The value at quantile ``q`` (0..1, nearest rank), or None when empty."""
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: tuple[float, ...]) -> tuple[float | None, ...]:
+        """The values at each of ``qs`` (nearest rank) in one pass over the buckets."""
         if self.count == 0:
-            return None
-        rank = math.floor(min(max(q, 0.0), 1.0) * (self.count - 1))
-        seen = 0
+            return tuple(None for _ in qs)
+        ranks = sorted((math.floor(min(max(q, 0.0), 1.0) * (self.count - 1)), i) for i, q in enumerate(qs))
+        out: list[float | None] = [None] * len(qs)
+        seen, k = 0, 0
         for index in sorted(self.counts):
             seen += self.counts[index]
-            if seen > rank:
-                return min(bucket_value(index), self.max_ms) if index else 0.0
-        return self.max_ms  # unreachable: counts sum to count
+            while k < len(ranks) and seen > ranks[k][0]:
+                out[ranks[k][1]] = min(bucket_value(index), self.max_ms) if index else 0.0
+                k += 1
+            if k == len(ranks):
+                break
+        return tuple(out)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Histogram) and self.counts == other.counts

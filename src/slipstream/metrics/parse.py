@@ -66,21 +66,33 @@ def parse_show_stat(text: str) -> dict[str, BackendCounters]:
     lines = text.splitlines()
     if not lines or not lines[0].startswith("# pxname,svname"):
         raise CommandFailed(f"unexpected answer to 'show stat': {text.strip()[:200]!r}")
-    reader = csv.DictReader([lines[0][2:]] + [line for line in lines[1:] if line.strip()])
+    header = next(csv.reader([lines[0][2:]]))
+    col = {name: i for i, name in enumerate(header)}
+    if "pxname" not in col or "svname" not in col:
+        raise CommandFailed(f"'show stat' lacks the proxy and server columns: {lines[0][:200]!r}")
+    wanted = {key: col.get(key) for key in ("mode", "stot", "scur", "rtime", "ttime")}
+    status_cols = {cls: col.get(f"hrsp_{cls}") for cls in STATUS_CLASSES}
     out: dict[str, BackendCounters] = {}
-    for row in reader:
-        if row.get("svname") != "BACKEND":
+    rows = csv.reader(line for line in lines[1:] if ",BACKEND," in line)  # only backend rows matter
+    for row in rows:
+        if len(row) <= col["svname"] or row[col["svname"]] != "BACKEND":
             continue
-        status = {cls: _int(row.get(f"hrsp_{cls}")) for cls in STATUS_CLASSES}
-        out[row["pxname"]] = BackendCounters(
-            backend=row["pxname"],
-            mode=row.get("mode") or "http",
+
+        def field(key: str, row: list[str] = row) -> str | None:
+            i = wanted[key]
+            return row[i] if i is not None and i < len(row) else None
+
+        status = {cls: _int(row[i] if i is not None and i < len(row) else None) for cls, i in status_cols.items()}
+        name = row[col["pxname"]]
+        out[name] = BackendCounters(
+            backend=name,
+            mode=field("mode") or "http",
             requests=sum(status.values()),
             status=status,
-            sessions_total=_int(row.get("stot")),
-            sessions=_int(row.get("scur")),
-            response_avg_ms=_float(row.get("rtime")),
-            total_avg_ms=_float(row.get("ttime")),
+            sessions_total=_int(field("stot")),
+            sessions=_int(field("scur")),
+            response_avg_ms=_float(field("rtime")),
+            total_avg_ms=_float(field("ttime")),
         )
     return out
 

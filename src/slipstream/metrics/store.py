@@ -12,8 +12,8 @@ costs two rows per 10 s instead of a dozen (measured in ``bench/metrics_bench.py
 Lifecycle: the collector calls ``record`` every round and ``maintain`` after it; ``maintain``
 rolls every complete minute (older than ``ROLLUP_DELAY``, so late access-log samples have landed)
 into a 1 min row per entity (each metric by its rule in ``model.KINDS``: sum, mean, max or last;
-latency percentiles from the minute's merged histogram), then deletes 10 s rows and histograms
-older than 24 h, 1 min rows older than 14 days, and entities not seen for 14 days. Size is thus
+latency percentiles from the minute's merged histogram); every 10 minutes it deletes 10 s rows and
+histograms older than 24 h, 1 min rows older than 14 days, and entities not seen for 14 days. Size is thus
 bounded by the number of entities. Writes use ``synchronous=NORMAL``: a power cut may lose the
 last seconds of metrics, never the file.
 """
@@ -39,6 +39,7 @@ RAW_RETENTION_S = 24 * 3600
 ROLLUP_RETENTION_S = 14 * 24 * 3600
 ROLLUP_DELAY = 40  # seconds after a minute ends before it is rolled up (late samples land first)
 MAX_RAW_WINDOW = 6 * 3600  # a longer query reads 1 min rows
+PRUNE_EVERY_S = 600  # expired rows are deleted every 10 minutes (so they outlive retention by that much)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -103,7 +104,7 @@ def latency_values(h: Histogram) -> tuple[float | None, ...]:
     """A latency row (samples, p50, p95, p99, max) from a histogram."""
     if h.count == 0:
         return (0.0, None, None, None, None)
-    return (float(h.count), h.quantile(0.5), h.quantile(0.95), h.quantile(0.99), h.max_ms)
+    return (float(h.count), *h.quantiles((0.5, 0.95, 0.99)), h.max_ms)
 
 
 def choose_resolution(since: float, until: float, now: float) -> int:
@@ -134,8 +135,10 @@ class MetricsStore:
         *,
         raw_retention_s: float = RAW_RETENTION_S,
         rollup_retention_s: float = ROLLUP_RETENTION_S,
+        prune_every_s: float = PRUNE_EVERY_S,
     ) -> None:
         self.path = Path(path)
+        self.prune_every_s = prune_every_s
         self.raw_retention_s = raw_retention_s
         self.rollup_retention_s = rollup_retention_s
         self._lock = threading.Lock()
@@ -144,6 +147,8 @@ class MetricsStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._ids: dict[tuple[str, str], int] = {}
+        self._seen: dict[int, int] = {}  # entity -> last_seen as written
+        self._pruned_at = 0.0
 
     def close(self) -> None:
         with self._lock:
@@ -161,23 +166,30 @@ class MetricsStore:
             seen: dict[int, int] = {}
             for row in rows:
                 entity = self._entity(row.kind, row.name, row.owner, row.ts)
-                seen[entity] = max(seen.get(entity, 0), row.ts)
+                if row.ts >= self._seen.get(entity, 0) + ROLLUP_RESOLUTION:  # last_seen: kept to the minute
+                    seen[entity] = max(seen.get(entity, 0), row.ts)
                 params.append((RAW_RESOLUTION, entity, row.ts, pack(row.values)))
             self._db.executemany("INSERT OR REPLACE INTO points(res, entity, ts, data) VALUES (?,?,?,?)", params)
             self._db.executemany(
                 "UPDATE entities SET last_seen = max(last_seen, ?) WHERE id = ?", [(ts, e) for e, ts in seen.items()]
             )
+            self._seen.update(seen)
 
     def record_histogram(self, service: str, minute: int, h: Histogram) -> None:
         """Keep one minute's latency histogram of ``service`` (merged with one already kept)."""
+        self.record_histograms([(service, minute, h)])
+
+    def record_histograms(self, histograms: Iterable[tuple[str, int, Histogram]]) -> None:
+        """Keep minutes' latency histograms ``(service, minute, histogram)`` in one transaction."""
         with self._lock, self._tx():
-            entity = self._entity("latency", service, service, minute)
-            row = self._db.execute("SELECT data FROM hist WHERE entity=? AND ts=?", (entity, minute)).fetchone()
-            if row is not None:
-                h = merged([decode(row[0]), h])
-            self._db.execute(
-                "INSERT OR REPLACE INTO hist(entity, ts, data) VALUES (?,?,?)", (entity, minute, encode(h))
-            )
+            for service, minute, h in histograms:
+                entity = self._entity("latency", service, service, minute)
+                row = self._db.execute("SELECT data FROM hist WHERE entity=? AND ts=?", (entity, minute)).fetchone()
+                if row is not None:
+                    h = merged([decode(row[0]), h])
+                self._db.execute(
+                    "INSERT OR REPLACE INTO hist(entity, ts, data) VALUES (?,?,?)", (entity, minute, encode(h))
+                )
 
     def maintain(self, now: float) -> int:
         """Roll up complete minutes and delete expired rows; the number of 1 min rows written."""
@@ -189,10 +201,14 @@ class MetricsStore:
             start = max(start, limit - int(self.raw_retention_s))
             written = 0
             with self._tx():
-                entities = self._db.execute("SELECT id, kind FROM entities WHERE last_seen >= ?", (start,)).fetchall()
+                entities = self._db.execute(  # last_seen lags the newest row by under a minute
+                    "SELECT id, kind FROM entities WHERE last_seen >= ?", (start - ROLLUP_RESOLUTION,)
+                ).fetchall()
                 for entity, kind in entities:
                     written += self._rollup(entity, kind, start, limit)
-                self._prune(now)
+                if now - self._pruned_at >= self.prune_every_s:
+                    self._prune(now)
+                    self._pruned_at = now
                 self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('rolled_until', ?)", (str(limit),))
             return written
 
@@ -314,6 +330,8 @@ class MetricsStore:
             self._db.execute("DELETE FROM entities WHERE id=?", (entity,))
         if gone:
             self._ids = {k: v for k, v in self._ids.items() if v not in set(gone)}
+            for entity in gone:
+                self._seen.pop(entity, None)
 
 
 class _Transaction:
