@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from slipstream.errors import InvalidInput, NotFound
 from slipstream.metrics.collect import Collector, Sources
 from slipstream.metrics.fake import FakeBackend, render_show_stat
 from slipstream.metrics.model import (
@@ -19,7 +20,7 @@ from slipstream.metrics.model import (
     ProxyReading,
 )
 from slipstream.metrics.parse import MB
-from slipstream.metrics.report import build_report, render_text
+from slipstream.metrics.report import build_report, query_report, render_text
 from slipstream.metrics.sparkline import downsample, render_sparkline
 from slipstream.metrics.store import MetricsStore
 
@@ -100,7 +101,7 @@ def test_rounds_give_figures_rows_and_a_report(store: MetricsStore) -> None:
     assert latest.http["web"].requests == 50 and latest.http["web"].status["5xx"] == 10
     assert latest.instances["web-d1-1"].cpu_percent == pytest.approx(25.0)
     assert latest.latency["web"].count == 50
-    report = build_report(store.query("web", end - 290, end, resolution=10))  # the last 30 rounds
+    report = build_report(store.query("web", end - 300, end, resolution=10))  # the last 30 rounds
     assert report["requests_per_s"] == pytest.approx(5.0)
     assert report["status"] == {"2xx": 1200, "3xx": 0, "4xx": 0, "5xx": 300}
     assert report["error_rate"] == pytest.approx(0.2)
@@ -179,14 +180,14 @@ def test_database_and_keyvalue_reports(store: MetricsStore) -> None:
     machine = FakeMachine()
     collector = Collector(store, machine.sources())
     collector.collect(T0)
-    assert build_report(store.query("main", T0, T0 + 10, 10))["database"] == {
+    assert build_report(store.query("main", T0 - 10, T0 + 10, 10))["database"] == {
         "connections": 4.0,
         "size_mb": 10.0,
         "longest_transaction_s": 0.5,
         "wal_archive_age_s": 12.0,
         "wal_archive_failing": 0.0,
     }
-    assert build_report(store.query("cache", T0, T0 + 10, 10))["keyvalue"] == {
+    assert build_report(store.query("cache", T0 - 10, T0 + 10, 10))["keyvalue"] == {
         "used_memory_mb": 2.0,
         "maxmemory_mb": 64.0,
         "clients": 3.0,
@@ -243,3 +244,15 @@ def test_downsample_keeps_gaps_and_means() -> None:
     assert downsample([1, 3, None, None, 5, 7], 3) == [2.0, None, 6.0]
     with pytest.raises(ValueError):
         downsample([1], 0)
+
+
+def test_query_report_as_the_api_calls_it(store: MetricsStore) -> None:
+    machine = FakeMachine()
+    collector = Collector(store, machine.sources())
+    end = run_rounds(collector, machine, 12, T0)
+    report = query_report(store, "web", "1m", now=end)
+    assert report["status"]["5xx"] == 60 and report["resolution_s"] == 10  # the last 6 rounds
+    with pytest.raises(NotFound, match="no metrics for 'nope'"):
+        query_report(store, "nope", "1h", now=end)
+    with pytest.raises(InvalidInput, match="between 1 s and 14 days"):
+        query_report(store, "web", "30d", now=end)

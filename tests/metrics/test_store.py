@@ -66,7 +66,7 @@ def test_rollup_max_and_last() -> None:
 def test_record_and_query_raw(store: MetricsStore) -> None:
     store.record([http(T0, 100, 20), inst(T0, "web-d3-1", 64), Row("keyvalue", "cache", "cache", T0, (1.0, 0.0, 2.0))])
     store.record([http(T0 + 10, 50, 0), inst(T0 + 10, "web-d3-1", 66)])
-    result = store.query("web", T0, T0 + 20, resolution=10)
+    result = store.query("web", T0 - 10, T0 + 20, resolution=10)  # rows in (since, until]
     series = {(s.kind, s.entity, s.metric): s.points for s in result.series}
     assert series[("http", "web", "requests")] == ((T0, 100.0), (T0 + 10, 50.0))
     assert series[("instance", "web-d3-1", "rss_mb")] == ((T0, 64.0), (T0 + 10, 66.0))
@@ -78,7 +78,7 @@ def test_a_round_written_twice_replaces(store: MetricsStore) -> None:
     store.record([http(T0, 100, 20)])
     store.record([http(T0, 7, 0)])
     assert store.count_rows(10) == 1
-    assert store.query("web", T0, T0 + 10, 10).series[0].points == ((T0, 7.0),)
+    assert store.query("web", T0 - 10, T0 + 10, 10).series[0].points == ((T0, 7.0),)
 
 
 def test_bad_rows_are_refused_before_anything_is_written(store: MetricsStore) -> None:
@@ -92,7 +92,7 @@ def test_maintain_rolls_up_complete_minutes(store: MetricsStore) -> None:
     store.record([http(T0 + 60, 1, 0)])  # the next minute: not complete yet
     assert store.maintain(T0 + 60 + ROLLUP_DELAY - 1) == 0  # minute T0 ended, but too recently
     assert store.maintain(T0 + 60 + ROLLUP_DELAY) == 1
-    minute = store.query("web", T0, T0 + 120, resolution=60)
+    minute = store.query("web", T0 - 60, T0 + 120, resolution=60)
     values = {s.metric: s.points for s in minute.series}
     assert values["requests"] == ((T0, 360.0),)
     assert values["http_5xx"] == ((T0, 18.0),)
@@ -109,7 +109,7 @@ def test_latency_minutes_come_from_the_merged_histogram(store: MetricsStore) -> 
     # 10 s rows whose mean p95 would be misleading; the minute must use the histogram
     store.record([Row("latency", "web", "web", T0 + 10 * i, (10.0, 10.0, 10.0, 10.0, 10.0)) for i in range(6)])
     store.maintain(T0 + 60 + ROLLUP_DELAY)
-    minute = {s.metric: s.points[0][1] for s in store.query("web", T0, T0 + 60, resolution=60).series}
+    minute = {s.metric: s.points[0][1] for s in store.query("web", T0 - 60, T0 + 60, resolution=60).series}
     assert minute["samples"] == 100.0
     assert minute["latency_p50_ms"] == pytest.approx(10.0, rel=0.02)
     assert minute["latency_p95_ms"] == pytest.approx(1000.0, rel=0.02)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from slipstream.errors import InvalidInput, NotFound
 from slipstream.metrics.histogram import Histogram
 from slipstream.metrics.model import Series
+from slipstream.metrics.parse import parse_duration
 from slipstream.metrics.sparkline import render_sparkline
-from slipstream.metrics.store import QueryResult
+from slipstream.metrics.store import ROLLUP_RETENTION_S, MetricsStore, QueryResult
 
 SPARK_WIDTH = 40
 
@@ -181,6 +184,23 @@ def build_report(result: QueryResult) -> dict[str, Any]:
     if cron is not None:
         report["cron"] = cron
     return report
+
+
+def query_report(store: MetricsStore, name: str, since: str | float = "1h", now: float | None = None) -> dict[str, Any]:
+    """The report of ``name`` over the last ``since`` (``15m``, ``1h``, ``7d``; at most 14 days).
+
+    Raises :class:`NotFound` when nothing was ever recorded for ``name`` (the API's 404).
+    """
+    seconds = parse_duration(since, "--since")
+    if not 0 < seconds <= ROLLUP_RETENTION_S:
+        raise InvalidInput(f"--since {since} is not between 1 s and 14 days", "metrics are kept 14 days")
+    if name not in store.owners():
+        raise NotFound(
+            f"no metrics for '{name}'",
+            "give a service, database or key value name from 'slipstream status' (figures start 10 s after it runs)",
+        )
+    until = time.time() if now is None else now
+    return build_report(store.query(name, until - seconds, until, now=until))
 
 
 def render_text(report: Mapping[str, Any]) -> str:

@@ -213,14 +213,17 @@ class MetricsStore:
             return written
 
     # Reads -------------------------------------------------------------------------------------
-    def query(self, owner: str, since: float, until: float, resolution: int | None = None) -> QueryResult:
-        """Every series of ``owner`` (a service, database, key value) between ``since`` and ``until``."""
+    def query(
+        self, owner: str, since: float, until: float, resolution: int | None = None, *, now: float | None = None
+    ) -> QueryResult:
+        """Every series of ``owner`` (a service, database, key value) between ``since`` and ``until``;
+        the resolution is chosen for the window (see :func:`choose_resolution`) unless given."""
         if until <= since:
             raise InvalidInput(f"the window ends ({until:.0f}) before it starts ({since:.0f})")
-        res = resolution or choose_resolution(since, until, time.time())
+        res = resolution or choose_resolution(since, until, time.time() if now is None else now)
         if res not in (RAW_RESOLUTION, ROLLUP_RESOLUTION):
             raise InvalidInput(f"resolution {res} s is not kept", "use 10 or 60")
-        lo, hi = int(since // res) * res, int(until)  # rows with lo <= ts <= hi
+        lo, hi = int(since // res) * res, int(until)  # rows with lo < ts <= hi: a row closes its interval
         series: list[Series] = []
         histograms: dict[str, Histogram] = {}
         with self._lock:
@@ -231,7 +234,7 @@ class MetricsStore:
                 if kind not in KINDS:
                     continue
                 rows = self._db.execute(
-                    "SELECT ts, data FROM points WHERE res=? AND entity=? AND ts>=? AND ts<=? ORDER BY ts",
+                    "SELECT ts, data FROM points WHERE res=? AND entity=? AND ts>? AND ts<=? ORDER BY ts",
                     (res, entity, lo, hi),
                 ).fetchall()
                 width = len(KINDS[kind])
