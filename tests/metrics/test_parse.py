@@ -166,8 +166,8 @@ def test_database_rows_and_archiver() -> None:
     assert failing[0].wal_failing_for_s == 400.0
     recovered = parse_database_rows(rows, (2.0, 60.0), {})  # a success after the failure
     assert recovered[0].wal_failing_for_s is None
-    never = parse_database_rows(rows, (None, 10.0), {})  # never archived, failing
-    assert never[0].wal_failing_for_s == 10.0
+    never = parse_database_rows(rows, (None, 10.0, 900.0), {})  # never archived, failing since the server began
+    assert never[0].wal_failing_for_s == 900.0
 
 
 def test_keyvalue_reading_from_info() -> None:

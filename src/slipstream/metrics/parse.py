@@ -221,10 +221,11 @@ SELECT d.datname,
   FROM pg_database d
  WHERE d.datname = ANY(%(names)s)
 """
-# The cluster's WAL archiver: seconds since the last success and since the last failure.
+# The cluster's WAL archiver: seconds since the last success, the last failure, and its stats reset.
 ARCHIVER_SQL = """
 SELECT extract(epoch FROM clock_timestamp() - last_archived_time),
-       extract(epoch FROM clock_timestamp() - last_failed_time)
+       extract(epoch FROM clock_timestamp() - last_failed_time),
+       extract(epoch FROM clock_timestamp() - stats_reset)
   FROM pg_stat_archiver
 """
 
@@ -235,15 +236,15 @@ def parse_database_rows(
     """Readings from :data:`DATABASE_SQL` rows and the :data:`ARCHIVER_SQL` row.
 
     ``names`` maps PostgreSQL database names to blueprint names. Archiving counts as failing when
-    the last failure is more recent than the last success.
+    the last failure is more recent than the last success; it has been failing since that success
+    (or, when nothing was ever archived, since the archiver's statistics began).
     """
-    archived_age = failed_age = None
+    archived_age = failed_age = reset_age = None
     if archiver is not None:
-        archived_age = None if archiver[0] is None else float(archiver[0])
-        failed_age = None if archiver[1] is None else float(archiver[1])
+        archived_age, failed_age, reset_age = (None if v is None else float(v) for v in (*archiver, None, None)[:3])
     failing_for: float | None = None
     if failed_age is not None and (archived_age is None or failed_age < archived_age):
-        failing_for = archived_age if archived_age is not None else failed_age
+        failing_for = archived_age if archived_age is not None else max(failed_age, reset_age or 0.0)
     out = []
     for datname, size, connections, longest in rows:
         out.append(
