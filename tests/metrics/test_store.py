@@ -10,12 +10,15 @@ from slipstream.errors import InvalidInput
 from slipstream.metrics.histogram import Histogram
 from slipstream.metrics.model import KINDS, Row
 from slipstream.metrics.store import (
+    CHUNK_S,
     ROLLUP_DELAY,
     MetricsStore,
     choose_resolution,
     pack,
+    pack_chunk,
     rollup_values,
     unpack,
+    unpack_chunk,
 )
 
 T0 = 1_700_000_040  # a minute boundary
@@ -146,3 +149,39 @@ def test_query_window_checks(store: MetricsStore) -> None:
 def test_choose_resolution(since_ago: int, length: int, expected: int) -> None:
     now = 10_000_000.0
     assert choose_resolution(now - since_ago, now - since_ago + length, now) == expected
+
+
+def test_chunk_round_trip() -> None:
+    samples = [(T0 + 10, (1.0, None, 3.5)), (T0 + 3590, (0.0, 2.0, None))]
+    data = pack_chunk(T0, 10, samples, 3)
+    assert unpack_chunk(data, T0, 10, 3) == samples
+    assert unpack_chunk(data, T0, 10, 4) == [(ts, (*v, None)) for ts, v in samples]  # a metric added since
+
+
+def test_sealed_hours_read_back_the_same_and_are_small(tmp_path: Path) -> None:
+    store = MetricsStore(tmp_path / "m.db")
+    start = T0 - T0 % 3600  # an hour boundary
+    for i in range(2 * 360 + 12):  # two hours and two minutes of rounds
+        ts = start + 10 * i
+        store.record([http(ts, 100, i % 3), inst(ts, "web-d3-1", 64.0)])
+        store.maintain(ts)
+    before = store.query("web", start, start + 7200, resolution=10)
+    store.maintain(start + 7320)  # the second hour seals now
+    after = store.query("web", start, start + 7200, resolution=10)
+    assert after.series == before.series
+    assert len(after.series[0].points) == 720  # every 10 s sample of the two hours, none lost or doubled
+    assert store.count_rows(10) == 2 * 360 * 2 + 13 * 2 - 2  # samples kept: sealed and open
+    open_rows = store._db.execute("SELECT count(*) FROM points WHERE res=10").fetchone()[0]
+    assert open_rows < 30  # only the minutes after the last sealed hour stay as rows
+    store.close()
+
+
+def test_sealed_chunks_expire_whole(tmp_path: Path) -> None:
+    store = MetricsStore(tmp_path / "m.db", raw_retention_s=3600, prune_every_s=60)
+    start = T0 - T0 % 3600
+    for i in range(4 * 360):
+        store.record([inst(start + 10 * i, "web-d3-1", 64.0)])
+        store.maintain(start + 10 * i)
+    kept = store.count_rows(10)
+    assert 360 <= kept <= 360 + CHUNK_S[10] // 10 + 60  # the retention, plus at most a span and a minute
+    store.close()

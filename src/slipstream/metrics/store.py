@@ -1,21 +1,26 @@
 """The metrics store: SQLite, 10 s rows for 24 h, rolled up into 1 min rows kept 14 days.
 
 Why SQLite (and this layout): slipstream already keeps its state in SQLite, so this adds no
-dependency and no process; one machine's series fit easily. A row holds *every* metric of one
-entity at one time, packed as float32 (NaN for "not measured"), so a web service with one instance
-costs two rows per 10 s instead of a dozen (measured in ``bench/metrics_bench.py``). Tables:
+dependency and no process, and one machine's series fit. A row holds *every* metric of one entity
+at one time, packed as float32 (NaN for "not measured"), so a web service with one instance costs
+three rows per 10 s (traffic, latency, instance) instead of twenty. Rows older than a span (an
+hour of 10 s rows, a day of 1 min rows) are sealed into one zlib-compressed chunk per entity, the
+values stored column by column: that removes SQLite's per-row overhead and lets steady or zero
+series compress to almost nothing (sizes in ``bench/metrics_bench.py``). Tables:
 
     entities(id, kind, name, owner, last_seen)        one per (kind, name): "instance" "web-d3-1"
-    points(res, entity, ts, data)  WITHOUT ROWID       res 10 or 60; data = packed float32 values
-    hist(entity, ts, data)         WITHOUT ROWID       latency histogram per service per minute (24 h)
+    points(res, entity, ts, data)      WITHOUT ROWID   open rows: res 10 or 60, packed float32
+    chunks(res, entity, start, data)   WITHOUT ROWID   sealed spans: compressed, column-major
+    hist(entity, ts, data)             WITHOUT ROWID   latency histogram per service per minute (24 h)
 
 Lifecycle: the collector calls ``record`` every round and ``maintain`` after it; ``maintain``
 rolls every complete minute (older than ``ROLLUP_DELAY``, so late access-log samples have landed)
 into a 1 min row per entity (each metric by its rule in ``model.KINDS``: sum, mean, max or last;
-latency percentiles from the minute's merged histogram); every 10 minutes it deletes 10 s rows and
-histograms older than 24 h, 1 min rows older than 14 days, and entities not seen for 14 days. Size is thus
-bounded by the number of entities. Writes use ``synchronous=NORMAL``: a power cut may lose the
-last seconds of metrics, never the file.
+latency percentiles from the minute's merged histogram), seals the oldest complete span of each
+resolution (one span per call, so no round does more than that), and every 10 minutes deletes
+10 s data and histograms older than 24 h, 1 min data older than 14 days (whole chunks: up to one
+span more), and entities not seen for 14 days. Size is thus bounded by the number of entities.
+Writes use ``synchronous=NORMAL``: a power cut may lose the last seconds of metrics, never the file.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import sqlite3
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +46,7 @@ ROLLUP_RETENTION_S = 14 * 24 * 3600
 ROLLUP_DELAY = 40  # seconds after a minute ends before it is rolled up (late samples land first)
 MAX_RAW_WINDOW = 6 * 3600  # a longer query reads 1 min rows
 PRUNE_EVERY_S = 600  # expired rows are deleted every 10 minutes (so they outlive retention by that much)
+CHUNK_S = {RAW_RESOLUTION: 3600, ROLLUP_RESOLUTION: 86400}  # rows older than a span are sealed into one chunk
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -57,6 +64,13 @@ CREATE TABLE IF NOT EXISTS points (
     ts INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (res, entity, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks (
+    res INTEGER NOT NULL,
+    entity INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (res, entity, start)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hist (
     entity INTEGER NOT NULL,
@@ -80,6 +94,31 @@ def unpack(data: bytes, width: int) -> tuple[float | None, ...]:
     raw = struct.unpack(f"<{count}f", data[: count * 4])
     values = tuple(None if math.isnan(v) else float(v) for v in raw[:width])
     return values + (None,) * (width - len(values))
+
+
+def pack_chunk(start: int, res: int, samples: Sequence[tuple[int, Sequence[float | None]]], width: int) -> bytes:
+    """Samples of one entity within one span as one compressed blob: their offsets from ``start``
+    (in steps of ``res``), then each metric's values in a column (columns compress well)."""
+    n = len(samples)
+    offsets = [(ts - start) // res for ts, _ in samples]
+    columns = [math.nan if values[i] is None else values[i] for i in range(width) for _, values in samples]
+    raw = struct.pack(f"<HB{n}H{n * width}f", n, width, *offsets, *columns)
+    return zlib.compress(raw, 6)
+
+
+def unpack_chunk(data: bytes, start: int, res: int, width: int) -> list[tuple[int, tuple[float | None, ...]]]:
+    """The samples :func:`pack_chunk` sealed, padded with None to ``width`` (as :func:`unpack`)."""
+    raw = zlib.decompress(data)
+    n, stored = struct.unpack_from("<HB", raw)
+    offsets = struct.unpack_from(f"<{n}H", raw, 3)
+    flat = struct.unpack_from(f"<{n * stored}f", raw, 3 + 2 * n)
+    out = []
+    for j, offset in enumerate(offsets):
+        values = tuple(
+            None if math.isnan(v) else float(v) for v in (flat[i * n + j] for i in range(min(stored, width)))
+        )
+        out.append((start + offset * res, values + (None,) * (width - len(values))))
+    return out
 
 
 def rollup_values(kind: str, rows: Sequence[Sequence[float | None]]) -> tuple[float | None, ...]:
@@ -206,6 +245,8 @@ class MetricsStore:
                 ).fetchall()
                 for entity, kind in entities:
                     written += self._rollup(entity, kind, start, limit)
+                for res in (RAW_RESOLUTION, ROLLUP_RESOLUTION):
+                    self._seal(res, limit)
                 if now - self._pruned_at >= self.prune_every_s:
                     self._prune(now)
                     self._pruned_at = now
@@ -233,12 +274,21 @@ class MetricsStore:
             for entity, kind, name in entities:
                 if kind not in KINDS:
                     continue
-                rows = self._db.execute(
-                    "SELECT ts, data FROM points WHERE res=? AND entity=? AND ts>? AND ts<=? ORDER BY ts",
-                    (res, entity, lo, hi),
-                ).fetchall()
                 width = len(KINDS[kind])
-                decoded = [(int(ts), unpack(data, width)) for ts, data in rows]
+                found = {
+                    ts: values
+                    for start, data in self._db.execute(
+                        "SELECT start, data FROM chunks WHERE res=? AND entity=? AND start>? AND start<=?",
+                        (res, entity, lo - CHUNK_S[res], hi),
+                    )
+                    for ts, values in unpack_chunk(data, int(start), res, width)
+                    if lo < ts <= hi
+                }
+                for ts, data in self._db.execute(
+                    "SELECT ts, data FROM points WHERE res=? AND entity=? AND ts>? AND ts<=?", (res, entity, lo, hi)
+                ):
+                    found[int(ts)] = unpack(data, width)
+                decoded = sorted(found.items())
                 if decoded:
                     for i, metric in enumerate(KINDS[kind]):
                         points = tuple((ts, values[i]) for ts, values in decoded)
@@ -267,9 +317,11 @@ class MetricsStore:
             return int((pages - free) * size)
 
     def count_rows(self, resolution: int) -> int:
-        """How many rows of ``resolution`` are kept (for tests and the bench)."""
+        """How many samples of ``resolution`` are kept, in rows and in sealed chunks (tests, bench)."""
         with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM points WHERE res=?", (resolution,)).fetchone()[0])
+            rows = int(self._db.execute("SELECT count(*) FROM points WHERE res=?", (resolution,)).fetchone()[0])
+            chunks = self._db.execute("SELECT data FROM chunks WHERE res=?", (resolution,)).fetchall()
+            return rows + sum(int(struct.unpack_from("<H", zlib.decompress(data))[0]) for (data,) in chunks)
 
     # Internals ---------------------------------------------------------------------------------
     def _tx(self) -> _Transaction:
@@ -318,6 +370,47 @@ class MetricsStore:
         self._db.executemany("INSERT OR REPLACE INTO points(res, entity, ts, data) VALUES (?,?,?,?)", params)
         return len(params)
 
+    def _seal(self, res: int, upto: int) -> None:
+        """Seal the oldest span of ``res`` rows that ended by ``upto`` (rolled up) into chunks.
+
+        One span per call, so a round never does more than one span's work; a store behind
+        (a daemon that was down) catches up one span per round.
+        """
+        span = CHUNK_S[res]
+        key = f"sealed_{res}"
+        known = self._meta(key)
+        if known is None:  # first time: from the oldest open row
+            oldest = self._db.execute("SELECT min(ts) FROM points WHERE res=?", (res,)).fetchone()[0]
+            if oldest is None:
+                return
+            known = str(int(oldest) // span * span)
+        start = int(known)
+        if start + span > upto:
+            return
+        width_of = {e: len(KINDS[k]) for e, k in self._db.execute("SELECT id, kind FROM entities") if k in KINDS}
+        for entity, width in width_of.items():
+            rows = self._db.execute(
+                "SELECT ts, data FROM points WHERE res=? AND entity=? AND ts>=? AND ts<? ORDER BY ts",
+                (res, entity, start, start + span),
+            ).fetchall()
+            if not rows:
+                continue
+            samples = [(int(ts), unpack(data, width)) for ts, data in rows]
+            old = self._db.execute(
+                "SELECT data FROM chunks WHERE res=? AND entity=? AND start=?", (res, entity, start)
+            ).fetchone()
+            if old is not None:  # rows that arrived after the span was sealed once
+                kept = dict(unpack_chunk(old[0], start, res, width))
+                samples = sorted({**kept, **dict(samples)}.items())
+            self._db.execute(
+                "INSERT OR REPLACE INTO chunks(res, entity, start, data) VALUES (?,?,?,?)",
+                (res, entity, start, pack_chunk(start, res, samples, width)),
+            )
+            self._db.execute(
+                "DELETE FROM points WHERE res=? AND entity=? AND ts>=? AND ts<?", (res, entity, start, start + span)
+            )
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, str(start + span)))
+
     def _prune(self, now: float) -> None:
         raw_cut = int(now - self.raw_retention_s)
         rollup_cut = int(now - self.rollup_retention_s)
@@ -327,9 +420,15 @@ class MetricsStore:
                 "DELETE FROM points WHERE res=? AND entity=? AND ts<?", (ROLLUP_RESOLUTION, entity, rollup_cut)
             )
             self._db.execute("DELETE FROM hist WHERE entity=? AND ts<?", (entity, raw_cut))
+            for res, cut in ((RAW_RESOLUTION, raw_cut), (ROLLUP_RESOLUTION, rollup_cut)):  # whole chunks only
+                self._db.execute(
+                    "DELETE FROM chunks WHERE res=? AND entity=? AND start<?", (res, entity, cut - CHUNK_S[res])
+                )
         gone = [r[0] for r in self._db.execute("SELECT id FROM entities WHERE last_seen < ?", (rollup_cut,))]
         for entity in gone:
-            self._db.execute("DELETE FROM points WHERE res=? AND entity=?", (ROLLUP_RESOLUTION, entity))
+            for res in (RAW_RESOLUTION, ROLLUP_RESOLUTION):
+                self._db.execute("DELETE FROM points WHERE res=? AND entity=?", (res, entity))
+                self._db.execute("DELETE FROM chunks WHERE res=? AND entity=?", (res, entity))
             self._db.execute("DELETE FROM entities WHERE id=?", (entity,))
         if gone:
             self._ids = {k: v for k, v in self._ids.items() if v not in set(gone)}
