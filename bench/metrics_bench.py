@@ -144,6 +144,9 @@ def run(services: int, hours: float, samples: int, workdir: Path) -> dict[str, A
     q1h, p1h = timed(3600)
     q24h, p24h = timed(min(hours, 24) * 3600 - 60)
     size = store.size_bytes()
+    data = store.data_bytes()
+    minute_per_day = data["1m"] / max(hours, 1 / 60) * 24
+    projected = size / max(1, sum(data.values())) * (data["10s"] + data["histograms"] + 14 * minute_per_day)
     result = {
         "services": services,
         "hours": hours,
@@ -156,6 +159,8 @@ def run(services: int, hours: float, samples: int, workdir: Path) -> dict[str, A
         "round_ms_max": round(max(round_ms), 2),
         "observe_us_per_request": round(observe_s / max(1, observed) * 1e6, 2),
         "store_mb": round(size / MB, 1),
+        "data_mb": {k: round(v / MB, 1) for k, v in data.items()},
+        "projected_14d_store_mb": round(projected / MB) if hours >= 24 else None,
         "rows_10s": store.count_rows(10),
         "rows_1m": store.count_rows(60),
         "query_1h_ms": round(q1h, 1),

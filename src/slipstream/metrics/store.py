@@ -10,14 +10,14 @@ series compress to almost nothing (sizes in ``bench/metrics_bench.py``). Tables:
 
     entities(id, kind, name, owner, last_seen)        one per (kind, name): "instance" "web-d3-1"
     points(res, entity, ts, data)      WITHOUT ROWID   open rows: res 10 or 60, packed float32
-    chunks(res, entity, start, data)   WITHOUT ROWID   sealed spans: compressed, column-major
+    chunks(res, entity, start, data)                   sealed spans: compressed, column-major
     hist(entity, ts, data)             WITHOUT ROWID   latency histogram per service per minute (24 h)
 
 Lifecycle: the collector calls ``record`` every round and ``maintain`` after it; ``maintain``
 rolls every complete minute (older than ``ROLLUP_DELAY``, so late access-log samples have landed)
 into a 1 min row per entity (each metric by its rule in ``model.KINDS``: sum, mean, max or last;
 latency percentiles from the minute's merged histogram), seals the oldest complete span of each
-resolution (one span per call, so no round does more than that), and every 10 minutes deletes
+resolution (a batch of entities per call, so no round does much of it), and every 10 minutes deletes
 10 s data and histograms older than 24 h, 1 min data older than 14 days (whole chunks: up to one
 span more), and entities not seen for 14 days. Size is thus bounded by the number of entities.
 Writes use ``synchronous=NORMAL``: a power cut may lose the last seconds of metrics, never the file.
@@ -47,6 +47,7 @@ ROLLUP_DELAY = 40  # seconds after a minute ends before it is rolled up (late sa
 MAX_RAW_WINDOW = 6 * 3600  # a longer query reads 1 min rows
 PRUNE_EVERY_S = 600  # expired rows are deleted every 10 minutes (so they outlive retention by that much)
 CHUNK_S = {RAW_RESOLUTION: 3600, ROLLUP_RESOLUTION: 86400}  # rows older than a span are sealed into one chunk
+SEAL_BATCH = 100  # entities sealed per maintain call (bounds the work of one round)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -65,13 +66,14 @@ CREATE TABLE IF NOT EXISTS points (
     data BLOB NOT NULL,
     PRIMARY KEY (res, entity, ts)
 ) WITHOUT ROWID;
+-- a rowid table: chunks are kilobytes, and WITHOUT ROWID wastes pages on rows that large
 CREATE TABLE IF NOT EXISTS chunks (
     res INTEGER NOT NULL,
     entity INTEGER NOT NULL,
     start INTEGER NOT NULL,
     data BLOB NOT NULL,
-    PRIMARY KEY (res, entity, start)
-) WITHOUT ROWID;
+    UNIQUE (res, entity, start)
+);
 CREATE TABLE IF NOT EXISTS hist (
     entity INTEGER NOT NULL,
     ts INTEGER NOT NULL,
@@ -101,7 +103,11 @@ def pack_chunk(start: int, res: int, samples: Sequence[tuple[int, Sequence[float
     (in steps of ``res``), then each metric's values in a column (columns compress well)."""
     n = len(samples)
     offsets = [(ts - start) // res for ts, _ in samples]
-    columns = [math.nan if values[i] is None else values[i] for i in range(width) for _, values in samples]
+    rows = [
+        [math.nan if v is None else v for v in values[:width]] + [math.nan] * (width - len(values))
+        for _, values in samples
+    ]
+    columns = [v for column in zip(*rows, strict=True) for v in column] if rows else []
     raw = struct.pack(f"<HB{n}H{n * width}f", n, width, *offsets, *columns)
     return zlib.compress(raw, 6)
 
@@ -316,6 +322,16 @@ class MetricsStore:
             size = self._db.execute("PRAGMA page_size").fetchone()[0]
             return int((pages - free) * size)
 
+    def data_bytes(self) -> dict[str, int]:
+        """Bytes of stored data (blobs, before SQLite's page overhead) by kind: 10 s, 1 min, histograms."""
+        with self._lock:
+            out = {"10s": 0, "1m": 0, "histograms": 0}
+            for table in ("points", "chunks"):
+                for res, size in self._db.execute(f"SELECT res, sum(length(data)) FROM {table} GROUP BY res"):
+                    out["10s" if res == RAW_RESOLUTION else "1m"] += int(size or 0)
+            out["histograms"] = int(self._db.execute("SELECT sum(length(data)) FROM hist").fetchone()[0] or 0)
+            return out
+
     def count_rows(self, resolution: int) -> int:
         """How many samples of ``resolution`` are kept, in rows and in sealed chunks (tests, bench)."""
         with self._lock:
@@ -373,8 +389,8 @@ class MetricsStore:
     def _seal(self, res: int, upto: int) -> None:
         """Seal the oldest span of ``res`` rows that ended by ``upto`` (rolled up) into chunks.
 
-        One span per call, so a round never does more than one span's work; a store behind
-        (a daemon that was down) catches up one span per round.
+        At most ``SEAL_BATCH`` entities per call, so no round does much of it; a store behind
+        (a daemon that was down) catches up a little every round.
         """
         span = CHUNK_S[res]
         key = f"sealed_{res}"
@@ -387,29 +403,45 @@ class MetricsStore:
         start = int(known)
         if start + span > upto:
             return
-        width_of = {e: len(KINDS[k]) for e, k in self._db.execute("SELECT id, kind FROM entities") if k in KINDS}
-        for entity, width in width_of.items():
-            rows = self._db.execute(
-                "SELECT ts, data FROM points WHERE res=? AND entity=? AND ts>=? AND ts<? ORDER BY ts",
-                (res, entity, start, start + span),
-            ).fetchall()
-            if not rows:
-                continue
-            samples = [(int(ts), unpack(data, width)) for ts, data in rows]
-            old = self._db.execute(
-                "SELECT data FROM chunks WHERE res=? AND entity=? AND start=?", (res, entity, start)
-            ).fetchone()
-            if old is not None:  # rows that arrived after the span was sealed once
-                kept = dict(unpack_chunk(old[0], start, res, width))
-                samples = sorted({**kept, **dict(samples)}.items())
-            self._db.execute(
-                "INSERT OR REPLACE INTO chunks(res, entity, start, data) VALUES (?,?,?,?)",
-                (res, entity, start, pack_chunk(start, res, samples, width)),
-            )
-            self._db.execute(
-                "DELETE FROM points WHERE res=? AND entity=? AND ts>=? AND ts<?", (res, entity, start, start + span)
-            )
+        progress = f"sealing_{res}"  # the last entity sealed in this span: SEAL_BATCH entities per call
+        after = int(self._meta(progress) or 0)
+        batch = self._db.execute(
+            "SELECT id, kind FROM entities WHERE id > ? ORDER BY id LIMIT ?", (after, SEAL_BATCH)
+        ).fetchall()
+        for entity, kind in batch:
+            if kind in KINDS:
+                self._seal_entity(res, int(entity), len(KINDS[kind]), start)
+        if len(batch) == SEAL_BATCH:
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (progress, str(batch[-1][0])))
+            return
+        self._db.execute("DELETE FROM meta WHERE key=?", (progress,))
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, str(start + span)))
+
+    def _seal_entity(self, res: int, entity: int, width: int, start: int) -> None:
+        """Move one entity's rows of the span at ``start`` into its chunk."""
+        span = CHUNK_S[res]
+        rows = self._db.execute(
+            "SELECT ts, data FROM points WHERE res=? AND entity=? AND ts>=? AND ts<? ORDER BY ts",
+            (res, entity, start, start + span),
+        ).fetchall()
+        if not rows:
+            return
+        samples: list[tuple[int, Sequence[float | None]]] = [
+            (int(ts), struct.unpack(f"<{len(data) // 4}f", data)) for ts, data in rows
+        ]
+        old = self._db.execute(
+            "SELECT data FROM chunks WHERE res=? AND entity=? AND start=?", (res, entity, start)
+        ).fetchone()
+        if old is not None:  # rows that arrived after the span was sealed once
+            kept: dict[int, Sequence[float | None]] = dict(unpack_chunk(old[0], start, res, width))
+            samples = sorted({**kept, **dict(samples)}.items())
+        self._db.execute(
+            "INSERT OR REPLACE INTO chunks(res, entity, start, data) VALUES (?,?,?,?)",
+            (res, entity, start, pack_chunk(start, res, samples, width)),
+        )
+        self._db.execute(
+            "DELETE FROM points WHERE res=? AND entity=? AND ts>=? AND ts<?", (res, entity, start, start + span)
+        )
 
     def _prune(self, now: float) -> None:
         raw_cut = int(now - self.raw_retention_s)
