@@ -145,8 +145,13 @@ def run(services: int, hours: float, samples: int, workdir: Path) -> dict[str, A
     q24h, p24h = timed(min(hours, 24) * 3600 - 60)
     size = store.size_bytes()
     data = store.data_bytes()
-    minute_per_day = data["1m"] / max(hours, 1 / 60) * 24
-    projected = size / max(1, sum(data.values())) * (data["10s"] + data["histograms"] + 14 * minute_per_day)
+    # 14 days of 1 min samples at the sealed chunks' density (a day's minutes stay open rows until it ends)
+    minute_samples_per_day = store.count_rows(60) / max(hours, 1 / 60) * 24
+    density = store.chunk_density(60)
+    overhead = size / max(1, sum(data.values()))  # SQLite pages per byte of data
+    projected = (
+        overhead * (data["10s"] + data["histograms"] + 14 * minute_samples_per_day * density) if density else None
+    )
     result = {
         "services": services,
         "hours": hours,
@@ -160,7 +165,8 @@ def run(services: int, hours: float, samples: int, workdir: Path) -> dict[str, A
         "observe_us_per_request": round(observe_s / max(1, observed) * 1e6, 2),
         "store_mb": round(size / MB, 1),
         "data_mb": {k: round(v / MB, 1) for k, v in data.items()},
-        "projected_14d_store_mb": round(projected / MB) if hours >= 24 else None,
+        "projected_14d_store_mb": round(projected / MB) if projected and hours >= 24 else None,
+        "sealed_bytes_per_sample": {r: round(d, 1) for r, d in ((10, store.chunk_density(10)), (60, density)) if d},
         "rows_10s": store.count_rows(10),
         "rows_1m": store.count_rows(60),
         "query_1h_ms": round(q1h, 1),

@@ -332,6 +332,13 @@ class MetricsStore:
             out["histograms"] = int(self._db.execute("SELECT sum(length(data)) FROM hist").fetchone()[0] or 0)
             return out
 
+    def chunk_density(self, resolution: int) -> float | None:
+        """Bytes per sample in the sealed chunks of ``resolution`` (None before the first seal)."""
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM chunks WHERE res=?", (resolution,)).fetchall()
+        samples = sum(int(struct.unpack_from("<H", zlib.decompress(data))[0]) for (data,) in rows)
+        return sum(len(data) for (data,) in rows) / samples if samples else None
+
     def count_rows(self, resolution: int) -> int:
         """How many samples of ``resolution`` are kept, in rows and in sealed chunks (tests, bench)."""
         with self._lock:
