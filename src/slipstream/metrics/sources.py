@@ -1,0 +1,143 @@
+"""The effectful readers the daemon wires into :class:`~slipstream.metrics.collect.Sources`.
+
+Each reads one boundary once and returns readings; all parsing is in ``parse.py``. The fakes are
+plain callables returning readings (``tests/metrics``), plus ``fake.render_show_stat`` for a fake
+HAProxy answer.
+
+- ``read_proxy(socket_path, services_map)``: ``show map`` + ``show stat -1 2 -1`` (backend rows
+  only, ~400 bytes per pre-declared backend) in one admin-socket round trip;
+- ``read_instance(...)``: an instance's memory and CPU from its cgroup when it has one, else from
+  psutil over its process tree;
+- ``read_databases(endpoint, names)``: two queries on the cluster's admin login;
+- ``read_keyvalue(...)``: ``INFO`` on one key value server;
+- ``read_disk(path)``, ``schedule_interval(schedule, now)``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+
+from slipstream.metrics.model import DatabaseReading, DiskReading, InstanceReading, KeyValueReading, ProxyReading
+from slipstream.metrics.parse import (
+    ARCHIVER_SQL,
+    DATABASE_SQL,
+    keyvalue_reading,
+    parse_cgroup_cpu,
+    parse_cgroup_memory,
+    parse_database_rows,
+)
+from slipstream.proxy.admin import AdminClient
+from slipstream.proxy.parse import parse_map
+
+if TYPE_CHECKING:
+    from slipstream.databases.models import Endpoint
+    from slipstream.runtime.base import InstanceStatus
+
+
+def read_proxy(socket_path: Path, services_map: Path, timeout: float = 2.0) -> ProxyReading:
+    """HAProxy's backend counters and its backend -> service map, in one round trip."""
+    answers = AdminClient(socket_path, timeout).send([f"show map {services_map}", "show stat -1 2 -1"], check=False)
+    return ProxyReading(csv=answers[1], backends=parse_map(answers[0]))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def tree_usage(pid: int) -> tuple[float | None, int | None]:
+    """CPU seconds (user + system, with reaped children) and RSS bytes of ``pid`` and its descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None, None
+    cpu, rss = 0.0, 0
+    for p in procs:
+        try:
+            with p.oneshot():
+                t = p.cpu_times()
+                cpu += t.user + t.system + t.children_user + t.children_system
+                rss += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return cpu, rss
+
+
+def read_instance(
+    status: InstanceStatus,
+    service: str,
+    memory_limit_mb: float | None,
+    cgroup: Path | None = None,
+    cgroup_version: int = 2,
+) -> InstanceReading:
+    """One instance's reading: cgroup memory (working set) and CPU where the cgroup says, else psutil.
+
+    ``cgroup`` is the instance's cgroup directory (``MemoryCgroups.base / instance_id``) or None.
+    """
+    cpu: float | None = None
+    memory: int | None = None
+    if cgroup is not None and cgroup.is_dir():
+        usage = "memory.current" if cgroup_version == 2 else "memory.usage_in_bytes"
+        memory = parse_cgroup_memory(cgroup_version, _read(cgroup / usage), _read(cgroup / "memory.stat"))
+        if cgroup_version == 2:
+            cpu = parse_cgroup_cpu(_read(cgroup / "cpu.stat"))
+    if status.pid is not None and (cpu is None or memory is None):
+        tree_cpu, tree_rss = tree_usage(status.pid)
+        cpu = tree_cpu if cpu is None else cpu
+        memory = tree_rss if memory is None else memory
+    return InstanceReading(
+        instance_id=status.instance_id,
+        service=service,
+        state=str(status.state),
+        pid=status.pid,
+        create_time=status.create_time,
+        restarts=status.restarts,
+        memory_limit_mb=memory_limit_mb,
+        cpu_seconds=cpu,
+        memory_bytes=memory,
+    )
+
+
+def read_databases(endpoint: Endpoint, names: Mapping[str, str]) -> list[DatabaseReading]:
+    """Readings of the databases ``names`` (PostgreSQL name -> blueprint name) on the admin login."""
+    if not names:
+        return []
+    from slipstream.databases.admin import connect  # psycopg only once a database exists
+
+    with connect(endpoint) as conn:
+        rows = conn.execute(DATABASE_SQL, {"names": list(names)}).fetchall()
+        archiver = conn.execute(ARCHIVER_SQL).fetchone()
+    return parse_database_rows(rows, archiver, names)
+
+
+def read_keyvalue(name: str, host: str, port: int, user: str, password: str) -> KeyValueReading:
+    """One key value server's memory and clients from ``INFO``."""
+    from slipstream.keyvalue.client import connect
+    from slipstream.keyvalue.commands import parse_info
+
+    with connect(host, port, user, password, timeout=2.0) as conn:
+        info = parse_info(conn.text("INFO", "memory") + "\n" + conn.text("INFO", "clients"))
+    return keyvalue_reading(name, info)
+
+
+def read_disk(path: Path) -> DiskReading:
+    """The file system holding ``path``."""
+    usage = shutil.disk_usage(path)
+    return DiskReading(str(path), usage.total, usage.total - usage.free)
+
+
+def schedule_interval(schedule: str, now: float) -> float:
+    """Seconds between the two scheduled runs after ``now`` (a cron job's expected period)."""
+    from croniter import croniter
+
+    it = croniter(schedule, now)
+    first = float(it.get_next(float))
+    return float(it.get_next(float)) - first

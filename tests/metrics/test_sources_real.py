@@ -1,0 +1,185 @@
+"""The readers against the real things: HAProxy's admin socket, a process tree, PostgreSQL, Redis."""
+
+from __future__ import annotations
+
+import http.client
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slipstream.metrics.parse import build_http_figures, parse_show_stat
+from slipstream.metrics.sources import (
+    read_databases,
+    read_disk,
+    read_instance,
+    read_keyvalue,
+    read_proxy,
+    schedule_interval,
+)
+from slipstream.proxy import Proxy
+from slipstream.runtime.base import InstanceState, InstanceStatus
+
+pytestmark = pytest.mark.real
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_read_proxy_counts_real_requests(tmp_path: Path) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            code = 500 if self.path == "/fail" else 200
+            self.send_response(code)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    app = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=app.serve_forever, args=(0.05,), daemon=True).start()
+    proxy = Proxy(tmp_path / "proxy", free_port(), pool_size=4, slots=2)
+    try:
+        proxy.start()
+        proxy.set_route("web", ["web.localhost"])
+        proxy.add_server("web", "d1-1", app.server_address[1])
+        proxy.set_state("web", "d1-1", "ready")
+        first = read_proxy(proxy.socket_path, proxy.services_map)
+        _, snaps = build_http_figures({}, parse_show_stat(first.csv), first.backends, 0.0)
+        for path in ["/"] * 8 + ["/fail"] * 2:
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.http_port, timeout=5)
+            conn.request("GET", path, headers={"Host": "web.localhost"})
+            conn.getresponse().read()
+            conn.close()
+        second = read_proxy(proxy.socket_path, proxy.services_map)
+        figures, _ = build_http_figures(snaps, parse_show_stat(second.csv), second.backends, 10.0)
+        assert second.backends["be_00"] == "web"
+        web = figures["web"]
+        assert (web.requests, web.status["2xx"], web.status["5xx"]) == (10, 8, 2)
+    finally:
+        proxy.stop(grace=1)
+        app.shutdown()
+        app.server_close()
+
+
+def test_read_instance_from_a_process_tree() -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nx = bytearray(40 * 1024 * 1024)\nt = time.time()\nwhile time.time() - t < 0.3: pass\ntime.sleep(30)",
+        ]
+    )
+    try:
+        time.sleep(1.0)
+        status = InstanceStatus("web-d1-1", InstanceState.RUNNING, child.pid, None, 1, None, None, None)
+        r = read_instance(status, "web", 512, cgroup=None)
+        assert r.memory_bytes is not None and r.memory_bytes > 40 * 1024 * 1024
+        assert r.cpu_seconds is not None and r.cpu_seconds >= 0.2
+        assert (r.service, r.restarts, r.memory_limit_mb, r.state) == ("web", 1, 512, "running")
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_read_instance_prefers_its_cgroup(tmp_path: Path) -> None:
+    group = tmp_path / "web-d1-1"  # a v2 cgroup directory as the kernel lays it out
+    group.mkdir()
+    (group / "memory.current").write_text("10485760\n")
+    (group / "memory.stat").write_text("anon 8000000\ninactive_file 2097152\n")
+    (group / "cpu.stat").write_text("usage_usec 1500000\n")
+    status = InstanceStatus("web-d1-1", InstanceState.BACKOFF, None, None, 3, 137, 2.0, "killed")
+    r = read_instance(status, "web", 64, cgroup=group)
+    assert (r.memory_bytes, r.cpu_seconds) == (8 * 1024 * 1024, 1.5)
+
+
+def test_read_disk_and_schedule() -> None:
+    disk = read_disk(Path("/"))
+    assert 0 < disk.used_bytes < disk.total_bytes
+    assert schedule_interval("*/15 * * * *", 1_700_000_000.0) == 900
+    assert schedule_interval("0 3 * * *", 1_700_000_000.0) == 86400
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    from slipstream.databases import Cluster
+    from slipstream.databases.commands import find_pg_bin
+
+    find_pg_bin()
+    base = Path(tempfile.mkdtemp(prefix="slipstream-metrics-pg-"))
+    c = Cluster(base / "postgres", base / "backups", traverse_root=base)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_read_databases_on_a_real_cluster(cluster: object) -> None:
+    from slipstream.databases import Cluster
+
+    assert isinstance(cluster, Cluster)
+    info = cluster.ensure_database("metrics-db", password=secrets.token_urlsafe(12))
+    readings = read_databases(cluster.admin_endpoint(), {info.database: "metrics-db"})
+    assert [r.name for r in readings] == ["metrics-db"]
+    r = readings[0]
+    assert r.size_bytes > 1024 * 1024 and r.connections >= 0 and r.longest_transaction_s >= 0
+    assert r.wal_failing_for_s is None
+    assert read_databases(cluster.admin_endpoint(), {}) == []
+
+
+def test_read_keyvalue_on_a_real_redis(tmp_path: Path) -> None:
+    redis = shutil.which("redis-server")
+    if redis is None:
+        pytest.skip("redis-server is not installed")
+    port, password = free_port(), secrets.token_hex(8)
+    proc = subprocess.Popen(
+        [
+            redis,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            password,
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                r = read_keyvalue("cache", "127.0.0.1", port, "default", password)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        assert r.name == "cache" and r.used_memory_bytes > 0 and r.clients >= 1 and r.maxmemory_bytes == 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
