@@ -27,7 +27,18 @@ from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
 from slipstream.engine.keyvalues import KeyValueManager
 from slipstream.errors import Conflict
-from slipstream.logs import AccessReceiver, Drains, Level, LogLine, LogMasker, LogPipeline, LogStore, Retention, Stream
+from slipstream.logs import (
+    AccessReceiver,
+    Drains,
+    DrainSpec,
+    Level,
+    LogLine,
+    LogMasker,
+    LogPipeline,
+    LogStore,
+    Retention,
+    Stream,
+)
 from slipstream.proxy import Proxy
 from slipstream.runtime import LocalDriver
 from slipstream.runtime.cgroups import MemoryCgroups
@@ -103,6 +114,7 @@ def build_engine(settings: Settings) -> Engine:
         keyvalues=KeyValueManager(settings, store, masker),
         images=images,
         logs=logs,
+        observe=True,
     )
     engine_ref.append(engine)
     return engine
@@ -130,6 +142,7 @@ def log_pipeline(settings: Settings, store: Store, masker: Masker) -> LogPipelin
     log_masker = LogMasker(masker)
     retention = Retention(max_age_s=settings.log_retention_days * 86400, max_bytes=settings.log_max_mb * 1024 * 1024)
     pipeline = LogPipeline(LogStore(settings.logs_db, log_masker, retention), Drains())
+    pipeline.drains.set(DrainSpec(f"drain-{i + 1}", url) for i, url in enumerate(settings.log_drains))
 
     def on_event(ts: float, kind: str, message: str, service: str | None, deploy_id: int | None) -> None:
         if kind not in _ECHOED_KINDS:
@@ -187,7 +200,14 @@ def run_daemon(settings: Settings) -> None:
     receiver = None
     if engine.log_pipeline is not None:  # HAProxy's access lines, and the daemon's own log records
         logging.getLogger().addHandler(engine.log_pipeline.handler(logging.INFO))
-        receiver = AccessReceiver(settings.access_socket, engine.log_pipeline.emit, instance_by_port(engine.store))
+        pipeline, observed = engine.log_pipeline, engine.observability
+
+        def access(lines: list[LogLine]) -> None:
+            pipeline.emit(lines)
+            if observed is not None:
+                observed.observe_access(lines)
+
+        receiver = AccessReceiver(settings.access_socket, access, instance_by_port(engine.store))
         receiver.start()
     everything = threading.Event()
     server: uvicorn.Server | None = None

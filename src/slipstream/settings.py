@@ -110,6 +110,34 @@ class Settings:
     log_max_mb: int = field(
         default=1024, metadata=_env("SLIPSTREAM_LOG_MAX_MB", "most megabytes the log store keeps (oldest go first)")
     )
+    log_drains: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            "SLIPSTREAM_LOG_DRAINS",
+            "where every log line is also sent, comma-separated: syslog://host:port, syslog+tls://, http(s)://",
+        ),
+    )
+    metrics_interval_s: float = field(
+        default=10.0, metadata=_env("SLIPSTREAM_METRICS_INTERVAL", "seconds between metric collection rounds")
+    )
+    metrics_listen: str | None = field(
+        default=None,
+        metadata=_env("SLIPSTREAM_METRICS_LISTEN", "a loopback host:port serving /metrics for a Prometheus to scrape"),
+    )
+    alert_webhook_url: str | None = field(
+        default=None, metadata=_env("SLIPSTREAM_ALERT_WEBHOOK_URL", "where alerts are posted (JSON, Slack-compatible)")
+    )
+    alert_webhook_secret: str | None = field(
+        default=None,
+        metadata=_env("SLIPSTREAM_ALERT_WEBHOOK_SECRET", "signs each alert post (HMAC-SHA256 of timestamp.body)"),
+    )
+    smtp_host: str | None = field(default=None, metadata=_env("SLIPSTREAM_SMTP_HOST", "SMTP server for alert mail"))
+    smtp_port: int = field(default=25, metadata=_env("SLIPSTREAM_SMTP_PORT", "its port"))
+    smtp_from: str | None = field(default=None, metadata=_env("SLIPSTREAM_SMTP_FROM", "alert mail's sender"))
+    smtp_to: tuple[str, ...] = field(
+        default=(), metadata=_env("SLIPSTREAM_SMTP_TO", "alert mail's recipients, comma-separated")
+    )
+    smtp_starttls: str = field(default="off", metadata=_env("SLIPSTREAM_SMTP_STARTTLS", "`on` to use STARTTLS"))
     memory_cgroups: str = field(
         default="auto",
         metadata=_env(
@@ -252,6 +280,11 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "backup_interval_s": _number(float, 1),
     "backup_retention": _number(int, 1),
     "memory_cgroups": _choice("auto", "off"),
+    "log_drains": _addresses,
+    "metrics_interval_s": _number(float, 0.5),
+    "smtp_port": _port,
+    "smtp_to": _addresses,
+    "smtp_starttls": _choice("on", "off"),
     "log_retention_days": _number(float, 0.01),
     "log_max_mb": _number(int, 16),
 }

@@ -29,7 +29,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from slipstream.errors import InvalidInput
 from slipstream.metrics.parse import parse_duration
@@ -133,6 +133,7 @@ def rules_for(
     return {name: apply(rule, overrides.get(name)) for name, rule in defaults.items()}
 
 
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)\s*%$")
 
 
@@ -222,4 +223,25 @@ def parse_overrides(
         out[rule.name] = Override(**fields)  # type: ignore[arg-type]
     if problems:
         raise InvalidInput("; ".join(problems), "see the alerts section of docs/blueprint.md")
+    return out
+
+
+def service_overrides(service: str, settings: Mapping[str, Any]) -> dict[str, Override]:
+    """A service's alert settings checked against the rules (InvalidInput lists every problem)."""
+    return parse_overrides(_numbers(settings), f"services ({service}).alerts")
+
+
+def _numbers(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The blueprint's ``alerts`` settings with numbers back as numbers (YAML text is kept as text
+    by the blueprint reader; ``0.05`` must reach the rules as 0.05, ``5%`` as the text)."""
+    out: dict[str, Any] = {}
+    for rule, settings in data.items():
+        if isinstance(settings, Mapping):
+            out[rule] = {
+                k: (float(v) if isinstance(v, str) and _NUMBER.fullmatch(v) else v)
+                for k, v in settings.items()
+                if v is not None
+            }
+        else:
+            out[rule] = settings
     return out

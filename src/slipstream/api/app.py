@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
@@ -15,6 +15,7 @@ from slipstream.api.errors import handle_expected, handle_invalid_request, handl
 from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
 from slipstream.engine.keyvalues import KeyValueManager
+from slipstream.engine.observe import Observability
 from slipstream.engine.views import LogRequest
 from slipstream.errors import InvalidInput, SlipstreamError, Unavailable
 
@@ -264,6 +265,25 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
     @app.delete("/v1/projects/{name}")
     def delete_project(name: str, purge_disks: bool = False) -> dict[str, Any]:
         return engine.removal.project(name, purge_disks=purge_disks)
+
+    def observed() -> Observability:
+        if engine.observability is None:
+            raise Unavailable("metrics are not collected by this daemon")
+        return engine.observability
+
+    @app.get("/v1/services/{name}/metrics")
+    def metrics(name: str, since: str = "1h") -> dict[str, Any]:
+        """A service's (or database's, key value's) figures over ``since``, with sparklines."""
+        return observed().report(name, since)
+
+    @app.get("/v1/alerts")
+    def alerts() -> dict[str, Any]:
+        return {"alerts": observed().alerts()}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        body, content_type = observed().prometheus()
+        return Response(body, media_type=content_type)
 
     @app.post("/v1/shutdown")
     def shutdown(req: ShutdownRequest) -> dict[str, Any]:

@@ -340,7 +340,7 @@ def _warn_unsupported(s: Service, path: Path, out: Collector) -> None:
             out.error(here + ("path",), f"smoke check path {check.path!r} must start with '/'", "write '/…'")
     if s.smoke_checks and s.type not in ("web", "pserv"):
         out.warn(path + ("smokeChecks",), "smokeChecks run only for web and private services", "remove them", key=True)
-    for key in ("singleton", "memoryLimitMB", "smokeChecks"):
+    for key in ("singleton", "memoryLimitMB", "smokeChecks", "alerts"):
         if given(out, path, key):
             out.warn(
                 path + (key,),

@@ -73,6 +73,16 @@ class SmokeCheck(Model):
     timeout_seconds: int = Field(default=10, ge=1, le=300)
 
 
+class AlertSetting(Model):
+    """One alert rule's settings for a service (slipstream extension): e.g. ``threshold: 2%``,
+    ``window: 10m``, ``hold: 2m``, ``enabled: false``."""
+
+    threshold: str | None = None
+    window: str | None = None
+    hold: str | None = None
+    enabled: bool | None = None
+
+
 class FromDatabase(Model):
     """An env var taken from a property of a database in the same scope."""
 
@@ -246,6 +256,7 @@ class Service(Model):
     singleton: bool = False  # slipstream extension (workers): stop the old release before the new starts
     memory_limit_mb: int | None = Field(default=None, ge=32, alias="memoryLimitMB")  # slipstream extension
     smoke_checks: list[SmokeCheck] = Field(default_factory=list)  # slipstream extension: after the flip
+    alerts: dict[str, AlertSetting] = Field(default_factory=dict)  # slipstream extension: rule settings
     domains: list[str] = Field(default_factory=list)
     auto_deploy_trigger: Literal["commit", "checksPass", "off"] = "commit"
     render_subdomain_policy: Literal["enabled", "disabled"] | None = None

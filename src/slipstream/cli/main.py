@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from slipstream.cli import blueprint_cmds, resources
+from slipstream.cli import blueprint_cmds, observe, resources
 from slipstream.cli.client import Client
 from slipstream.cli.common import (
     FLAGS_ONLY,
@@ -57,6 +57,7 @@ app.add_typer(env_app, name="env")
 app.add_typer(kv_app, name="kv")
 app.add_typer(project_app, name="project")
 resources.register(app)
+observe.register(app)
 
 PROJECT_HELP = "the project this blueprint belongs to (default: its repository's directory name)"
 

@@ -41,6 +41,7 @@ from slipstream.states import InstancePhase
 if TYPE_CHECKING:
     from slipstream.engine.dbs import DatabaseManager
     from slipstream.engine.keyvalues import KeyValueManager
+    from slipstream.engine.observe import Observability
     from slipstream.logs import LogPipeline
 
 
@@ -60,6 +61,7 @@ class Engine:
         keyvalues: KeyValueManager | None = None,
         images: ImageControl | None = None,
         logs: LogPipeline | None = None,
+        observe: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -87,6 +89,13 @@ class Engine:
         self.queue = DeployQueue(store, self._run_deploy, settings.overlap, self._closing)
         self.intake = Intake(self.ctx, self.queue)
         self.removal = Removal(self.ctx, self.queue, databases, keyvalues)
+        self.observability: Observability | None = None
+        if observe:  # metrics and alerts (the daemon's; in-process tests go without)
+            from slipstream.engine.observe import Observability
+            from slipstream.proxy.haproxy import Proxy
+
+            real_proxy = proxy if isinstance(proxy, Proxy) else None  # its stats come off the admin socket
+            self.observability = Observability(settings, store, self.instances, real_proxy, databases, keyvalues)
         self.cron = CronScheduler(self.ctx, max_run_s=settings.cron_max_s)
         self.monitor = LiveMonitor(
             self.ctx,
@@ -111,6 +120,8 @@ class Engine:
         tidy = getattr(self.ctx.driver, "remove_unsupervised", None)
         if callable(tidy):  # containers of deploys a previous daemon left half done
             tidy()
+        if self.observability is not None:
+            self.observability.start()
         self.cron.start()
         self.monitor.start()
 
@@ -119,6 +130,8 @@ class Engine:
         self._closing.set()
         self.cron.close()
         self.monitor.close()
+        if self.observability is not None:
+            self.observability.stop()
         self.queue.join(timeout=1)
         self.ctx.driver.close()
         if self.databases is not None:
@@ -133,6 +146,8 @@ class Engine:
         self._closing.set()
         self.cron.close()
         self.monitor.close()
+        if self.observability is not None:
+            self.observability.stop()
         insts = self.store.instances()
         with ThreadPoolExecutor(max_workers=max(1, len(insts))) as pool:
             list(pool.map(lambda i: self.instances.stop(i.id, timeout=10), insts))

@@ -179,6 +179,10 @@ class Instances:
         if self.logs is not None:
             self.logs.retire(self.log_path(iid))
 
+    def spec_of(self, iid: str) -> InstanceSpec | None:
+        """The spec an instance was last started (or adopted) with."""
+        return self._specs.get(iid)
+
     def shutdown_delay(self, iid: str) -> float:
         spec = self._specs.get(iid)
         return spec.shutdown_delay_s if spec else 30.0

@@ -198,6 +198,10 @@ def plan_release(bp: Blueprint, spec: Service, facts: Facts, *, require_synced: 
                 f"the environment of {spec.name} would not fit its envManifest:\n{exc}",
                 "choose a value the manifest allows",
             ) from None
+    if spec.alerts:  # checked now, so a deploy never records settings the alert monitor refuses
+        from slipstream.alerts.rules import service_overrides
+
+        service_overrides(spec.name, {k: v.model_dump(exclude_none=True) for k, v in spec.alerts.items()})
     return _release(spec, env, overrides, secret_keys(bp, spec)), needs
 
 
@@ -250,4 +254,5 @@ def _release(spec: Service, env: dict[str, str], overrides: EnvOverrides, secret
         static=static,
         container=container,
         smoke_checks=tuple(c.model_dump() for c in spec.smoke_checks),
+        alerts={k: v.model_dump(exclude_none=True) for k, v in spec.alerts.items()} or None,
     )

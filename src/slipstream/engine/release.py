@@ -45,6 +45,7 @@ class Release:
     container: Mapping[str, Any] | None = None
     # checks run right after the flip: {path, status, contains, command, timeout_seconds}
     smoke_checks: tuple[Mapping[str, Any], ...] = ()
+    alerts: Mapping[str, Any] | None = None  # the blueprint's alert settings: {rule: {threshold, ...}}
 
     @property
     def stop_first(self) -> bool:
@@ -61,6 +62,7 @@ class Release:
         d["container"] = dict(self.container) if self.container else None
         d["env"] = dict(self.env)
         d["smoke_checks"] = [dict(c) for c in self.smoke_checks]
+        d["alerts"] = {k: dict(v) for k, v in self.alerts.items()} if self.alerts else None
         return d
 
     @classmethod

@@ -3,7 +3,7 @@
 Also: GET /env/KEY (a value of its env), /hog/N (allocate N MB), /sick (fail /health from now on), /disk/write/TEXT and /disk/read
 (a notes file on the service's persistent disk).
 
-HEALTH_STATUS: status /health answers (default 200). CRASH_AFTER_HEALTH: seconds after the first
+HEALTH_STATUS: status /health answers (default 200). ERROR_EVERY=N: every Nth other request answers 500. CRASH_AFTER_HEALTH: seconds after the first
 passing /health at which the process exits with code 3. VERSION file: the version in every body.
 """
 
@@ -19,6 +19,8 @@ CRASH_AFTER = os.environ.get("CRASH_AFTER_HEALTH")
 crash_armed = threading.Event()
 HOG: list[bytes] = []
 SICK = threading.Event()
+ERROR_EVERY = int(os.environ.get("ERROR_EVERY", "0"))
+COUNT = [0]
 
 
 def crash_later(delay: float) -> None:
@@ -56,6 +58,10 @@ class Handler(BaseHTTPRequestHandler):
             if CRASH_AFTER and status < 400 and not crash_armed.is_set():
                 crash_armed.set()
                 threading.Thread(target=crash_later, args=(float(CRASH_AFTER),), daemon=True).start()
+        if ERROR_EVERY and self.path != "/health":
+            COUNT[0] += 1
+            if COUNT[0] % ERROR_EVERY == 0:
+                status, body = 500, b"failing on purpose"
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
