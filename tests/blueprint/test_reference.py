@@ -22,6 +22,7 @@ MODELS = [
     m.StaticRoute,
     m.Header,
     m.SmokeCheck,
+    m.AlertSetting,
     m.ManifestEntry,
     m.Scaling,
     m.BuildFilter,
