@@ -25,10 +25,11 @@ from typing import Any
 from slipstream.engine.context import DeployContext
 from slipstream.engine.failures import Canceled, CancelToken, DeployFailed
 from slipstream.engine.gate import Gate
-from slipstream.engine.health import Probe, check_smoke, free_port
+from slipstream.engine.health import free_port
 from slipstream.engine.names import instance_id, server_name, server_of
-from slipstream.engine.prepare import build_once, pre_deploy_snapshots, prepare_build, provision
+from slipstream.engine.prepare import build_once, pre_deploy_snapshots, prepare_build, provision, prune_images
 from slipstream.engine.release import BuildRef, Release, hostname
+from slipstream.engine.smoke import run_smoke_checks
 from slipstream.errors import SlipstreamError
 from slipstream.logs.model import Source, Stream
 from slipstream.runtime.oneoff import CANCELED_EXIT_CODE
@@ -36,8 +37,6 @@ from slipstream.state.store import InstanceRecord
 from slipstream.states import DeployKind, DeployStatus, ServiceType
 
 log = logging.getLogger("slipstream.engine")
-
-IMAGES_KEPT = 5  # images of a container service kept for rollbacks (besides the live one)
 
 
 class DeployRun:
@@ -138,8 +137,8 @@ class DeployRun:
             self._seal()
         self._settle(gate, old, build)
         self._go_live(old)
+        prune_images(self, build)  # before the deploy is finished: the next one never waits on it
         self._drain(old)
-        self._prune_images(build)
 
     def _build(self) -> BuildRef:
         store = self.ctx.store
@@ -275,7 +274,7 @@ class DeployRun:
         if not self.type.routed or (settle <= 0 and not self.release.smoke_checks):
             return
         started = time.monotonic()
-        failed = self._smoke(build) if self.release.smoke_checks else None
+        failed = run_smoke_checks(self, build) if self.release.smoke_checks else None
         if failed is None and settle > 0:
             failed = gate.watch(settle)
         if failed:
@@ -284,35 +283,6 @@ class DeployRun:
             back = f"traffic moved back to deploy {old[0].deploy_id}" if old else "no earlier release to move back to"
             raise gate.failure(iid, f"failed right after the flip: {probe.reason}", then=back)
         self.to(DeployStatus.FLIPPING, step="settle", since=started)
-
-    def _smoke(self, build: BuildRef) -> tuple[str, Probe] | None:
-        """The release's smoke checks against each new instance; the first failure, if any."""
-        self.say(f"-----> Running {len(self.release.smoke_checks)} smoke check(s)")
-        host = self.release.hosts[0] if self.release.hosts else hostname(self.service)
-        for check in self.release.smoke_checks:
-            timeout = float(check.get("timeout_seconds") or 10)
-            if check.get("command"):
-                iid = f"{self.service}-smoke"
-                code = self.ctx.driver.run_once(
-                    str(check["command"]),
-                    build.workdir,
-                    self.ctx.instances.env(self.release, build, None, iid),
-                    self.ctx.settings.instances_dir / f"{self.service}-d{self.id}-smoke.log",
-                    timeout_s=timeout,
-                    on_output=lambda line: self.say(line, "pre_deploy"),
-                    image=build.image,
-                )
-                if code != 0:
-                    return self.new[0][0], Probe(False, f"smoke check `{check['command']}` exited with {code}")
-                continue
-            for iid, _, port in self.new:
-                probe = check_smoke(
-                    port, str(check["path"]), host, int(check.get("status") or 200), check.get("contains"), timeout
-                )
-                if not probe.ok:
-                    return iid, Probe(False, f"smoke check failed: {probe.reason}")
-            self.say(f"       smoke check GET {check['path']}: ok")
-        return None
 
     def _go_live(self, old: list[InstanceRecord]) -> None:
         store = self.ctx.store
@@ -334,18 +304,6 @@ class DeployRun:
         with ThreadPoolExecutor(max_workers=max(1, len(old))) as pool:
             list(pool.map(self.ctx.instances.drain, old))
         self.ctx.store.transition(self.id, DeployStatus.LIVE, step=("drain", time.monotonic() - started), finished=True)
-
-    def _prune_images(self, build: BuildRef) -> None:
-        """Keep a container service's newest images (rollbacks run them) and the live one."""
-        if build.image is None or self.ctx.images is None or self.release.runtime != "docker":
-            return
-        try:
-            removed = self.ctx.images.prune(self.service, keep=IMAGES_KEPT, in_use=[build.image])
-        except SlipstreamError as exc:
-            log.warning("pruning images of %s failed: %s", self.service, exc.message)
-            return
-        if removed:
-            self.say(f"       removed {len(removed)} old image{'s' if len(removed) > 1 else ''}")
 
     def _restore_old(self) -> None:
         """After a failed stop-first deploy, start the old release again."""

@@ -3,6 +3,7 @@ site, snapshot the databases before migrations. Each takes the run and records w
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +18,9 @@ from slipstream.engine.release import BuildRef
 from slipstream.errors import CommandFailed, InvalidInput, SlipstreamError
 from slipstream.logs.model import Source, Stream
 from slipstream.states import DeployKind, DeployStatus
+
+IMAGES_KEPT = 5  # images of a container service kept for rollbacks (besides the live one)
+log = logging.getLogger("slipstream.engine")
 
 if TYPE_CHECKING:
     from slipstream.engine.deployer import DeployRun
@@ -234,3 +238,16 @@ def pre_deploy_snapshots(run: DeployRun) -> None:
         ) from None
     for b in run.snapshots:
         run.say(f"       snapshot {b.id} ({b.size_bytes} bytes)")
+
+
+def prune_images(run: DeployRun, build: BuildRef) -> None:
+    """Keep a container service's newest images (rollbacks run them) and the live one."""
+    if build.image is None or run.ctx.images is None or run.release.runtime != "docker":
+        return
+    try:
+        removed = run.ctx.images.prune(run.service, keep=IMAGES_KEPT, in_use=[build.image])
+    except SlipstreamError as exc:
+        log.warning("pruning images of %s failed: %s", run.service, exc.message)
+        return
+    if removed:
+        run.say(f"       removed {len(removed)} old image{'s' if len(removed) > 1 else ''}")
