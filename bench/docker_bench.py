@@ -10,7 +10,9 @@ Run against the daemon stand after the native deploys, with the same number of t
    before the last ``COPY`` comes from the cache). Each is timed from ``POST /v1/deploys`` until
    HAProxy serves the new body, and its record gives the daemon's steps. Container start -> first
    200 is the ``start`` step (``podman run``) plus the ``health`` step (until the daemon's first
-   passing probe on the container's published port).
+   passing probe on the container's published port). After each deploy the bench waits for the
+   daemon's image pruning (``wait_quiet``): it runs after the record says the deploy finished, and
+   the service's next deploy would wait for it in the queue.
 4. ``kill -9`` of the container's main process after the last deploys (each a fresh instance, so
    each kill is its first restart) until HAProxy serves it again: the through-HAProxy figure, the
    same measurement as the native restarts.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import shutil
 import statistics
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,20 +96,38 @@ def run_docker(stand: DaemonStand, repo: ExtrasRepo, deploys: int, cold: int, re
     out.first = stand.timed_deploy(
         DOCKER_SERVICE, repo.docker_yaml, repo.head(), docker_body("0"), timeout=FIRST_DEPLOY_TIMEOUT_S
     )
+    wait_quiet(stand, int(out.first.deploy["id"]))
     for i in range(1, cold + 1):
         version = f"cold{i}"
         sha = repo.commit_docker(version, uuid.uuid4().hex)
         out.cold.append(stand.timed_deploy(DOCKER_SERVICE, repo.docker_yaml, sha, docker_body(version), timeout=120))
+        wait_quiet(stand, int(out.cold[-1].deploy["id"]))
     for i in range(1, deploys + 1):
         version = str(i)
         sha = repo.commit_docker(version, CACHED_STAMP)
         timed = stand.timed_deploy(DOCKER_SERVICE, repo.docker_yaml, sha, docker_body(version))
         out.deploys.append(timed)
-        events = stand.api("GET", f"/v1/deploys/{timed.deploy['id']}/events")["events"]
-        out.build_phases.append(parse_build_phases(events))
+        out.build_phases.append(parse_build_phases(wait_quiet(stand, int(timed.deploy["id"]))))
         if i > deploys - restarts:
             out.restarts.append(stand.restart(DOCKER_SERVICE))
     return out
+
+
+def wait_quiet(
+    stand: DaemonStand, deploy_id: int, floor: float = 1.0, quiet: float = 0.5, limit: float = 5.0
+) -> list[dict[str, Any]]:
+    """Wait until a finished deploy's events have stopped for ``quiet`` s, at least ``floor`` s
+    (pruning that removes nothing says nothing) and at most ``limit`` s; its events."""
+    started = time.monotonic()
+    seen, changed = -1, started
+    while True:
+        events: list[dict[str, Any]] = stand.api("GET", f"/v1/deploys/{deploy_id}/events")["events"]
+        now = time.monotonic()
+        if len(events) != seen:
+            seen, changed = len(events), now
+        if (now - started >= floor and now - changed >= quiet) or now - started >= limit:
+            return events
+        time.sleep(0.1)
 
 
 def cleanup(home: Path) -> list[str]:

@@ -68,9 +68,11 @@ minutes.
   ones (POST -> the new body through HAProxy). *Start -> first 200* is the recorded `start` step
   (`podman run`) plus the `health` step (until the daemon's first passing probe on the published
   port): a fresh deploy's container, not a restart. *Overhead* is the docker twin of the native
-  one: time to traffic - build step - start -> first 200. After each of the last 3 deploys, `kill -9`
-  of the container's main process (PID 1 inside) until HAProxy serves it again, as in 5. The
-  docker and crash services are deleted before 5 and 6.
+  one: time to traffic - build step - start -> first 200. After each docker deploy the bench waits
+  until its events stop (at least 1 s): the daemon prunes the service's old images after it has
+  recorded the deploy finished, and the next deploy of the service would queue behind that. After
+  each of the last 3 deploys, `kill -9` of the container's main process (PID 1 inside) until
+  HAProxy serves it again, as in 5. The docker and crash services are deleted before 5 and 6.
 * **8. fail-fast** (`bench/failfast_bench.py`): `bench-crash` goes live with the bench app, then
   `slipstream deploy` (the CLI, wall time) of a release whose start command prints a line and exits
   7, 5 times; the fail time is the deploy record's `created_at` -> `finished_at` (the daemon's clock;
