@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.report import Results, Target, median, step_medians
+from bench.docker_bench import median_phases
+from bench.report import Results, Target, median, start_to_first_200_ms, step_medians, step_ms, step_overheads_ms
+
+CRASH_TARGET = "crash-looping release fails within 10 s"
 
 
 def _proxy(r: Results) -> str:
@@ -160,6 +163,54 @@ def _daemon_cpu(r: Results) -> str:
     )
 
 
+def _docker(r: Results) -> str:
+    d = r.docker
+    assert d is not None
+    build, start = step_ms(d.deploys, "build"), start_to_first_200_ms(d.deploys)
+    total = median(t.ms for t in d.deploys)
+    request = median(t.request_ms for t in d.deploys)
+    min_healthy, flip = step_ms(d.deploys, "min_healthy"), step_ms(d.deploys, "flip")
+    overhead, native = median(step_overheads_ms(d.deploys)), median(step_overheads_ms(r.deploys))
+    parts = {
+        "the stability wait before the flip (min_healthy)": min_healthy,
+        "the API request": request,
+        "the flip": flip,
+        "the rest outside the recorded steps (hand-off, state writes, the 5 ms poll)": overhead
+        - min_healthy
+        - request
+        - flip,
+    }
+    listed = "; ".join(f"{name} {ms:.0f} ms" for name, ms in sorted(parts.items(), key=lambda x: -x[1]) if ms >= 0.5)
+    if abs(overhead - native) <= max(100.0, 0.1 * native):
+        compare = f"about what a native deploy carries by the same count ({native:.0f} ms)"
+    else:
+        compare = f"{overhead - native:+.0f} ms against a native deploy by the same count ({native:.0f} ms)"
+    phases = median_phases(d.build_phases)
+    top = ", ".join(f"{label} {ms:.0f} ms" for label, ms in sorted(phases, key=lambda x: -x[1])[:4])
+    labels = sum(ms for label, ms in phases if label.startswith("LABEL "))
+    label_note = (
+        f" slipstream's image labels run as Dockerfile steps of their own ({labels:.0f} ms together)." if labels else ""
+    )
+    return (
+        f"**Docker deploy.** Median {total:.0f} ms to traffic (native {median(t.ms for t in r.deploys):.0f} ms). "
+        f"The container's own parts are the image build ({build:.0f} ms) and its start -> first 200 ({start:.0f} ms; "
+        f"native {start_to_first_200_ms(r.deploys):.0f} ms); the {overhead:.0f} ms beyond them, {compare}, are: "
+        f"{listed}. Inside the build step the largest phases (medians) were: {top or 'none recorded'}.{label_note} "
+        f"The start step ({step_ms(d.deploys, 'start'):.0f} ms) is `podman run --detach` (conmon, runc, the "
+        "published port) until the container's main process is known; the health step after it took "
+        f"{step_ms(d.deploys, 'health'):.0f} ms."
+    )
+
+
+def _crash(r: Results) -> str:
+    fail = median(x["fail_s"] for x in r.crash_runs)
+    timeline = "; ".join(f"+{ms} ms {msg}" for ms, msg in r.crash_runs[0].get("timeline", []))
+    return (
+        f"**Crash-looping release.** Median {fail:.2f} s from the deploy's creation to update_failed. Daemon "
+        f"events of the first run: {timeline or 'none recorded'}."
+    )
+
+
 def render_analysis(r: Results, targets: Sequence[Target]) -> str:
     """The "where targets are missed" section (empty when every target is met)."""
     missed = {t.name for t in targets if not t.met}
@@ -178,6 +229,10 @@ def render_analysis(r: Results, targets: Sequence[Target]) -> str:
         parts += [_daemon_rss(r), ""]
     if "daemon CPU idle" in missed:
         parts += [_daemon_cpu(r), ""]
+    if "docker deploy" in missed and r.docker is not None and r.docker.deploys:
+        parts += [_docker(r), ""]
+    if CRASH_TARGET in missed and r.crash_runs:
+        parts += [_crash(r), ""]
     if "flips" in missed and r.flips:
         f = r.flips[0]
         parts += [

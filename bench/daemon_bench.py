@@ -8,7 +8,9 @@ and read "traffic moved" from outside: a GET through HAProxy every 5 ms on a new
 
 Lifecycle: ``start()`` runs ``slipstream up --detach``; the measurements run in order (deploys and
 rollbacks of ``s01``, then ``apply`` of all 20, one ``kill -9`` in each of five services, the idle
-sample); ``stop()`` runs ``slipstream down`` and kills anything still running under the home.
+sample); ``stop()`` runs ``slipstream down`` and kills anything still running under the home. The
+docker, fail-fast and TLS sections (``docker_bench``, ``failfast_bench``, ``tls_bench``) drive
+their services through the same stand with ``deploy_commit``/``timed_deploy``.
 """
 
 from __future__ import annotations
@@ -159,9 +161,22 @@ class DaemonStand:
     def served(self, service: str) -> tuple[int, str]:
         return procs.get(self.http_port, f"{service}.localhost", timeout=1)
 
-    def wait_serving(self, service: str, body: str, timeout: float = 60) -> float:
-        """Poll through HAProxy every 5 ms until ``service`` answers 200 ``body``; monotonic time."""
-        procs.wait_for(lambda: self.served(service) == (200, body), timeout, 0.005, f"{service} serving {body!r}")
+    def wait_serving(self, service: str, body: str, timeout: float = 60, deploy_id: int | None = None) -> float:
+        """Poll through HAProxy every 5 ms until ``service`` answers 200 ``body``; monotonic time.
+        With ``deploy_id``, a RuntimeError soon after that deploy ended without going live (its
+        record is read once a second from 3 s on, so a deploy that serves sooner sees only the poll)."""
+        deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + 3.0
+        while self.served(service) != (200, body):
+            now = time.monotonic()
+            if deploy_id is not None and now >= next_check:
+                d = self.api("GET", f"/v1/deploys/{deploy_id}")["deploy"]
+                if d["finished_at"] and d["status"] not in ("live", "deactivated"):
+                    raise RuntimeError(f"deploy {deploy_id} of {service} ended {d['status']}: {d.get('message')}")
+                next_check = now + 1.0
+            if now >= deadline:
+                raise TimeoutError(f"{service} serving {body!r} not reached within {timeout:g} s")
+            time.sleep(0.005)
         return time.perf_counter()
 
     def wait_finished(self, deploy_id: int, timeout: float = 120) -> dict[str, Any]:
@@ -177,8 +192,28 @@ class DaemonStand:
         return d
 
     def deploy(self, service: str, version: str) -> int:
-        body = {"service": service, "blueprint": str(self.blueprint), "commit": self.shas[version]}
+        return self.deploy_commit(service, self.blueprint, self.shas[version])
+
+    def deploy_commit(self, service: str, blueprint: Path, commit: str) -> int:
+        """``POST /v1/deploys`` of ``service`` from ``blueprint`` at ``commit``; the deploy id."""
+        body = {"service": service, "blueprint": str(blueprint), "commit": commit}
         return int(self.api("POST", "/v1/deploys", body)["deploy"]["id"])
+
+    def timed_deploy(self, service: str, blueprint: Path, commit: str, body: str, timeout: float = 60) -> Timed:
+        """Deploy ``commit``: POST -> ``service`` answers ``body`` through HAProxy; then its record."""
+        started = time.perf_counter()
+        deploy_id = self.deploy_commit(service, blueprint, commit)
+        answered = time.perf_counter()
+        ms = (self.wait_serving(service, body, timeout, deploy_id) - started) * 1000
+        return Timed(ms, self.wait_finished(deploy_id, timeout=max(120, timeout)), (answered - started) * 1000)
+
+    def latest_deploy(self, service: str) -> dict[str, Any]:
+        """The newest deploy record of ``service``."""
+        return dict(self.api("GET", f"/v1/services/{service}/deploys?limit=1")["deploys"][0])
+
+    def delete_service(self, service: str) -> None:
+        """``DELETE /v1/services/<service>``: its instances stop and its route goes."""
+        self.api("DELETE", f"/v1/services/{service}")
 
     def instances(self, service: str) -> list[dict[str, Any]]:
         status = self.api("GET", "/v1/status")["services"]
@@ -197,11 +232,7 @@ class DaemonStand:
         out = []
         for i in range(runs):
             version = "2" if i % 2 == 0 else "1"
-            started = time.perf_counter()
-            deploy_id = self.deploy(service, version)
-            answered = time.perf_counter()
-            ms = (self.wait_serving(service, f"ok {version}") - started) * 1000
-            out.append(Timed(ms, self.wait_finished(deploy_id), (answered - started) * 1000))
+            out.append(self.timed_deploy(service, self.blueprint, self.shas[version], f"ok {version}"))
         return out
 
     def rollbacks(self, service: str, runs: int) -> list[Timed]:

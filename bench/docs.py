@@ -8,7 +8,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.report import Results, Target, median, overheads_ms, step_medians
+from bench.docker_bench import median_phases
+from bench.report import (
+    Results,
+    Target,
+    median,
+    overheads_ms,
+    start_to_first_200_ms,
+    step_medians,
+    step_ms,
+    step_overheads_ms,
+)
+from bench.tls_bench import summarize
 
 STEP_ORDER = ("build", "pre_deploy", "start", "health", "min_healthy", "flip", "settle", "total_to_live", "drain")
 
@@ -48,6 +59,29 @@ minutes.
   until the service answers 200 through HAProxy again.
 * **6. daemon**: with the 20 services live and idle, the daemon's and HAProxy's RSS (median of 1 s
   samples) and CPU% (psutil, over a 10 s window; 100 % = one core).
+* **7. docker** (right after 3-4, same daemon; `bench/docker_bench.py`): `bench-docker`,
+  `runtime: docker`, a Dockerfile `FROM localhost/slipstream-base:busybox` (`RUN`, two `COPY`,
+  `CMD`; busybox httpd as PID 1 answers `ok <version>`). One untimed first deploy (it makes the base
+  image if the machine has none), then 3 *cold* deploys (a new stamp in the first `RUN`: no layer of
+  the Dockerfile is cached, the base image is), then 10 timed deploys, each of a new commit
+  changing the served file (every layer before the last `COPY` cached), timed like the native
+  ones (POST -> the new body through HAProxy). *Start -> first 200* is the recorded `start` step
+  (`podman run`) plus the `health` step (until the daemon's first passing probe on the published
+  port): a fresh deploy's container, not a restart. *Overhead* is the docker twin of the native
+  one: time to traffic - build step - start -> first 200. After each docker deploy the bench waits
+  until its events stop (at least 1 s): the daemon prunes the service's old images after it has
+  recorded the deploy finished, and the next deploy of the service would queue behind that. After
+  each of the last 3 deploys, `kill -9` of the container's main process (PID 1 inside) until
+  HAProxy serves it again, as in 5. The docker and crash services are deleted before 5 and 6.
+* **8. fail-fast** (`bench/failfast_bench.py`): `bench-crash` goes live with the bench app, then
+  `slipstream deploy` (the CLI, wall time) of a release whose start command prints a line and exits
+  7, 5 times; the fail time is the deploy record's `created_at` -> `finished_at` (the daemon's clock;
+  no CLI start-up in it). Every run must end `update_failed` with the CLI exiting 1.
+* **9. TLS** (last, `bench/tls_bench.py`): a deploy of `bench-pg` whose blueprint declares database
+  `benchdb` starts the daemon's PostgreSQL; then 50 psycopg connects (+ `SELECT 1`, close) per
+  sslmode, taking turns disable -> require -> verify-full after one warm-up each. Only verify-full is
+  given the cluster's CA (`<home>/postgres/tls/ca.crt`; libpq makes `require` with a CA file a
+  `verify-ca`).
 """
 
 
@@ -146,6 +180,103 @@ def _spy(r: Results) -> list[str]:
     ]
 
 
+def _docker(r: Results) -> list[str]:
+    d = r.docker
+    if d is None or not d.deploys:
+        return [f"No docker row in this run: {r.skipped.get('docker', 'not measured')}."]
+
+    rows = [
+        ("client: POST -> new version via HAProxy", median(t.ms for t in r.deploys), median(t.ms for t in d.deploys)),
+        ("API request", median(t.request_ms for t in r.deploys), median(t.request_ms for t in d.deploys)),
+        ("build step (a code change)", step_ms(r.deploys, "build"), step_ms(d.deploys, "build")),
+        ("build step, cold (no cached layer)", None, step_ms(d.cold, "build")),
+        ("start", step_ms(r.deploys, "start"), step_ms(d.deploys, "start")),
+        ("health", step_ms(r.deploys, "health"), step_ms(d.deploys, "health")),
+        ("start -> first 200 (start + health)", start_to_first_200_ms(r.deploys), start_to_first_200_ms(d.deploys)),
+        ("min_healthy", step_ms(r.deploys, "min_healthy"), step_ms(d.deploys, "min_healthy")),
+        ("flip", step_ms(r.deploys, "flip"), step_ms(d.deploys, "flip")),
+        ("settle", step_ms(r.deploys, "settle"), step_ms(d.deploys, "settle")),
+        ("total_to_live", step_ms(r.deploys, "total_to_live"), step_ms(d.deploys, "total_to_live")),
+        ("drain", step_ms(r.deploys, "drain"), step_ms(d.deploys, "drain")),
+        (
+            "to traffic - build - start - health",
+            median(step_overheads_ms(r.deploys)),
+            median(step_overheads_ms(d.deploys)),
+        ),
+        (
+            "kill -9 -> served via HAProxy",
+            median(x["ms"] for x in r.restarts),
+            median(x["ms"] for x in d.restarts),
+        ),
+    ]
+    out = [
+        f"| median over {len(r.deploys)} / {len(d.deploys)} deploys | native (`runtime: python`) | "
+        "docker (`runtime: docker`) |",
+        "|---|---|---|",
+    ]
+    out += [f"| {name} | {'-' if native is None else _ms(native)} | {_ms(docker)} |" for name, native, docker in rows]
+    cold = ", ".join(f"{t.deploy['steps'].get('build', 0) * 1000:.0f}" for t in d.cold) or "-"
+    out += [
+        "",
+        f"Docker to traffic per run: {', '.join(f'{t.ms:.0f}' for t in d.deploys)} ms; cold build steps: {cold} ms.",
+    ]
+    if d.first is not None:
+        out.append(
+            f"First docker deploy (not in the medians; it makes the base image when missing): {d.first.ms:.0f} ms "
+            f"to traffic, build step {d.first.deploy['steps'].get('build', 0) * 1000:.0f} ms."
+        )
+    phases = median_phases(d.build_phases)
+    if phases:
+        out += [
+            "",
+            f"Where a docker build step's time goes (medians over {len(d.build_phases)} code-change builds, from "
+            "the timestamps of the build's own lines):",
+            "",
+            "| phase | ms |",
+            "|---|---|",
+            *[f"| {label.replace('|', '/')} | {ms:.0f} |" for label, ms in phases],
+        ]
+    if d.restarts:
+        out += ["", "Daemon events of the first docker restart (ms after the kill):", ""]
+        out += [f"* +{ms} ms: {msg}" for ms, msg in d.restarts[0]["timeline"]]
+    return out
+
+
+def _failfast(r: Results) -> list[str]:
+    if not r.crash_runs:
+        return [f"Not measured in this run: {r.skipped.get('crash_loop', 'not measured')}."]
+    out = ["| run | deploy | created -> update_failed | `slipstream deploy` wall time |", "|---|---|---|---|"]
+    out += [
+        f"| {i} | {x['deploy_id']} | {x['fail_s']:.2f} s | {x['cli_s']:.2f} s |" for i, x in enumerate(r.crash_runs, 1)
+    ]
+    first = r.crash_runs[0]
+    timeline = first.get("timeline", [])
+    out += ["", f'The deploy\'s message: "{first["message"]}"', "", "Daemon events of the first run:", ""]
+    out += [f"* +{ms} ms: {msg}" for ms, msg in timeline]
+    printed = [ms for ms, msg in timeline if msg.startswith("[")]  # the instance's own lines
+    failed = next((ms for ms, msg in timeline if msg.startswith("update_failed")), None)
+    if len(printed) >= 2 and failed is not None:
+        out += [
+            "",
+            f"The instance printed its line at +{printed[0]} ms and, restarted, again at +{printed[1]} ms: "
+            f"{printed[1] - printed[0]} ms between the two runs (the runtime restarts a crashed process after "
+            f"its crash back-off, 1 s the first time, `runtime/backoff.py`); the deploy ended {failed - printed[1]} ms "
+            "after the second run's line (the supervisor notices an exit on its 0.2 s poll).",
+        ]
+    return out
+
+
+def _tls(r: Results) -> list[str]:
+    if not r.tls_connect_ms:
+        return [f"Not measured in this run: {r.skipped.get('postgres', 'not measured')}."]
+    out = ["| sslmode | connects | median | p90 | median vs disable |", "|---|---|---|---|---|"]
+    out += [
+        f"| {x['mode']} | {x['n']} | {x['median_ms']:.2f} ms | {x['p90_ms']:.2f} ms | {x['vs_disable_ms']:+.2f} ms |"
+        for x in summarize(r.tls_connect_ms)
+    ]
+    return out
+
+
 def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target], analysis: str = "") -> str:
     """The whole docs/benchmarks.md page."""
     m = report["machine"]
@@ -157,7 +288,7 @@ def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target
         f"than editing this page. Latest run: {m.get('date')}, {r.elapsed_s:.0f} s. Raw numbers: "
         "`bench/report.json`.",
         "",
-        "## Targets (issue #6)",
+        "## Targets (issues #6, #10, #12)",
         "",
         *_targets(targets),
         "",
@@ -207,6 +338,18 @@ def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target
         f"{r.apply_s:.1f} s. The daemon alone, just started with no service: {r.empty_rss_mb:.1f} MB RSS.",
         "",
         *_spy(r),
+        "",
+        "## 7. Docker beside native (medians; steps as the daemon recorded them)",
+        "",
+        *_docker(r),
+        "",
+        "## 8. A crash-looping release fails fast",
+        "",
+        *_failfast(r),
+        "",
+        "## 9. PostgreSQL connect cost with TLS (the daemon's own cluster)",
+        "",
+        *_tls(r),
         "",
         METHOD,
     ]

@@ -1,4 +1,4 @@
-"""Pure summaries of a bench run: the report (exactly the keys of issue #6), the targets, the table.
+"""Pure summaries of a bench run: the report (the keys of issues #6, #10 and #12), the targets, the table.
 
 Numbers are medians of repeated runs; the proxy ratio is the median of per-round ratios, each
 taken from runs side by side in one round (the machine is shared and noisy, so absolute req/s
@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.daemon_bench import Timed
+from bench.docker_bench import DockerRuns
 from bench.proxy_bench import FlipRun, LoadRun
+from bench.tls_bench import REPORT_KEYS
 
 
 @dataclass
@@ -37,6 +39,10 @@ class Results:
     import_rss: list[tuple[str, float]] = field(default_factory=list)  # profile of the daemon's RSS floor
     daemon_py_spy: list[tuple[str, int]] | None = None  # idle CPU profile, when taken
     empty_rss_mb: float = float("nan")  # the daemon just started, no service
+    docker: DockerRuns | None = None  # the docker row (issue #12)
+    crash_runs: list[dict[str, Any]] = field(default_factory=list)  # fail-fast runs (issue #10)
+    tls_connect_ms: dict[str, list[float]] = field(default_factory=dict)  # sslmode -> samples (issue #10)
+    skipped: dict[str, str] = field(default_factory=dict)  # section -> why it has no numbers
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,69 @@ def _r(x: float, digits: int = 1) -> float:
     return round(x, digits)
 
 
+def _n(x: float, digits: int = 1) -> float | None:
+    """Rounded, or None (JSON null) where nothing was measured."""
+    return None if x != x else round(x, digits)
+
+
+def step_ms(runs: Sequence[Timed], step: str) -> float:
+    """Median milliseconds of one recorded step over ``runs`` (NaN when none recorded it)."""
+    return median(t.deploy["steps"][step] * 1000 for t in runs if step in t.deploy["steps"])
+
+
+def start_to_first_200_ms(runs: Sequence[Timed]) -> float:
+    """Median over ``runs`` of the start step plus the health step: the new instance's start until
+    the daemon's first passing health probe on its port."""
+    return median(
+        (t.deploy["steps"]["start"] + t.deploy["steps"]["health"]) * 1000
+        for t in runs
+        if {"start", "health"} <= t.deploy["steps"].keys()
+    )
+
+
+def step_overheads_ms(runs: Sequence[Timed]) -> list[float]:
+    """Per deploy: time to traffic minus the recorded build, start and health steps (for docker:
+    the image build and the container's start -> first 200), the docker twin of :func:`overheads_ms`."""
+    return [
+        t.ms - sum(t.deploy["steps"].get(k, 0.0) for k in ("build", "start", "health")) * 1000
+        for t in runs
+        if "build" in t.deploy["steps"]
+    ]
+
+
+def _docker(r: Results) -> dict[str, Any]:
+    if r.docker is None or not r.docker.deploys:
+        return {"skipped": r.skipped.get("docker", "not measured")}
+    d = r.docker
+    return {
+        "runs": len(d.deploys),
+        "cold_runs": len(d.cold),
+        "deploy_ms_median": _n(median(t.ms for t in d.deploys)),
+        "overhead_ms_median": _n(median(step_overheads_ms(d.deploys))),
+        "build_ms_median": _n(step_ms(d.deploys, "build")),
+        "build_cold_ms_median": _n(step_ms(d.cold, "build")),
+        "start_ms_median": _n(step_ms(d.deploys, "start")),
+        "health_ms_median": _n(step_ms(d.deploys, "health")),
+        "min_healthy_ms_median": _n(step_ms(d.deploys, "min_healthy")),
+        "flip_ms_median": _n(step_ms(d.deploys, "flip")),
+        "total_to_live_ms_median": _n(step_ms(d.deploys, "total_to_live")),
+        "drain_ms_median": _n(step_ms(d.deploys, "drain")),
+        "start_to_first_200_ms_median": _n(start_to_first_200_ms(d.deploys)),
+        "restart_ms_median": _n(median(x["ms"] for x in d.restarts)),
+    }
+
+
+def _postgres(r: Results) -> dict[str, Any]:
+    if not r.tls_connect_ms:
+        return {"skipped": r.skipped.get("postgres", "not measured")}
+    out: dict[str, Any] = {"connects_per_mode": min(len(v) for v in r.tls_connect_ms.values())}
+    out.update({key: _n(median(r.tls_connect_ms.get(mode, [])), 2) for mode, key in REPORT_KEYS.items()})
+    return out
+
+
 def build_report(r: Results) -> dict[str, Any]:
-    """bench/report.json: exactly the keys named in issue #6, plus "machine"."""
+    """bench/report.json: the keys named in issues #6, #10 and #12, plus "machine" (and "skipped",
+    naming each section without numbers and why, when there is one)."""
     med = {
         name: {
             "rps": median(row[name].result.rps for row in r.rounds),
@@ -103,6 +170,15 @@ def build_report(r: Results) -> dict[str, Any]:
             "runs": len(r.deploys),
             "total_ms_median": _r(median(t.ms for t in r.deploys)),
             "overhead_ms_median": _r(median(overheads_ms(r))),
+            "build_ms_median": _n(step_ms(r.deploys, "build")),
+            "start_ms_median": _n(step_ms(r.deploys, "start")),
+            "health_ms_median": _n(step_ms(r.deploys, "health")),
+            "flip_ms_median": _n(step_ms(r.deploys, "flip")),
+            "start_to_first_200_ms_median": _n(start_to_first_200_ms(r.deploys)),
+            "overhead_steps_ms_median": _n(median(step_overheads_ms(r.deploys))),  # docker's overhead, counted alike
+            "crash_loop_runs": len(r.crash_runs),
+            "crash_loop_fail_s_median": _n(median(x["fail_s"] for x in r.crash_runs), 2),
+            "crash_loop_fail_cli_s_median": _n(median(x["cli_s"] for x in r.crash_runs), 2),
         },
         "rollback": {"ms_median": _r(median(t.ms for t in r.rollbacks))},
         "restart": {"ms_median": _r(median(x["ms"] for x in r.restarts))},
@@ -111,7 +187,10 @@ def build_report(r: Results) -> dict[str, Any]:
             "rss_mb": _r(r.idle.get("daemon", {}).get("rss_mb", float("nan"))),
             "cpu_percent_idle": _r(r.idle.get("daemon", {}).get("cpu_percent", float("nan")), 2),
         },
+        "docker": _docker(r),
+        "postgres": _postgres(r),
         "machine": r.machine,
+        **({"skipped": dict(r.skipped)} if r.skipped else {}),
     }
 
 
@@ -152,7 +231,29 @@ def check_targets(report: dict[str, Any]) -> list[Target]:
             d["rss_mb"] <= 80 and d["services"] >= 20,
         ),
         Target("daemon CPU idle", "<= 1 %", f"{d['cpu_percent_idle']:.2f} %", d["cpu_percent_idle"] <= 1),
+        _docker_target(report),
+        _crash_loop_target(report),
     ]
+
+
+def _docker_target(report: dict[str, Any]) -> Target:
+    """Docker deploys carry no more platform time than native ones: the native overhead target,
+    with the image build and the container's start -> first 200 as the app's own parts."""
+    wanted = "overhead <= 150 ms, as native"
+    overhead = report["docker"].get("overhead_ms_median")
+    if overhead is None:
+        return Target("docker deploy", wanted, f"not measured: {report['docker'].get('skipped')}", False)
+    return Target("docker deploy", wanted, f"{overhead:.0f} ms", overhead <= 150)
+
+
+def _crash_loop_target(report: dict[str, Any]) -> Target:
+    """Issue #10: a release that exits at once ends ``update_failed`` in seconds, not minutes."""
+    name, wanted = "crash-looping release fails within 10 s", "<= 10 s, created -> update_failed"
+    fail_s = report["deploy"].get("crash_loop_fail_s_median")
+    if fail_s is None:
+        why = report.get("skipped", {}).get("crash_loop", "not measured")
+        return Target(name, wanted, f"not measured: {why}", False)
+    return Target(name, wanted, f"{fail_s:.2f} s", fail_s <= 10)
 
 
 def render_table(report: dict[str, Any], targets: Sequence[Target]) -> str:
@@ -181,8 +282,76 @@ def render_table(report: dict[str, Any], targets: Sequence[Target]) -> str:
             f"{report['daemon']['cpu_percent_idle']:.2f} % CPU, {report['daemon']['services']} services",
         ),
     ]
+    rows += _docker_rows(report) + _failfast_rows(report)
     width = max(len(r[0]) for r in rows)
     lines = [f"{name:<{width}}  {value:>14}  {note}" for name, value, note in rows]
     lines.append("")
-    lines += [f"{'MET ' if t.met else 'MISS'}  {t.name:<17} {t.measured:>12}  (target {t.wanted})" for t in targets]
+    tw = max(len(t.name) for t in targets)
+    lines += [f"{'MET ' if t.met else 'MISS'}  {t.name:<{tw}} {t.measured:>12}  (target {t.wanted})" for t in targets]
     return "\n".join(lines)
+
+
+def _ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0f} ms"
+
+
+def _docker_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The docker row beside the native numbers (issue #12)."""
+    d, n = report["docker"], report["deploy"]
+    if "skipped" in d:
+        return [("docker", "skipped", d["skipped"])]
+    return [
+        (
+            "docker deploy",
+            _ms(d["deploy_ms_median"]),
+            f"overhead {_ms(d['overhead_ms_median'])}, {d['runs']} runs; native {_ms(n['total_ms_median'])}, "
+            f"overhead counted alike {_ms(n['overhead_steps_ms_median'])}",
+        ),
+        (
+            "docker build",
+            _ms(d["build_ms_median"]),
+            f"code change, cached layers; cold {_ms(d['build_cold_ms_median'])} ({d['cold_runs']} runs); "
+            f"native build step {_ms(n['build_ms_median'])}",
+        ),
+        (
+            "docker start->200",
+            _ms(d["start_to_first_200_ms_median"]),
+            f"start {_ms(d['start_ms_median'])} + health {_ms(d['health_ms_median'])}; "
+            f"native {_ms(n['start_to_first_200_ms_median'])}",
+        ),
+        ("docker flip", _ms(d["flip_ms_median"]), f"native {_ms(n['flip_ms_median'])}"),
+        (
+            "docker restart",
+            _ms(d["restart_ms_median"]),
+            f"kill -9 -> serving via HAProxy; native {_ms(report['restart']['ms_median'])}",
+        ),
+    ]
+
+
+def _failfast_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Fail-fast time and the TLS connect costs (issue #10)."""
+    n, p = report["deploy"], report["postgres"]
+    rows = []
+    if n["crash_loop_fail_s_median"] is None:
+        rows.append(("crash-loop fail", "skipped", report.get("skipped", {}).get("crash_loop", "not measured")))
+    else:
+        rows.append(
+            (
+                "crash-loop fail",
+                f"{n['crash_loop_fail_s_median']:.2f} s",
+                f"created -> update_failed, {n['crash_loop_runs']} runs; "
+                f"'slipstream deploy' {n['crash_loop_fail_cli_s_median']:.2f} s",
+            )
+        )
+    if "skipped" in p:
+        rows.append(("postgres connect", "skipped", p["skipped"]))
+    else:
+        rows.append(
+            (
+                "postgres connect",
+                f"{p['connect_ms_plain']:.1f} ms",
+                f"sslmode=disable; require {p['connect_ms_tls']:.1f} ms, verify-full "
+                f"{p['connect_ms_verify_full']:.1f} ms ({p['connects_per_mode']} each, interleaved)",
+            )
+        )
+    return rows

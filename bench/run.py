@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark of issue #6 in one run, side by side, on loopback.
+"""`make bench`: every benchmark of issues #6, #10 and #12 in one run, side by side, on loopback.
 
 Run from the repo root as ``.venv/bin/python -m bench.run`` (``--quick`` for a short smoke run that
 writes nothing). Steps:
@@ -7,12 +7,17 @@ writes nothing). Steps:
 2. Proxy stand (bench/proxy_bench.py): throughput rounds direct / slipstream / nginx, then flips
    under load with ``Proxy.switch`` and with nginx reloads.
 3. Daemon stand (bench/daemon_bench.py): deploys and rollbacks of one service, the app's boot and
-   build-command times, the CLI's start-up, ``apply`` of 20 services, ``kill -9`` restarts, and
-   the idle daemon and HAProxy.
+   build-command times, the CLI's start-up; then, from a second repo (bench/extras_repo.py), the
+   docker row (bench/docker_bench.py) and the fail-fast time of a crash-looping release
+   (bench/failfast_bench.py), whose services are deleted again; ``apply`` of 20 services,
+   ``kill -9`` restarts, the idle daemon and HAProxy; last, PostgreSQL connects with and without
+   TLS on the daemon's own cluster (bench/tls_bench.py).
 4. Print the table; write bench/report.json and docs/benchmarks.md.
 
 Everything started is stopped in ``finally`` blocks; a watchdog (SIGALRM) ends the run before
-10 minutes, so even a hung step leaves nothing behind.
+10 minutes, so even a hung step leaves nothing behind. The sections added for issues #10 and #12
+record a failure (printed, and named in the report under "skipped") instead of ending the run, and
+step aside when too little time is left before the watchdog (``NEED_S``).
 """
 
 from __future__ import annotations
@@ -24,19 +29,26 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from bench import procs, profile, tools
+from bench import docker_bench, procs, profile, tools
 from bench.analysis import render_analysis
 from bench.daemon_bench import BUILD_COMMAND, DaemonStand
 from bench.docs import render_markdown
+from bench.extras_repo import CRASH_SERVICE, DOCKER_SERVICE, ExtrasRepo
+from bench.failfast_bench import run_crash_loop
 from bench.proxy_bench import ProxyStand
 from bench.report import Results, build_report, check_targets, render_table
+from bench.tls_bench import run_tls_connects
 
 ROOT = Path(__file__).resolve().parent.parent
 WATCHDOG_S = 570
+# Seconds an added section needs before the watchdog: itself plus what still follows it (the
+# 20-service apply, restarts, idle sample, TLS connects, stopping); rough, from runs on a busy machine.
+NEED_S = {"docker": 300.0, "crash_loop": 150.0, "postgres": 60.0}
 
 
 @dataclass(frozen=True)
@@ -52,13 +64,61 @@ class Plan:
     restarts: int = 5
     boots: int = 5
     idle_s: float = 10.0
+    docker_cold: int = 3  # cold image builds (besides the `deploys` docker deploys)
+    docker_restarts: int = 3
+    crash_runs: int = 5
+    tls_connects: int = 50  # per sslmode
 
 
-QUICK = Plan(rounds=1, seconds=3, flips=6, flip_interval=0.3, deploys=2, rollbacks=2, restarts=1, boots=2, idle_s=3.0)
+QUICK = Plan(
+    rounds=1,
+    seconds=3,
+    flips=6,
+    flip_interval=0.3,
+    deploys=2,
+    rollbacks=2,
+    restarts=1,
+    boots=2,
+    idle_s=3.0,
+    docker_cold=1,
+    docker_restarts=1,
+    crash_runs=2,
+    tls_connects=5,
+)
+
+
+class WatchdogExpired(TimeoutError):
+    """Raised when the whole run took too long (never recorded as one section's failure)."""
 
 
 def _watchdog(signum: int, frame: FrameType | None) -> None:
-    raise TimeoutError(f"the bench ran past {WATCHDOG_S} s; stopping everything it started")
+    raise WatchdogExpired(f"the bench ran past {WATCHDOG_S} s; stopping everything it started")
+
+
+@dataclass(frozen=True)
+class Clock:
+    """When the watchdog fires, so that the added sections step aside in time instead."""
+
+    deadline: float  # time.monotonic()
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def section(r: Results, name: str, body: Callable[[], None], clock: Clock, need_s: float) -> None:
+    """Run one added measurement if about ``need_s`` seconds (it and what follows) are left before
+    the watchdog; a failure is printed and kept in ``r.skipped``, not fatal."""
+    if clock.left() < need_s:
+        r.skipped[name] = f"only {clock.left():.0f} s were left before the watchdog; it needs about {need_s:.0f} s"
+        print(f"       {name} {r.skipped[name]}", flush=True)
+        return
+    try:
+        body()
+    except WatchdogExpired:
+        raise
+    except Exception as exc:
+        r.skipped[name] = f"failed: {exc.__class__.__name__}: {exc}"
+        print(f"       {name} {r.skipped[name]}", flush=True)
 
 
 def step(title: str) -> None:
@@ -79,8 +139,8 @@ def run_proxy(plan: Plan, work: Path, r: Results) -> None:
         stand.stop()
 
 
-def run_daemon(plan: Plan, work: Path, r: Results) -> None:
-    """Benchmarks 3 to 6."""
+def run_daemon(plan: Plan, work: Path, r: Results, clock: Clock) -> None:
+    """Benchmarks 3 to 6, with the docker row, fail-fast and TLS connects (issues #10, #12)."""
     stand = DaemonStand(work / "daemon-stand")
     try:
         step("Starting the daemon (slipstream up --detach) on a temp home")
@@ -97,6 +157,15 @@ def run_daemon(plan: Plan, work: Path, r: Results) -> None:
         r.boot_ms = procs.time_boot(python, app, os.environ, plan.boots, work)
         r.build_command_ms = procs.time_command(["/bin/sh", "-c", BUILD_COMMAND], plan.boots)
         r.cli_ms = procs.time_command([sys.executable, "-m", "slipstream", "status", "--json"], 3, env=stand.env)
+        extras = ExtrasRepo(stand.workdir / "extras")
+        extras.create()
+        run_docker(plan, stand, extras, r, clock)
+        run_crash_loop_runs(plan, stand, extras, r, clock)
+        step("Deleting the docker and crash services again (the 20-service numbers below keep their meaning)")
+        present = {s["name"] for s in stand.api("GET", "/v1/status")["services"]}
+        for name in (DOCKER_SERVICE, CRASH_SERVICE):
+            if name in present:
+                stand.delete_service(name)
         step("Applying the blueprint: 20 services")
         r.apply_s = stand.apply_all()
         step(f"Restarts: kill -9 of the app in {plan.restarts} services (each its first restart)")
@@ -106,9 +175,49 @@ def run_daemon(plan: Plan, work: Path, r: Results) -> None:
         if profile.py_spy() is not None:
             step("Profiling the idle daemon with py-spy (5 s)")
             r.daemon_py_spy = profile.py_spy_top(stand.pid(), 5, work)
+        run_tls(plan, stand, extras, r, clock)
     finally:
         step("Stopping the daemon and everything it started")
         stand.stop()
+        docker_bench.cleanup(stand.home)
+
+
+def run_docker(plan: Plan, stand: DaemonStand, extras: ExtrasRepo, r: Results, clock: Clock) -> None:
+    """The docker row beside the native deploys (issue #12); skipped without podman."""
+    missing = docker_bench.podman_missing()
+    if missing is not None:
+        step(f"Docker row skipped: {missing}")
+        r.skipped["docker"] = missing
+        return
+    step(
+        f"Docker: a first deploy (not timed), {plan.docker_cold} cold builds, {plan.deploys} deploys of code "
+        f"changes, kill -9 after the last {plan.docker_restarts}"
+    )
+
+    def measure() -> None:
+        r.docker = docker_bench.run_docker(stand, extras, plan.deploys, plan.docker_cold, plan.docker_restarts)
+
+    section(r, "docker", measure, clock, NEED_S["docker"])
+
+
+def run_crash_loop_runs(plan: Plan, stand: DaemonStand, extras: ExtrasRepo, r: Results, clock: Clock) -> None:
+    """Fail-fast time of a release that exits at once (issue #10)."""
+    step(f"Fail-fast: 'slipstream deploy' of a release that exits 7 at once, {plan.crash_runs} times")
+
+    def measure() -> None:
+        r.crash_runs = run_crash_loop(stand, extras, plan.crash_runs)
+
+    section(r, "crash_loop", measure, clock, NEED_S["crash_loop"])
+
+
+def run_tls(plan: Plan, stand: DaemonStand, extras: ExtrasRepo, r: Results, clock: Clock) -> None:
+    """PostgreSQL connect cost with and without TLS (issue #10), on the daemon's own cluster."""
+    step(f"PostgreSQL: a database, then {plan.tls_connects} connects per sslmode (disable, require, verify-full)")
+
+    def measure() -> None:
+        r.tls_connect_ms = run_tls_connects(stand, extras, plan.tls_connects)
+
+    section(r, "postgres", measure, clock, NEED_S["postgres"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         r = Results(machine=tools.machine_info())
         with tempfile.TemporaryDirectory(prefix="ssb-", dir="/tmp") as tmp:
             work = Path(tmp)
+            os.chmod(work, 0o711)  # PostgreSQL (its own user) must pass through to the stand's home
             run_proxy(plan, work, r)
-            run_daemon(plan, work, r)
+            run_daemon(plan, work, r, Clock(started + WATCHDOG_S))
     finally:
         signal.alarm(0)
     r.import_rss = profile.import_rss()

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from bench.daemon_bench import Timed, render_blueprint
+from bench.docker_bench import DockerRuns
 from bench.nginx import render_nginx_conf, render_upstream
 from bench.profile import parse_collapsed
 from bench.proxy_bench import FlipRun, LoadRun
@@ -112,6 +113,38 @@ def _results() -> Results:
             "daemon": {"rss_mb": 85.04, "rss_mb_max": 85.1, "cpu_percent": 0.7, "threads": 6},
         },
         machine={"cores": 2},
+        docker=_docker_runs(),
+        crash_runs=[
+            {
+                "deploy_id": 9,
+                "fail_s": 1.4,
+                "cli_s": 2.5,
+                "status": "update_failed",
+                "message": "instance x exited",
+                "timeline": [
+                    (0, "deploy 9 queued"),
+                    (200, "[bench-crash-d9-1] bench: exiting with 7 on purpose"),
+                    (1250, "[bench-crash-d9-1] bench: exiting with 7 on purpose"),
+                    (1400, "update_failed: instance x exited"),
+                ],
+            },
+            {"deploy_id": 10, "fail_s": 1.2, "cli_s": 2.1, "status": "update_failed", "message": "instance y exited"},
+            {"deploy_id": 11, "fail_s": 1.6, "cli_s": 2.9, "status": "update_failed", "message": "instance z exited"},
+        ],
+        tls_connect_ms={"disable": [4.0, 5.0, 6.0], "require": [8.0, 9.0, 10.0], "verify-full": [9.0, 10.0, 11.0]},
+    )
+
+
+def _docker_runs() -> DockerRuns:
+    """Three docker deploys: build 2 s, start 0.7 s, health 0.01 s, to traffic 4 s (median)."""
+    steps = {"build": 2.0, "start": 0.7, "health": 0.01, "min_healthy": 1.0, "flip": 0.005, "total_to_live": 6.0}
+    cold = {**steps, "build": 4.5}
+    return DockerRuns(
+        first=Timed(7000.0, {"steps": {**steps, "build": 5.0}}),
+        cold=[Timed(6500.0, {"steps": cold}), Timed(6300.0, {"steps": {**cold, "build": 4.3}})],
+        deploys=[Timed(4000.0, {"steps": steps}), Timed(4200.0, {"steps": steps}), Timed(3900.0, {"steps": steps})],
+        restarts=[{"ms": 2300.0, "process_back_ms": 2200.0, "timeline": [(500, "bench-docker-d4-1: was killed")]}],
+        build_phases=[[("COPY www/ /www/", 700.0), ('LABEL "io.slipstream.build"', 100.0)]],
     )
 
 
@@ -128,10 +161,40 @@ def test_report_has_exactly_the_issue_keys() -> None:
             "p99_ms_nginx",
         },
         "flips": {"count", "requests", "failed", "nginx_reload_failed"},
-        "deploy": {"runs", "total_ms_median", "overhead_ms_median"},
+        "deploy": {
+            "runs",
+            "total_ms_median",
+            "overhead_ms_median",
+            "build_ms_median",
+            "start_ms_median",
+            "health_ms_median",
+            "flip_ms_median",
+            "start_to_first_200_ms_median",
+            "overhead_steps_ms_median",
+            "crash_loop_runs",
+            "crash_loop_fail_s_median",
+            "crash_loop_fail_cli_s_median",
+        },
         "rollback": {"ms_median"},
         "restart": {"ms_median"},
         "daemon": {"services", "rss_mb", "cpu_percent_idle"},
+        "docker": {
+            "runs",
+            "cold_runs",
+            "deploy_ms_median",
+            "overhead_ms_median",
+            "build_ms_median",
+            "build_cold_ms_median",
+            "start_ms_median",
+            "health_ms_median",
+            "min_healthy_ms_median",
+            "flip_ms_median",
+            "total_to_live_ms_median",
+            "drain_ms_median",
+            "start_to_first_200_ms_median",
+            "restart_ms_median",
+        },
+        "postgres": {"connects_per_mode", "connect_ms_plain", "connect_ms_tls", "connect_ms_verify_full"},
     }
     assert report["machine"] == {"cores": 2}
 
@@ -144,7 +207,13 @@ def test_report_numbers_are_medians_and_same_round_ratios() -> None:
     assert report["proxy"]["p99_ms_slipstream"] == 4.0
     assert report["flips"] == {"count": 40, "requests": 478123, "failed": 30, "nginx_reload_failed": 30}
     assert overheads_ms(r) == [87.0, 147.0, 107.0]  # total - 3 ms build - 110 ms boot
-    assert report["deploy"] == {"runs": 3, "total_ms_median": 220.0, "overhead_ms_median": 107.0}
+    assert {k: report["deploy"][k] for k in ("runs", "total_ms_median", "overhead_ms_median")} == {
+        "runs": 3,
+        "total_ms_median": 220.0,
+        "overhead_ms_median": 107.0,
+    }
+    assert report["deploy"]["build_ms_median"] == 30.0 and report["deploy"]["start_to_first_200_ms_median"] == 155.0
+    assert report["deploy"]["overhead_steps_ms_median"] == 35.0  # 220 - 30 build - 5 start - 150 health
     assert report["restart"]["ms_median"] == 1300.0
     assert report["daemon"] == {"services": 20, "rss_mb": 85.0, "cpu_percent_idle": 0.7}
 
@@ -161,9 +230,12 @@ def test_targets_say_which_are_met() -> None:
         "restart": False,
         "daemon RSS": False,
         "daemon CPU idle": True,
+        "docker deploy": False,
+        "crash-looping release fails within 10 s": True,
     }
     table = render_table(report, check_targets(report))
     assert "MISS  restart" in table and "MET   rollback" in table
+    assert "MISS  docker deploy" in table and "MET   crash-looping release fails within 10 s" in table
 
 
 def test_nginx_config_keeps_upstream_connections_and_listens_on_loopback(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -231,15 +303,66 @@ def test_docs_page_renders_every_section() -> None:
     report = build_report(r)
     page = render_markdown(r, report, check_targets(report), "## Where targets are missed: what dominates\n")
     for heading in (
-        "## Targets (issue #6)",
+        "## Targets (issues #6, #10, #12)",
         "## Machine",
         "## 1. Proxy overhead",
         "## 2. Flips under load",
         "## 3-4. Deploys and rollbacks",
         "## 5. Restarts after kill -9",
         "## 6. Idle daemon",
+        "## 7. Docker beside native",
+        "## 8. A crash-looping release fails fast",
+        "## 9. PostgreSQL connect cost with TLS",
         "## Method",
         "## Where targets are missed",
     ):
         assert heading in page
     assert "| restart | <= 500 ms | 1300 ms | **missed** |" in page
+    assert "| build step (a code change) | 30 ms | 2000 ms |" in page
+    assert "| build step, cold (no cached layer) | - | 4400 ms |" in page
+    assert "| start -> first 200 (start + health) | 155 ms | 710 ms |" in page
+    assert "| kill -9 -> served via HAProxy | 1300 ms | 2300 ms |" in page
+    assert "| COPY www/ /www/ | 700 |" in page
+    assert "| 1 | 9 | 1.40 s | 2.50 s |" in page and "* +1400 ms: update_failed: instance x exited" in page
+    assert "1050 ms between the two runs" in page and "the deploy ended 150 ms after" in page
+    assert "| require | 3 | 9.00 ms | 9.80 ms | +4.00 ms |" in page
+
+
+def test_docker_and_postgres_numbers_are_medians() -> None:
+    report = build_report(_results())
+    d = report["docker"]
+    assert d["runs"] == 3 and d["cold_runs"] == 2
+    assert d["deploy_ms_median"] == 4000.0 and d["build_ms_median"] == 2000.0 and d["build_cold_ms_median"] == 4400.0
+    assert d["start_to_first_200_ms_median"] == 710.0 and d["restart_ms_median"] == 2300.0
+    assert d["overhead_ms_median"] == 1290.0  # 4000 - 2000 build - 700 start - 10 health
+    assert (
+        report["deploy"]["crash_loop_fail_s_median"] == 1.4 and report["deploy"]["crash_loop_fail_cli_s_median"] == 2.5
+    )
+    assert report["postgres"] == {
+        "connects_per_mode": 3,
+        "connect_ms_plain": 5.0,
+        "connect_ms_tls": 9.0,
+        "connect_ms_verify_full": 10.0,
+    }
+
+
+def test_skipped_sections_are_named_not_faked() -> None:
+    from bench.analysis import render_analysis
+    from bench.docs import render_markdown
+
+    r = _results()
+    r.docker, r.crash_runs, r.tls_connect_ms = None, [], {}
+    r.skipped = {"docker": "podman is not installed ('make install' installs it)", "crash_loop": "failed: boom"}
+    report = build_report(r)
+    assert report["docker"] == {"skipped": "podman is not installed ('make install' installs it)"}
+    assert report["postgres"] == {"skipped": "not measured"} and report["skipped"] == r.skipped
+    assert report["deploy"]["crash_loop_fail_s_median"] is None
+    targets = {t.name: t for t in check_targets(report)}
+    assert not targets["docker deploy"].met and targets["docker deploy"].measured.startswith("not measured: podman")
+    assert targets["crash-looping release fails within 10 s"].measured == "not measured: failed: boom"
+    table = render_table(report, list(targets.values()))
+    docker_line = next(line for line in table.splitlines() if line.startswith("docker "))
+    assert docker_line.split()[1:4] == ["skipped", "podman", "is"]
+    assert "crash-loop fail" in table and "failed: boom" in table
+    page = render_markdown(r, report, list(targets.values()), render_analysis(r, list(targets.values())))
+    assert "No docker row in this run: podman is not installed" in page and "**Docker deploy.**" not in page
