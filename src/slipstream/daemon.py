@@ -140,8 +140,10 @@ def log_pipeline(settings: Settings, store: Store, masker: Masker) -> LogPipelin
     """The searchable log store and the one thread feeding it: instance, build, pre-deploy and cron
     files, the daemon's own events and log records; secrets (and their encoded forms) masked first."""
     log_masker = LogMasker(masker)
-    retention = Retention(max_age_s=settings.log_retention_days * 86400, max_bytes=settings.log_max_mb * 1024 * 1024)
-    pipeline = LogPipeline(LogStore(settings.logs_db, log_masker, retention), Drains())
+    max_age_s = settings.log_retention_days * 86400
+    retention = Retention(max_age_s=max_age_s, max_bytes=settings.log_max_mb * 1024 * 1024)
+    every = min(60.0, max(1.0, max_age_s / 10))  # prune often enough that the age limit holds
+    pipeline = LogPipeline(LogStore(settings.logs_db, log_masker, retention), Drains(), prune_every_s=every)
     pipeline.drains.set(DrainSpec(f"drain-{i + 1}", url) for i, url in enumerate(settings.log_drains))
 
     def on_event(ts: float, kind: str, message: str, service: str | None, deploy_id: int | None) -> None:

@@ -285,7 +285,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "smtp_port": _port,
     "smtp_to": _addresses,
     "smtp_starttls": _choice("on", "off"),
-    "log_retention_days": _number(float, 0.01),
+    "log_retention_days": _number(float, 0.0001),
     "log_max_mb": _number(int, 16),
 }
 

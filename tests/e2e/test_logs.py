@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.blueprints import SECRET, web
-from tests.e2e.conftest import Daemon, make_app_repo
+from tests.e2e.conftest import Daemon, make_app_repo, start_daemon, stop_daemon
 from tests.e2e.test_resilience import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -85,3 +85,18 @@ def test_every_line_is_found_by_deploy_text_level_and_time(daemon: Daemon, tmp_p
     # a bad filter is one clear error
     r = daemon.cli("logs", "web", "--level", "loud")
     assert r.returncode == 1 and "--level: unknown level 'loud'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_retention_drops_lines_older_than_the_limit(tmp_path: Path) -> None:
+    # 0.0002 days: lines older than about 17 s go (the daemon prunes every couple of seconds then)
+    d = start_daemon(tmp_path / "home", SLIPSTREAM_LOG_RETENTION_DAYS="0.0002", SLIPSTREAM_SETTLE_SECONDS="0")
+    try:
+        repo = make_app_repo(tmp_path / "app", {"render.yaml": BLUEPRINT})
+        r = d.cli("deploy", "web", "--blueprint", str(repo.path / "render.yaml"), "--commit", repo.commits["1"])
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_until(lambda: any("migrating the database" in x["message"] for x in logs(d, "-n", "100")), timeout=20)
+        time.sleep(18)
+        assert d.get("web.localhost")[0] == 200  # a fresh line or two keep arriving
+        wait_until(lambda: not any("migrating the database" in x["message"] for x in logs(d, "-n", "1000")), timeout=30)
+    finally:
+        stop_daemon(d)
