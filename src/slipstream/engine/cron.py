@@ -149,5 +149,6 @@ class CronScheduler:
         self.ctx.store.event("cron", f"{service}: run {run_id} {status} (exit {code})", service=service)
 
     def runs(self, service: str) -> list[dict[str, Any]]:
+        """A cron job's runs, newest first (their output is in 'slipstream logs', not a path)."""
         self.ctx.store.service(service)
-        return self.ctx.store.cron_runs(service)
+        return [{k: v for k, v in run.items() if k != "log_path"} for run in self.ctx.store.cron_runs(service)]
