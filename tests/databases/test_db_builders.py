@@ -11,7 +11,6 @@ import pytest
 from slipstream.databases import Backup, DatabaseInfo, derive_identifier
 from slipstream.databases.backups import build_backup_id, parse_sidecar, plan_drill, plan_prune, render_sidecar
 from slipstream.databases.commands import (
-    build_as_user,
     build_client_env,
     build_hba_lines,
     build_initdb_argv,
@@ -24,12 +23,12 @@ from slipstream.databases.commands import (
     parse_client_error,
     parse_log_failure,
     parse_postmaster_pid,
-    plan_traversal,
     render_pg_hba,
     render_postgresql_conf,
 )
 from slipstream.databases.models import Endpoint, check_extension, check_identifier, check_kind
 from slipstream.errors import InvalidInput, Unavailable
+from slipstream.osusers import build_as_user, plan_traversal
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 ADMIN = Endpoint("127.0.0.1", 6543, "slipstream", "pw-secret", "app")

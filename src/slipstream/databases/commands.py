@@ -12,7 +12,6 @@ import datetime
 import ipaddress
 import re
 import shutil
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,18 +69,6 @@ def find_pg_bin(root: Path = PG_ROOT, major: int | None = None) -> Path:
 
 
 # Cluster lifecycle ---------------------------------------------------------------------------
-def build_as_user(argv: Sequence[str], user: str | None) -> list[str]:
-    """``argv`` run as ``user`` with that user's own groups (``setpriv``); unchanged when ``user`` is None.
-
-    Not ``subprocess``'s ``user=``: that changes only the uid and keeps gid 0 and root's groups, and
-    with gid 0 the kernel applies a root-owned directory's group bits (usually none) instead of
-    its ``o+x``, so the server could not reach its own data directory.
-    """
-    if user is None:
-        return list(argv)
-    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *argv]
-
-
 def build_initdb_argv(bin_dir: Path, pgdata: Path, superuser: str, pwfile: Path) -> list[str]:
     """``initdb`` for a UTF-8 cluster with data checksums and password authentication everywhere."""
     return [
@@ -228,21 +215,6 @@ def parse_postmaster_pid(text: str) -> PostmasterPid:
         listen=extra[1].strip(),
         status=extra[3].strip(),
     )
-
-
-def plan_traversal(target: Path, stop_at: Path, uid: int) -> list[Path]:
-    """Directories from ``target``'s parent up to ``stop_at`` that user ``uid`` cannot traverse (need ``o+x``)."""
-    needed = []
-    stop_at = stop_at.resolve()
-    for parent in target.resolve().parents:
-        if not parent.exists():
-            continue  # created later, by us
-        st = parent.stat()
-        if not (st.st_mode & stat.S_IXOTH) and st.st_uid != uid:
-            needed.append(parent)
-        if parent == stop_at:
-            break
-    return needed
 
 
 # Clients (pg_dump, pg_restore, psql) --------------------------------------------------------

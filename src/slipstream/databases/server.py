@@ -55,18 +55,17 @@ from slipstream.databases.commands import (
     PG_ROOT,
     PostmasterPid,
     archive_settings,
-    build_as_user,
     build_initdb_argv,
     build_pg_ctl_argv,
     find_pg_bin,
     parse_log_failure,
     parse_postmaster_pid,
-    plan_traversal,
     render_pg_hba,
     render_postgresql_conf,
 )
 from slipstream.databases.models import Endpoint
 from slipstream.errors import CommandFailed, InvalidInput, Unavailable
+from slipstream.osusers import build_as_user, plan_traversal
 
 log = logging.getLogger("slipstream.databases")
 SUPERUSER = "slipstream"

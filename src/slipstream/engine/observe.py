@@ -30,7 +30,6 @@ from slipstream.metrics.model import (
     KeyValueReading,
 )
 from slipstream.metrics.parse import backup_reading, cron_run, deploy_reading
-from slipstream.metrics.prometheus import Listener, render_prometheus, start_listener
 from slipstream.metrics.report import query_report, render_text
 from slipstream.metrics.sources import read_databases, read_disk, read_instance, read_keyvalue, read_proxy
 from slipstream.metrics.sources import schedule_interval as interval_of
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from slipstream.engine.dbs import DatabaseManager
     from slipstream.engine.instances import Instances
     from slipstream.engine.keyvalues import KeyValueManager
+    from slipstream.metrics.prometheus import Listener
     from slipstream.proxy.haproxy import Proxy
 
 log = logging.getLogger("slipstream.metrics")
@@ -84,7 +84,7 @@ class Observability:
         self.monitor = AlertMonitor(self.alert_store, self.dispatcher)
         self.dispatcher.on_result = self.monitor.record_delivery
         self.collector.add_listener(self._judge)
-        self._listener: Listener | None = None
+        self._listener: Listener | None = None  # the optional loopback scrape listener
         self._live: dict[str, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -103,6 +103,8 @@ class Observability:
         self.dispatcher.start()
         self.collector.start()
         if self.settings.metrics_listen:
+            from slipstream.metrics.prometheus import start_listener
+
             host, _, port = self.settings.metrics_listen.rpartition(":")
             self._listener = start_listener(self.collector, int(port), host or "127.0.0.1", self.monitor.firing)
 
@@ -138,6 +140,8 @@ class Observability:
         return {**report, "text": render_text(report)}
 
     def prometheus(self) -> tuple[bytes, str]:
+        from slipstream.metrics.prometheus import render_prometheus  # ~6 MB: loaded when first scraped
+
         return render_prometheus(self.collector, self.monitor.firing)
 
     def alerts(self) -> list[dict[str, Any]]:

@@ -30,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from slipstream.databases.commands import build_as_user
 from slipstream.errors import InvalidInput, Unavailable
 from slipstream.keyvalue.models import ADMIN_USER, APP_USER, HOST, ServerSpec, ServerStatus, check_policy
+from slipstream.osusers import build_as_user
 
 # Commands an app's ``default`` user may not run (everything else in Redis it may).
 APP_DENIED = (

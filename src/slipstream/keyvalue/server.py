@@ -39,7 +39,6 @@ from typing import Any, Literal
 import psutil
 
 from slipstream import runner
-from slipstream.databases.commands import plan_traversal
 from slipstream.errors import Conflict, InvalidInput, SlipstreamError, Unavailable
 from slipstream.keyvalue.client import Connection, ReplyError, connect
 from slipstream.keyvalue.commands import (
@@ -64,6 +63,7 @@ from slipstream.keyvalue.models import (
     check_name,
     check_policy,
 )
+from slipstream.osusers import plan_traversal
 from slipstream.runtime.process import create_time_of, is_same_process
 
 OS_USER = "redis"  # Debian's redis-server package creates it
