@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,27 @@ def test_status_without_a_daemon_imports_only_what_it_needs(tmp_path: Path) -> N
     )
     env_home = f"import os; os.environ['SLIPSTREAM_HOME'] = {str(tmp_path)!r}\n"
     assert run_python(env_home + code).strip() == "[]"
+
+
+def test_env_set_takes_a_secret_from_stdin_or_a_file_never_from_argv(cli: Run, api: FakeApi, tmp_path: Path) -> None:
+    api.route("POST", "/v1/services/web/env", {"deploy": None})
+    (tmp_path / "key.pem").write_text("-----BEGIN KEY-----\nabc\n")
+    result = cli(
+        "env",
+        "set",
+        "web",
+        "TOKEN",
+        "MODE=on",
+        "--from-file",
+        f"TLS_KEY={tmp_path / 'key.pem'}",
+        input="s3cret-from-stdin\n",
+    )
+    assert result.exit_code == 0, result.stderr
+    body = json.loads(api.requests[-1].content)
+    assert body == {
+        "set": {"TOKEN": "s3cret-from-stdin", "MODE": "on", "TLS_KEY": "-----BEGIN KEY-----\nabc\n"},
+        "unset": [],
+    }
+    assert "s3cret" not in result.stdout + result.stderr
+    two = cli("env", "set", "web", "A", "B", input="x\n")
+    assert two.exit_code == 1 and "only one KEY can read its value from stdin" in two.stderr

@@ -4,6 +4,7 @@ level, time and instance, as JSON with the documented keys (real daemon and app 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -81,6 +82,12 @@ def test_every_line_is_found_by_deploy_text_level_and_time(daemon: Daemon, tmp_p
     wait_until(lambda: logs(daemon, "--grep", "a-path-to-find", "-n", "10"), timeout=20)
     (access,) = [x for x in logs(daemon, "--grep", "a-path-to-find", "-n", "10") if x["stream"] == "http"]
     assert access["instance"] == inst and "GET /a-path-to-find" in access["message"] and "200" in access["message"]
+
+    # the app sees the client's real address, never a client's own X-Forwarded-For
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.http_port, timeout=10)
+    conn.request("GET", "/header/X-Forwarded-For", headers={"Host": "web.localhost", "X-Forwarded-For": "6.6.6.6"})
+    assert conn.getresponse().read().decode() == "127.0.0.1"
+    conn.close()
 
     # a bad filter is one clear error
     r = daemon.cli("logs", "web", "--level", "loud")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
+import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -13,13 +16,31 @@ env_app = typer.Typer(help="A service's environment (values are never printed)."
 ENV_KEYS = ("key", "value", "source")
 
 
-def _parse(pairs: list[str]) -> dict[str, str]:
+def _parse(pairs: list[str], files: list[str]) -> dict[str, str]:
+    """KEY=VALUE pairs; a bare KEY reads its value from stdin (so it never shows in ``ps``);
+    ``--from-file KEY=PATH`` reads it from a file."""
     values = {}
+    bare = [p for p in pairs if "=" not in p]
+    if len(bare) > 1:
+        fail("only one KEY can read its value from stdin", "give the others as KEY=VALUE or --from-file KEY=PATH")
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            fail(f"'{pair}' is not KEY=VALUE")
+            if sys.stdin.isatty():
+                value = getpass.getpass(f"{key}: ")
+            else:
+                value = sys.stdin.read().removesuffix("\n")
         values[key] = value
+    for spec in files:
+        key, sep, path = spec.partition("=")
+        if not sep or not key:
+            fail(f"'{spec}' is not KEY=PATH", "e.g. --from-file TLS_KEY=./key.pem")
+        try:
+            values[key] = Path(path).read_text()
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc.strerror or exc}")
+    if not values:
+        fail("nothing to set", "give KEY=VALUE, a bare KEY (value on stdin) or --from-file KEY=PATH")
     return values
 
 
@@ -34,9 +55,14 @@ def _apply(service: str, body: dict[str, Any]) -> None:
 
 
 @env_app.command("set")
-def set_(service: str, pairs: list[str] = typer.Argument(..., metavar="KEY=VALUE...")) -> None:
-    """Set values (also answers sync: false variables) and roll them out."""
-    _apply(service, {"set": _parse(pairs), "unset": []})
+def set_(
+    service: str,
+    pairs: list[str] = typer.Argument(None, metavar="KEY=VALUE... | KEY"),
+    from_file: list[str] = typer.Option([], "--from-file", help="KEY=PATH: the value is the file's content"),
+) -> None:
+    """Set values (also answers sync: false variables) and roll them out. A bare KEY reads its
+    value from stdin (or asks for it), so a secret never appears in the process list."""
+    _apply(service, {"set": _parse(pairs or [], from_file), "unset": []})
 
 
 @env_app.command()

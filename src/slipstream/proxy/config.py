@@ -247,7 +247,7 @@ def render_config(
         "defaults",
         "    mode http",
         "    option http-keep-alive",
-        "    option forwardfor",
+        "    # the client's address as HAProxy saw it: a client's own X-Forwarded-For is replaced, never kept",
         "    http-reuse safe",
         "    retries 3",
         "    option redispatch 1",
@@ -264,6 +264,7 @@ def render_config(
         "frontend http",
         f"    bind {render_bind(bind_host, http_port)}",
         "    http-request set-header X-Forwarded-Proto http",
+        "    http-request set-header X-Forwarded-For %[src]",
         "    http-request disable-l7-retry if !METH_GET !METH_HEAD !METH_OPTIONS",
         "    http-request set-var(txn.backend) "
         f"req.hdr(host),host_only,lower,map({proxy_dir / 'hosts.map'},{NO_ROUTE})",

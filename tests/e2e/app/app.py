@@ -37,6 +37,8 @@ class Handler(BaseHTTPRequestHandler):
         status, body = 200, f"version={VERSION}".encode()
         if self.path.startswith("/env/"):
             body = os.environ.get(self.path[5:], "<unset>").encode()
+        elif self.path.startswith("/header/"):
+            body = (self.headers.get(self.path[8:]) or "<none>").encode()
         elif self.path.startswith("/hog/"):
             HOG.append(b"x" * (int(self.path[5:]) * 1024 * 1024))
             body = b"allocated"
