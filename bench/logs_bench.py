@@ -18,12 +18,17 @@ of its own (``--child NAME``) so that its CPU time and RSS are the pipeline's al
    appends 100 MB as fast as it can; the daemon's RSS is sampled every 10 ms.
 
 Everything is under a temporary directory that is removed at the end.
+
+``make bench`` runs 1, 2, 3 and 5 through :func:`measure` (a :class:`LogsPlan`: the sizes, and
+fewer, representative queries, each timed cold in several fresh processes), beside the other
+benchmarks; see bench/run.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import random
@@ -35,9 +40,12 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.procs import ROOT, bench_child_env
 from bench.tools import cpu_model
 
 SERVICE = "web"
@@ -146,7 +154,8 @@ def drop_cache(path: Path) -> None:
 
 
 # -- children -------------------------------------------------------------------------------------
-def _open(db: Path, retention: Any = None) -> Any:
+def open_store(db: Path, retention: Any = None) -> Any:
+    """A ``LogStore`` at ``db`` whose masker holds the bench's 20 secrets."""
     from slipstream.logs import LogMasker, LogStore
 
     masker = LogMasker()
@@ -157,7 +166,7 @@ def _open(db: Path, retention: Any = None) -> Any:
 def child_ingest(work: Path) -> dict[str, Any]:
     from slipstream.logs import LogPipeline, Source, Stream
 
-    store = _open(work / "logs.db")
+    store = open_store(work / "logs.db")
     p = LogPipeline(store)
     p.watch(work / "app.log", Source(SERVICE, Stream.APP, 1, f"{SERVICE}-d1-1"))
     t0, c0 = time.perf_counter(), os.times()
@@ -187,7 +196,7 @@ def child_paced(work: Path, seconds: float, rate: int) -> dict[str, Any]:
 
     log = work / "paced.log"
     log.write_text("")
-    store = _open(work / "paced.db")
+    store = open_store(work / "paced.db")
     p = LogPipeline(store)
     p.watch(log, Source(SERVICE, Stream.APP, 1, f"{SERVICE}-d1-1"))
     p.start()
@@ -249,6 +258,33 @@ def queries(request_id: str) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+@dataclass(frozen=True)
+class Query:
+    """A query ``make bench`` times: a label, ``slipstream logs`` options, and whether it counts
+    for the target (issue 13's kinds: a rare literal, a common word, a regex with a literal)."""
+
+    label: str
+    spec: dict[str, Any]
+    targeted: bool = True
+    once: bool = False  # one process, one warm run: a full scan takes seconds
+
+
+def representative_queries() -> list[Query]:
+    """Issue 13's kinds, the regex both with its matches plentiful (the newest 100 come early) and
+    absent (every block holding its literal is read), and, beyond the target, the worst case a user
+    can type: a regex with no literal that matches nothing (every line is read)."""
+    return [
+        Query(f"--grep {NEEDLE} (rare literal)", {"grep": NEEDLE}),
+        Query("--grep timeout (common word)", {"grep": "timeout"}),
+        Query("--grep '/timed out after \\d{5}ms/' (regex with a literal)", {"grep": "/timed out after \\d{5}ms/"}),
+        Query(
+            "--grep '/timed out after \\d{6}ms/' (regex with a literal, no match)",
+            {"grep": "/timed out after \\d{6}ms/"},
+        ),
+        Query("--grep '/\\d{7}zz/' (regex, no literal, no match)", {"grep": "/\\d{7}zz/"}, targeted=False, once=True),
+    ]
+
+
 def a_request_id(log: Path) -> str:
     """The reqId of a JSON line near the middle of ``log``."""
     with open(log, "rb") as f:
@@ -263,7 +299,7 @@ def child_grep(db: Path, name: str, spec: dict[str, Any], runs: int) -> dict[str
     from slipstream.logs import Grep, Level, LogQuery
 
     drop_cache(db)
-    store = _open(db)
+    store = open_store(db)
     q = LogQuery(
         service=SERVICE,
         grep=Grep.parse(spec["grep"]) if "grep" in spec else None,
@@ -280,7 +316,34 @@ def child_grep(db: Path, name: str, spec: dict[str, Any], runs: int) -> dict[str
         store.search(q)
         warm.append((time.perf_counter() - t) * 1000)
     store.close()
-    return {"query": name, "found": len(found), "cold_ms": cold, "warm_ms": statistics.median(warm)}
+    blocks, candidates = candidate_blocks(db, q.grep)
+    return {
+        "query": name,
+        "found": len(found),
+        "cold_ms": cold,
+        "warm_ms": statistics.median(warm),
+        "warm_all": warm,
+        "blocks": blocks,
+        "candidate_blocks": candidates,
+    }
+
+
+def candidate_blocks(db: Path, grep: Any) -> tuple[int, int]:
+    """The service's blocks, and how many of them the word index leaves to read for ``grep``
+    (all of them when it has no literal to look up); counted after the timing."""
+    import sqlite3
+
+    from slipstream.logs.grep import terms_for
+    from slipstream.logs.index import condition
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        total = int(conn.execute("SELECT count(*) FROM blocks WHERE service = ?", (SERVICE,)).fetchone()[0])
+        terms = terms_for(grep) if grep is not None else None
+        if terms is None:
+            return total, total
+        sql, args = condition(conn, terms)
+        found = conn.execute(f"SELECT count(*) FROM blocks WHERE service = ? AND {sql}", [SERVICE, *args]).fetchone()
+        return total, int(found[0])
 
 
 def child_prune(work: Path) -> dict[str, Any]:
@@ -291,11 +354,11 @@ def child_prune(work: Path) -> dict[str, Any]:
     src, db = work / "logs.db", work / "prune.db"
     with sqlite3.connect(src) as a, sqlite3.connect(db) as b:
         a.backup(b)
-    store = _open(db)
+    store = open_store(db)
     before = store.stats()
     store.close()
     limit = max(int(before["used_bytes"] * 0.8 / 0.9), 1 << 20)  # prune keeps 90% of the limit: 20% goes
-    store = _open(db, Retention(max_bytes=limit))
+    store = open_store(db, Retention(max_bytes=limit))
     t = time.perf_counter()
     result = store.prune()
     prune_s = time.perf_counter() - t
@@ -326,7 +389,7 @@ def child_rss(work: Path, megabytes: int) -> dict[str, Any]:
     daemon.limit_malloc_arenas()
     log = work / "big.log"
     log.write_text("")
-    store = _open(work / "rss.db")
+    store = open_store(work / "rss.db")
     p = LogPipeline(store)
     p.watch(log, Source(SERVICE, Stream.APP, 1, f"{SERVICE}-d1-1"))
     p.start()
@@ -382,14 +445,13 @@ def child_bigwriter(path: Path, megabytes: int) -> None:
 
 # -- the parent -----------------------------------------------------------------------------------
 def run_child(*args: str) -> dict[str, Any]:
-    root = Path(__file__).resolve().parent.parent
     r = subprocess.run(
         [sys.executable, "-m", "bench.logs_bench", "--child", *args],
-        cwd=root,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=1200,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")])},
+        env=bench_child_env(),
     )
     if r.returncode != 0:
         raise RuntimeError(f"bench child {args[0]} failed:\n{r.stderr}")
@@ -398,6 +460,60 @@ def run_child(*args: str) -> dict[str, Any]:
 
 def step(title: str) -> None:
     print(f"-----> {title}", flush=True)
+
+
+@dataclass(frozen=True)
+class LogsPlan:
+    """The sizes of the logs section of ``make bench`` (issue 13's own, unless a run is short)."""
+
+    lines: int = 1_000_000  # written, ingested, then searched
+    paced_s: float = 8.0  # seconds of an app writing ``rate`` lines/s
+    rate: int = 50_000
+    cold_runs: int = 3  # fresh processes per query (each: one cold query, then ``warm_runs``)
+    warm_runs: int = 5
+    rss_mb: int = 100  # what the app writes while the RSS is sampled
+
+
+def summarize_grep(query: Query, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One query's runs (one per fresh process) -> found, cold median (over processes), warm median
+    (over every warm sample)."""
+    return {
+        "query": query.label,
+        "targeted": query.targeted,
+        "found": runs[0]["found"],
+        "runs": len(runs),
+        "cold_ms": [r["cold_ms"] for r in runs],
+        "cold_ms_median": statistics.median(r["cold_ms"] for r in runs),
+        "warm_ms_median": statistics.median(ms for r in runs for ms in r["warm_all"]),
+        "blocks": runs[0]["blocks"],
+        "candidate_blocks": runs[0]["candidate_blocks"],
+    }
+
+
+def measure(plan: LogsPlan, work: Path, say: Callable[[str], None] = step) -> dict[str, Any]:
+    """Ingest, paced ingest, the representative queries and the RSS under ``work`` (the
+    ``make bench`` section); every measurement in a child process of its own."""
+    out: dict[str, Any] = {"lines": plan.lines}
+    say(f"Logs: writing {plan.lines:,} lines of realistic app output; ingest (one thread, as the daemon runs it)")
+    out["file_mb"] = write_file(work / "app.log", plan.lines) / 2**20
+    out["ingest"] = run_child("ingest", str(work))
+    say(f"Logs: an app writing {plan.rate:,} lines/s for {plan.paced_s:g} s while the pipeline's thread follows")
+    out["paced"] = run_child("paced", str(work), str(plan.paced_s), str(plan.rate))
+    queries_ = representative_queries()
+    say(
+        f"Logs: --grep over the {plan.lines:,} stored lines, {len(queries_)} queries, each in {plan.cold_runs} "
+        f"fresh processes (file evicted: cold) then {plan.warm_runs} warm (a full scan: 1 and 1)"
+    )
+    db = str(work / "logs.db")
+    runs: list[list[dict[str, Any]]] = [[] for _ in queries_]
+    for i in range(plan.cold_runs):  # one process per query in turn: a query's processes are spread out
+        for q, done in zip(queries_, runs, strict=True):
+            if not (q.once and i):
+                done.append(run_child("grep", db, q.label, json.dumps(q.spec), "1" if q.once else str(plan.warm_runs)))
+    out["grep"] = [summarize_grep(q, done) for q, done in zip(queries_, runs, strict=True)]
+    say(f"Logs: the daemon's RSS while an app writes {plan.rss_mb} MB as fast as it can")
+    out["rss"] = run_child("rss", str(work), str(plan.rss_mb))
+    return out
 
 
 def main() -> None:

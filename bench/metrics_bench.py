@@ -10,6 +10,11 @@ instance's CPU, and observes ``--samples`` access-log requests per service (logn
 databases, key values and cron jobs are read too. Time is virtual: 24 h of rounds run as fast as
 the code allows, so the size is the real size of a day, and the round cost is measured on rounds
 of the full day (the store's rollups and pruning included).
+
+``make bench`` runs 2 simulated hours (a day takes some 13 minutes on 2 cores) and projects the
+day's size from the second hour's growth (:func:`project_store_bytes`): by then every hour grows
+the store alike (the previous hour's 10 s rows sealed into chunks, an hour of open 1 min rows and
+histograms), and nothing is deleted before 24 h.
 """
 
 from __future__ import annotations
@@ -102,6 +107,21 @@ def timed_sources(sources: Sources, spent: list[float]) -> Sources:
     return Sources(**{name: wrap(getattr(sources, name)) for name in Sources.__dataclass_fields__})
 
 
+def project_store_bytes(by_hour: list[int], hours: int = 24) -> float | None:
+    """The store's bytes after ``hours``, from its size after each simulated hour: the last size
+    plus the last hour's growth for every hour still to come (None before two hours, when no hour
+    has been sealed yet); the measured size itself once ``hours`` were simulated."""
+    if len(by_hour) >= hours:
+        return float(by_hour[hours - 1])
+    if len(by_hour) < 2:
+        return None
+    return by_hour[-1] + (hours - len(by_hour)) * (by_hour[-1] - by_hour[-2])
+
+
+def _mb(x: float | None) -> float | None:
+    return None if x is None else round(x / MB, 1)
+
+
 def run(services: int, hours: float, samples: int, workdir: Path) -> dict[str, Any]:
     machine = FakeMachine(services)
     store = MetricsStore(workdir / "metrics.db")
@@ -115,7 +135,8 @@ def run(services: int, hours: float, samples: int, workdir: Path) -> dict[str, A
     observed = 0
     started = time.perf_counter()
     at = T0
-    for _ in range(rounds):
+    by_hour: list[int] = []  # store bytes after each simulated hour
+    for i in range(rounds):
         at += 10
         machine.advance(at)
         t = time.perf_counter()
@@ -129,6 +150,8 @@ def run(services: int, hours: float, samples: int, workdir: Path) -> dict[str, A
         collector.collect(at)
         round_ms.append((time.perf_counter() - t) * 1000)
         own_ms.append(round_ms[-1] - spent[0] * 1000)
+        if (i + 1) % 360 == 0:
+            by_hour.append(store.size_bytes())
     simulate_s = time.perf_counter() - started
 
     def timed(since: float) -> tuple[float, int]:
@@ -164,6 +187,8 @@ def run(services: int, hours: float, samples: int, workdir: Path) -> dict[str, A
         "round_ms_max": round(max(round_ms), 2),
         "observe_us_per_request": round(observe_s / max(1, observed) * 1e6, 2),
         "store_mb": round(size / MB, 1),
+        "store_mb_by_hour": [round(b / MB, 2) for b in by_hour],
+        "store_mb_24h_projected": _mb(project_store_bytes(by_hour, 24)),
         "data_mb": {k: round(v / MB, 1) for k, v in data.items()},
         "projected_14d_store_mb": round(projected / MB) if projected and hours >= 24 else None,
         "sealed_bytes_per_sample": {r: round(d, 1) for r, d in ((10, store.chunk_density(10)), (60, density)) if d},

@@ -20,6 +20,7 @@ from typing import TypeVar
 import psutil
 
 UPSTREAM = Path(__file__).with_name("upstream.py")
+ROOT = Path(__file__).resolve().parent.parent  # the repo: ``python -m bench.<module>`` children run here
 T = TypeVar("T")
 
 
@@ -44,6 +45,14 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
+
+
+def bench_child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a ``python -m bench.<module>`` child: ``base`` (this process's) with the
+    repo's ``src`` first on PYTHONPATH, so the child imports the same slipstream as the bench."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 3.0, sig: int = signal.SIGTERM) -> None:
