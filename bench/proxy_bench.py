@@ -2,10 +2,16 @@
 
 The stand: two bench upstreams (A, B), slipstream's :class:`~slipstream.proxy.Proxy` on a temp
 dir and free port with two services -- ``bench`` (server A only, for throughput) and ``flip``
-(servers A and B, flipped with ``Proxy.switch``) -- and an nginx pointing at A.
+(servers A and B, flipped with ``Proxy.switch``) -- and an nginx pointing at A. For issue 13 a
+second ``Proxy``, identical but for HAProxy's access log (``Proxy(..., access_log=socket)``), routes
+``bench`` to A too; its lines go to the daemon's side of the access log, run as a child process
+(:mod:`bench.access_bench`: receiver, pipeline, store), so "access log on" costs what it costs
+the daemon.
 
-Lifecycle: ``ProxyStand.start()`` starts all four processes (each stop is registered at once);
-``throughput()`` runs rounds of wrk against the three targets side by side, rotating the order;
+Lifecycle: ``ProxyStand.start()`` starts the upstreams, HAProxy, the access sink (its socket
+bound first, as the daemon does), the logging HAProxy and nginx; ``throughput()`` runs rounds of
+wrk against the four targets side by side, rotating the order (after the access-log-on run it
+waits until the sink has stored every line, so that run's daemon CPU includes the catch-up);
 ``flips()`` runs wrk with the counting script while a thread flips A<->B a fixed number of times,
 first with ``Proxy.switch``, then with nginx reloads. ``stop()`` stops everything it started.
 """
@@ -24,12 +30,14 @@ from pathlib import Path
 import psutil
 
 from bench import procs
+from bench.access_bench import AccessSide, AccessSink, side_between
 from bench.nginx import Nginx
 from bench.wrk import COUNT_LUA, WrkResult, build_wrk_argv, run_wrk
 from slipstream.proxy import Proxy
 
 HOST = "bench.localhost"
 FLIP_HOST = "flip.localhost"
+ACCESS_LOG = "slipstream_access_log"  # the target: slipstream's HAProxy with its access log on
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class LoadRun:
     cpu: dict[str, float]
     upstream_connects: int  # TCP connections accepted on the machine during the run (nstat)
     machine_idle: float = float("nan")  # % of all cores left idle during the run
+    access: AccessSide | None = None  # the daemon's side of the access log (the access-log-on run)
 
     def cpu_us_per_request(self, key: str) -> float:
         """Microseconds of CPU process ``key`` spent per request in this run."""
@@ -94,11 +103,14 @@ class ProxyStand:
         self.workdir = workdir
         self.upstreams: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         self.proxy: Proxy | None = None
+        self.logged: Proxy | None = None  # the same HAProxy with its access log on
+        self.sink = AccessSink(workdir / "access")
         self.nginx: Nginx | None = None
         self.lua = workdir / "count.lua"
 
     def start(self) -> None:
-        """Start A, B, HAProxy (routes ``bench`` -> A, ``flip`` -> A|B) and nginx -> A."""
+        """Start A, B, HAProxy (routes ``bench`` -> A, ``flip`` -> A|B), the access sink, the logging
+        HAProxy (``bench`` -> A) and nginx -> A."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.lua.write_text(COUNT_LUA)
         for ident in ("A", "B"):
@@ -114,6 +126,15 @@ class ProxyStand:
         self.proxy.add_server("flip", "b", b)
         self.proxy.set_state("flip", "a", "ready")
         procs.wait_for(lambda: procs.get(self.proxy_port, HOST) == (200, "ok A"), 10, 0.02, "HAProxy routing to A")
+        self.sink.start()
+        self.logged = Proxy(self.workdir / "proxy-log", procs.free_port(), pool_size=4, access_log=self.sink.socket)
+        self.logged.start()
+        self.logged.set_route("bench", [HOST])
+        self.logged.add_server("bench", "a", a)
+        self.logged.set_state("bench", "a", "ready")
+        port = self.logged.http_port
+        procs.wait_for(lambda: procs.get(port, HOST) == (200, "ok A"), 10, 0.02, "the logging HAProxy routing to A")
+        procs.wait_for(lambda: self.sink.stats().stored > 0, 10, 0.05, "the access sink storing a line")
         self.nginx = Nginx(self.workdir / "nginx", procs.free_port(), a)
         self.nginx.start()
 
@@ -126,27 +147,36 @@ class ProxyStand:
         return self.proxy.http_port
 
     def targets(self) -> dict[str, int]:
-        """Target name -> port; all three are sent the same Host header."""
-        assert self.nginx is not None
-        return {"direct": self.port("A"), "slipstream": self.proxy_port, "nginx": self.nginx.port}
+        """Target name -> port; all four are sent the same Host header."""
+        assert self.nginx is not None and self.logged is not None
+        return {
+            "direct": self.port("A"),
+            "slipstream": self.proxy_port,
+            ACCESS_LOG: self.logged.http_port,
+            "nginx": self.nginx.port,
+        }
 
     def pids(self) -> dict[str, int | None]:
         """Pids of the processes a load runs through (for reading their CPU use)."""
         return {
             "upstream_A": self.upstreams["A"][0].pid,
             "haproxy": self.proxy.pid() if self.proxy else None,
+            "haproxy_access_log": self.logged.pid() if self.logged else None,
+            "access_sink": self.sink.pid,
             "nginx": self.nginx.proc.pid if self.nginx and self.nginx.proc else None,
         }
 
     def stop(self) -> None:
-        """Stop nginx, HAProxy and the upstreams (each attempted, whatever fails)."""
+        """Stop nginx, both HAProxies, the access sink and the upstreams (each attempted, whatever fails)."""
         if self.nginx is not None:
             self.nginx.stop()
-        if self.proxy is not None:
-            try:
-                self.proxy.stop(grace=2)
-            except Exception as exc:  # keep stopping the rest
-                print(f"warning: stopping HAProxy failed: {exc}")
+        for proxy in (self.proxy, self.logged):
+            if proxy is not None:
+                try:
+                    proxy.stop(grace=2)
+                except Exception as exc:  # keep stopping the rest
+                    print(f"warning: stopping HAProxy failed: {exc}")
+        self.sink.stop()
         for proc, _ in self.upstreams.values():
             procs.stop(proc)
 
@@ -168,21 +198,29 @@ class ProxyStand:
                     seconds=seconds,
                     host=HOST,
                 )
-                row[name] = self._measured(argv, seconds)
-                w = row[name].result
+                row[name] = self._measured(argv, seconds, self.sink if name == ACCESS_LOG else None)
+                w, side = row[name].result, row[name].access
                 print(
-                    f"       round {r + 1} {name:<10} {w.rps:>9,.0f} req/s  p50 {w.p50_ms:.2f} ms  "
-                    f"p99 {w.p99_ms:.2f} ms  failed {w.failed}",
+                    f"       round {r + 1} {name:<21} {w.rps:>9,.0f} req/s  p50 {w.p50_ms:.2f} ms  "
+                    f"p99 {w.p99_ms:.2f} ms  failed {w.failed}"
+                    + (
+                        f"  (daemon side: {side.received:,} lines, {side.us_per_line():.0f} us CPU each, "
+                        f"dropped {side.dropped:,}, settled {side.settle_s:.1f} s after)"
+                        if side
+                        else ""
+                    ),
                     flush=True,
                 )
                 time.sleep(gap)
             results.append(row)
         return results
 
-    def _measured(self, argv: list[str], seconds: int) -> LoadRun:
-        """Run wrk once, with the CPU each process used and the TCP connects during the run."""
+    def _measured(self, argv: list[str], seconds: int, sink: AccessSink | None = None) -> LoadRun:
+        """Run wrk once, with the CPU each process used and the TCP connects during the run; with
+        ``sink``, also what the daemon's side did with the run's access lines until it settled."""
         pids = self.pids()
         before = {k: cpu_seconds(pid) for k, pid in pids.items()}
+        sink_before = sink.stats() if sink else None
         opens_before = passive_opens()
         wrk_before, idle_before = _children_cpu(), psutil.cpu_times().idle
         started = time.monotonic()
@@ -191,7 +229,14 @@ class ProxyStand:
         idle = 100 * (psutil.cpu_times().idle - idle_before) / wall / (os.cpu_count() or 1)
         cpu = {k: 100 * (cpu_seconds(pid) - before[k]) / wall for k, pid in pids.items()}
         cpu["wrk"] = 100 * (_children_cpu() - wrk_before) / wall
-        return LoadRun(result, cpu, passive_opens() - opens_before, idle)
+        opens = passive_opens() - opens_before
+        access = None
+        if sink is not None and sink_before is not None:
+            ended = time.monotonic()
+            after = sink.settled()
+            sink_cpu = cpu_seconds(sink.pid) - before["access_sink"]
+            access = side_between(sink_before, after, sink_cpu, time.monotonic() - ended)
+        return LoadRun(result, cpu, opens, idle, access)
 
     # -- benchmark 2 ---------------------------------------------------------------------------
     def flips(self, count: int, interval: float, lead: float = 2.0) -> tuple[FlipRun, FlipRun]:

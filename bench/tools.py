@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import subprocess
+from pathlib import Path
 
 PACKAGES = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy"}
 
@@ -63,8 +64,18 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def unix_max_dgram_qlen() -> int | None:
+    """The kernel's bound on a unix datagram socket's queue (``net.unix.max_dgram_qlen``): HAProxy's
+    access lines wait there for the daemon, and a sender past it gets EAGAIN (HAProxy drops the line)."""
+    try:
+        return int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def machine_info() -> dict[str, object]:
-    """Cores, CPU, versions of Python/HAProxy/nginx/wrk, the date, and the load at the start."""
+    """Cores, CPU, versions of Python/HAProxy/nginx/wrk, the date, the load at the start, and the
+    unix datagram queue bound."""
     return {
         "cores": os.cpu_count(),
         "cpu_model": cpu_model(),
@@ -74,4 +85,5 @@ def machine_info() -> dict[str, object]:
         "wrk": parse_version(_first_line(["wrk", "-v"])),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "unix_max_dgram_qlen": unix_max_dgram_qlen(),
     }
