@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.docker_bench import median_phases
+from bench.proxy_bench import ACCESS_LOG
 from bench.report import (
     Results,
     Target,
@@ -28,8 +29,8 @@ METHOD = """\
 
 Everything runs on this one machine over loopback, in one `make bench` run, so every comparison is
 side by side under the same background noise. Each wrk run is bounded (`-d` plus an outer timeout);
-everything the bench starts is stopped in `finally` blocks, and a watchdog ends the run before 10
-minutes.
+everything the bench starts is stopped in `finally` blocks, and a watchdog ends the run before 14
+minutes (the logs and metrics sections run last, with about 4 minutes of their own).
 
 * **Upstream app** (`bench/upstream.py`): a dependency-free HTTP/1.1 keep-alive server on raw
   asyncio answering `ok <id>`. The same file is the upstream of the direct, HAProxy and nginx runs
@@ -82,6 +83,36 @@ minutes.
   sslmode, taking turns disable -> require -> verify-full after one warm-up each. Only verify-full is
   given the cluster's CA (`<home>/postgres/tls/ca.crt`; libpq makes `require` with a CA file a
   `verify-ca`).
+* **10. access log** (in 1's rounds): a second `Proxy`, identical but for
+  `Proxy(..., access_log=<unix datagram socket>)`, routes the same service to upstream A and is a
+  fourth target of every round (order rotating with the others). Its lines go to the daemon's side,
+  run as a child process of its own (`bench/access_bench.py`) wired as `daemon.py` wires it: an
+  `AccessReceiver` handing each batch to `LogPipeline.emit` and to the metrics collector's
+  per-request samples, the pipeline's thread masking (20 secrets), indexing and storing them in a
+  `LogStore`. After the run the bench waits until every received line is stored (socket quiet for
+  0.5 s), and the daemon side's CPU (psutil, whole process; per thread from
+  `pthread_getcpuclockid`) is counted from the run's start until then, divided by the lines it
+  received. *Off* is the `slipstream` target of the same round.
+* **11. logs** (after the daemon stand, `bench/logs_bench.py`, each step in a child process of its
+  own): 1,000,000 realistic lines (pino JSON, Python logging, uvicorn access lines, tracebacks,
+  lines with secrets in plain, URL-quoted and base64 forms) written to a file, then
+  `LogPipeline.cycle()` on one thread until it is stored (wall and process CPU); an app appending
+  50,000 lines/s for 8 s while the pipeline's thread follows (its CPU over the window); the queries
+  over the 1,000,000 stored lines, each in 3 fresh processes taken in turn after evicting the store
+  from the page cache (`posix_fadvise(DONTNEED)` on that file only): *cold* is the first query of a
+  process, *warm* the next 5 (the full scan: one process, one warm). The target counts issue 13's
+  kinds of query; the slowest cold median is the figure. RSS: the daemon's imports loaded
+  (`slipstream.daemon`, malloc arenas capped as the daemon does) and the pipeline's thread following
+  a file an app fills with 100 MB as fast as it can; RSS sampled every 10 ms until all is stored.
+* **12. metrics** (last, `bench/metrics_bench.py`): 200 web services with one instance each, plus
+  databases, key values and cron jobs from fakes; every virtual 10 s the fake counters move and 5
+  access-log requests per service are observed, then `Collector.collect` runs (timed; "without the
+  fake sources" subtracts the fakes' own time). 2 simulated hours (a day takes some 13 minutes on
+  this machine): the day's size is projected from the second hour's growth, when the first hour's
+  10 s rows have been sealed into chunks and nothing is deleted yet. A full 24 h simulation
+  (`python -m bench.metrics_bench`) on this machine measured 109.0 MB against the 104 MB its own
+  first two hours project. `--since 1h` is `store.query` plus `build_report` for one service, median
+  of 5.
 """
 
 
@@ -102,10 +133,12 @@ def _proxy(r: Results) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, row in enumerate(r.rounds, 1):
-        for name in ("direct", "slipstream", "nginx"):
+        for name in ("direct", "slipstream", ACCESS_LOG, "nginx"):
+            if name not in row:
+                continue
             run = row[name]
             w = run.result
-            proxy = {"slipstream": "haproxy", "nginx": "nginx"}.get(name)
+            proxy = {"slipstream": "haproxy", ACCESS_LOG: "haproxy_access_log", "nginx": "nginx"}.get(name)
             proxy_us = f"{run.cpu_us_per_request(proxy):.0f}" if proxy else "-"
             out.append(
                 f"| {i} | {name} | {w.rps:,.0f} | {w.p50_ms:.2f} ms | {w.p99_ms:.2f} ms | {w.failed} | "
@@ -259,9 +292,9 @@ def _failfast(r: Results) -> list[str]:
         out += [
             "",
             f"The instance printed its line at +{printed[0]} ms and, restarted, again at +{printed[1]} ms: "
-            f"{printed[1] - printed[0]} ms between the two runs (the runtime restarts a crashed process after "
-            f"its crash back-off, 1 s the first time, `runtime/backoff.py`); the deploy ended {failed - printed[1]} ms "
-            "after the second run's line (the supervisor notices an exit on its 0.2 s poll).",
+            f"{printed[1] - printed[0]} ms between the two runs (the runtime restarts a first crash at once and "
+            f"backs off from the second in a row, `runtime/backoff.py`); the deploy ended {failed - printed[1]} ms "
+            "after the second run's line (the supervisor waits on a pidfd per process, so an exit is seen at once).",
         ]
     return out
 
@@ -277,6 +310,117 @@ def _tls(r: Results) -> list[str]:
     return out
 
 
+def _access_log(r: Results, report: dict[str, Any]) -> list[str]:
+    """Issue 13: the same HAProxy with its access log off and on, each round side by side."""
+    rows = [row for row in r.rounds if ACCESS_LOG in row and row[ACCESS_LOG].access is not None]
+    if not rows:
+        return ["Not measured in this run."]
+    out = [
+        "| round | off: req/s | on: req/s | on / off | p99 off / on | HAProxy CPU us per request off / on | "
+        "lines received per request | stored / dropped by the pipeline | daemon side CPU us per line: "
+        "receiver / pipeline / process | datagrams per batch | lines per store transaction | settled after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, row in enumerate(rows, 1):
+        off, on = row["slipstream"], row[ACCESS_LOG]
+        a = on.access
+        assert a is not None
+        out.append(
+            f"| {i} | {off.result.rps:,.0f} | {on.result.rps:,.0f} | {on.result.rps / off.result.rps:.3f} | "
+            f"{off.result.p99_ms:.2f} / {on.result.p99_ms:.2f} ms | {off.cpu_us_per_request('haproxy'):.0f} / "
+            f"{on.cpu_us_per_request('haproxy_access_log'):.0f} | {a.received:,} / {on.result.requests:,} = "
+            f"{a.received / max(1, on.result.requests):.2f} | {a.stored:,} / {a.dropped:,} | "
+            f"{a.us_per_line(a.receiver_cpu_s):.0f} / {a.us_per_line(a.pipeline_cpu_s):.0f} / {a.us_per_line():.0f} | "
+            f"{a.received / max(1, a.batches):.1f} | {a.stored / max(1, a.commits):.1f} | {a.settle_s:.1f} s |"
+        )
+    p = report["proxy"]
+    qlen = r.machine.get("unix_max_dgram_qlen")
+    out += [
+        "",
+        f"Medians: {p['rps_access_log_on']:,} req/s with the access log on, {p['rps_access_log_off']:,} off: "
+        f"{p['access_log_cost_ratio']:.2f}x; the daemon's side spent "
+        f"{p['access_log_daemon_cpu_us_per_request']:.0f} us of CPU per line it received and received "
+        f"{p['access_log_lines_received_per_request']:.0%} of the requests' lines (HAProxy drops a line when "
+        f"the socket's queue is full; this machine's `net.unix.max_dgram_qlen` is {qlen})." + _per_request_note(p),
+    ]
+    return out
+
+
+def _per_request_note(p: dict[str, Any]) -> str:
+    """What every line would cost at the measured per-line CPU, when lines were lost."""
+    share = p["access_log_lines_received_per_request"]
+    if share >= 0.99:
+        return ""
+    cores = p["rps_access_log_on"] * p["access_log_daemon_cpu_us_per_request"] / 1e6
+    return (
+        f" Storing every line at that cost and rate would take {cores:.1f} cores of the daemon's; "
+        "what was received took "
+        f"{cores * share:.1f}."
+    )
+
+
+def _logs(r: Results, report: dict[str, Any]) -> list[str]:
+    """Issue 13: ingest, paced ingest, the queries, the RSS under a burst of app logs."""
+    if not r.logs:
+        return [f"Not measured in this run: {r.skipped.get('logs', 'not measured')}."]
+    x, i, p, rss = report["logs"], r.logs["ingest"], r.logs["paced"], r.logs["rss"]
+    out = [
+        f"Ingest: {i['lines']:,} lines ({r.logs['file_mb']:.0f} MB of app output) stored in {i['wall_s']:.1f} s on one "
+        f"thread: **{i['lines_per_s']:,.0f} lines/s**, {i['cpu_s']:.1f} CPU seconds ({i['lines_per_cpu_s']:,.0f} lines "
+        f"per CPU-second), {i['bytes_per_line']:.0f} bytes per line stored. An app writing {p['rate']:,} lines/s for "
+        f"{p['seconds']:.0f} s: the daemon's pipeline used **{p['cpu_percent_of_one_core']:.0f} % of one core**, was "
+        f"{p['lines_behind_when_writer_stopped']:,} lines behind when the app stopped and caught up "
+        f"{p['catch_up_s']:.2f} s later.",
+        "",
+        "| query (service web, limit 100, as `slipstream logs`) | kind | counts for the target | found | blocks "
+        "the index leaves to read | cold: median (each fresh process) | warm: median |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g in r.logs["grep"]:
+        cold = ", ".join(f"{ms:.0f}" for ms in g["cold_ms"])
+        out.append(
+            f"| `{g['query']}` | {g['kind']} | {'yes' if g['targeted'] else 'no'} | {g['found']} | "
+            f"{g['candidate_blocks']:,} of {g['blocks']:,} | {g['cold_ms_median']:.1f} ms ({cold}) | "
+            f"{g['warm_ms_median']:.1f} ms |"
+        )
+    out += [
+        "",
+        f"RSS: with the daemon's imports loaded and the pipeline's thread following the file, an app wrote "
+        f"{rss['written_mb']:.0f} MB ({rss['lines']:,} lines) as fast as it could; all were stored "
+        f"{rss['seconds']:.1f} s after it started. The process's RSS went from {rss['baseline_rss_mb']:.1f} MB to a "
+        f"peak of {rss['peak_rss_mb']:.1f} MB (**+{x['rss_growth_mb']:.1f} MB**, sampled every 10 ms).",
+    ]
+    return out
+
+
+def _metrics(r: Results) -> list[str]:
+    """Issue 13: what a collection round costs, the store's size, a --since 1h query."""
+    m = r.metrics
+    if not m:
+        return [f"Not measured in this run: {r.skipped.get('metrics', 'not measured')}."]
+    projected = m["store_mb_24h_projected"]
+    day = (
+        f"{projected:.0f} MB projected for 24 h (the last hour's growth for every hour to come)"
+        if projected is not None and m["hours"] < 24
+        else (f"{projected:.1f} MB after 24 h" if projected is not None else "no 24 h figure (under 2 h simulated)")
+    )
+    by_hour = ", ".join(f"{mb:.1f}" for mb in m["store_mb_by_hour"])
+    return [
+        "| services | rounds | round: median / p95 / max | without the fake sources: median / p95 | "
+        "per access-log request | store | --since 1h |",
+        "|---|---|---|---|---|---|---|",
+        f"| {m['services']} | {m['rounds']:,} ({m['hours']:g} h) | {m['round_ms_median']:.1f} / {m['round_ms_p95']:.1f} / "
+        f"{m['round_ms_max']:.1f} ms | {m['round_ms_without_fake_sources_median']:.1f} / "
+        f"{m['round_ms_without_fake_sources_p95']:.1f} ms | {m['observe_us_per_request']:.1f} us | "
+        f"{m['store_mb']:.1f} MB after {m['hours']:g} h; {day} | {m['query_1h_ms']:.1f} ms "
+        f"({m['query_1h_points']:,} points) |",
+        "",
+        f"Store after each simulated hour: {by_hour} MB. Data by resolution: "
+        + ", ".join(f"{k} {v:.1f} MB" for k, v in m["data_mb"].items())
+        + f"; {m['rows_10s']:,} 10 s and {m['rows_1m']:,} 1 min samples; simulated in {m['simulated_in_s']:.0f} s.",
+    ]
+
+
 def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target], analysis: str = "") -> str:
     """The whole docs/benchmarks.md page."""
     m = report["machine"]
@@ -288,7 +432,7 @@ def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target
         f"than editing this page. Latest run: {m.get('date')}, {r.elapsed_s:.0f} s. Raw numbers: "
         "`bench/report.json`.",
         "",
-        "## Targets (issues #6, #10, #12)",
+        "## Targets (issues #6, #10, #12, 13)",
         "",
         *_targets(targets),
         "",
@@ -350,6 +494,18 @@ def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target
         "## 9. PostgreSQL connect cost with TLS (the daemon's own cluster)",
         "",
         *_tls(r),
+        "",
+        "## 10. HAProxy's access log: off vs on (same config otherwise, same upstream, same rounds)",
+        "",
+        *_access_log(r, report),
+        "",
+        "## 11. Logs: ingest, --grep over the stored lines, RSS while an app writes",
+        "",
+        *_logs(r, report),
+        "",
+        "## 12. Metrics: collection rounds with 200 services",
+        "",
+        *_metrics(r),
         "",
         METHOD,
     ]

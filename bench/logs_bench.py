@@ -260,13 +260,22 @@ def queries(request_id: str) -> list[tuple[str, dict[str, Any]]]:
 
 @dataclass(frozen=True)
 class Query:
-    """A query ``make bench`` times: a label, ``slipstream logs`` options, and whether it counts
-    for the target (issue 13's kinds: a rare literal, a common word, a regex with a literal)."""
+    """A ``--grep`` that ``make bench`` times, what kind of query it is, and whether it counts for
+    the target (issue 13's kinds: a rare literal, a common word, a regex with a literal)."""
 
-    label: str
-    spec: dict[str, Any]
+    grep: str
+    kind: str
     targeted: bool = True
     once: bool = False  # one process, one warm run: a full scan takes seconds
+
+    @property
+    def label(self) -> str:
+        """The option as typed: ``--grep timeout``, ``--grep '/x \\d/'``."""
+        return f"--grep {self.grep}" if self.grep.replace("-", "").isalnum() else f"--grep '{self.grep}'"
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {"grep": self.grep}
 
 
 def representative_queries() -> list[Query]:
@@ -274,14 +283,11 @@ def representative_queries() -> list[Query]:
     absent (every block holding its literal is read), and, beyond the target, the worst case a user
     can type: a regex with no literal that matches nothing (every line is read)."""
     return [
-        Query(f"--grep {NEEDLE} (rare literal)", {"grep": NEEDLE}),
-        Query("--grep timeout (common word)", {"grep": "timeout"}),
-        Query("--grep '/timed out after \\d{5}ms/' (regex with a literal)", {"grep": "/timed out after \\d{5}ms/"}),
-        Query(
-            "--grep '/timed out after \\d{6}ms/' (regex with a literal, no match)",
-            {"grep": "/timed out after \\d{6}ms/"},
-        ),
-        Query("--grep '/\\d{7}zz/' (regex, no literal, no match)", {"grep": "/\\d{7}zz/"}, targeted=False, once=True),
+        Query(NEEDLE, "rare literal"),
+        Query("timeout", "common word"),
+        Query("/timed out after \\d{5}ms/", "regex with a literal"),
+        Query("/timed out after \\d{6}ms/", "regex with a literal, no match"),
+        Query("/\\d{7}zz/", "regex, no literal, no match: a full scan", targeted=False, once=True),
     ]
 
 
@@ -479,6 +485,7 @@ def summarize_grep(query: Query, runs: list[dict[str, Any]]) -> dict[str, Any]:
     (over every warm sample)."""
     return {
         "query": query.label,
+        "kind": query.kind,
         "targeted": query.targeted,
         "found": runs[0]["found"],
         "runs": len(runs),

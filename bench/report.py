@@ -1,8 +1,8 @@
-"""Pure summaries of a bench run: the report (the keys of issues #6, #10 and #12), the targets, the table.
+"""Pure summaries of a bench run: the report (the keys of issues #6, #10, #12 and 13), the targets, the table.
 
-Numbers are medians of repeated runs; the proxy ratio is the median of per-round ratios, each
-taken from runs side by side in one round (the machine is shared and noisy, so absolute req/s
-drift between rounds while same-round ratios hold).
+Numbers are medians of repeated runs; the proxy ratios (vs direct, access log on vs off) are
+medians of per-round ratios, each taken from runs side by side in one round (the machine is shared
+and noisy, so absolute req/s drift between rounds while same-round ratios hold).
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ from typing import Any
 
 from bench.daemon_bench import Timed
 from bench.docker_bench import DockerRuns
-from bench.proxy_bench import FlipRun, LoadRun
+from bench.proxy_bench import ACCESS_LOG, FlipRun, LoadRun
 from bench.tls_bench import REPORT_KEYS
+
+INGEST_TARGET = 50_000  # lines/s
+GREP_TARGET_MS = 200.0
+# 10 % of the daemon's 80 MB budget: a burst of logs may cost a bounded working set (read buffers,
+# one batch, SQLite's page cache), never memory in proportion to the volume; 100 MB is more than
+# the whole budget, so a pipeline that buffered it would show tens of MB here.
+LOG_RSS_GROWTH_MB = 8.0
 
 
 @dataclass
@@ -42,6 +49,8 @@ class Results:
     docker: DockerRuns | None = None  # the docker row (issue #12)
     crash_runs: list[dict[str, Any]] = field(default_factory=list)  # fail-fast runs (issue #10)
     tls_connect_ms: dict[str, list[float]] = field(default_factory=dict)  # sslmode -> samples (issue #10)
+    logs: dict[str, Any] | None = None  # bench.logs_bench.measure (issue 13)
+    metrics: dict[str, Any] | None = None  # bench.metrics_bench.run (issue 13)
     skipped: dict[str, str] = field(default_factory=dict)  # section -> why it has no numbers
 
 
@@ -137,8 +146,95 @@ def _postgres(r: Results) -> dict[str, Any]:
     return out
 
 
+ACCESS_LOG_KEYS = (
+    "rps_access_log_off",
+    "rps_access_log_on",
+    "access_log_cost_ratio",
+    "access_log_daemon_cpu_us_per_request",
+    "p99_ms_access_log_on",
+    "access_log_lines_received_per_request",
+)
+
+
+def _access_log(rounds: Sequence[dict[str, LoadRun]]) -> dict[str, Any]:
+    """Issue 13: the proxy's throughput with HAProxy's access log off (the ``slipstream`` runs) and
+    on (the same HAProxy with its lines read and stored by the daemon's side), same rounds."""
+    on = [row for row in rounds if ACCESS_LOG in row and row[ACCESS_LOG].access is not None]
+    if not on:
+        return dict.fromkeys(ACCESS_LOG_KEYS)
+
+    def side(row: dict[str, LoadRun]) -> Any:
+        return row[ACCESS_LOG].access
+
+    return {
+        "rps_access_log_off": round(median(row["slipstream"].result.rps for row in on)),
+        "rps_access_log_on": round(median(row[ACCESS_LOG].result.rps for row in on)),
+        "access_log_cost_ratio": _r(median(row[ACCESS_LOG].result.rps / row["slipstream"].result.rps for row in on), 3),
+        "access_log_daemon_cpu_us_per_request": _r(median(side(row).us_per_line() for row in on)),
+        "p99_ms_access_log_on": _r(median(row[ACCESS_LOG].result.p99_ms for row in on), 2),
+        "access_log_lines_received_per_request": _r(
+            median(side(row).received / max(1, row[ACCESS_LOG].result.requests) for row in on), 3
+        ),
+    }
+
+
+def _logs(r: Results) -> dict[str, Any]:
+    """Issue 13: ingest, --grep over the stored lines, the RSS while an app writes its logs."""
+    if not r.logs:
+        return {"skipped": r.skipped.get("logs", "not measured")}
+    i, p, rss = r.logs["ingest"], r.logs["paced"], r.logs["rss"]
+    targeted = [g for g in r.logs["grep"] if g["targeted"]]
+    return {
+        "lines": r.logs["lines"],
+        "ingest_lines_per_s": round(i["lines_per_s"]),
+        "ingest_lines_per_cpu_s": round(i["lines_per_cpu_s"]),
+        "ingest_cpu_s": _r(i["cpu_s"], 2),
+        "stored_bytes_per_line": _r(i["bytes_per_line"]),
+        "paced_lines_per_s": p["rate"],
+        "paced_cpu_percent": _r(p["cpu_percent_of_one_core"]),
+        "paced_lines_behind": p["lines_behind_when_writer_stopped"],
+        "grep_cold_ms_max": _r(max(g["cold_ms_median"] for g in targeted)),
+        "grep_warm_ms_max": _r(max(g["warm_ms_median"] for g in targeted)),
+        "grep": [
+            {
+                "query": g["query"],
+                "kind": g["kind"],
+                "targeted": g["targeted"],
+                "found": g["found"],
+                "cold_ms_median": _r(g["cold_ms_median"]),
+                "warm_ms_median": _r(g["warm_ms_median"]),
+            }
+            for g in r.logs["grep"]
+        ],
+        "app_log_mb": _r(rss["written_mb"]),
+        "rss_baseline_mb": _r(rss["baseline_rss_mb"]),
+        "rss_peak_mb": _r(rss["peak_rss_mb"]),
+        "rss_growth_mb": _r(rss["growth_mb"]),
+    }
+
+
+METRICS_KEYS = (
+    "services",
+    "hours",
+    "round_ms_median",
+    "round_ms_p95",
+    "round_ms_without_fake_sources_median",
+    "observe_us_per_request",
+    "store_mb",
+    "store_mb_24h_projected",
+    "query_1h_ms",
+)
+
+
+def _metrics(r: Results) -> dict[str, Any]:
+    """Issue 13: one collection round with 200 services, the store's size for 24 h, --since 1h."""
+    if not r.metrics:
+        return {"skipped": r.skipped.get("metrics", "not measured")}
+    return {key: r.metrics[key] for key in METRICS_KEYS}
+
+
 def build_report(r: Results) -> dict[str, Any]:
-    """bench/report.json: the keys named in issues #6, #10 and #12, plus "machine" (and "skipped",
+    """bench/report.json: the keys named in issues #6, #10, #12 and 13, plus "machine" (and "skipped",
     naming each section without numbers and why, when there is one)."""
     med = {
         name: {
@@ -159,6 +255,7 @@ def build_report(r: Results) -> dict[str, Any]:
             "p99_ms_direct": _r(med["direct"]["p99"], 2),
             "p99_ms_slipstream": _r(med["slipstream"]["p99"], 2),
             "p99_ms_nginx": _r(med["nginx"]["p99"], 2),
+            **_access_log(r.rounds),
         },
         "flips": {
             "count": slip.flips,
@@ -189,6 +286,8 @@ def build_report(r: Results) -> dict[str, Any]:
         },
         "docker": _docker(r),
         "postgres": _postgres(r),
+        "logs": _logs(r),
+        "metrics": _metrics(r),
         "machine": r.machine,
         **({"skipped": dict(r.skipped)} if r.skipped else {}),
     }
@@ -233,6 +332,38 @@ def check_targets(report: dict[str, Any]) -> list[Target]:
         Target("daemon CPU idle", "<= 1 %", f"{d['cpu_percent_idle']:.2f} %", d["cpu_percent_idle"] <= 1),
         _docker_target(report),
         _crash_loop_target(report),
+        *_logs_targets(report),
+    ]
+
+
+def _logs_targets(report: dict[str, Any]) -> list[Target]:
+    """Issue 13: ingest rate (with the daemon's CPU stated), --grep time, RSS under a burst of logs."""
+    x = report["logs"]
+    names = ("log ingest", "grep over 1M stored lines", "100 MB of app logs: daemon RSS growth")
+    wanted = (
+        f">= {INGEST_TARGET:,} lines/s",
+        f"<= {GREP_TARGET_MS:.0f} ms, cold, slowest query",
+        f"<= {LOG_RSS_GROWTH_MB:.0f} MB (10 % of the 80 MB daemon budget)",
+    )
+    if "skipped" in x:
+        return [Target(n, w, f"not measured: {x['skipped']}", False) for n, w in zip(names, wanted, strict=True)]
+    lines = "" if x["lines"] == 1_000_000 else f" ({x['lines']:,} lines here)"
+    mb = "" if x["app_log_mb"] >= 99.5 else f" ({x['app_log_mb']:.0f} MB here)"
+    return [
+        Target(
+            names[0],
+            wanted[0],
+            f"{x['ingest_lines_per_s']:,} lines/s ({x['ingest_lines_per_cpu_s']:,} per CPU-s; "
+            f"{x['paced_cpu_percent']:.0f} % of a core at {x['paced_lines_per_s']:,}/s)",
+            x["ingest_lines_per_s"] >= INGEST_TARGET,
+        ),
+        Target(names[1], wanted[1], f"{x['grep_cold_ms_max']:.0f} ms{lines}", x["grep_cold_ms_max"] <= GREP_TARGET_MS),
+        Target(
+            names[2],
+            wanted[2],
+            f"+{x['rss_growth_mb']:.1f} MB{mb}",
+            x["rss_growth_mb"] <= LOG_RSS_GROWTH_MB and x["app_log_mb"] >= 99.5,
+        ),
     ]
 
 
@@ -282,7 +413,7 @@ def render_table(report: dict[str, Any], targets: Sequence[Target]) -> str:
             f"{report['daemon']['cpu_percent_idle']:.2f} % CPU, {report['daemon']['services']} services",
         ),
     ]
-    rows += _docker_rows(report) + _failfast_rows(report)
+    rows += _docker_rows(report) + _failfast_rows(report) + _issue13_rows(report)
     width = max(len(r[0]) for r in rows)
     lines = [f"{name:<{width}}  {value:>14}  {note}" for name, value, note in rows]
     lines.append("")
@@ -352,6 +483,65 @@ def _failfast_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{p['connect_ms_plain']:.1f} ms",
                 f"sslmode=disable; require {p['connect_ms_tls']:.1f} ms, verify-full "
                 f"{p['connect_ms_verify_full']:.1f} ms ({p['connects_per_mode']} each, interleaved)",
+            )
+        )
+    return rows
+
+
+def _issue13_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The access log's cost beside the proxy, the logs and the metrics (issue 13)."""
+    p, x, m = report["proxy"], report["logs"], report["metrics"]
+    rows = []
+    if p["rps_access_log_on"] is None:
+        rows.append(("proxy + access log", "skipped", "no access-log-on run"))
+    else:
+        rows.append(
+            (
+                "proxy + access log",
+                f"{p['rps_access_log_on']:,} req/s",
+                f"p99 {p['p99_ms_access_log_on']:.2f} ms, {p['access_log_cost_ratio']:.2f}x off "
+                f"({p['rps_access_log_off']:,} req/s); daemon side {p['access_log_daemon_cpu_us_per_request']:.0f} us "
+                f"CPU per line, {p['access_log_lines_received_per_request']:.0%} of lines received",
+            )
+        )
+    if "skipped" in x:
+        rows.append(("logs", "skipped", x["skipped"]))
+    else:
+        scan = [g for g in x["grep"] if not g["targeted"]]
+        rows += [
+            (
+                "log ingest",
+                f"{x['ingest_lines_per_s']:,} lines/s",
+                f"{x['ingest_lines_per_cpu_s']:,} per CPU-second; {x['paced_cpu_percent']:.0f} % of one core "
+                f"at {x['paced_lines_per_s']:,} lines/s",
+            ),
+            (
+                "log grep",
+                f"{x['grep_cold_ms_max']:.0f} ms",
+                f"cold, slowest of {len(x['grep']) - len(scan)} queries over {x['lines']:,} lines; warm "
+                f"{x['grep_warm_ms_max']:.0f} ms" + "".join(f"; full scan {g['cold_ms_median']:.0f} ms" for g in scan),
+            ),
+            (
+                "log RSS",
+                f"+{x['rss_growth_mb']:.1f} MB",
+                f"{x['rss_baseline_mb']:.1f} -> {x['rss_peak_mb']:.1f} MB while an app wrote {x['app_log_mb']:.0f} MB",
+            ),
+        ]
+    if "skipped" in m:
+        rows.append(("metrics", "skipped", m["skipped"]))
+    else:
+        projected = m["store_mb_24h_projected"]
+        rows.append(
+            (
+                "metrics round",
+                f"{m['round_ms_median']:.0f} ms",
+                f"{m['services']} services; store {m['store_mb']:.1f} MB after {m['hours']:g} h"
+                + (
+                    f", 24 h {projected:.0f} MB" + (" (projected)" if m["hours"] < 24 else "")
+                    if projected is not None
+                    else ""
+                )
+                + f"; --since 1h {m['query_1h_ms']:.1f} ms",
             )
         )
     return rows
