@@ -171,7 +171,7 @@ def run_child(socket_path: Path, db: Path, stats_path: Path) -> None:
 
     def access(lines: list[LogLine]) -> None:  # daemon.py's sink, with Observability.observe_access
         counts["batches"] += 1
-        pipeline.emit(lines)
+        pipeline.emit(lines, wake=False)
         for line in lines:
             fields = line.fields or {}
             status, total = fields.get("status"), fields.get("ta")

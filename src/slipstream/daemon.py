@@ -205,7 +205,7 @@ def run_daemon(settings: Settings) -> None:
         pipeline, observed = engine.log_pipeline, engine.observability
 
         def access(lines: list[LogLine]) -> None:
-            pipeline.emit(lines)
+            pipeline.emit(lines, wake=False)
             if observed is not None:
                 observed.observe_access(lines)
 

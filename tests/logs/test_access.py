@@ -21,7 +21,7 @@ from slipstream.logs.access import (
     render_access_log_config,
 )
 from slipstream.logs.model import Level, LogLine, Stream
-from slipstream.logs.receiver import AccessReceiver
+from slipstream.logs.receiver import AccessReceiver, deepen_datagram_queue
 
 LINE = 'slipstream-access v=1 t=1796217808.111 svc=web be=be_01 srv=s01 sp=41001 st=200 b=571 tw=0 tc=0 tr=1 ta=2 tt=2 fl=---- ci=127.0.0.1 m=GET p="/" q=""'
 
@@ -125,6 +125,34 @@ def test_receiver_turns_datagrams_into_lines(tmp_path: Path) -> None:
     ]
     assert (r.received, r.unparsed) == (2, 1)
     assert oct(path.stat().st_mode & 0o777) == "0o600" if path.exists() else True
+
+
+def test_receiver_keeps_every_line_of_a_burst_in_order(tmp_path: Path) -> None:
+    got: list[LogLine] = []
+    path = tmp_path / "access.sock"
+    r = AccessReceiver(path, got.extend)
+    r.start()
+    n = 5000
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(str(path))
+            for i in range(n):  # a blocking sender waits while the queue is full: nothing is lost
+                s.send(LINE.replace('p="/"', f'p="/{i}"').encode())
+        deadline = time.monotonic() + 10
+        while len(got) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        r.stop()
+    assert [x.message.split()[1] for x in got] == [f"/{i}" for i in range(n)]
+
+
+def test_the_datagram_queue_bound_is_raised_when_low(tmp_path: Path) -> None:
+    low, high, absent = tmp_path / "low", tmp_path / "high", tmp_path / "absent"
+    low.write_text("10\n")
+    high.write_text("4096\n")
+    assert deepen_datagram_queue(low, 1024) == 1024 and low.read_text() == "1024\n"
+    assert deepen_datagram_queue(high, 1024) == 4096 and high.read_text() == "4096\n"
+    assert deepen_datagram_queue(absent, 1024) == 0 and not absent.exists()
 
 
 def free_port() -> int:

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from slipstream.logs.model import Level, LogLine, LogQuery, Source, Stream
-from slipstream.logs.pipeline import LogPipeline
+from slipstream.logs.pipeline import WAKE_AT, LogPipeline
 from slipstream.logs.store import LogStore, Retention
 
 
@@ -110,3 +110,16 @@ def test_stop_reads_what_is_left(tmp_path: Path, store: LogStore) -> None:
     p.emit([LogLine(1.0, "", Stream.EVENT, "daemon stopping")])
     p.stop(grace_s=5)
     assert store.stats()["lines"] == 1001
+
+
+def test_lines_emitted_without_wake_wait_for_the_poll_unless_many(store: LogStore) -> None:
+    p = LogPipeline(store, poll_s=60)
+    p.start()
+    try:
+        p.emit([LogLine(1.0, "web", Stream.ACCESS, "GET / 200")], wake=False)
+        time.sleep(0.3)
+        assert store.stats()["lines"] == 0  # left for the next poll, a minute away
+        p.emit([LogLine(1.0, "web", Stream.ACCESS, f"GET /{i} 200") for i in range(WAKE_AT - 1)], wake=False)
+        wait_for(lambda: store.stats()["lines"] == WAKE_AT)  # a full batch wakes the thread
+    finally:
+        p.stop(grace_s=1)

@@ -20,7 +20,7 @@ server response times, ``ta`` the request's active time (total, without keep-ali
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,9 @@ class AccessRecord:
         return f"{self.method} {self.path}{self.query} {self.status or '-'} {size} {took}"
 
     def fields(self) -> dict[str, Any]:
-        d = asdict(self)
+        """Every attribute but ``ts`` (a plain copy: ``dataclasses.asdict`` deep-copies, and took
+        two thirds of the receiver's ~90 us per line)."""
+        d = dict(vars(self))
         del d["ts"]
         return d
 

@@ -96,6 +96,10 @@ class LogMasker:
                 text = text.replace(form, MASK)
         return text
 
+    def found(self, text: str) -> bool:
+        """Whether any form of any value occurs in ``text``."""
+        return any(form in text for form in self._forms)
+
     def mask_cut(self, text: str) -> str:
         """Mask ``text`` and then any beginning of a form that ends it: for a line cut at the
         tailer's length cap, whose rest (and the rest of a value in it) is dropped."""
