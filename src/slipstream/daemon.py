@@ -82,7 +82,8 @@ def build_engine(settings: Settings) -> Engine:
     store = Store(settings.state_db, box)
     masker = Masker()
     logs = log_pipeline(settings, store, masker)
-    proxy = Proxy(settings.proxy_dir, settings.http_port, settings.bind_host, access_log=settings.access_socket)
+    access_log = settings.access_socket if settings.access_log == "on" else None
+    proxy = Proxy(settings.proxy_dir, settings.http_port, settings.bind_host, access_log=access_log)
     builder = Builder(settings.builds_dir, settings.cache_dir)
     engine_ref: list[Engine] = []
     cgroups = None
@@ -209,8 +210,9 @@ def run_daemon(settings: Settings) -> None:
             if observed is not None:
                 observed.observe_access(lines)
 
-        receiver = AccessReceiver(settings.access_socket, access, instance_by_port(engine.store))
-        receiver.start()
+        if settings.access_log == "on":
+            receiver = AccessReceiver(settings.access_socket, access, instance_by_port(engine.store))
+            receiver.start()
     everything = threading.Event()
     server: uvicorn.Server | None = None
 

@@ -117,6 +117,14 @@ class Settings:
             "where every log line is also sent, comma-separated: syslog://host:port, syslog+tls://, http(s)://",
         ),
     )
+    access_log: str = field(
+        default="on",
+        metadata=_env(
+            "SLIPSTREAM_ACCESS_LOG",
+            "`off`: HAProxy logs no requests (no `http` log lines, no latency percentiles; about a core per "
+            "10,000 requests/s back)",
+        ),
+    )
     metrics_interval_s: float = field(
         default=10.0, metadata=_env("SLIPSTREAM_METRICS_INTERVAL", "seconds between metric collection rounds")
     )
@@ -285,6 +293,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "smtp_port": _port,
     "smtp_to": _addresses,
     "smtp_starttls": _choice("on", "off"),
+    "access_log": _choice("on", "off"),
     "log_retention_days": _number(float, 0.0001),
     "log_max_mb": _number(int, 16),
 }

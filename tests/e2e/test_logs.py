@@ -107,3 +107,20 @@ def test_retention_drops_lines_older_than_the_limit(tmp_path: Path) -> None:
         wait_until(lambda: not any("migrating the database" in x["message"] for x in logs(d, "-n", "1000")), timeout=30)
     finally:
         stop_daemon(d)
+
+
+def test_access_log_off_keeps_requests_out_of_the_store(tmp_path: Path) -> None:
+    d = start_daemon(tmp_path / "home", SLIPSTREAM_ACCESS_LOG="off")
+    try:
+        repo = make_app_repo(tmp_path / "app", {"render.yaml": BLUEPRINT})
+        r = d.cli("deploy", "web", "--blueprint", str(repo.path / "render.yaml"), "--commit", repo.commits["1"])
+        assert r.returncode == 0, r.stdout + r.stderr
+        for _ in range(5):
+            assert d.get("web.localhost")[0] == 200
+        wait_until(lambda: any("migrating the database" in x["message"] for x in logs(d, "-n", "200")), timeout=20)
+        time.sleep(1)  # what the pipeline would have stored by now
+        assert not [x for x in logs(d, "-n", "1000") if x["stream"] == "http"]
+        config = (tmp_path / "home" / "proxy" / "haproxy.cfg").read_text()
+        assert "log-format" not in config and "access.sock" not in config
+    finally:
+        stop_daemon(d)
