@@ -9,6 +9,7 @@ accepted with a warning that says what happens instead (nothing is silently igno
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 
 from slipstream.blueprint.convert import likely_typo
@@ -223,15 +224,44 @@ def _check_health(s: Service, path: Path, out: Collector) -> None:
         )
 
 
+_DISK_NAME = re.compile(r"[^/\\\x00-\x1f\x7f]{1,255}")
+# Host directories a disk's symlink must not be made in (or be): the system's own, and "/" itself.
+_SYSTEM_DIRS = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run",
+    "/sbin", "/sys", "/usr", "/var/lib", "/var/run", "/var/log", "/var/spool", "/var/cache", "/var/backups",
+)  # fmt: skip
+
+
+def _system_dir(mount: str) -> str | None:
+    """The system directory ``mount`` is (or is inside), or None."""
+    norm = posixpath.normpath(mount)
+    if norm in ("/", "//"):
+        return "/"
+    if norm.startswith("/dev/shm/"):  # a tmpfs anyone may write to, like /tmp
+        return None
+    return next((d for d in _SYSTEM_DIRS if norm == d or norm.startswith(d + "/")), None)
+
+
 def _check_disk(s: Service, path: Path, out: Collector) -> None:
     if s.disk is None:
         return
     here = path + ("disk",)
-    if not s.disk.mount_path.startswith("/"):
+    name = s.disk.name
+    if name in ("", ".", "..") or not _DISK_NAME.fullmatch(name):
+        out.error(
+            here + ("name",),
+            f"disk name {name!r} must be one path segment (no '/', no control characters, not '.' or '..')",
+            "for example 'data'",
+        )
+    mount = s.disk.mount_path
+    if not mount.startswith("/"):
+        out.error(here + ("mountPath",), f"mountPath '{mount}' must be an absolute path", "for example '/var/data'")
+    elif s.runtime in NATIVE_RUNTIMES and (system := _system_dir(mount)) is not None:  # a container's is its own
         out.error(
             here + ("mountPath",),
-            f"mountPath '{s.disk.mount_path}' must be an absolute path",
-            "for example '/var/data'",
+            f"mountPath '{mount}' is {'the host directory' if system == posixpath.normpath(mount) else 'inside'} "
+            f"'{system}': a native service's disk is linked at its mountPath on this machine",
+            "use a directory of its own, for example '/var/data'",
         )
     if s.num_instances > 1:
         out.error(

@@ -197,7 +197,10 @@ def prepare_build(run: DeployRun, build: BuildRef) -> None:
 def attach_disk(run: DeployRun, build: BuildRef) -> None:
     """Create the disk and expose it at mountPath: a symlink (relative paths: inside the build)."""
     disk = run.release.disk or {}
-    target = run.ctx.settings.disks_dir / run.service / str(disk.get("name") or "disk")
+    name = str(disk.get("name") or "disk")
+    if name in (".", "..") or "/" in name or "\0" in name:  # the blueprint check says so first
+        raise DeployFailed(DeployStatus.UPDATE_FAILED, f"disk name {name!r} must be one path segment")
+    target = run.ctx.settings.disks_dir / run.service / name
     target.mkdir(parents=True, exist_ok=True)
     if build.image is not None:  # a container gets the disk as a volume at mountPath (Instances.spec)
         return
