@@ -219,12 +219,25 @@ class Settings:
     def daemon_log(self) -> Path:
         return self.home / "daemon.log"
 
+    def _private_dirs(self) -> tuple[Path, ...]:
+        return (self.builds_dir, self.cache_dir, self.instances_dir, self.backups_dir, self.proxy_dir, self.run_dir,
+                self.disks_dir)  # fmt: skip
+
     def ensure_dirs(self) -> None:
-        """Create the directory tree; secrets inside are 0600 files."""
+        """Create the directory tree, private to root (also where an older version left it open):
+        the home is traversable only, every directory in it 0700 and every file 0600, except
+        ``postgres/`` and ``keyvalue/``, whose servers' own users must reach what they own there."""
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o711)  # traversable, not listable: the postgres user needs to reach postgres/
-        for d in (self.builds_dir, self.cache_dir, self.instances_dir, self.backups_dir, self.proxy_dir, self.run_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        for d in (*self._private_dirs(), self.home / "podman"):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for f in (self.state_db, self.logs_db, self.home / "metrics.db", self.home / "alerts.db", self.daemon_log):
+            os.close(os.open(f, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite gives its WAL the file's mode
+        shared = {self.postgres_dir.name, self.keyvalue_dir.name}
+        for entry in self.home.iterdir():
+            if entry.is_symlink() or entry.name in shared or entry.stat().st_uid != os.geteuid():
+                continue
+            os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
 
 
 def _number(kind: type[int] | type[float], minimum: float) -> Callable[[str, str], Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,18 @@ def test_every_knob_is_documented_with_its_default() -> None:
         assert k.doc in row and (not k.default or k.env == "SLIPSTREAM_HOME" or f"`{k.default}`" in row), row
     documented = {line.split("`")[1] for line in text.splitlines() if line.startswith("| `SLIPSTREAM_")}
     assert documented == {k.env for k in knobs()}
+
+
+def test_the_state_directory_is_private_to_its_owner(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path / "home")
+    s.home.mkdir()
+    (s.home / "state.db").write_text("")  # as an older version left them: 0644 and 0755
+    os.chmod(s.home / "state.db", 0o644)
+    (s.home / "builds").mkdir(mode=0o755)
+    (s.home / "postgres").mkdir(mode=0o711)  # its server's user must get through
+    s.ensure_dirs()
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in s.home.iterdir()}
+    assert stat.S_IMODE(s.home.stat().st_mode) == 0o711
+    assert modes.pop("postgres") == 0o711
+    assert {n for n, m in modes.items() if m not in (0o600, 0o700)} == set()
+    assert {"state.db", "logs.db", "metrics.db", "daemon.log", "builds", "disks", "run", "podman"} <= set(modes)

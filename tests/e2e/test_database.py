@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -63,6 +64,23 @@ def notes(d: Daemon) -> list[str]:
     status, body = request(d, "GET", "/notes")
     assert status == 200, body
     return [n["text"] for n in body["notes"]]
+
+
+def readable_by_nobody(root: Path) -> list[str]:
+    """Every file and directory under ``root`` (found as root) that the user nobody may read or
+    list (access(2) as nobody: each directory on the way must let it through too)."""
+    paths = [root]
+    for top, dirs, files in os.walk(root):
+        paths += [Path(top) / n for n in dirs + files if not (Path(top) / n).is_symlink()]
+    r = subprocess.run(
+        ["/bin/sh", "-c", 'while IFS= read -r p; do [ -r "$p" ] && printf "%s\\n" "$p"; done; exit 0'],
+        input="".join(f"{p}\n" for p in paths),
+        capture_output=True,
+        text=True,
+        user="nobody",
+        check=True,
+    )
+    return sorted(str(Path(p).relative_to(root)) for p in r.stdout.splitlines())
 
 
 def test_database_lifecycle(home: Path) -> None:
@@ -188,6 +206,10 @@ def test_database_lifecycle(home: Path) -> None:
         assert password not in text and url not in text
         for f in (home / "slipstream").glob("state.db*"):
             assert password.encode() not in f.read_bytes()
+
+        # the user nobody can read nothing in the state directory (the CA's and server's public
+        # certificates aside: clients need them to verify the server)
+        assert readable_by_nobody(home / "slipstream") == ["postgres/tls/ca.crt", "postgres/tls/server.crt"]
     finally:
         stop_daemon(d)
     assert not psutil.pid_exists(pg_pid) or psutil.Process(pg_pid).status() == psutil.STATUS_ZOMBIE

@@ -24,6 +24,7 @@ from slipstream.cli.common import (
     pick,
     print_json,
     print_table,
+    printable,
     settings,
     wait_for_deploy,
 )
@@ -81,7 +82,7 @@ def up(detach: bool = typer.Option(False, "--detach", "-d", help="run in the bac
         typer.echo(f"slipstream is already running ({conf.api_socket})")
         return
     conf.ensure_dirs()
-    with open(conf.daemon_log, "ab") as logf:
+    with open(os.open(conf.daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "slipstream", "up"],
             stdin=subprocess.DEVNULL,
@@ -306,7 +307,7 @@ def _log_text(line: dict[str, Any]) -> str:
     """One log line as people read it: time, where it came from, the message."""
     when = (line.get("time") or "")[:23].replace("T", " ")
     where = line.get("instance") or line.get("stream") or ""
-    return f"{when} [{where}] {line['message']}".lstrip()
+    return printable(f"{when} [{where}] {line['message']}".lstrip())
 
 
 @app.command()
