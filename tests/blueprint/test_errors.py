@@ -329,6 +329,15 @@ ROWS = [
         "/var/data",
     ),
     (
+        "env group name with a terminal escape",
+        'envVarGroups:\n  - name: "g\\e[31m"\n    envVars: [{key: A, value: b}]\n' + WEB,
+        2,
+        11,
+        "envVarGroups[0] (g\\x1b[31m).name",
+        "contains control characters",
+        "punctuation",
+    ),
+    (
         "disk name leaves its directory",
         WEB + "    disk: {name: ../.., mountPath: /var/data}\n",
         6,

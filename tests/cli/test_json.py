@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.cli.conftest import Run
-from tests.cli.fakeapi import LOGS, MASK, FakeApi, log_line
+from tests.cli.fakeapi import LOGS, MASK, FakeApi, error, log_line
 
 # (argv, the keys of each listed item, how to get the list from the parsed output)
 LISTINGS: list[tuple[list[str], set[str], str | None]] = [
@@ -101,6 +101,15 @@ def test_logs_text_prints_lines_exactly(cli: Run) -> None:
         f"2026-12-02 13:00:02.000 [web-d7-1] password={MASK} [tag] :b: kept",
         "2026-12-02 13:00:03.000 [platform] deploy 7 is live",
     ]
+
+
+def test_control_characters_from_apps_never_reach_the_terminal(cli: Run, api: FakeApi) -> None:
+    sneaky = "\x1b[2J\x1b]0;owned\x07done\r\x9b31m\tkept"  # clear screen, set title, CR, C1 CSI
+    api.route("GET", "/v1/services/web/logs", {"lines": [log_line(1, sneaky)], "cursor": 1})
+    result = cli("logs", "web")
+    assert result.stdout == "2026-12-02 13:00:01.000 [web-d7-1] \\x1b[2J\\x1b]0;owned\\x07done\\x0d\\x9b31m\tkept\n"
+    api.route("GET", "/v1/services/nope/deploys", error(404, "no service named 'n\x1b[31mope'"))
+    assert cli("deploys", "nope").stderr == "Error: no service named 'n\\x1b[31mope'\n"
 
 
 def test_logs_follow_json_streams_new_lines(cli: Run, api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -224,6 +224,7 @@ def _check_health(s: Service, path: Path, out: Collector) -> None:
         )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DISK_NAME = re.compile(r"[^/\\\x00-\x1f\x7f]{1,255}")
 # Host directories a disk's symlink must not be made in (or be): the system's own, and "/" itself.
 _SYSTEM_DIRS = (
@@ -494,6 +495,13 @@ def check_document(doc: Document, inv: Inventory, out: Collector) -> None:
             "add a 'services:' list (see docs/blueprint-reference.yaml)",
             at=(1, 1),
         )
+    for g in inv.groups:
+        if _CONTROL.search(g.obj.name):
+            out.error(
+                g.path + ("name",),
+                f"envVarGroup name {g.obj.name!r} contains control characters (they would reach terminals as-is)",
+                "use letters, digits, spaces and punctuation",
+            )
     if doc.previews is not None and doc.previews.generation in ("manual", "automatic"):
         key = "previews" if given(out, (), "previews") else "previewsEnabled"
         out.warn((key,), "preview environments are not created here; the setting is kept for Render", key=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,12 +35,21 @@ FAILED: frozenset[str] = frozenset(states.FAILED)
 SUCCEEDED: frozenset[str] = frozenset({states.DeployStatus.LIVE, states.DeployStatus.DEACTIVATED})
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (but tab and newline) shown as ``\\xNN``: what apps print
+    and users name must not drive the terminal (colour, cursor moves, a title, a cleared line)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def print_error(message: str, hint: str | None = None) -> None:
     """``Error: message`` (red on a terminal) and an indented hint, on stderr."""
     typer.secho("Error:", fg="red", err=True, nl=False)
-    typer.echo(f" {message}", err=True)
+    typer.echo(f" {printable(message)}", err=True)
     if hint:
-        typer.echo(f"  {hint}", err=True)
+        typer.echo(f"  {printable(hint)}", err=True)
 
 
 def fail(message: str, hint: str | None = None) -> NoReturn:
@@ -76,7 +86,7 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
 
     table = Table(*columns)
     for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
+        table.add_row(*(Text(printable(cell)) for cell in row))
     out().print(table)
 
 
@@ -111,7 +121,7 @@ def _print_events(c: Client, deploy_id: int, after: int) -> int:
     for ev in c.get(f"/v1/deploys/{deploy_id}/events", after=after)["events"]:
         after = ev["id"]
         prefix = "       " if ev["kind"] in ("build", "pre_deploy", "app") else ""
-        out().print(prefix + ev["message"], markup=False, soft_wrap=True)
+        out().print(prefix + printable(ev["message"]), markup=False, soft_wrap=True)
     return after
 
 
