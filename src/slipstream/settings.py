@@ -117,6 +117,13 @@ class Settings:
             "where every log line is also sent, comma-separated: syslog://host:port, syslog+tls://, http(s)://",
         ),
     )
+    instance_ports: tuple[int, int] = field(
+        default=(20000, 29999),
+        metadata=_env(
+            "SLIPSTREAM_INSTANCE_PORTS",
+            "the loopback ports instances get (low-high), outside the kernel's ephemeral range",
+        ),
+    )
     access_log: str = field(
         default="on",
         metadata=_env(
@@ -282,6 +289,16 @@ def _port(name: str, raw: str) -> int:
     return port
 
 
+def _port_range(name: str, raw: str) -> tuple[int, int]:
+    low, sep, high = raw.partition("-")
+    if not sep:
+        raise SettingsError(f"{name} has value {raw!r}: not a range like 20000-29999")
+    lo, hi = _port(name, low.strip()), _port(name, high.strip())
+    if lo > hi:
+        raise SettingsError(f"{name} has value {raw!r}: the low end is above the high end")
+    return lo, hi
+
+
 # How each field's text becomes its value (fields not named here are plain text).
 PARSERS: dict[str, Callable[[str, str], Any]] = {
     "home": lambda name, raw: Path(raw).expanduser().resolve(),
@@ -307,6 +324,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "smtp_to": _addresses,
     "smtp_starttls": _choice("on", "off"),
     "access_log": _choice("on", "off"),
+    "instance_ports": _port_range,
     "log_retention_days": _number(float, 0.0001),
     "log_max_mb": _number(int, 16),
 }
@@ -327,7 +345,12 @@ def knobs() -> list[Knob]:
     out = []
     for f in fields(Settings):
         default = "" if f.name == "home" else f.default
-        shown = ",".join(default) if isinstance(default, tuple) else ("" if default is None else str(default))
+        if f.name == "instance_ports":
+            shown = "-".join(map(str, default))
+        elif isinstance(default, tuple):
+            shown = ",".join(default)
+        else:
+            shown = "" if default is None else str(default)
         out.append(Knob(f.metadata["env"], f.name, shown, f.metadata["doc"]))
     return out
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from slipstream.engine.health import check_http, check_tcp, free_port
+from slipstream.engine.health import check_http, check_tcp, free_port, instance_port
 from slipstream.engine.release import Release, instance_env
 
 
@@ -81,3 +82,29 @@ def test_refused_and_tcp() -> None:
     port = free_port()
     assert "refused" in check_http(port, "/", "x").reason
     assert not check_tcp(port).ok
+
+
+def _listen_at_free_pair() -> tuple[socket.socket, int]:
+    """A listener on some port p of 20000.. whose next port p + 1 is free too."""
+    for p in range(20000, 29990, 7):
+        busy = socket.socket()
+        try:
+            busy.bind(("", p))
+            with socket.socket() as probe:
+                probe.bind(("", p + 1))
+        except OSError:
+            busy.close()
+            continue
+        busy.listen()
+        return busy, p
+    raise AssertionError("no free pair of ports in 20000-29999")
+
+
+def test_instance_ports_come_from_the_range_and_skip_taken_and_busy_ones() -> None:
+    busy, p = _listen_at_free_pair()
+    with busy:
+        # the range p-1 .. p+1: p-1 belongs to an instance, p has another listener, p+1 is free
+        assert {instance_port({p - 1}, p - 1, p + 1) for _ in range(30)} == {p + 1}
+        fallback = instance_port({p - 1}, p - 1, p, tries=5)  # none free: an ephemeral port
+        assert fallback not in (p - 1, p) and fallback > 30000
+    assert 20000 <= instance_port(set(), 20000, 29999) <= 29999

@@ -44,6 +44,8 @@ def test_defaults_and_parsing() -> None:
         ("SLIPSTREAM_OVERLAP", "queue", "use one of override, wait"),
         ("SLIPSTREAM_MEMORY_CGROUPS", "maybe", "use one of auto, off"),
         ("SLIPSTREAM_POSTGRES_LISTEN", " , ", "give one or more addresses"),
+        ("SLIPSTREAM_INSTANCE_PORTS", "20000", "not a range like 20000-29999"),
+        ("SLIPSTREAM_INSTANCE_PORTS", "30000-20000", "the low end is above the high end"),
     ],
 )
 def test_a_bad_value_names_the_variable(var: str, value: str, says: str) -> None:

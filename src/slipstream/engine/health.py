@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import http.client
+import logging
+import random
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,25 @@ def check_tcp(port: int, timeout: float = 5.0) -> Probe:
         return Probe(False, f"no open port: nothing listens on port {port} (bind to $PORT)")
     except OSError as exc:
         return Probe(False, f"port {port}: {exc}")
+
+
+def instance_port(taken: Collection[int], low: int, high: int, tries: int = 64) -> int:
+    """A port for a new instance: from ``low..high`` (by default outside the kernel's ephemeral
+    range, where an outgoing connection could take an instance's port while it waits to restart),
+    used by no other instance, and free right now for a listener on any address. Falls back to an
+    ephemeral free port (logged) when ``tries`` picks find none."""
+    for _ in range(tries):
+        port = random.randint(low, high)
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        return port
+    log.warning("no free instance port in %s-%s after %s tries; using an ephemeral one", low, high, tries)
+    return free_port()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
