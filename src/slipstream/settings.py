@@ -104,6 +104,13 @@ class Settings:
     backup_retention: int = field(
         default=7, metadata=_env("SLIPSTREAM_BACKUP_RETENTION", "scheduled backups (and base backups) kept")
     )
+    builds_kept: int = field(
+        default=5,
+        metadata=_env(
+            "SLIPSTREAM_BUILDS_KEPT",
+            "successful deploys per service whose builds stay on disk for rollbacks (besides the live one)",
+        ),
+    )
     log_retention_days: float = field(
         default=7.0, metadata=_env("SLIPSTREAM_LOG_RETENTION_DAYS", "days of logs kept for 'slipstream logs'")
     )
@@ -325,6 +332,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "smtp_starttls": _choice("on", "off"),
     "access_log": _choice("on", "off"),
     "instance_ports": _port_range,
+    "builds_kept": _number(int, 1),
     "log_retention_days": _number(float, 0.0001),
     "log_max_mb": _number(int, 16),
 }
@@ -345,10 +353,8 @@ def knobs() -> list[Knob]:
     out = []
     for f in fields(Settings):
         default = "" if f.name == "home" else f.default
-        if f.name == "instance_ports":
-            shown = "-".join(map(str, default))
-        elif isinstance(default, tuple):
-            shown = ",".join(default)
+        if isinstance(default, tuple):
+            shown = ("-" if f.name == "instance_ports" else ",").join(map(str, default))
         else:
             shown = "" if default is None else str(default)
         out.append(Knob(f.metadata["env"], f.name, shown, f.metadata["doc"]))

@@ -71,6 +71,11 @@ def test_deploys_rollbacks_and_failures_under_load(daemon: Daemon, tmp_path: Pat
     assert load.failures == []
     assert load.ok > 100
     assert set(load.versions) == {"version=1", "version=2"}
+    # old builds went after each deploy: the live one and the five newest others stay (rollbacks)
+    kept = sorted(int(p.name) for p in (daemon.home / "builds" / "web").iterdir())
+    assert 1 < len(kept) <= 6, kept
+    r = daemon.cli("gc", "--dry-run")
+    assert r.returncode == 0 and r.stdout.strip() == "would remove 0 builds, 0.0 MB", r.stdout + r.stderr
     # deploy history carries per-step durations
     r = daemon.cli("deploys", "web", "--json", "-n", "30")
     history = json.loads(r.stdout)

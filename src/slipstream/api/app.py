@@ -38,6 +38,11 @@ class RollbackRequest(BaseModel):
     with_pre_deploy: bool = False
 
 
+class GcRequest(BaseModel):
+    service: str | None = None
+    dry_run: bool = False
+
+
 class RestoreRequest(BaseModel):
     backup: str | None = None
     into: str | None = None
@@ -116,6 +121,11 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
     def cancel(name: str) -> dict[str, Any]:
         canceled = engine.cancel(name)
         return {"canceled": [engine.store.deploy(i).public() for i in canceled]}
+
+    @app.post("/v1/gc")
+    def gc(req: GcRequest) -> dict[str, Any]:
+        freed = engine.collect_builds(req.service, dry_run=req.dry_run)
+        return {"dry_run": req.dry_run, "builds": [c.public() for c in freed]}
 
     @app.get("/v1/services/{name}/logs")
     def logs(

@@ -43,6 +43,7 @@ class FakeBuilder:
         self.failures: dict[str, int] = {}  # service -> exit code of its failing build command
         self.seconds = 0.0  # how long each build takes (``cancel`` ends it at once)
         self.specs: list[BuildSpec] = []
+        self.removed: list[int] = []  # build ids ``remove`` deleted
         self._lock = threading.Lock()
 
     def build(
@@ -102,6 +103,14 @@ class FakeBuilder:
             log_path,
             time.monotonic() - started,
         )
+
+    def remove(self, build: Build) -> None:
+        """Delete the build's directory, as the real builder does (its ``removed`` list records it)."""
+        root = build.source_dir.parent
+        if root.parent != self.builds_dir / build.service:
+            raise InvalidInput(f"{build.source_dir} is not a build directory of {build.service}")
+        shutil.rmtree(root, ignore_errors=True)
+        self.removed.append(build.build_id)
 
     def resolve_commit(self, repo: Path, ref: str | None, branch: str | None) -> str:
         """The full sha ``ref`` (or ``branch``, or HEAD) names; NotFound for anything unknown."""

@@ -1,5 +1,6 @@
-"""``slipstream cancel``, ``delete``, ``projects`` and ``project delete``: stopping deploys and
-removing resources, only ever on an explicit command (``apply`` deletes nothing)."""
+"""``slipstream cancel``, ``delete``, ``projects``, ``project delete`` and ``gc``: stopping deploys
+and removing resources, only ever on an explicit command (``apply`` deletes nothing; ``gc`` removes
+only build directories no rollback can need)."""
 
 from __future__ import annotations
 
@@ -73,8 +74,28 @@ def project_delete(
         raise typer.Exit(1)
 
 
+def gc(
+    service: str | None = typer.Argument(None, help="only this service's builds"),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="only show what would be removed"),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Remove old build directories: every service keeps its live build and those of its newest
+    SLIPSTREAM_BUILDS_KEPT successful deploys (done after each deploy too)."""
+    r = client().post("/v1/gc", {"service": service, "dry_run": dry_run})
+    if json_out:
+        print_json(r)
+        return
+    builds = r["builds"]
+    verb = "would remove" if dry_run else "removed"
+    for b in builds:
+        typer.echo(f"{verb} build {b['build']} of {b['service']} ({b['bytes'] / 2**20:.1f} MB)")
+    total = sum(b["bytes"] for b in builds) / 2**20
+    typer.echo(f"{verb} {len(builds)} build{'' if len(builds) == 1 else 's'}, {total:.1f} MB")
+
+
 def register(app: typer.Typer) -> None:
     """Add the top-level commands of this module to ``app``."""
     app.command()(cancel)
+    app.command()(gc)
     app.command()(delete)
     app.command(context_settings=FLAGS_ONLY)(projects)

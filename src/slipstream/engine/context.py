@@ -87,6 +87,10 @@ class BuildControl(Protocol):
         """The full sha of ``commit`` (or the branch tip) in ``repo``; raises InvalidInput."""
         ...
 
+    def remove(self, build: Build) -> None:
+        """Delete a build's directory (and its virtualenv once no other build uses it)."""
+        ...
+
 
 class LogSink(Protocol):
     """Where log files go to be read into the searchable log store (``logs.LogPipeline``)."""

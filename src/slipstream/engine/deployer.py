@@ -29,6 +29,7 @@ from slipstream.engine.health import instance_port
 from slipstream.engine.names import instance_id, server_name, server_of
 from slipstream.engine.prepare import build_once, pre_deploy_snapshots, prepare_build, provision, prune_images
 from slipstream.engine.release import BuildRef, Release, hostname
+from slipstream.engine.retention import collect_after_live
 from slipstream.engine.smoke import run_smoke_checks
 from slipstream.errors import SlipstreamError
 from slipstream.logs.model import Source, Stream
@@ -138,6 +139,7 @@ class DeployRun:
         self._settle(gate, old, build)
         self._go_live(old)
         prune_images(self, build)  # before the deploy is finished: the next one never waits on it
+        collect_after_live(self.ctx, self.service, self.say)
         self._drain(old)
 
     def _build(self) -> BuildRef:
@@ -145,7 +147,8 @@ class DeployRun:
         if self.rec.kind in (DeployKind.ROLLBACK, DeployKind.CONFIG) and self.rec.build_id is not None:
             b = store.build(self.rec.build_id)
             if b.status != "ok" or not b.workdir or not Path(b.workdir).is_dir():
-                raise DeployFailed(DeployStatus.UPDATE_FAILED, f"build {b.id} is no longer on disk; cannot use it")
+                again = f"; deploy commit {b.commit_sha[:12]} again" if b.commit_sha else ""
+                raise DeployFailed(DeployStatus.UPDATE_FAILED, f"build {b.id} is no longer on disk{again}")
             self.say(f"-----> Reusing build {b.id} (commit {(b.commit_sha or 'directory')[:12]}), no rebuild")
             return BuildRef.of(b)
         return build_once(self)

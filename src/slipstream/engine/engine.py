@@ -31,6 +31,7 @@ from slipstream.engine.monitor import LiveMonitor
 from slipstream.engine.provision import Provisioner
 from slipstream.engine.queue import DeployQueue
 from slipstream.engine.removal import Removal
+from slipstream.engine.retention import Collected, collect_builds
 from slipstream.proxy.base import ProxyControl
 from slipstream.runtime.base import Driver
 from slipstream.secrets import Masker
@@ -188,6 +189,13 @@ class Engine:
 
     def cancel(self, service: str) -> list[int]:
         return self.intake.cancel(service)
+
+    def collect_builds(self, service: str | None = None, dry_run: bool = False) -> list[Collected]:
+        """Remove build directories no rollback may need (``slipstream gc``)."""
+        if service is not None:
+            self.store.service(service)  # NotFound for an unknown name
+        s = self.ctx.settings
+        return collect_builds(self.store, self.ctx.builder, s.builds_dir, s.builds_kept, service, dry_run)
 
     def projects(self) -> list[dict[str, Any]]:
         """Every project with what it owns."""

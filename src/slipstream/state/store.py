@@ -266,23 +266,19 @@ class Store:
                 ),
             )
 
+    def set_build_status(self, build_id: int, status: str) -> None:
+        with self.tx() as c:
+            c.execute("UPDATE builds SET status=? WHERE id=?", (status, build_id))
+
+    def builds(self, service: str) -> list[BuildRecord]:
+        rows = self._conn().execute("SELECT * FROM builds WHERE service=? ORDER BY id", (service,)).fetchall()
+        return [_build_record(r) for r in rows]
+
     def build(self, build_id: int) -> BuildRecord:
         row = self._conn().execute("SELECT * FROM builds WHERE id=?", (build_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown build {build_id}")
-        return BuildRecord(
-            row["id"],
-            row["service"],
-            row["commit_sha"],
-            row["source_dir"],
-            row["workdir"],
-            json.loads(row["path_prefix"] or "[]"),
-            json.loads(row["extra_env"] or "{}"),
-            row["log_path"],
-            row["duration_s"],
-            row["status"],
-            row["image"],
-        )
+        return _build_record(row)
 
     # -- deploys ------------------------------------------------------------------------------
     def new_deploy(
@@ -586,3 +582,19 @@ class Store:
             .fetchall()
         )
         return [dict(r) for r in rows]
+
+
+def _build_record(row: sqlite3.Row) -> BuildRecord:
+    return BuildRecord(
+        row["id"],
+        row["service"],
+        row["commit_sha"],
+        row["source_dir"],
+        row["workdir"],
+        json.loads(row["path_prefix"] or "[]"),
+        json.loads(row["extra_env"] or "{}"),
+        row["log_path"],
+        row["duration_s"],
+        row["status"],
+        row["image"],
+    )

@@ -1,0 +1,88 @@
+"""Build retention (engine.retention): what stays on disk for rollbacks, and collecting the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from slipstream.engine.retention import builds_to_keep
+from slipstream.state.store import BuildRecord, DeployRecord
+from slipstream.states import DeployKind, DeployStatus
+
+from .conftest import RigFactory
+from .harness import render_yaml, web
+
+S = DeployStatus
+
+
+def build(i: int, status: str = "ok") -> BuildRecord:
+    return BuildRecord(i, "web", None, None, None, [], {}, None, None, status, None)
+
+
+def deploy(i: int, build_id: int | None, status: DeployStatus) -> DeployRecord:
+    return DeployRecord(i, "web", DeployKind.DEPLOY, status, build_id, None, None, None, True, {}, None, 0.0, None)
+
+
+@pytest.mark.parametrize(
+    "builds, deploys, live, keep, kept",
+    [
+        # the live build and the newest `keep` other successful deploys' builds (rollback targets)
+        ([build(i) for i in range(1, 6)], [deploy(i, i, S.DEACTIVATED) for i in range(1, 6)], None, 2, {4, 5}),
+        ([build(i) for i in range(1, 6)], [deploy(i, i, S.DEACTIVATED) for i in range(1, 6)], 1, 2, {1, 4, 5}),
+        # a rollback reuses build 1: one build, counted once
+        (
+            [build(1), build(2), build(3)],
+            [
+                deploy(1, 1, S.DEACTIVATED),
+                deploy(2, 2, S.DEACTIVATED),
+                deploy(3, 3, S.DEACTIVATED),
+                deploy(4, 1, S.LIVE),
+            ],
+            4,
+            1,
+            {1, 3},
+        ),
+        # failed deploys are no rollback target; a deploy in progress keeps its build
+        (
+            [build(1), build(2), build(3), build(4, "building")],
+            [deploy(1, 1, S.LIVE), deploy(2, 2, S.UPDATE_FAILED), deploy(3, 3, S.STARTING), deploy(4, 4, S.BUILDING)],
+            1,
+            1,
+            {1, 3, 4},
+        ),
+        # the newest build failed: kept for a person to look at; older failed builds are not
+        ([build(1), build(2, "failed"), build(3, "failed")], [deploy(1, 1, S.LIVE)], 1, 5, {1, 3}),
+    ],
+)
+def test_builds_to_keep(
+    builds: list[BuildRecord], deploys: list[DeployRecord], live: int | None, keep: int, kept: set[int]
+) -> None:
+    assert builds_to_keep(builds, deploys, live, keep) == kept
+
+
+def test_old_builds_go_after_each_deploy_and_a_rollback_to_one_says_so(rigs: RigFactory) -> None:
+    rig = rigs(builds_kept=2)
+    text = render_yaml(web())
+    ids = [rig.finish(rig.deploy("web", text)).id for _ in range(5)]
+    builds = rig.settings.builds_dir / "web"
+    assert sorted(int(p.name) for p in builds.iterdir()) == [3, 4, 5]  # the live one and two before it
+    assert rig.builder.removed == [1, 2]
+    assert [b.status for b in rig.store.builds("web")] == ["collected"] * 2 + ["ok"] * 3
+    said = rig.messages(ids[3])
+    assert "       removed 1 old build (0.0 MB)" in said
+    assert rig.engine.collect_builds(dry_run=True) == []  # nothing left to collect
+    rec = rig.finish(rig.engine.rollback("web", to=ids[0]))
+    assert (rec.status, rec.message) == (S.UPDATE_FAILED, "build 1 is no longer on disk")
+    assert rig.live("web") == ids[-1]
+    assert rig.finish(rig.engine.rollback("web", to=ids[2])).status == S.LIVE  # a kept build still rolls back
+
+
+def test_gc_on_demand_shows_then_frees(rigs: RigFactory) -> None:
+    rig = rigs(builds_kept=5)
+    text = render_yaml(web())
+    for _ in range(4):
+        rig.finish(rig.deploy("web", text))
+    rig.retime(builds_kept=1)
+    planned = rig.engine.collect_builds("web", dry_run=True)
+    assert [c.build_id for c in planned] == [1, 2] and (rig.settings.builds_dir / "web" / "1").is_dir()
+    done = rig.engine.collect_builds("web")
+    assert [c.build_id for c in done] == [1, 2] and not (rig.settings.builds_dir / "web" / "1").exists()
