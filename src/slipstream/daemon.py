@@ -83,7 +83,15 @@ def build_engine(settings: Settings) -> Engine:
     masker = Masker()
     logs = log_pipeline(settings, store, masker)
     access_log = settings.access_socket if settings.access_log == "on" else None
-    proxy = Proxy(settings.proxy_dir, settings.http_port, settings.bind_host, access_log=access_log)
+    proxy = Proxy(
+        settings.proxy_dir,
+        settings.http_port,
+        settings.bind_host,
+        pool_size=settings.proxy_services,
+        slots=settings.proxy_slots,
+        private_pool=settings.proxy_private_services,
+        access_log=access_log,
+    )
     builder = Builder(settings.builds_dir, settings.cache_dir)
     engine_ref: list[Engine] = []
     cgroups = None

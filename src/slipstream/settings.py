@@ -131,6 +131,26 @@ class Settings:
             "the loopback ports instances get (low-high), outside the kernel's ephemeral range",
         ),
     )
+    proxy_services: int = field(
+        default=64,
+        metadata=_env(
+            "SLIPSTREAM_PROXY_SERVICES",
+            "web services HAProxy can route (backends it declares at start; changing it needs `down`, then `up`)",
+        ),
+    )
+    proxy_private_services: int = field(
+        default=8,
+        metadata=_env(
+            "SLIPSTREAM_PROXY_PRIVATE_SERVICES", "private services HAProxy can listen for (one loopback port each)"
+        ),
+    )
+    proxy_slots: int = field(
+        default=16,
+        metadata=_env(
+            "SLIPSTREAM_PROXY_SLOTS",
+            "server slots per service: old and new instances together during a deploy (so half of it per service)",
+        ),
+    )
     access_log: str = field(
         default="on",
         metadata=_env(
@@ -332,6 +352,9 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "smtp_starttls": _choice("on", "off"),
     "access_log": _choice("on", "off"),
     "instance_ports": _port_range,
+    "proxy_services": _number(int, 1),
+    "proxy_private_services": _number(int, 1),
+    "proxy_slots": _number(int, 2),
     "builds_kept": _number(int, 1),
     "log_retention_days": _number(float, 0.0001),
     "log_max_mb": _number(int, 16),

@@ -109,8 +109,10 @@ def test_retention_drops_lines_older_than_the_limit(tmp_path: Path) -> None:
         stop_daemon(d)
 
 
-def test_access_log_off_keeps_requests_out_of_the_store(tmp_path: Path) -> None:
-    d = start_daemon(tmp_path / "home", SLIPSTREAM_ACCESS_LOG="off")
+def test_proxy_settings_access_log_off_and_pool_sizes(tmp_path: Path) -> None:
+    """SLIPSTREAM_ACCESS_LOG=off keeps requests out of the store; the proxy's pools are settings."""
+    sizes = {"SLIPSTREAM_PROXY_SERVICES": "5", "SLIPSTREAM_PROXY_SLOTS": "4", "SLIPSTREAM_PROXY_PRIVATE_SERVICES": "2"}
+    d = start_daemon(tmp_path / "home", SLIPSTREAM_ACCESS_LOG="off", **sizes)
     try:
         repo = make_app_repo(tmp_path / "app", {"render.yaml": BLUEPRINT})
         r = d.cli("deploy", "web", "--blueprint", str(repo.path / "render.yaml"), "--commit", repo.commits["1"])
@@ -122,5 +124,9 @@ def test_access_log_off_keeps_requests_out_of_the_store(tmp_path: Path) -> None:
         assert not [x for x in logs(d, "-n", "1000") if x["stream"] == "http"]
         config = (tmp_path / "home" / "proxy" / "haproxy.cfg").read_text()
         assert "log-format" not in config and "access.sock" not in config
+        backends = [line.split()[1] for line in config.splitlines() if line.startswith("backend ")]
+        assert len([b for b in backends if b.startswith("be_")]) == 5
+        assert len([b for b in backends if b.startswith("pbe_")]) == 2
+        assert config.count("    server ") == 7 * 4
     finally:
         stop_daemon(d)
