@@ -289,6 +289,17 @@ def test_plan_prune_keeps_newest_good_scheduled_and_everything_else() -> None:
         plan_prune(scheduled, keep=0)
 
 
+def test_plan_prune_keeps_pre_deploy_snapshots_by_count_and_a_day() -> None:
+    day = 86400.0
+    snaps = [_backup(f"p{i}", "pre_deploy", i * day / 4) for i in range(12)]  # every 6 h for 3 days
+    manual = _backup("m0", "manual", 0.0)
+    now = 12 * day / 4
+    doomed = plan_prune([*snaps, manual], keep=1, now=now)
+    # past the newest one (p11) and at least a day old: p9 (18 h) and p10 (12 h) stay too
+    assert sorted(b.id for b in doomed) == [f"p{i}" for i in range(9)]
+    assert plan_prune([*snaps, manual], keep=1) == []  # without a clock, only scheduled ones go
+
+
 def test_plan_drill() -> None:
     ok = plan_drill(["public.a", "public.b"], {"public.a": 3, "public.b": 0}, {"public.a": 3, "public.b": 0})
     assert ok.ok and ok.tables == {"public.a": (3, 3), "public.b": (0, 0)}

@@ -101,16 +101,31 @@ def render_sidecar(backup: Backup, **extra: object) -> dict[str, object]:
     }
 
 
-def plan_prune(backups: list[Backup], keep: int) -> list[Backup]:
-    """Which backups retention deletes: scheduled ones past the newest ``keep`` good ones (others are kept)."""
+PRE_DEPLOY_MIN_AGE_S = 86400.0  # a pre-deploy snapshot stays at least a day (a failed deploy names it)
+
+
+def plan_prune(backups: list[Backup], keep: int, now: float | None = None) -> list[Backup]:
+    """Which backups retention deletes: per kind, scheduled backups and pre-deploy snapshots past
+    the newest ``keep`` good ones of that kind (a pre-deploy snapshot only once it is a day old,
+    when ``now`` is given); manual and final backups are never deleted here."""
     if keep < 1:
         raise InvalidInput(f"keep must be at least 1, not {keep}", "keep at least one scheduled backup")
-    scheduled = sorted((b for b in backups if b.kind == "scheduled"), key=lambda b: (b.created_at, b.id), reverse=True)
-    good = [b for b in scheduled if b.status == "ok"]
-    if len(good) <= keep:
-        return []
-    oldest_kept = good[keep - 1]
-    return [b for b in scheduled if (b.created_at, b.id) < (oldest_kept.created_at, oldest_kept.id)]
+    doomed: list[Backup] = []
+    for kind, min_age in (("scheduled", 0.0), ("pre_deploy", PRE_DEPLOY_MIN_AGE_S)):
+        if kind == "pre_deploy" and now is None:
+            continue
+        mine = sorted((b for b in backups if b.kind == kind), key=lambda b: (b.created_at, b.id), reverse=True)
+        good = [b for b in mine if b.status == "ok"]
+        if len(good) <= keep:
+            continue
+        oldest_kept = good[keep - 1]
+        doomed += [
+            b
+            for b in mine
+            if (b.created_at, b.id) < (oldest_kept.created_at, oldest_kept.id)
+            and (now is None or now - b.created_at >= min_age)
+        ]
+    return doomed
 
 
 def plan_drill(tables: list[str], expected: dict[str, int] | None, restored: dict[str, int]) -> DrillReport:
@@ -233,8 +248,8 @@ class BackupStore:
         backup.path.with_name(f"{backup.id}.json").unlink(missing_ok=True)
 
     def prune(self, name: str, keep: int) -> list[Backup]:
-        """Apply :func:`plan_prune` and return what was deleted."""
-        doomed = plan_prune(self.backups(name), keep)
+        """Apply :func:`plan_prune` (now) and return what was deleted."""
+        doomed = plan_prune(self.backups(name), keep, now=time.time())
         for backup in doomed:
             self.delete(backup)
         return doomed
