@@ -14,6 +14,9 @@ Lifecycle:
 4. ``stop()`` reads what is left (for up to ``grace_s``), closes the drains, and leaves the store
    open for its owner to close.
 
+After each store, the disk space of file bytes now stored is given back (``Reclaimer``: hole
+punching, files keep their size and offsets).
+
 ``emit`` never blocks: its buffer holds ``emit_capacity`` lines and drops the oldest beyond that
 (counted in ``stats()``). Files need no buffer: what is not read yet waits in the file.
 """
@@ -33,6 +36,7 @@ from slipstream.logs.block import Batch
 from slipstream.logs.drains import Drains
 from slipstream.logs.model import Level, LogLine, Source, Stream
 from slipstream.logs.parse import detect_level
+from slipstream.logs.reclaim import Reclaimer
 from slipstream.logs.store import LogStore
 from slipstream.logs.tail import Tailer
 
@@ -62,6 +66,7 @@ class LogPipeline:
         self.prune_every_s = prune_every_s
         self.clock = clock
         self.tailer = Tailer(store.offsets(), store.masker, clock=clock, **tail_options)
+        self.reclaimer = Reclaimer()  # disk space of file bytes already stored
         self._lock = threading.Lock()  # guards the tailer's file set and the emit buffer
         self._emitted: deque[LogLine] = deque(maxlen=emit_capacity)
         self._stop = threading.Event()
@@ -133,6 +138,7 @@ class LogPipeline:
             "emit_dropped": self.emit_dropped,
             "errors": self.errors,
             "files": len(self.tailer.watching()),
+            "file_bytes_freed": self.reclaimer.freed,
             "drains": [d.__dict__ for d in self.drains.stats()],
             "store": self.store.stats(),
         }
@@ -172,8 +178,11 @@ class LogPipeline:
             raise
         with self._lock:
             self.tailer.commit(read)
+        for off in read.offsets:
+            self.reclaimer.stored(off.path, off.offset)
         for path in read.finished:
             self.store.forget(path)
+            self.reclaimer.forget(path)
         self.stored_lines += sum(len(s.messages) for s in stored)
         if self.drains:
             self.drains.offer([line for s in stored for line in s.lines()])
