@@ -111,6 +111,10 @@ class Settings:
             "successful deploys per service whose builds stay on disk for rollbacks (besides the live one)",
         ),
     )
+    min_free_mb: int = field(
+        default=1024,
+        metadata=_env("SLIPSTREAM_MIN_FREE_MB", "megabytes the state disk must have free for a build to start"),
+    )
     log_retention_days: float = field(
         default=7.0, metadata=_env("SLIPSTREAM_LOG_RETENTION_DAYS", "days of logs kept for 'slipstream logs'")
     )
@@ -356,6 +360,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "proxy_private_services": _number(int, 1),
     "proxy_slots": _number(int, 2),
     "builds_kept": _number(int, 1),
+    "min_free_mb": _number(int, 0),
     "log_retention_days": _number(float, 0.0001),
     "log_max_mb": _number(int, 16),
 }

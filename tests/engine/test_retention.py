@@ -86,3 +86,14 @@ def test_gc_on_demand_shows_then_frees(rigs: RigFactory) -> None:
     assert [c.build_id for c in planned] == [1, 2] and (rig.settings.builds_dir / "web" / "1").is_dir()
     done = rig.engine.collect_builds("web")
     assert [c.build_id for c in done] == [1, 2] and not (rig.settings.builds_dir / "web" / "1").exists()
+
+
+def test_a_nearly_full_state_disk_refuses_the_build_and_keeps_the_live_release(rigs: RigFactory) -> None:
+    rig = rigs()
+    text = render_yaml(web())
+    live = rig.finish(rig.deploy("web", text)).id
+    rig.retime(min_free_mb=2**40)  # more than any disk has free
+    rec = rig.finish(rig.deploy("web", text))
+    assert rec.status == S.BUILD_FAILED and rec.build_id is None
+    assert "has" in (rec.message or "") and "under SLIPSTREAM_MIN_FREE_MB" in (rec.message or "")
+    assert rig.live("web") == live and len(rig.builder.specs) == 1  # nothing was built

@@ -4,6 +4,7 @@ site, snapshot the databases before migrations. Each takes the run and records w
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -59,11 +60,26 @@ def provision(run: DeployRun) -> bool:
     return True
 
 
+def check_free_space(run: DeployRun) -> None:
+    """Refuse to build when the state disk has less than SLIPSTREAM_MIN_FREE_MB free: a build
+    that fills the disk would take PostgreSQL, the stores and every app's writes down with it."""
+    need = run.ctx.settings.min_free_mb
+    free = shutil.disk_usage(run.ctx.settings.builds_dir).free // 2**20
+    if free < need:
+        log.warning("state disk nearly full: %s MB free, a build needs %s MB", free, need)
+        raise DeployFailed(
+            DeployStatus.BUILD_FAILED,
+            f"the state disk ({run.ctx.settings.home}) has {free} MB free, under SLIPSTREAM_MIN_FREE_MB ({need}): "
+            "no build started; free space ('slipstream gc' removes old builds) and deploy again",
+        )
+
+
 def build_once(run: DeployRun) -> BuildRef:
     """Build the release from its source (a commit or a directory snapshot); for ``runtime: docker``
     then its image, for ``runtime: image`` pin the image's digest instead."""
     ctx, store = run.ctx, run.ctx.store
     started = time.monotonic()
+    check_free_space(run)
     build_id = store.new_build(run.service)
     store.transition(run.id, DeployStatus.BUILDING, build_id=build_id)
     run.say(f"-----> Building ({run.release.runtime}, build {build_id})")
