@@ -153,6 +153,7 @@ def run_child(socket_path: Path, db: Path, stats_path: Path) -> None:
     """Receiver -> pipeline (+ metrics samples), as the daemon runs them, until SIGTERM."""
     from bench.logs_bench import open_store
     from slipstream.logs import AccessReceiver, LogLine, LogPipeline, Stream
+    from slipstream.logs.receiver import deepen_datagram_queue
     from slipstream.metrics.collect import Collector, Sources
     from slipstream.metrics.store import MetricsStore
 
@@ -179,7 +180,8 @@ def run_child(socket_path: Path, db: Path, stats_path: Path) -> None:
                 collector.observe_request(line.service, status, float(total), line.ts)
                 counts["observed"] += 1
 
-    receiver = AccessReceiver(socket_path, access, lambda backend, server, port: SERVICE_INSTANCE)
+    bound = deepen_datagram_queue()  # as daemon.py does
+    receiver = AccessReceiver(socket_path, access, lambda backend, server, port: SERVICE_INSTANCE, bound)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     pipeline.start()

@@ -39,6 +39,7 @@ from slipstream.logs import (
     Retention,
     Stream,
 )
+from slipstream.logs.receiver import deepen_datagram_queue
 from slipstream.proxy import Proxy
 from slipstream.runtime import LocalDriver
 from slipstream.runtime.cgroups import MemoryCgroups
@@ -104,7 +105,7 @@ def build_engine(settings: Settings) -> Engine:
             engine_ref[0].on_instance_event(iid, kind, message)
 
     podman_driver, images = None, None
-    podman = PodmanCli(settings.home / "podman")
+    podman = PodmanCli(settings.podman_dir)
     if podman.available():
         podman_driver = PodmanDriver(podman, on_event=on_event)
         images = DockerBuilder(podman)
@@ -219,7 +220,8 @@ def run_daemon(settings: Settings) -> None:
                 observed.observe_access(lines)
 
         if settings.access_log == "on":
-            receiver = AccessReceiver(settings.access_socket, access, instance_by_port(engine.store))
+            bound = deepen_datagram_queue()  # before the socket exists: it keeps the bound it was made with
+            receiver = AccessReceiver(settings.access_socket, access, instance_by_port(engine.store), bound)
             receiver.start()
     everything = threading.Event()
     server: uvicorn.Server | None = None

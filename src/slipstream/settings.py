@@ -238,6 +238,18 @@ class Settings:
         return self.home / "logs.db"
 
     @property
+    def metrics_db(self) -> Path:
+        return self.home / "metrics.db"
+
+    @property
+    def alerts_db(self) -> Path:
+        return self.home / "alerts.db"
+
+    @property
+    def podman_dir(self) -> Path:
+        return self.home / "podman"
+
+    @property
     def run_dir(self) -> Path:
         return self.home / "run"
 
@@ -267,9 +279,9 @@ class Settings:
         ``postgres/`` and ``keyvalue/``, whose servers' own users must reach what they own there."""
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o711)  # traversable, not listable: the postgres user needs to reach postgres/
-        for d in (*self._private_dirs(), self.home / "podman"):
+        for d in (*self._private_dirs(), self.podman_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for f in (self.state_db, self.logs_db, self.home / "metrics.db", self.home / "alerts.db", self.daemon_log):
+        for f in (self.state_db, self.logs_db, self.metrics_db, self.alerts_db, self.daemon_log):
             os.close(os.open(f, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite gives its WAL the file's mode
         shared = {self.postgres_dir.name, self.keyvalue_dir.name}
         for entry in self.home.iterdir():
@@ -381,8 +393,8 @@ def knobs() -> list[Knob]:
     out = []
     for f in fields(Settings):
         default = "" if f.name == "home" else f.default
-        if isinstance(default, tuple):
-            shown = ("-" if f.name == "instance_ports" else ",").join(map(str, default))
+        if isinstance(default, tuple):  # a port range (numbers) is written low-high, lists comma-separated
+            shown = ("-" if all(isinstance(x, int) for x in default) else ",").join(map(str, default))
         else:
             shown = "" if default is None else str(default)
         out.append(Knob(f.metadata["env"], f.name, shown, f.metadata["doc"]))

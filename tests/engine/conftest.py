@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.engine.harness import Rig, make_rig, wait_for
+from tests.engine.harness import Rig, make_rig
+from tests.polling import wait_for
 
 RigFactory = Callable[..., Rig]
 RAM_DISK = Path("/dev/shm")

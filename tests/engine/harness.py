@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 import yaml
 
 from slipstream.builds.fake import FakeBuilder
@@ -40,6 +38,7 @@ from slipstream.secrets import Masker, SecretBox
 from slipstream.settings import Settings
 from slipstream.state.store import DeployRecord, Store
 from slipstream.states import DeployStatus
+from tests.polling import wait_for
 
 T = TypeVar("T")
 
@@ -55,18 +54,6 @@ FAST: dict[str, Any] = {
 }
 PASS = Probe(True, "status 200")
 FAIL = Probe(False, "/healthz answered status 503")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll ``predicate`` every 10 ms until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.01)
 
 
 # -- blueprints ---------------------------------------------------------------------------------

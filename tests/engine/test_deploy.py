@@ -12,9 +12,10 @@ import pytest
 
 from slipstream.proxy.fake import FakeProxy
 from slipstream.states import DeployStatus, InstancePhase
+from tests.polling import wait_for
 
 from .conftest import RigFactory
-from .harness import FAIL, Rig, cron, render_yaml, wait_for, web, worker
+from .harness import FAIL, Rig, cron, render_yaml, web, worker
 
 LIVE, DEACTIVATED = DeployStatus.LIVE, DeployStatus.DEACTIVATED
 

@@ -6,8 +6,10 @@ import time
 
 import pytest
 
+from tests.polling import wait_for
+
 from .conftest import RigFactory
-from .harness import FAIL, PASS, Rig, render_yaml, wait_for, web, worker
+from .harness import FAIL, PASS, Rig, render_yaml, web, worker
 
 
 def said(rig: Rig, service: str) -> list[str]:

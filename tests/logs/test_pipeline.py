@@ -7,13 +7,7 @@ from pathlib import Path
 from slipstream.logs.model import Level, LogLine, LogQuery, Source, Stream
 from slipstream.logs.pipeline import WAKE_AT, LogPipeline
 from slipstream.logs.store import LogStore, Retention
-
-
-def wait_for(check: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
+from tests.polling import wait_for
 
 
 def test_emitted_lines_are_stored_with_a_level_and_the_buffer_is_bounded(store: LogStore) -> None:

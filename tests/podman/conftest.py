@@ -8,11 +8,10 @@ Modules that need Podman call ``need_podman()`` at import; the pure tests here r
 from __future__ import annotations
 
 import shutil
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,18 +68,6 @@ def http_get(port: int, path: str = "/", timeout: float = 2.0) -> tuple[int, str
         return exc.code, ""
     except OSError as exc:
         return 0, str(exc)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

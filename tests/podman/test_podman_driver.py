@@ -18,8 +18,9 @@ from slipstream.runtime.base import Driver, InstanceSpec, InstanceState
 from slipstream.runtime.podman import PodmanDriver
 from slipstream.runtime.podman_cli import PodmanCli
 from slipstream.runtime.podman_commands import build_inspect_argv
+from tests.polling import wait_for
 
-from .conftest import PREFIX, http_get, need_podman, wait_for
+from .conftest import PREFIX, http_get, need_podman
 
 need_podman()
 

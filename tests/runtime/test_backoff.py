@@ -11,8 +11,7 @@ import pytest
 
 from slipstream.runtime import BackoffPolicy, InstanceSpec, InstanceState, LocalDriver, plan_restart
 from slipstream.runtime.backoff import render_delay
-
-from .conftest import wait_for
+from tests.polling import wait_for
 
 DEFAULT = BackoffPolicy()
 

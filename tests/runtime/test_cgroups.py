@@ -11,7 +11,7 @@ import pytest
 
 from slipstream.runtime import InstanceSpec, InstanceState, LocalDriver
 from slipstream.runtime.cgroups import MemoryCgroups, own_cgroup, wrap
-from tests.runtime.conftest import wait_for
+from tests.polling import wait_for
 
 V1 = "12:pids:/x\n4:memory:/process_api/abc\n0::/\n"
 V2 = "0::/system.slice/slipstream.service\n"

@@ -15,8 +15,9 @@ import pytest
 
 from slipstream.errors import Conflict, InvalidInput, NotFound
 from slipstream.runtime import InstanceSpec, InstanceState, LocalDriver
+from tests.polling import wait_for
 
-from .conftest import Events, is_live, wait_for
+from .conftest import Events, is_live
 
 LONG = "exec sleep 60"
 

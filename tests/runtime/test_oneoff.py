@@ -8,8 +8,9 @@ import pytest
 
 from slipstream.errors import InvalidInput
 from slipstream.runtime import LocalDriver, run_command
+from tests.polling import wait_for
 
-from .conftest import BASE_ENV, is_live, wait_for
+from .conftest import BASE_ENV, is_live
 
 
 def run(tmp_path: Path, command: str, **kw: object) -> tuple[int, list[str]]:

@@ -42,6 +42,7 @@ from slipstream.databases.commands import (
 from slipstream.databases.models import Endpoint
 from slipstream.databases.server import EmbeddedServer, free_port
 from slipstream.errors import CommandFailed, InvalidInput, NotFound, Unavailable
+from slipstream.fsutil import dir_size
 
 _START_WAL = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)", re.M)
 ARCHIVE_WAIT_S = 60.0
@@ -79,11 +80,6 @@ def choose_base(backups: Sequence[BaseBackup], target: dt.datetime) -> BaseBacku
     """The newest base backup that finished before ``target`` (replay can only go forward from one)."""
     usable = [b for b in backups if b.finished_at <= target.timestamp()]
     return max(usable, key=lambda b: b.finished_at) if usable else None
-
-
-def dir_size(path: Path) -> int:
-    """Bytes of every regular file under ``path``."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 class PointInTime:

@@ -65,9 +65,9 @@ class Observability:
         self.proxy = proxy
         self.databases = databases
         self.keyvalues = keyvalues
-        self.metrics = MetricsStore(settings.home / "metrics.db")
+        self.metrics = MetricsStore(settings.metrics_db)
         self.collector = Collector(self.metrics, self._sources(), interval=settings.metrics_interval_s)
-        self.alert_store = AlertStore(settings.home / "alerts.db")
+        self.alert_store = AlertStore(settings.alerts_db)
         webhook = None
         if settings.alert_webhook_url:
             webhook = WebhookConfig(settings.alert_webhook_url, settings.alert_webhook_secret or "")

@@ -13,13 +13,13 @@ message saying to deploy its commit again. ``collect`` runs after each deploy go
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slipstream.builds.model import Build
+from slipstream.fsutil import dir_size
 from slipstream.state.store import BuildRecord, DeployRecord, Store
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def collect_builds(
             if b.id in kept or b.status not in ("ok", "failed"):
                 continue
             root = builds_dir / name / str(b.id)
-            size = _size(root)
+            size = dir_size(root)
             if not dry_run:
                 try:
                     builder.remove(_as_build(b, root))
@@ -93,17 +93,6 @@ def collect_builds(
 def _as_build(b: BuildRecord, root: Path) -> Build:
     source = Path(b.source_dir) if b.source_dir else root / "src"
     return Build(b.id, b.service, b.commit_sha, source, Path(b.workdir or source), (), dict(b.extra_env))
-
-
-def _size(root: Path) -> int:
-    total = 0
-    for top, _, files in os.walk(root):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(top, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def collect_after_live(ctx: DeployContext, service: str, say: Callable[[str], None]) -> None:

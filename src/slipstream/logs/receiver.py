@@ -5,7 +5,7 @@ started or reloaded with ``render_access_log_config(path)``; the thread reads da
 them, asks ``resolve(backend, server, port)`` which instance served the request (the proxy's slot
 records know), and hands the lines to ``sink`` (``LogPipeline.emit``, which never blocks).
 ``stop()`` closes the socket. A datagram that is not an access line is kept as an event line.
-``start()`` first raises the kernel's queue bound for unix datagram sockets (``deepen_datagram_queue``).
+The daemon first raises the kernel's queue bound for unix datagram sockets (``deepen_datagram_queue``).
 """
 
 from __future__ import annotations
@@ -35,16 +35,21 @@ PENDING_MAX = 50_000  # read but not handed on yet (bounded like the pipeline's 
 LINGER_S = 0.01
 
 
+def datagram_queue_bound(path: Path = QLEN_PATH) -> int:
+    """The queue bound new unix datagram sockets get here (0 when it cannot be read)."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
 def deepen_datagram_queue(path: Path = QLEN_PATH, wanted: int = QLEN_WANTED) -> int:
     """The queue bound new unix datagram sockets get, raised to ``wanted`` when lower and
     allowed (root; the setting belongs to the network namespace, and sockets made before keep
     theirs). With Linux's default of 10, HAProxy drops access lines as soon as this thread
     falls ten lines behind: about half of them at 10,000 requests/s on a 2-core machine."""
-    try:
-        bound = int(path.read_text())
-    except (OSError, ValueError):
-        return 0
-    if bound >= wanted:
+    bound = datagram_queue_bound(path)
+    if not bound or bound >= wanted:
         return bound
     try:
         path.write_text(f"{wanted}\n")
@@ -58,7 +63,13 @@ def deepen_datagram_queue(path: Path = QLEN_PATH, wanted: int = QLEN_WANTED) -> 
 class AccessReceiver:
     """Reads HAProxy's access datagrams into ``sink``."""
 
-    def __init__(self, path: Path, sink: Callable[[list[LogLine]], None], resolve: Resolve | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        sink: Callable[[list[LogLine]], None],
+        resolve: Resolve | None = None,
+        queue_bound: int | None = None,
+    ) -> None:
         self.path = path
         self.sink = sink
         self.resolve = resolve
@@ -67,10 +78,12 @@ class AccessReceiver:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.queue_bound = 0  # the socket's datagram queue bound (0: unknown)
+        # the socket's datagram queue bound (the daemon raises it first: deepen_datagram_queue)
+        self.queue_bound = queue_bound
 
     def start(self) -> None:
-        self.queue_bound = deepen_datagram_queue()
+        if self.queue_bound is None:
+            self.queue_bound = datagram_queue_bound()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.path.unlink()
@@ -104,7 +117,7 @@ class AccessReceiver:
         # (HAProxy drops a line when the socket's queue, or its own send buffer, is full). With
         # a deep queue, a small batch waits LINGER_S to grow: one hand-on per few lines instead
         # of one per line (each costs a wake-up, a lock and the sink's own work per batch).
-        linger = LINGER_S if self.queue_bound >= DEEP_QUEUE else 0.0
+        linger = LINGER_S if (self.queue_bound or 0) >= DEEP_QUEUE else 0.0
         while not self._stop.is_set():
             if not pending:
                 try:

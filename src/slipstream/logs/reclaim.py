@@ -14,9 +14,10 @@ Filesystems without hole punching (``EOPNOTSUPP``) keep the files whole.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import logging
 import os
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,15 @@ STEP = 8 << 20  # punch once this much more of a file is stored
 KEEP_TAIL = 1 << 20  # bytes before the stored offset that stay readable
 BLOCK = 4096
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_fallocate = _libc.fallocate
-_fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
-_fallocate.restype = ctypes.c_int
+
+@functools.cache
+def _fallocate() -> Any:
+    """libc's ``fallocate`` (``os`` has none that takes flags), from the libc the interpreter
+    already has loaded: looked up on first use, never at import (a daemon start pays nothing)."""
+    fn = ctypes.CDLL(None, use_errno=True).fallocate
+    fn.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def punch_range(stored: int, punched: int) -> int:
@@ -46,7 +52,7 @@ def punch(path: str, end: int) -> bool:
     except OSError:
         return False
     try:
-        if _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, end) != 0:
+        if _fallocate()(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, end) != 0:
             err = ctypes.get_errno()
             log.info("cannot punch %s: %s; the file stays whole", path, os.strerror(err))
             return False
