@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from slipstream.blueprint import BlueprintError, parse_blueprint
+from tests.corpus import PUBLIC_BLUEPRINTS
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path("/work/shared/blueprints/public")
+CORPUS = PUBLIC_BLUEPRINTS
 
 
 def errors_of(text: str | bytes) -> BlueprintError:

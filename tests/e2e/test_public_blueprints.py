@@ -21,9 +21,10 @@ import pytest
 import yaml
 
 from slipstream.blueprint import BlueprintError, parse_blueprint
+from tests.corpus import PUBLIC_BLUEPRINTS
 from tests.e2e.conftest import Daemon, git, start_daemon, stop_daemon
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "blueprints" / "public"
+CORPUS = PUBLIC_BLUEPRINTS
 FILES = sorted(CORPUS.glob("*.yaml")) if CORPUS.is_dir() else []
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not FILES, reason=f"no public blueprints at {CORPUS}")]
