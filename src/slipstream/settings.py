@@ -392,7 +392,10 @@ def _host_port(name: str, raw: str) -> tuple[str, int]:
         ipaddress.ip_address(host)
     except ValueError:
         raise SettingsError(f"{name} has value {raw!r}: {host!r} is not an IP address") from None
-    return host, _port(name, port)
+    try:
+        return host, _port(name, port)
+    except SettingsError:
+        raise SettingsError(f"{name} has value {raw!r}: {port!r} is not a TCP port (1-65535)") from None
 
 
 def _https_url(name: str, raw: str) -> str:
