@@ -248,8 +248,13 @@ def run_daemon(settings: Settings) -> None:
     settings.ensure_dirs()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     listener = prepare_listener(settings)
-    tcp = bind_tcp(listener.host, listener.port) if listener else None
     sock = _bind_socket(settings.api_socket)
+    try:
+        tcp = bind_tcp(listener.host, listener.port) if listener else None
+    except BaseException:
+        sock.close()
+        os.unlink(settings.api_socket)
+        raise
     engine = build_engine(settings)
     receiver = None
     if engine.log_pipeline is not None:  # HAProxy's access lines, and the daemon's own log records
