@@ -4,6 +4,7 @@ socket (a taken port is a clear error; accepted connections send small answers a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import socket
 import ssl
@@ -44,6 +45,12 @@ def test_prepare_listener(tmp_path: Path) -> None:
     given = Settings(home=tmp_path, api_listen=("::1", 8443), api_cert=tmp_path / "no.crt", api_key=tmp_path / "no.key")
     with pytest.raises(InvalidInput, match="no.crt does not exist"):
         prepare_listener(given)
+    d = tmp_path / "api-tls"
+    mixed = Settings(home=tmp_path, api_listen=("::1", 8443), api_cert=d / "server.crt", api_key=d / "ca.key")
+    with pytest.raises(InvalidInput, match="not a usable certificate and key"):
+        prepare_listener(mixed)
+    operator = prepare_listener(dataclasses.replace(mixed, api_key=d / "server.key"))
+    assert operator is not None and operator.ca_file is None and operator.url == "https://[::1]:8443"
 
 
 def test_a_taken_port_is_a_conflict_naming_the_setting() -> None:

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,13 @@ def prepare_listener(settings: Settings) -> Listener | None:
         for path in (settings.api_cert, settings.api_key):
             if not path.is_file():
                 raise InvalidInput(f"{path} does not exist", "check SLIPSTREAM_API_CERT and SLIPSTREAM_API_KEY")
+        try:  # here, not when the server starts, so a bad pair stops 'up' with one line
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(settings.api_cert, settings.api_key)
+        except ssl.SSLError as exc:
+            raise InvalidInput(
+                f"SLIPSTREAM_API_CERT and SLIPSTREAM_API_KEY are not a usable certificate and key ({exc.reason})",
+                "give a PEM certificate (chain) and its unencrypted PEM private key",
+            ) from None
         return Listener(host, port, settings.api_cert, settings.api_key, None)
     names = tls.plan_cert_names([host], socket.gethostname(), _addresses())
     ensure_tls(settings.api_tls_dir, names, dt.datetime.now(dt.UTC))
