@@ -14,13 +14,14 @@ import httpx
 import pytest
 
 from slipstream.api.app import create_app
-from slipstream.api.auth import REVEALING, ROUTE_SCOPES, TokenAuth, required_scope, route_of
+from slipstream.api.auth import REVEALING, ROUTE_SCOPES, TokenAuth, path_scope, required_scope, route_of
 from slipstream.api.tokens import TOUCH_EVERY_S, Scope, build_token, digest, issue, revoke, verify
 from slipstream.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from slipstream.secrets import SecretBox
 from slipstream.state import Store
 
 from .conftest import Api
+from .test_api import blueprint
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -88,7 +89,7 @@ def test_a_token_is_kept_as_its_sha256_only(store: Store, tmp_path: Path) -> Non
     assert made.record.digest == hashlib.sha256(made.text.encode()).hexdigest()
     assert "digest" not in made.record.public() and made.text not in str(made.record.public())
     raw = (tmp_path / "state.db").read_bytes() + (tmp_path / "state.db-wal").read_bytes()
-    secret = made.text.rsplit("_", 1)[1]
+    secret = made.text.split("_", 2)[2]
     assert secret.encode() not in raw
     with sqlite3.connect(tmp_path / "state.db") as db:
         assert db.execute("SELECT digest FROM api_tokens").fetchall() == [(digest(made.text),)]
@@ -100,7 +101,7 @@ def test_verify_accepts_the_token_and_nothing_near_it(store: Store) -> None:
     assert verify(store, f"Bearer {made.text}").name == "ci"
     assert verify(store, f"bearer  {made.text}").name == "ci"
     wrong_secret = made.text[:-1] + ("A" if made.text[-1] != "A" else "B")
-    other_id = "slp_00000000_" + made.text.rsplit("_", 1)[1]
+    other_id = "slp_00000000_" + made.text.split("_", 2)[2]
     for header in (None, "", made.text, f"Basic {made.text}", f"Bearer {wrong_secret}", f"Bearer {other_id}"):
         with pytest.raises(Unauthenticated):
             verify(store, header)
@@ -178,3 +179,37 @@ def test_the_middleware_answers_401_and_403_before_any_handler(api: Api) -> None
 def test_a_bad_scope_is_refused_in_the_shape_of_every_error(api: Api) -> None:
     resp = api.post("/v1/tokens", json={"name": "ci", "scope": "root"})
     assert resp.status_code == 422 and "scope" in resp.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "needed"),
+    [
+        (b'{"service": "web"}', Scope.DEPLOY),
+        (b'{"service": "web", "blueprint": "/srv/shop/render.yaml"}', Scope.DEPLOY),
+        (b'{"service": "web", "blueprint": "/srv/shop/../shop/render.yaml"}', Scope.DEPLOY),
+        (b'{"service": "web", "blueprint": "/etc/passwd"}', Scope.ADMIN),
+        (b'{"service": "web", "from_dir": "/etc"}', Scope.ADMIN),
+        (b'{"blueprint": "/srv/shop/render.yaml", "from_dir": "/srv/shop"}', Scope.ADMIN),
+        (b"not json", Scope.DEPLOY),  # the app refuses it (422)
+    ],
+)
+def test_path_scope(body: bytes, needed: Scope) -> None:
+    assert path_scope(body, {"/srv/shop/render.yaml"}) is needed
+
+
+def test_a_deploy_token_deploys_known_blueprints_only(api: Api) -> None:
+    request = blueprint(api)
+    assert api.post("/v1/deploys", json=request).status_code == 200  # the operator, on the socket
+    api.rig.finish(1)
+    tcp = TcpApi(api)
+    deploy = issue(tcp.store, "ci", Scope.DEPLOY).text
+    admin = issue(tcp.store, "root", Scope.ADMIN).text
+    known = {**request, "from_dir": None}
+    again = tcp.request("POST", "/v1/deploys", deploy, json=known)
+    assert again.status_code != 403, again.text  # reached the engine (which wants a git checkout here)
+    for other in ({**known, "from_dir": request["from_dir"]}, {**known, "blueprint": "/etc/passwd"}):
+        refused = tcp.request("POST", "/v1/deploys", deploy, json=other)
+        assert refused.status_code == 403 and "already deploys from" in refused.json()["error"], refused.text
+    assert tcp.request("POST", "/v1/apply", deploy, json={"blueprint": "/etc/passwd"}).status_code == 403
+    with_dir = tcp.request("POST", "/v1/deploys", admin, json={**known, "from_dir": request["from_dir"]})
+    assert with_dir.status_code == 200 and with_dir.json()["deploy"]["id"] == 2  # admin: the body reached the app

@@ -4,22 +4,25 @@ that enforces it. The unix socket (0600, root's) serves the app without this lay
 Every request on TCP: (1) its bearer token is looked up (401 when missing, wrong or revoked);
 (2) its route is found in the app and its scope in :data:`ROUTE_SCOPES` (a route missing from the
 table needs admin, and a test keeps the table complete); (3) a token whose scope does not cover it
-gets 403; (4) the request goes on to the app.
+gets 403; (4) below admin, a deploy or apply is read first and may name only blueprints the daemon
+already deploys from, and no directory (:func:`path_scope`); (5) the request goes on to the app.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 from urllib.parse import parse_qs
 
 import anyio.to_thread
 from starlette.routing import Match
-from starlette.types import ASGIApp, Receive, Send
+from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from slipstream.api.errors import error_response
 from slipstream.api.tokens import Scope, verify
-from slipstream.errors import Forbidden, SlipstreamError
+from slipstream.errors import Forbidden, InvalidInput, SlipstreamError
 from slipstream.state.store import Store
 
 R, D, A = Scope.READ, Scope.DEPLOY, Scope.ADMIN
@@ -77,6 +80,29 @@ REVEALING: frozenset[str] = frozenset({"/v1/databases/{name}/connection", "/v1/k
 _FALSE = {"", "0", "false", "no", "off"}
 
 
+# Routes whose body names paths on the daemon's machine (see path_scope).
+PATH_ROUTES: frozenset[tuple[str, str]] = frozenset({("POST", "/v1/deploys"), ("POST", "/v1/apply")})
+MAX_BODY = 1 << 20
+
+
+def path_scope(body: bytes, known_blueprints: set[str]) -> Scope:
+    """The scope a deploy or apply needs for the paths it names: deploy for the blueprints the daemon
+    already deploys from; admin for any other file or a directory to deploy (a static site deployed
+    from ``/etc`` would publish it), so a deploy token cannot read the machine's files."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return D  # the app answers 422
+    if not isinstance(data, dict):
+        return D
+    if data.get("from_dir"):
+        return A
+    blueprint = data.get("blueprint")
+    if blueprint and os.path.realpath(str(blueprint)) not in known_blueprints:
+        return A
+    return D
+
+
 def required_scope(method: str, route: str | None, query: str = "") -> Scope:
     """The scope a request needs: the table's, admin for a route the table lacks (or no route)."""
     method = "GET" if method == "HEAD" else method
@@ -118,7 +144,49 @@ class TokenAuth:
                     f"token {record.name!r} has scope {record.scope}; {scope['method']} {scope['path']} needs {needed}",
                     f"use a token with scope {needed} ('slipstream tokens create NAME --scope {needed}')",
                 )
+            if (scope["method"], route) in PATH_ROUTES and record.scope != A:
+                body = await _read_body(receive)
+                receive = _replay(body, receive)
+                if path_scope(body, await anyio.to_thread.run_sync(self._known_blueprints)) is A:
+                    raise Forbidden(
+                        f"token {record.name!r} has scope {record.scope}: it may deploy only from the blueprints "
+                        "this daemon already deploys from, without --from-dir",
+                        "deploy by service name (and --commit), or use an admin token for a new path",
+                    )
         except SlipstreamError as exc:
             await error_response(exc)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _known_blueprints(self) -> set[str]:
+        return {os.path.realpath(s.blueprint) for s in self.store.services() if s.blueprint}
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body (at most MAX_BODY; a deploy request is a few hundred bytes)."""
+    chunks: list[bytes] = []
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_BODY:
+            raise InvalidInput(f"request body over {MAX_BODY} bytes")
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, server_receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then the server's next messages."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await server_receive()
+
+    return receive
