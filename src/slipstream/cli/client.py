@@ -5,14 +5,14 @@ With ``SLIPSTREAM_API_URL`` (``https://host:8443``) set, requests go there with
 otherwise they go to the local socket, which needs no token. Paths in a request (a blueprint, a
 directory to deploy) name files on the daemon's machine: :meth:`Client.daemon_path` says how.
 
-httpx is imported at the first request, not at import time: it is the heaviest import of the CLI
-and a command that fails before asking the daemon anything (no socket, bad settings) never needs it.
+httpx (and ssl, for a remote daemon) is imported at the first request, not at import time: it is
+the heaviest import of the CLI and a command that fails before asking the daemon anything (no
+socket, bad settings) never needs it.
 Tests pass ``transport=httpx.MockTransport(handler)`` to answer in process instead of the socket.
 """
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,8 @@ class Client:
         return self._http
 
     def _remote_client(self) -> httpx.Client:
+        import ssl
+
         import httpx
 
         s = self.settings
@@ -83,6 +85,8 @@ class Client:
         try:
             resp = http.request(method, path, **kw)
         except httpx.ConnectError as exc:
+            import ssl
+
             if self.remote and _caused_by(exc, ssl.SSLCertVerificationError):
                 raise Unavailable(
                     f"the daemon at {self.settings.api_url} has a certificate this machine does not trust",
