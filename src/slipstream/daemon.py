@@ -1,4 +1,5 @@
-"""The daemon: wires the parts together and serves the API on a unix socket.
+"""The daemon: wires the parts together and serves the API on a unix socket (and, with
+``SLIPSTREAM_API_LISTEN``, over TLS on TCP to holders of a token: see ``api/auth.py``).
 
 Lifecycle: open the state and the master key, start (or adopt) HAProxy and the instances through
 ``Engine.start``, serve the API until asked to stop. A SIGTERM/SIGINT or ``POST /v1/shutdown
@@ -8,6 +9,8 @@ adopts them); ``slipstream down`` asks for everything to stop.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -16,11 +19,14 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from slipstream.api.app import create_app
+from slipstream.api.auth import TokenAuth
+from slipstream.api.listener import Listener, bind_tcp, fingerprint, prepare_listener
 from slipstream.builds import Builder
 from slipstream.builds.docker import DockerBuilder
 from slipstream.engine.dbs import DatabaseManager
@@ -202,12 +208,53 @@ def _remove_cgroups(engine: Engine) -> None:
         cgroups.cleanup()
 
 
+class _TcpServer(uvicorn.Server):
+    """The TCP listener's server: the unix socket's server owns SIGTERM/SIGINT, this one follows it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _serve(servers: list[tuple[uvicorn.Server, socket.socket]]) -> None:
+    """Serve every (server, socket) pair until one stops; then stop the others too."""
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for server, _ in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks)
+
+    with asyncio.Runner(loop_factory=servers[0][0].config.get_loop_factory()) as runner:  # as Server.run does
+        runner.run(main())
+
+
+def _tcp_server(engine: Engine, app: FastAPI, listener: Listener) -> uvicorn.Server:
+    config = uvicorn.Config(
+        TokenAuth(app, engine.store),
+        log_level="warning",
+        access_log=False,  # a request line never reaches a log (no token ever could)
+        lifespan="off",
+        ssl_certfile=str(listener.cert_file),
+        ssl_keyfile=str(listener.key_file),
+    )
+    return _TcpServer(config)
+
+
 def run_daemon(settings: Settings) -> None:
     """Run in the foreground until stopped."""
     limit_malloc_arenas()
     settings.ensure_dirs()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    listener = prepare_listener(settings)
     sock = _bind_socket(settings.api_socket)
+    try:
+        tcp = bind_tcp(listener.host, listener.port) if listener else None
+    except BaseException:
+        sock.close()
+        os.unlink(settings.api_socket)
+        raise
     engine = build_engine(settings)
     receiver = None
     if engine.log_pipeline is not None:  # HAProxy's access lines, and the daemon's own log records
@@ -224,17 +271,19 @@ def run_daemon(settings: Settings) -> None:
             receiver = AccessReceiver(settings.access_socket, access, instance_by_port(engine.store), bound)
             receiver.start()
     everything = threading.Event()
-    server: uvicorn.Server | None = None
+    servers: list[tuple[uvicorn.Server, socket.socket]] = []
 
     def request_shutdown(all_: bool) -> None:
         if all_:
             everything.set()
-        if server is not None:
+        for server, _ in servers:
             server.should_exit = True
 
     try:
         engine.start()
     except BaseException:
+        if tcp is not None:
+            tcp.close()
         sock.close()
         os.unlink(settings.api_socket)
         if receiver is not None:
@@ -243,9 +292,11 @@ def run_daemon(settings: Settings) -> None:
         _remove_cgroups(engine)
         raise
     settings.daemon_pidfile.write_text(str(os.getpid()))
-    app = create_app(engine, request_shutdown)
+    app = create_app(engine, request_shutdown, listener)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
+    servers.append((uvicorn.Server(config), sock))
+    if listener is not None and tcp is not None:
+        servers.append((_tcp_server(engine, app, listener), tcp))
     log.info(
         "slipstream daemon %s serving on %s; HTTP on %s:%s",
         os.getpid(),
@@ -253,8 +304,14 @@ def run_daemon(settings: Settings) -> None:
         settings.bind_host,
         settings.http_port,
     )
+    if listener is not None:
+        if listener.ca_file is not None:
+            trust = f"CA {listener.ca_file} (SHA-256 {fingerprint(listener.ca_file.read_bytes())})"
+        else:
+            trust = f"certificate {listener.cert_file}"
+        log.info("API on %s for token holders; TLS %s", listener.url, trust)
     try:
-        server.run(sockets=[sock])
+        _serve(servers)
     finally:
         if everything.is_set():
             log.info("stopping every instance, HAProxy and PostgreSQL")

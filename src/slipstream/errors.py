@@ -5,6 +5,8 @@ to an HTTP status in one table (``api.errors``) and the CLI prints ``Error: <mes
     ├── NotFound                    a named service, deploy, database or backup does not exist
     ├── Conflict                    the request clashes with current state (deploy in progress, port in use)
     ├── InvalidInput                bad arguments or configuration (blueprint errors have their own class)
+    ├── Unauthenticated             a request to the TCP API without a valid token
+    ├── Forbidden                   the token's scope does not cover the request
     ├── CommandFailed               a build, pre-deploy or admin command exited non-zero
     └── Unavailable                 a dependency (HAProxy, PostgreSQL, the daemon) is not reachable
 """
@@ -34,6 +36,14 @@ class Conflict(SlipstreamError):
 
 class InvalidInput(SlipstreamError):
     """Raised for bad arguments or configuration."""
+
+
+class Unauthenticated(SlipstreamError):
+    """Raised when a request to the API's TCP listener has no token, or one that is wrong or revoked."""
+
+
+class Forbidden(SlipstreamError):
+    """Raised when a token's scope does not cover what the request asks for."""
 
 
 class CommandFailed(SlipstreamError):

@@ -8,6 +8,7 @@ derived from ``home`` (``$SLIPSTREAM_HOME``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -184,6 +185,42 @@ class Settings:
         default=(), metadata=_env("SLIPSTREAM_SMTP_TO", "alert mail's recipients, comma-separated")
     )
     smtp_starttls: str = field(default="off", metadata=_env("SLIPSTREAM_SMTP_STARTTLS", "`on` to use STARTTLS"))
+    api_listen: tuple[str, int] | None = field(
+        default=None,
+        metadata=_env(
+            "SLIPSTREAM_API_LISTEN",
+            "host:port where the daemon also serves its API over TLS to holders of a token "
+            "(e.g. 0.0.0.0:8443; the unix socket stays)",
+        ),
+    )
+    api_cert: Path | None = field(
+        default=None,
+        metadata=_env(
+            "SLIPSTREAM_API_CERT", "the TLS certificate (PEM) for that listener (default: one slipstream makes)"
+        ),
+    )
+    api_key: Path | None = field(
+        default=None, metadata=_env("SLIPSTREAM_API_KEY", "its private key (PEM); set both or neither")
+    )
+    api_url: str | None = field(
+        default=None,
+        metadata=_env(
+            "SLIPSTREAM_API_URL", "the CLI talks to this daemon (https://host:8443) instead of the local socket"
+        ),
+    )
+    token: str | None = field(
+        default=None,
+        repr=False,
+        metadata=_env("SLIPSTREAM_TOKEN", "the CLI's bearer token for SLIPSTREAM_API_URL ('slipstream tokens create')"),
+    )
+    api_ca: Path | None = field(
+        default=None,
+        metadata=_env(
+            "SLIPSTREAM_API_CA",
+            "the CA certificate the CLI trusts for SLIPSTREAM_API_URL (default: the system's); "
+            "see 'slipstream tokens ca'",
+        ),
+    )
     memory_cgroups: str = field(
         default="auto",
         metadata=_env(
@@ -266,6 +303,10 @@ class Settings:
         return self.run_dir / "daemon.pid"
 
     @property
+    def api_tls_dir(self) -> Path:
+        return self.home / "api-tls"
+
+    @property
     def daemon_log(self) -> Path:
         return self.home / "daemon.log"
 
@@ -342,6 +383,32 @@ def _port_range(name: str, raw: str) -> tuple[int, int]:
     return lo, hi
 
 
+def _host_port(name: str, raw: str) -> tuple[str, int]:
+    host, sep, port = raw.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host:
+        raise SettingsError(f"{name} has value {raw!r}: not host:port (like 127.0.0.1:8443 or 0.0.0.0:8443)")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise SettingsError(f"{name} has value {raw!r}: {host!r} is not an IP address") from None
+    try:
+        return host, _port(name, port)
+    except SettingsError:
+        raise SettingsError(f"{name} has value {raw!r}: {port!r} is not a TCP port (1-65535)") from None
+
+
+def _https_url(name: str, raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    if not url.startswith("https://") or len(url) <= len("https://"):
+        raise SettingsError(f"{name} has value {raw!r}: not an https:// URL (the remote API always uses TLS)")
+    return url
+
+
+def _file(name: str, raw: str) -> Path:
+    return Path(raw).expanduser().resolve()
+
+
 # How each field's text becomes its value (fields not named here are plain text).
 PARSERS: dict[str, Callable[[str, str], Any]] = {
     "home": lambda name, raw: Path(raw).expanduser().resolve(),
@@ -375,6 +442,11 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "min_free_mb": _number(int, 0),
     "log_retention_days": _number(float, 0.0001),
     "log_max_mb": _number(int, 16),
+    "api_listen": _host_port,
+    "api_cert": _file,
+    "api_key": _file,
+    "api_url": _https_url,
+    "api_ca": _file,
 }
 
 
@@ -419,6 +491,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if raw is None or (raw.strip() == "" and f.name != "postgres_admin_url"):
             continue
         values[f.name] = PARSERS.get(f.name, _text)(name, raw)
+    if ("api_cert" in values) != ("api_key" in values):
+        raise SettingsError("SLIPSTREAM_API_CERT and SLIPSTREAM_API_KEY go together: set both or neither")
     return Settings(**values)
 
 

@@ -46,12 +46,31 @@ def test_defaults_and_parsing() -> None:
         ("SLIPSTREAM_POSTGRES_LISTEN", " , ", "give one or more addresses"),
         ("SLIPSTREAM_INSTANCE_PORTS", "20000", "not a range like 20000-29999"),
         ("SLIPSTREAM_INSTANCE_PORTS", "30000-20000", "the low end is above the high end"),
+        ("SLIPSTREAM_API_LISTEN", "8443", "not host:port"),
+        ("SLIPSTREAM_API_LISTEN", "build-host:8443", "not an IP address"),
+        ("SLIPSTREAM_API_LISTEN", "0.0.0.0:99999", "not a TCP port"),
+        ("SLIPSTREAM_API_URL", "http://build-host:8443", "not an https:// URL"),
     ],
 )
 def test_a_bad_value_names_the_variable(var: str, value: str, says: str) -> None:
     with pytest.raises(SettingsError) as exc:
         load_settings({"SLIPSTREAM_HOME": "/tmp/x", var: value})
     assert str(exc.value).startswith(f"{var} has value {value!r}") and says in str(exc.value)
+
+
+def test_the_remote_api_settings() -> None:
+    s = load_settings(
+        {
+            "SLIPSTREAM_HOME": "/tmp/x",
+            "SLIPSTREAM_API_LISTEN": "[::]:8443",
+            "SLIPSTREAM_API_URL": "https://build-host:8443/",
+            "SLIPSTREAM_TOKEN": "slp_secret",
+        }
+    )
+    assert (s.api_listen, s.api_url, s.token) == (("::", 8443), "https://build-host:8443", "slp_secret")
+    assert "slp_secret" not in repr(s)
+    with pytest.raises(SettingsError, match="set both or neither"):
+        load_settings({"SLIPSTREAM_HOME": "/tmp/x", "SLIPSTREAM_API_CERT": "/etc/ssl/api.pem"})
 
 
 def test_every_knob_is_documented_with_its_default() -> None:

@@ -32,9 +32,11 @@ class Daemon:
     http_port: int
     env: dict[str, str]
 
-    def cli(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*SLIPSTREAM, *args], env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+            [*SLIPSTREAM, *args], env=env or self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout
         )
 
     def get(self, host: str, path: str = "/") -> tuple[int, str]:

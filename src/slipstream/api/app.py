@@ -1,4 +1,5 @@
-"""The HTTP API (OpenAPI at /docs) the CLI and dashboard talk to; served on a 0600 unix socket."""
+"""The HTTP API (OpenAPI at /docs) the CLI and dashboard talk to; served on a 0600 unix socket, and
+with bearer tokens on an optional TCP listener (``api.auth`` holds the scope of every route)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from slipstream.api.errors import handle_expected, handle_invalid_request, handle_unexpected
+from slipstream.api.listener import Listener
+from slipstream.api.tokens import Scope, issue, revoke
 from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
 from slipstream.engine.keyvalues import KeyValueManager
@@ -62,8 +65,14 @@ class ShutdownRequest(BaseModel):
     everything: bool = True
 
 
-def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> FastAPI:
-    """Build the API around a started engine; ``request_shutdown(everything)`` ends the daemon."""
+class TokenRequest(BaseModel):
+    name: str
+    scope: Scope
+
+
+def create_app(engine: Engine, request_shutdown: Callable[[bool], None], listener: Listener | None = None) -> FastAPI:
+    """Build the API around a started engine; ``request_shutdown(everything)`` ends the daemon;
+    ``listener`` is the TCP listener, if the daemon has one (``GET /v1/api/listener`` shows it)."""
     app = FastAPI(title="slipstream", version="0.1.0")
     app.add_exception_handler(SlipstreamError, handle_expected)
     app.add_exception_handler(RequestValidationError, handle_invalid_request)
@@ -294,6 +303,31 @@ def create_app(engine: Engine, request_shutdown: Callable[[bool], None]) -> Fast
     def prometheus() -> Response:
         body, content_type = observed().prometheus()
         return Response(body, media_type=content_type)
+
+    @app.get("/v1/tokens")
+    def tokens() -> dict[str, Any]:
+        """The API tokens (names, scopes, use; never the token) and the listener they are for."""
+        return {
+            "tokens": [t.public() for t in engine.store.tokens()],
+            "listener": listener.describe() if listener else None,
+        }
+
+    @app.post("/v1/tokens")
+    def create_token(req: TokenRequest) -> dict[str, Any]:
+        """A new token: the only answer that ever holds its text."""
+        made = issue(engine.store, req.name, req.scope)
+        return {"token": made.text, **made.record.public()}
+
+    @app.delete("/v1/tokens/{name}")
+    def revoke_token(name: str) -> dict[str, Any]:
+        return {"revoked": revoke(engine.store, name).public()}
+
+    @app.get("/v1/api/listener")
+    def api_listener() -> dict[str, Any]:
+        """The TCP listener's URL and the CA certificate a remote CLI trusts (public data)."""
+        if listener is None:
+            raise Unavailable("this daemon has no TCP listener", "set SLIPSTREAM_API_LISTEN=host:port and restart it")
+        return listener.describe()
 
     @app.post("/v1/shutdown")
     def shutdown(req: ShutdownRequest) -> dict[str, Any]:

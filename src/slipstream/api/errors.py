@@ -8,11 +8,22 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from slipstream.errors import CommandFailed, Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
+from slipstream.errors import (
+    CommandFailed,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    SlipstreamError,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger("slipstream.api")
 
 STATUS: list[tuple[type[SlipstreamError], int]] = [
+    (Unauthenticated, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
     (InvalidInput, 422),
@@ -27,9 +38,15 @@ def status_for(exc: SlipstreamError) -> int:
     return next(code for cls, code in STATUS if isinstance(exc, cls))
 
 
+def error_response(exc: SlipstreamError) -> JSONResponse:
+    """The body and status every expected failure answers with (a 401 also names the scheme)."""
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
+    return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status_for(exc), headers=headers)
+
+
 async def handle_expected(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SlipstreamError)
-    return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status_for(exc))
+    return error_response(exc)
 
 
 async def handle_invalid_request(request: Request, exc: Exception) -> JSONResponse:

@@ -59,7 +59,9 @@ def delete(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="do no
 @db_app.command()
 def psql(name: str) -> None:
     """Open psql on NAME as its own role."""
-    conn = client().get(f"/v1/databases/{name}/connection", reveal=True)["psql"]
+    c = client()
+    c.local_only("'db psql'")  # the tool connects to loopback addresses of the daemon's machine
+    conn = c.get(f"/v1/databases/{name}/connection", reveal=True)["psql"]
     os.execvpe("psql", conn["argv"], child_environment(PGPASSWORD=conn["password"]))
 
 

@@ -46,7 +46,9 @@ def url(name: str, show: bool = typer.Option(False, "--show", help="print the pa
 @kv_app.command("cli")
 def cli_(name: str) -> None:
     """Open redis-cli on NAME (the password goes through the environment, not the command line)."""
-    conn = client().get(f"/v1/keyvalues/{name}/connection", reveal=True)
+    c = client()
+    c.local_only("'kv cli'")  # the tool connects to loopback addresses of the daemon's machine
+    conn = c.get(f"/v1/keyvalues/{name}/connection", reveal=True)
     os.execvpe("redis-cli", conn["argv"], child_environment(REDISCLI_AUTH=conn["password"]))
 
 

@@ -32,6 +32,7 @@ from slipstream.cli.db import db_app
 from slipstream.cli.env import env_app
 from slipstream.cli.kv import kv_app
 from slipstream.cli.resources import project_app
+from slipstream.cli.tokens import tokens_app
 from slipstream.errors import SlipstreamError
 
 
@@ -57,6 +58,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(env_app, name="env")
 app.add_typer(kv_app, name="kv")
 app.add_typer(project_app, name="project")
+app.add_typer(tokens_app, name="tokens")
 resources.register(app)
 observe.register(app)
 
@@ -67,6 +69,8 @@ PROJECT_HELP = "the project this blueprint belongs to (default: its repository's
 def up(detach: bool = typer.Option(False, "--detach", "-d", help="run in the background")) -> None:
     """Start the slipstream daemon (foreground unless --detach)."""
     conf = settings()
+    if conf.api_url is not None:
+        fail(f"'up' starts a daemon on this machine, but SLIPSTREAM_API_URL points at {conf.api_url}", "unset it")
     if not detach:
         from slipstream.daemon import run_daemon
 
@@ -119,8 +123,11 @@ def down() -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            if c.remote:  # another machine's daemon: stopped once it no longer answers
+                c.get("/v1/health")
+            else:
+                os.kill(pid, 0)
+        except (ProcessLookupError, SlipstreamError):
             typer.echo("slipstream stopped")
             return
         time.sleep(0.1)
@@ -139,14 +146,14 @@ def deploy(
     project: str | None = typer.Option(None, "--project", help=PROJECT_HELP),
 ) -> None:
     """Build and deploy SERVICE with a health-gated, zero-downtime flip."""
-    if blueprint is None and Path("render.yaml").exists():
-        blueprint = Path("render.yaml")
     c = client()
+    if blueprint is None and not c.remote and Path("render.yaml").exists():
+        blueprint = Path("render.yaml")
     body = {
         "service": service,
         "commit": commit,
-        "blueprint": str(blueprint.resolve()) if blueprint else None,
-        "from_dir": str(from_dir.resolve()) if from_dir else None,
+        "blueprint": c.daemon_path(blueprint) if blueprint else None,
+        "from_dir": c.daemon_path(from_dir) if from_dir else None,
         "project": project,
     }
     d = c.post("/v1/deploys", body)["deploy"]
@@ -163,7 +170,7 @@ def apply(
 ) -> None:
     """Deploy every service of a blueprint (each through the same gated flip); deletes nothing."""
     c = client()
-    result = c.post("/v1/apply", {"blueprint": str(blueprint.resolve()), "project": project})
+    result = c.post("/v1/apply", {"blueprint": c.daemon_path(blueprint), "project": project})
     typer.echo(f"Applying {blueprint} to project {result['project']}")
     for w in result["warnings"]:
         typer.echo(f"warning: {w}", err=True)

@@ -77,13 +77,14 @@ def plan_cert_names(listen: Sequence[str], hostname: str = "", interfaces: Seque
     return tuple(dict.fromkeys(names))
 
 
-def build_ca(now: dt.datetime, *, days: int = CA_DAYS) -> KeyPair:
-    """A new self-signed CA (key + certificate) that may sign server certificates and nothing below them."""
+def build_ca(now: dt.datetime, *, days: int = CA_DAYS, purpose: str = "PostgreSQL") -> KeyPair:
+    """A new self-signed CA (key + certificate) that may sign server certificates and nothing below
+    them; ``purpose`` names what it serves in its common name (the cluster's, or the API's)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "slipstream"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"slipstream PostgreSQL CA {now:%Y-%m-%d}"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"slipstream {purpose} CA {now:%Y-%m-%d}"),
         ]
     )
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())

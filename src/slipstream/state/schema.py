@@ -110,4 +110,15 @@ MIGRATIONS: list[str] = [
     -- container services: the image a build made (or the digest an image service was pinned to)
     ALTER TABLE builds ADD COLUMN image TEXT;
     """,
+    """
+    -- API tokens for the TCP listener: only a SHA-256 digest of each token is kept
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,            -- public part of the token (slp_<id>_<secret>)
+        name TEXT NOT NULL UNIQUE,
+        scope TEXT NOT NULL,            -- read | deploy | admin
+        digest TEXT NOT NULL,           -- hex SHA-256 of the whole token
+        created_at REAL NOT NULL,
+        last_used_at REAL
+    );
+    """,
 ]

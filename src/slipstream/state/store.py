@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from slipstream.errors import NotFound
+from slipstream.errors import Conflict, NotFound
 from slipstream.secrets import SecretBox
 from slipstream.state.schema import MIGRATIONS
 from slipstream.states import DeployKind, DeployStatus, InstancePhase
@@ -93,6 +93,26 @@ class BuildRecord:
     duration_s: float | None = None
     status: str = "building"
     image: str | None = None  # container services: the image this build runs
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    name: str
+    scope: str
+    digest: str
+    created_at: float
+    last_used_at: float | None
+
+    def public(self) -> dict[str, Any]:
+        """The record as the API shows it (never the digest)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "scope": self.scope,
+            "created_at": self.created_at,
+            "last_used_at": self.last_used_at,
+        }
 
 
 class Store:
@@ -549,6 +569,37 @@ class Store:
                 (value_id, self.box.encrypt(value, f"kept:{value_id}")),
             )
 
+    # -- API tokens (digests only) -------------------------------------------------------------
+    def add_token(self, token_id: str, name: str, scope: str, digest: str) -> TokenRecord:
+        with self.tx() as c:
+            if c.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"a token named {name!r} exists", f"revoke it first: 'slipstream tokens revoke {name}'")
+            c.execute(
+                "INSERT INTO api_tokens(id, name, scope, digest, created_at) VALUES(?,?,?,?,?)",
+                (token_id, name, scope, digest, time.time()),
+            )
+        return self.token(token_id) or _missing_token(token_id)
+
+    def token(self, token_id: str) -> TokenRecord | None:
+        row = self._conn().execute("SELECT * FROM api_tokens WHERE id = ?", (token_id,)).fetchone()
+        return TokenRecord(**dict(row)) if row else None
+
+    def tokens(self) -> list[TokenRecord]:
+        rows = self._conn().execute("SELECT * FROM api_tokens ORDER BY created_at, name").fetchall()
+        return [TokenRecord(**dict(r)) for r in rows]
+
+    def delete_token(self, name_or_id: str) -> TokenRecord:
+        with self.tx() as c:
+            row = c.execute("SELECT * FROM api_tokens WHERE name = ? OR id = ?", (name_or_id, name_or_id)).fetchone()
+            if row is None:
+                _missing_token(name_or_id)
+            c.execute("DELETE FROM api_tokens WHERE id = ?", (row["id"],))
+        return TokenRecord(**dict(row))
+
+    def touch_token(self, token_id: str, ts: float) -> None:
+        with self.tx() as c:
+            c.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (ts, token_id))
+
     # -- events -------------------------------------------------------------------------------
     def event(self, kind: str, message: str, *, service: str | None = None, deploy_id: int | None = None) -> int:
         ts = time.time()
@@ -598,3 +649,7 @@ def _build_record(row: sqlite3.Row) -> BuildRecord:
         row["status"],
         row["image"],
     )
+
+
+def _missing_token(name_or_id: str) -> NoReturn:
+    raise NotFound(f"no token named {name_or_id!r}", "run 'slipstream tokens list'")
