@@ -19,8 +19,11 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported: it costs a few ms of the start-up this module saves
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 # The C0 and C1 control characters but tab and newline, each shown as \xNN.
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
