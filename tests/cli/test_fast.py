@@ -24,7 +24,7 @@ from rich.console import Console
 from slipstream.cli import common, fast
 from slipstream.settings import load_settings
 from tests.cli.conftest import Run
-from tests.cli.fakeapi import DEPLOY, STATUS, FakeApi, error
+from tests.cli.fakeapi import DEPLOY, LOGS, MASK, STATUS, FakeApi, error, log_line
 
 SRC = Path(common.__file__).parents[2]
 HEAVY = ("typer", "click", "rich", "httpx", "pydantic", "slipstream.cli.app", "slipstream.settings")
@@ -69,6 +69,7 @@ class Answer:
     def __init__(self) -> None:
         self.code, self.body = 200, json.dumps(STATUS).encode()
         self.requests = 0
+        self.path = ""
 
     def set(self, code: int, body: Any) -> None:
         self.code, self.body = code, json.dumps(body).encode()
@@ -84,6 +85,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, Answer]]:
 
         def do_GET(self) -> None:
             answer.requests += 1
+            answer.path = self.path
             self.send_response(answer.code)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(answer.body)))
@@ -134,7 +136,7 @@ def test_the_fast_path_prints_what_the_app_prints(
     for name in [k for k in os.environ if k.startswith("SLIPSTREAM_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("SLIPSTREAM_HOME", str(home))
-    assert fast.run(argv)
+    assert fast.run(argv) == 0
     quick = capsys.readouterr()
     full = cli(*argv)
     assert full.exit_code == 0, full.stderr
@@ -142,14 +144,82 @@ def test_the_fast_path_prints_what_the_app_prints(
     assert answer.requests == 1
 
 
-@pytest.mark.parametrize("argv", [["status"], ["status", "--json"]])
-def test_status_imports_no_typer_rich_httpx_or_pydantic(daemon: tuple[Path, Answer], argv: list[str]) -> None:
+LOGS_MORE = {
+    "lines": [
+        *LOGS["lines"],
+        log_line(4, "caf\u00e9 \x1b[31mred\x1b[0m\ttab", instance=None, stream="build"),
+        {**log_line(5, "no time"), "time": None, "instance": None},
+    ],
+    "cursor": 5,
+}
+
+
+@pytest.mark.parametrize(
+    ("argv", "query"),
+    [
+        (["logs", "web"], "n=100"),
+        (["logs", "web", "--json"], "n=100"),
+        (["logs", "-n", "5", "--json", "web"], "n=5"),
+    ],
+)
+def test_the_fast_path_prints_the_apps_log_lines(
+    daemon: tuple[Path, Answer],
+    cli: Run,
+    api: FakeApi,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    query: str,
+) -> None:
     home, answer = daemon
-    answer.set(200, MANY)
+    answer.set(200, LOGS_MORE)
+    api.route("GET", "/v1/services/web/logs", LOGS_MORE)
+    for name in [k for k in os.environ if k.startswith("SLIPSTREAM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SLIPSTREAM_HOME", str(home))
+    assert fast.run(argv) == 0
+    quick = capsys.readouterr()
+    full = cli(*argv)
+    assert full.exit_code == 0, full.stderr
+    assert quick.out == full.stdout and quick.err == ""
+    assert answer.path == f"/v1/services/web/logs?{query}" and str(api.requests[-1].url).endswith(query)
+    assert f"password={MASK}" in quick.out and "\x1b" not in quick.out
+
+
+@pytest.mark.parametrize(
+    ("argv", "parsed"),
+    [
+        (["logs", "web"], ("web", 100, False)),
+        (["logs", "--json", "-n", "0", "api-2.v1_x"], ("api-2.v1_x", 0, True)),
+        (["logs", "web", "-f"], None),
+        (["logs", "web", "--grep", "x"], None),
+        (["logs", "web", "-n5"], None),
+        (["logs", "web", "-n", "-1"], None),
+        (["logs", "web", "-n"], None),
+        (["logs", "web", "api"], None),
+        (["logs", "--help"], None),
+        (["logs", "wëb"], None),
+        (["logs"], None),
+        (["status", "web"], None),
+    ],
+)
+def test_logs_args_take_only_the_plain_forms(argv: list[str], parsed: tuple[str, int, bool] | None) -> None:
+    assert fast.logs_args(argv) == parsed
+
+
+@pytest.mark.parametrize(
+    ("argv", "body", "shown"),
+    [(["status"], MANY, "api-d7-1"), (["status", "--json"], MANY, "api-d7-1"), (["logs", "web"], LOGS, "GET / 200")],
+)
+def test_status_and_logs_import_no_typer_rich_httpx_or_pydantic(
+    daemon: tuple[Path, Answer], argv: list[str], body: dict[str, Any], shown: str
+) -> None:
+    home, answer = daemon
+    answer.set(200, body)
     quick = run(VIA_MAIN, home, *argv)
     assert quick.returncode == 0, quick.stderr
     assert loaded(quick) == []
-    assert "api-d7-1" in quick.stdout
+    assert shown in quick.stdout
 
 
 def test_other_settings_are_checked_and_still_fast(daemon: tuple[Path, Answer]) -> None:
@@ -182,17 +252,17 @@ def test_what_the_fast_path_leaves_to_the_app(
         monkeypatch.delenv(name)
     monkeypatch.setenv("SLIPSTREAM_HOME", str(home))
     for argv in (["status", "--help"], ["status", "--json", "--json"], ["deploys", "web"], []):
-        assert not fast.run(argv)
+        assert None is fast.run(argv)
     wide = service("wide", None, url="http://" + "w" * 250)  # wider than Rich's 200 columns: Rich wraps it
     for services in ([wide], [service("wëb", None)]):  # beyond ASCII, cell widths are Rich's to measure
         answer.set(200, {"services": services, "http_port": 8080})
-        assert not fast.run(["status"])
+        assert None is fast.run(["status"])
     answer.set(200, STATUS)
     monkeypatch.setenv("SLIPSTREAM_API_URL", "http://127.0.0.1:9")
-    assert not fast.run(["status"])  # a remote daemon is the full client's
+    assert None is fast.run(["status"])  # a remote daemon is the full client's
     monkeypatch.delenv("SLIPSTREAM_API_URL")
     monkeypatch.setenv("FORCE_COLOR", "1")
-    assert not fast.run(["status"])  # Rich's forced terminal is not reproduced
+    assert None is fast.run(["status"])  # Rich's forced terminal is not reproduced
     assert capsys.readouterr().out == ""
     assert answer.requests == 3
 

@@ -54,7 +54,7 @@ def test_killed_instance_is_restarted_with_backoff_visible(daemon: Daemon, tmp_p
 
 # 'slipstream status' through the Typer app alone, and through cli.fast alone (exit 3 when it steps aside).
 FULL_APP = "import sys; sys.argv = ['slipstream', 'status']; from slipstream.cli.app import app; app()"
-FAST_ONLY = "import sys; from slipstream.cli import fast; sys.exit(0 if fast.run(['status']) else 3)"
+FAST_ONLY = "import sys; from slipstream.cli import fast; sys.exit(3 if fast.run(['status']) is None else 0)"
 
 
 def status_through(d: Daemon, code: str) -> str:

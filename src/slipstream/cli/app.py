@@ -25,7 +25,6 @@ from slipstream.cli.common import (
     pick,
     print_json,
     print_table,
-    printable,
     settings,
     wait_for_deploy,
 )
@@ -281,13 +280,6 @@ def _run_row(r: dict[str, Any]) -> tuple[str, ...]:
     return (str(r["id"]), r["trigger"], r["status"], exit_code, started, took)
 
 
-def _log_text(line: dict[str, Any]) -> str:
-    """One log line as people read it: time, where it came from, the message."""
-    when = (line.get("time") or "")[:23].replace("T", " ")
-    where = line.get("instance") or line.get("stream") or ""
-    return printable(f"{when} [{where}] {line['message']}".lstrip())
-
-
 @app.command()
 def logs(
     service: str,
@@ -310,7 +302,7 @@ def logs(
             if as_json:
                 print_json(line, indent=None)
             else:
-                typer.echo(_log_text(line))
+                typer.echo(fast.log_text(line))
 
     c = client()
     params = {"since": since, "until": until, "grep": grep, "level": level, "deploy": deploy, "instance": instance}

@@ -1,16 +1,18 @@
-"""The fast path of ``slipstream status``: standard library only, so the command starts in tens of
-milliseconds instead of the ~200 ms that importing Typer, Rich, httpx and pydantic costs.
+"""The fast path of ``slipstream status`` and ``slipstream logs``: standard library only, so the
+command starts in tens of milliseconds instead of the ~200 ms that importing Typer, Rich, httpx
+and pydantic costs.
 
-:func:`run` answers ``status`` and ``status --json`` when everything is ordinary: the daemon is the
-local one (``SLIPSTREAM_API_URL`` unset), it answers ``GET /v1/status`` with 200 and JSON, and the
-table is one Rich would draw without wrapping or styling beyond its bold header (printable ASCII
-cells, a UTF-8 stdout, the table narrower than the console). Then it prints what the full CLI
-prints, byte for byte (tests/cli/test_fast.py compares the two), and returns True. Anything else
-(no daemon, an error answer, bad settings, a cell with wide characters, ``--help``) returns False
-having printed nothing, and the full Typer app runs the command again (a GET, so asking twice is
-harmless): its errors and its Rich tables stay the only ones, with no second copy to drift.
+:func:`run` answers ``status [--json]`` and ``logs SERVICE [-n N] [--json]`` when everything is
+ordinary: the daemon is the local one (``SLIPSTREAM_API_URL`` unset), it answers the GET with 200
+and JSON, and a table is one Rich would draw without wrapping or styling beyond its bold header
+(printable ASCII cells, a UTF-8 stdout, the table narrower than the console). Then it prints what
+the full CLI prints, byte for byte (tests/cli/test_fast.py compares the two), and returns 0.
+Anything else (no daemon, an error answer, bad settings, a cell with wide characters, ``--help``,
+``logs -f``) returns None having printed nothing, and the full Typer app runs the command again (a
+GET, so asking twice is harmless): its errors and its Rich tables stay the only ones, with no
+second copy to drift.
 
-Also here, because both paths use them: :func:`printable` and the status table's rows.
+Also here, because both paths use them: :func:`printable`, the status table's rows, a log line's text.
 """
 
 from __future__ import annotations
@@ -206,20 +208,75 @@ def render_status(data: Any, as_json: bool) -> str | None:
     return plain_table(STATUS_COLUMNS, rows, *console)
 
 
-def run(argv: Sequence[str]) -> bool:
-    """Answer ``status`` or ``status --json`` for the local daemon; False, having printed nothing,
-    when the full CLI must run the command."""
-    if list(argv) not in (["status"], ["status", "--json"]) or "SLIPSTREAM_API_URL" in os.environ:
-        return False
+def log_text(line: dict[str, Any]) -> str:
+    """One log line as people read it: time, where it came from, the message."""
+    when = (line.get("time") or "")[:23].replace("T", " ")
+    where = line.get("instance") or line.get("stream") or ""
+    return printable(f"{when} [{where}] {line['message']}".lstrip())
+
+
+def logs_args(argv: Sequence[str]) -> tuple[str, int, bool] | None:
+    """(service, n, as_json) of ``logs SERVICE [-n N] [--json]`` in any order; None for any other
+    form (``-f``, filters, ``-n5``, ``--help``): those are the Typer app's to parse."""
+    if not argv or argv[0] != "logs":
+        return None
+    service, n, as_json = None, 100, False
+    args = iter(argv[1:])
+    for arg in args:
+        if arg == "--json":
+            as_json = True
+        elif arg == "-n":
+            value = next(args, "")
+            if not (value.isascii() and value.isdigit()):
+                return None
+            n = int(value)
+        elif service is None and arg[:1].isalnum() and all(c.isascii() and (c.isalnum() or c in "-_.") for c in arg):
+            service = arg
+        else:
+            return None
+    return None if service is None else (service, n, as_json)
+
+
+def render_logs(data: Any, as_json: bool) -> str | None:
+    """What ``slipstream logs SERVICE [--json]`` prints for this answer; None when only the full CLI
+    can print it."""
+    if not isinstance(data, dict) or not isinstance(data.get("lines"), list):
+        return None
+    try:
+        if as_json:
+            shown = [json.dumps(line, ensure_ascii=False) for line in data["lines"]]
+        else:
+            shown = [log_text(line) for line in data["lines"]]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return "".join(text + "\n" for text in shown)
+
+
+def run(argv: Sequence[str]) -> int | None:
+    """Answer ``status [--json]`` or ``logs SERVICE [-n N] [--json]`` for the local daemon: the exit
+    code; None, having printed nothing, when the full CLI must run the command."""
+    if "SLIPSTREAM_API_URL" in os.environ:
+        return None
     encoding = (getattr(sys.stdout, "encoding", None) or "").lower()
     if not encoding.startswith("utf"):
-        return False  # Rich draws ASCII boxes then, and non-ASCII JSON needs the full CLI's care
+        return None  # Rich draws ASCII boxes then, and non-ASCII output needs the full CLI's care
+    logs = logs_args(argv)
+    if list(argv) in (["status"], ["status", "--json"]):
+        path, as_json, render = "/v1/status", len(argv) == 2, render_status
+    elif logs is not None:
+        path, as_json, render = f"/v1/services/{logs[0]}/logs?n={logs[1]}", logs[2], render_logs
+    else:
+        return None
     sock_path = api_socket() or _settings_socket()
     if sock_path is None:
-        return False
-    text = render_status(get_json(sock_path, "/v1/status"), as_json=len(argv) == 2)
+        return None
+    text = render(get_json(sock_path, path), as_json)
     if text is None:
-        return False
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    return True
+        return None
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # 'slipstream logs web | head': exit 1 quietly, as the Typer app does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0

@@ -1,8 +1,8 @@
 """The ``slipstream`` entry point (the console script and ``python -m slipstream``).
 
-It imports only the standard library before it knows what to run: ``status`` is answered by
-:mod:`slipstream.cli.fast` when it can be, every other command (and ``status`` when the fast path
-steps aside) by the Typer app in :mod:`slipstream.cli.app`, imported only then.
+It imports only the standard library before it knows what to run: ``status`` and ``logs`` are
+answered by :mod:`slipstream.cli.fast` when they can be, every other command (and those two when
+the fast path steps aside) by the Typer app in :mod:`slipstream.cli.app`, imported only then.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ def main() -> None:
     """Entry point: expected failures become one line and exit 1, never a traceback."""
     from slipstream.cli import fast
 
-    if fast.run(sys.argv[1:]):
-        return
+    code = fast.run(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     from slipstream.cli.app import app
 
     app()
