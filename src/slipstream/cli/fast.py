@@ -104,6 +104,8 @@ def plain_table(columns: Sequence[str], rows: Iterable[Sequence[str]], width: in
     this console ``width``; None when Rich would do more than pad cells (wrap a row that does not
     fit, measure wide or combining characters, expand tabs, break lines)."""
     cells = [[printable(c) for c in row] for row in rows]
+    if not cells:
+        return None
     for row in cells:
         for c in row:
             if not (c.isascii() and c.isprintable()):
