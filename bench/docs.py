@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench import cli_bench
 from bench.docker_bench import median_phases
 from bench.proxy_bench import ACCESS_LOG
 from bench.report import (
@@ -506,6 +507,10 @@ def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target
         "## 12. Metrics: collection rounds with 200 services",
         "",
         *_metrics(r),
+        "",
+        "## 13. CLI start-up",
+        "",
+        *cli_bench.markdown(report),
         "",
         METHOD,
     ]

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import cli_bench
 from bench.daemon_bench import Timed
 from bench.docker_bench import DockerRuns
 from bench.proxy_bench import ACCESS_LOG, FlipRun, LoadRun
@@ -51,6 +52,7 @@ class Results:
     tls_connect_ms: dict[str, list[float]] = field(default_factory=dict)  # sslmode -> samples (issue #10)
     logs: dict[str, Any] | None = None  # bench.logs_bench.measure (issue 13)
     metrics: dict[str, Any] | None = None  # bench.metrics_bench.run (issue 13)
+    cli: dict[str, Any] | None = None  # bench.cli_bench.measure (issue 15)
     skipped: dict[str, str] = field(default_factory=dict)  # section -> why it has no numbers
 
 
@@ -288,6 +290,7 @@ def build_report(r: Results) -> dict[str, Any]:
         "postgres": _postgres(r),
         "logs": _logs(r),
         "metrics": _metrics(r),
+        "cli": cli_bench.summary(r.cli),
         "machine": r.machine,
         **({"skipped": dict(r.skipped)} if r.skipped else {}),
     }
@@ -333,6 +336,7 @@ def check_targets(report: dict[str, Any]) -> list[Target]:
         _docker_target(report),
         _crash_loop_target(report),
         *_logs_targets(report),
+        Target(*cli_bench.target(report)),
     ]
 
 
@@ -414,6 +418,7 @@ def render_table(report: dict[str, Any], targets: Sequence[Target]) -> str:
         ),
     ]
     rows += _docker_rows(report) + _failfast_rows(report) + _issue13_rows(report)
+    rows.append(cli_bench.row(report))
     width = max(len(r[0]) for r in rows)
     lines = [f"{name:<{width}}  {value:>14}  {note}" for name, value, note in rows]
     lines.append("")

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from bench import docker_bench, logs_bench, metrics_bench, procs, profile, tools
+from bench import cli_bench, docker_bench, logs_bench, metrics_bench, procs, profile, tools
 from bench.analysis import render_analysis
 from bench.daemon_bench import BUILD_COMMAND, DaemonStand
 from bench.docs import render_markdown
@@ -61,7 +61,7 @@ ISSUE13_S = 240
 # Seconds an added section needs before its deadline: itself plus what still follows it (the
 # 20-service apply, restarts, idle sample, TLS connects, stopping; the metrics after the logs);
 # rough, from runs on a busy machine.
-NEED_S = {"docker": 300.0, "crash_loop": 150.0, "postgres": 60.0, "logs": 200.0, "metrics": 90.0}
+NEED_S = {"docker": 300.0, "crash_loop": 150.0, "cli": 90.0, "postgres": 60.0, "logs": 200.0, "metrics": 90.0}
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,12 @@ def run_daemon(plan: Plan, work: Path, r: Results, clock: Clock) -> None:
                 stand.delete_service(name)
         step("Applying the blueprint: 20 services")
         r.apply_s = stand.apply_all()
+        step(f"CLI start-up: {cli_bench.RUNS} runs of 'slipstream status' per entry point")
+
+        def measure_cli() -> None:
+            r.cli = cli_bench.measure(stand.env, len(stand.api("GET", "/v1/status")["services"]))
+
+        section(r, "cli", measure_cli, clock, NEED_S["cli"])
         step(f"Restarts: kill -9 of the app in {plan.restarts} services (each its first restart)")
         r.restarts = [stand.restart(f"s{i:02d}") for i in range(2, 2 + plan.restarts)]
         step(f"Idle daemon: sampling {plan.idle_s:g} s")

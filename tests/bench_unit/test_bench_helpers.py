@@ -132,6 +132,7 @@ def _results() -> Results:
             {"deploy_id": 11, "fail_s": 1.6, "cli_s": 2.9, "status": "update_failed", "message": "instance z exited"},
         ],
         tls_connect_ms={"disable": [4.0, 5.0, 6.0], "require": [8.0, 9.0, 10.0], "verify-full": [9.0, 10.0, 11.0]},
+        cli={"services": 20, "samples_ms": {"script": [45.0, 120.0, 60.0], "module": [70.0, 55.0, 130.0]}},
     )
 
 
@@ -203,6 +204,7 @@ def test_report_has_exactly_the_issue_keys() -> None:
         "postgres": {"connects_per_mode", "connect_ms_plain", "connect_ms_tls", "connect_ms_verify_full"},
         "logs": {"skipped"},  # measured: tests/bench_unit/test_bench_logs.py
         "metrics": {"skipped"},
+        "cli": {"status_ms_median", "status_python_m_ms_median", "status_ms_min", "runs", "services"},
     }
     assert report["machine"] == {"cores": 2}
 
@@ -243,10 +245,16 @@ def test_targets_say_which_are_met() -> None:
         "log ingest": False,  # not measured here
         "grep over 1M stored lines": False,
         "100 MB of app logs: daemon RSS growth": False,
+        "cli start-up": True,  # median of 45, 120, 60 ms
     }
     table = render_table(report, check_targets(report))
     assert "MISS  restart" in table and "MET   rollback" in table
     assert "MISS  docker deploy" in table and "MET   crash-looping release fails within 10 s" in table
+    assert "60 ms  'slipstream status', spawn to exit, median of 3 (20 services); python -m 70 ms" in table
+    r = _results()
+    r.cli = None
+    unmeasured = render_table(build_report(r), check_targets(build_report(r)))
+    assert "MISS  cli start-up" in unmeasured and "cli status" in unmeasured
 
 
 def test_nginx_config_keeps_upstream_connections_and_listens_on_loopback(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from slipstream.cli import common
+from slipstream.cli.app import app
 from slipstream.cli.client import Client
-from slipstream.cli.main import app
 from slipstream.settings import Settings
 from tests.cli.fakeapi import FakeApi
 

@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from slipstream.cli import common
-from slipstream.cli.main import app
+from slipstream.cli.app import app
 from tests.cli.conftest import Run
 from tests.cli.fakeapi import DEPLOY, FakeApi, error
 
@@ -136,10 +136,8 @@ def run_python(code: str) -> str:
 
 
 def test_command_modules_import_common_not_main() -> None:
-    """db and env load without the main module (no import cycle through cli.main)."""
-    loaded = run_python(
-        "import sys, slipstream.cli.db, slipstream.cli.env; print('slipstream.cli.main' in sys.modules)"
-    )
+    """db and env load without the app module (no import cycle through cli.app)."""
+    loaded = run_python("import sys, slipstream.cli.db, slipstream.cli.env; print('slipstream.cli.app' in sys.modules)")
     assert loaded.strip() == "False"
 
 

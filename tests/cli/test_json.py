@@ -127,7 +127,7 @@ def test_logs_follow_json_streams_new_lines(cli: Run, api: FakeApi, monkeypatch:
             raise KeyboardInterrupt from None  # the operator's ^C ends a follow
 
     api.route("GET", "/v1/services/web/logs", next_answer)
-    monkeypatch.setattr("slipstream.cli.main.time.sleep", lambda s: None)
+    monkeypatch.setattr("slipstream.cli.app.time.sleep", lambda s: None)
     result = cli("logs", "web", "-f", "--json")
     assert result.exit_code == 0, result.stderr
     assert [(r["instance"], r["message"]) for r in map(json.loads, result.stdout.splitlines())] == [

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -46,6 +48,19 @@ def test_killed_instance_is_restarted_with_backoff_visible(daemon: Daemon, tmp_p
     assert wait_until(lambda: daemon.get("web.localhost")[0] == 200)
     r = daemon.cli("status")
     assert "restarts=1" in r.stdout
+    assert r.stdout == status_through(daemon, FULL_APP)
+    assert status_through(daemon, FAST_ONLY) == r.stdout  # the real daemon's answer, drawn by cli.fast
+
+
+# 'slipstream status' through the Typer app alone, and through cli.fast alone (exit 3 when it steps aside).
+FULL_APP = "import sys; sys.argv = ['slipstream', 'status']; from slipstream.cli.app import app; app()"
+FAST_ONLY = "import sys; from slipstream.cli import fast; sys.exit(3 if fast.run(['status']) is None else 0)"
+
+
+def status_through(d: Daemon, code: str) -> str:
+    r = subprocess.run([sys.executable, "-c", code], env=d.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
 
 
 def test_daemon_kill_9_keeps_serving_and_is_adopted(tmp_path: Path) -> None:

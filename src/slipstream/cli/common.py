@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +19,7 @@ import typer
 
 from slipstream import states
 from slipstream.cli.client import Client
+from slipstream.cli.fast import printable as printable  # re-exported: the commands import it from here
 from slipstream.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -33,15 +33,6 @@ FLAGS_ONLY: dict[str, Any] = {"default_map": {"help": False}}
 
 FAILED: frozenset[str] = frozenset(states.FAILED)
 SUCCEEDED: frozenset[str] = frozenset({states.DeployStatus.LIVE, states.DeployStatus.DEACTIVATED})
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters (but tab and newline) shown as ``\\xNN``: what apps print
-    and users name must not drive the terminal (colour, cursor moves, a title, a cleared line)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def print_error(message: str, hint: str | None = None) -> None:
