@@ -3,7 +3,7 @@
 Lifecycle of an instance as the engine sees it:
 1. ``spec`` builds its spec from a release and a build (the only factory: a deploy's new
    instances and every restart after a daemon restart or a failed check get the same spec,
-   memory cap included); ``start`` records it ``starting`` and launches it.
+   memory cap, CPU share and port included); ``start`` records it ``starting`` and launches it.
 2. The deploy promotes it ``live`` at the flip; runtime events then keep routing honest: a crash
    takes it out of rotation, and it is readmitted once its health check passes again.
 3. ``drain`` waits until HAProxy shows no request in flight (bounded by its shutdown delay), then
@@ -13,6 +13,7 @@ Lifecycle of an instance as the engine sees it:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -92,10 +93,17 @@ class Instances:
             port=port,
             shutdown_delay_s=release.shutdown_delay_s,
             memory_limit_mb=release.memory_limit_mb,
+            cpus=self.cpus(release),
             image=build.image,
             container_port=_container_port(release) if build.image else None,
             volumes=self.volumes(release) if build.image else (),
         )
+
+    def cpus(self, release: Release) -> float | None:
+        """An instance's CPU cap: its plan's share, at most the machine's cores (None when off or planless)."""
+        if self.settings.cpu_limits == "off" or not release.cpus:
+            return None
+        return min(release.cpus, float(os.cpu_count() or 1))
 
     def volumes(self, release: Release) -> tuple[tuple[str, str], ...]:
         """A container's persistent disk: the service's disk directory at its mountPath."""
