@@ -252,6 +252,7 @@ def make_rig(
     driver.on_event = engine.on_instance_event
     probes = Probes(driver.host)
     engine.instances.probe = probes  # type: ignore[method-assign]
+    engine.instances.foreign_listeners = lambda port, pid: []  # no real sockets: a pretend port is the instance's
     rig = Rig(tmp, s, store, proxy, driver, builder, probes, engine)
     if start:
         engine.start()
