@@ -220,6 +220,7 @@ class Rig:
         self.probes.freeze()
         self.engine.cron.close()
         self.engine.monitor.close()
+        self.engine.event_pruner.close()
         self.driver.close()
         self.killed = True
 

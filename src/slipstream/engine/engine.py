@@ -98,7 +98,7 @@ class Engine:
             real_proxy = proxy if isinstance(proxy, Proxy) else None  # its stats come off the admin socket
             self.observability = Observability(settings, store, self.instances, real_proxy, databases, keyvalues)
         self.cron = CronScheduler(self.ctx, max_run_s=settings.cron_max_s)
-        self.event_pruner = EventPruner(store, settings.events_kept_days, settings.events_max, self._closing)
+        self.event_pruner = EventPruner(store, settings.events_kept_days, settings.events_max)
         self.monitor = LiveMonitor(
             self.ctx,
             interval_s=settings.live_check_interval_s,
@@ -133,6 +133,7 @@ class Engine:
         self._closing.set()
         self.cron.close()
         self.monitor.close()
+        self.event_pruner.close()
         if self.observability is not None:
             self.observability.stop()
         self.queue.join(timeout=1)
@@ -149,6 +150,7 @@ class Engine:
         self._closing.set()
         self.cron.close()
         self.monitor.close()
+        self.event_pruner.close()
         if self.observability is not None:
             self.observability.stop()
         insts = self.store.instances()

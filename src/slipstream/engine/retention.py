@@ -103,16 +103,14 @@ def _as_build(b: BuildRecord, root: Path) -> Build:
 
 class EventPruner:
     """Deletes events older than ``keep_days`` and beyond the newest ``max_rows``: at ``start``,
-    then every ``every_s`` until ``closing`` is set."""
+    then every ``every_s`` until ``close``."""
 
-    def __init__(
-        self, store: Store, keep_days: float, max_rows: int, closing: threading.Event, every_s: float = 3600.0
-    ) -> None:
+    def __init__(self, store: Store, keep_days: float, max_rows: int, every_s: float = 3600.0) -> None:
         self.store = store
         self.keep_s = keep_days * 86400
         self.max_rows = max_rows
         self.every_s = every_s
-        self._closing = closing
+        self._stop = threading.Event()
 
     def prune(self, now: float | None = None) -> int:
         """One pass; how many events went (never raises: the next pass tries again)."""
@@ -129,8 +127,11 @@ class EventPruner:
         self.prune()
         threading.Thread(target=self._loop, daemon=True, name="event-pruner").start()
 
+    def close(self) -> None:
+        self._stop.set()
+
     def _loop(self) -> None:
-        while not self._closing.wait(self.every_s):
+        while not self._stop.wait(self.every_s):
             self.prune()
 
 

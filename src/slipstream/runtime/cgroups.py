@@ -336,15 +336,16 @@ def sweep(groups: Sequence[Path], freezer_state: Path | None = None, timeout: fl
         if time.monotonic() >= deadline:
             log.warning("processes %s survived the stop sweep", sorted(pids))
             return len(killed)
-        frozen = freezer_state is not None and _set_freezer(freezer_state, "FROZEN")
-        for pid in members(groups) if frozen else pids:
+        if freezer_state is not None and _set_freezer(freezer_state, "FROZEN"):
+            pids = members(groups)  # complete now: no member can fork while frozen
+        for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
             except (ProcessLookupError, PermissionError):
                 pass
-        if frozen and freezer_state is not None:
-            _set_freezer(freezer_state, "THAWED")  # the killed members die once thawed
+        if freezer_state is not None:  # also after a freeze that did not finish: killed members die once thawed
+            _set_freezer(freezer_state, "THAWED")
         time.sleep(0.01)
 
 
