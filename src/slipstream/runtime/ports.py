@@ -2,9 +2,10 @@
 
 While a crashed instance waits in back-off, the driver keeps its port with ``hold_port``: a
 listening socket with ``SO_REUSEADDR`` (so it binds even while old connections linger in TIME_WAIT)
-on the wildcard address, which makes any other bind of that port fail, loopback or wildcard, IPv4
-or dual-stack IPv6 (checked on this machine; a bound socket that does not listen stops only binds
-without ``SO_REUSEADDR``, and most servers set it). The hold is closed just before the instance
+on 127.0.0.1, where HAProxy sends the instance's traffic. That makes any other bind there fail,
+loopback or wildcard, IPv4 or dual-stack IPv6, with or without ``SO_REUSEADDR`` (checked on this
+machine; a bound socket that does not listen stops only binds without ``SO_REUSEADDR``, and most
+servers set it), and exposes nothing beyond loopback. The hold is closed just before the instance
 starts again, so the app binds as before. It never accepts: a stray connection waits in its
 backlog and is reset when the hold closes.
 
@@ -30,7 +31,7 @@ def hold_port(port: int) -> socket.socket | None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.set_inheritable(False)
-        sock.bind(("0.0.0.0", port))
+        sock.bind(("127.0.0.1", port))
         sock.listen(0)
     except OSError as exc:
         sock.close()
