@@ -86,6 +86,24 @@ def test_limit_cgroups_on_a_v1_tree(tmp_path: Path) -> None:
     assert limits.prepare("../escape", 1, 1) == []
 
 
+def test_limit_cgroups_on_a_v2_tree(tmp_path: Path) -> None:
+    """v2: one directory per instance below the daemon's cgroup, cpu and pids delegated to it."""
+    (tmp_path / "self").write_text("0::/daemon\n")
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (tmp_path / "daemon").mkdir()
+    limits = LimitCgroups.detect("slipstream-t", root=tmp_path, proc_self=tmp_path / "self", cores=2)
+    assert limits is not None and limits.version == 2
+    base = tmp_path / "daemon/slipstream-t"
+    assert dict(limits.bases) == {"cpu": base, "pids": base}
+    assert (tmp_path / "daemon/cgroup.subtree_control").read_text() == "+cpu +pids"
+    assert limits.prepare("web-d1-1", 0.5, 512) == [base / "web-d1-1/cgroup.procs"]  # one directory joined once
+    assert (base / "web-d1-1/cpu.max").read_text() == "50000 100000"
+    assert limits.cpu_quota("web-d1-1") == 0.5
+    limits.prepare("w-d1-1", None, None)
+    assert (base / "w-d1-1/cpu.max").read_text() == "max 100000"
+    assert (base / "w-d1-1/pids.max").read_text() == "max"
+
+
 @pytest.fixture
 def cgroups() -> Iterator[MemoryCgroups]:
     found = MemoryCgroups.detect(f"slipstream-test-{secrets.token_hex(4)}")
