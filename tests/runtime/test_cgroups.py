@@ -17,7 +17,7 @@ from slipstream.runtime import InstanceSpec, InstanceState, LocalDriver
 from slipstream.runtime.cgroups import LimitCgroups, MemoryCgroups, cpu_quota_us, members, own_cgroup, wrap
 from tests.polling import wait_for
 
-from .conftest import is_live
+from .conftest import Events, is_live
 
 V1 = "12:pids:/x\n4:memory:/process_api/abc\n0::/\n"
 V2 = "0::/system.slice/slipstream.service\n"
@@ -178,7 +178,8 @@ def limits() -> Iterator[LimitCgroups]:
 def test_stop_kills_what_left_the_process_group(
     limits: LimitCgroups, drivers: Callable[..., LocalDriver], make_spec: Callable[..., InstanceSpec], tmp_path: Path
 ) -> None:
-    driver = drivers(limit_cgroups=limits, pids_max=64)
+    events = Events()
+    driver = drivers(limit_cgroups=limits, pids_max=64, on_event=events)
     # a daemonising child: its own session and group, and its parent gone (reparented to init)
     spec = make_spec("(setsid sleep 1000 & echo $! > child.pid); exec sleep 60")
     driver.start(spec)
@@ -187,6 +188,7 @@ def test_stop_kills_what_left_the_process_group(
     assert (dict(limits.bases)["pids"] / spec.instance_id / "pids.max").read_text().strip() == "64"
     driver.stop(spec.instance_id, timeout=2)
     assert not is_live(child)
+    assert events.items[-1] == (spec.instance_id, "stopped", "stopped; killed 1 more process it had started")
     assert limits.groups(spec.instance_id) == []  # removed once empty
 
 
