@@ -48,7 +48,7 @@ from slipstream.logs import (
 from slipstream.logs.receiver import deepen_datagram_queue
 from slipstream.proxy import Proxy
 from slipstream.runtime import LocalDriver
-from slipstream.runtime.cgroups import MemoryCgroups
+from slipstream.runtime.cgroups import LimitCgroups, MemoryCgroups
 from slipstream.runtime.podman import PodmanDriver
 from slipstream.runtime.podman_cli import PodmanCli
 from slipstream.runtime.routing import RoutingDriver
@@ -102,9 +102,10 @@ def build_engine(settings: Settings) -> Engine:
     builder = Builder(settings.builds_dir, settings.cache_dir)
     engine_ref: list[Engine] = []
     cgroups = None
+    label = "slipstream-" + hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
     if settings.memory_cgroups != "off":
-        label = "slipstream-" + hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
         cgroups = MemoryCgroups.detect(label)
+    limits = LimitCgroups.detect(label)  # CPU shares, process limits, and the stop sweep
 
     def on_event(iid: str, kind: str, message: str) -> None:
         if engine_ref:
@@ -115,7 +116,8 @@ def build_engine(settings: Settings) -> Engine:
     if podman.available():
         podman_driver = PodmanDriver(podman, on_event=on_event)
         images = DockerBuilder(podman)
-    driver = RoutingDriver(LocalDriver(on_event=on_event, memory_cgroups=cgroups), podman_driver)
+    local = LocalDriver(on_event=on_event, memory_cgroups=cgroups, limit_cgroups=limits, pids_max=settings.pids_max)
+    driver = RoutingDriver(local, podman_driver)
     dbs = DatabaseManager(
         settings, store, masker, backup_interval_s=settings.backup_interval_s, retention=settings.backup_retention
     )
@@ -201,9 +203,13 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 
 def _remove_cgroups(engine: Engine) -> None:
-    """Remove the daemon's (now empty) memory cgroups: after 'slipstream down' or a failed start."""
+    """Kill what is left in the instances' cgroups and remove them: after 'slipstream down' or a failed start."""
     driver = engine.ctx.driver
-    cgroups = getattr(getattr(driver, "local", driver), "memory_cgroups", None)
+    local = getattr(driver, "local", driver)
+    limits = getattr(local, "limit_cgroups", None)
+    if limits is not None:
+        limits.cleanup()  # first: it sweeps every instance cgroup, so the memory ones are empty after it
+    cgroups = getattr(local, "memory_cgroups", None)
     if cgroups is not None:
         cgroups.cleanup()
 

@@ -228,6 +228,25 @@ class Settings:
             "`auto`: memory caps by cgroup where the machine allows; `off`: the RSS watchdog alone",
         ),
     )
+    cpu_limits: str = field(
+        default="plan",
+        metadata=_env(
+            "SLIPSTREAM_CPU_LIMITS",
+            "`plan`: each instance gets its plan's CPU share (free 0.1 … pro ultra 8, capped at the machine's "
+            "cores) by cgroup; `off`: no CPU limit",
+        ),
+    )
+    pids_max: int = field(
+        default=512,
+        metadata=_env("SLIPSTREAM_PIDS_MAX", "most processes and threads one instance may have (0: no limit)"),
+    )
+    events_kept_days: float = field(
+        default=30.0, metadata=_env("SLIPSTREAM_EVENTS_KEPT_DAYS", "days of platform events kept in the state database")
+    )
+    events_max: int = field(
+        default=100_000,
+        metadata=_env("SLIPSTREAM_EVENTS_MAX", "most platform events kept in the state database (oldest go first)"),
+    )
 
     # Derived paths ---------------------------------------------------------------------------
     @property
@@ -428,6 +447,10 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "backup_interval_s": _number(float, 1),
     "backup_retention": _number(int, 1),
     "memory_cgroups": _choice("auto", "off"),
+    "cpu_limits": _choice("plan", "off"),
+    "pids_max": _number(int, 0),
+    "events_kept_days": _number(float, 0.001),
+    "events_max": _number(int, 100),
     "log_drains": _addresses,
     "metrics_interval_s": _number(float, 0.5),
     "smtp_port": _port,

@@ -220,6 +220,7 @@ class Rig:
         self.probes.freeze()
         self.engine.cron.close()
         self.engine.monitor.close()
+        self.engine.event_pruner.close()
         self.driver.close()
         self.killed = True
 
@@ -252,6 +253,7 @@ def make_rig(
     driver.on_event = engine.on_instance_event
     probes = Probes(driver.host)
     engine.instances.probe = probes  # type: ignore[method-assign]
+    engine.instances.foreign_listeners = lambda port, pid: []  # no real sockets: a pretend port is the instance's
     rig = Rig(tmp, s, store, proxy, driver, builder, probes, engine)
     if start:
         engine.start()

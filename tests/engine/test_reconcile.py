@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -14,7 +15,7 @@ from slipstream.states import DeployStatus
 from .conftest import RigFactory
 from .harness import FAIL, PASS, Rig, render_yaml, web
 
-TEXT = render_yaml(web(memoryLimitMB=256, numInstances=2))
+TEXT = render_yaml(web(memoryLimitMB=256, plan="free", numInstances=2))
 
 
 def pids(rig: Rig) -> dict[str, int]:
@@ -39,7 +40,9 @@ def vanish(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("before_restart", [lambda rig: None, vanish], ids=["adopted", "gone while down"])
-def test_the_memory_cap_survives_a_daemon_restart(rigs: RigFactory, before_restart: Callable[[Rig], None]) -> None:
+def test_the_memory_cap_and_cpu_share_survive_a_daemon_restart(
+    rigs: RigFactory, before_restart: Callable[[Rig], None]
+) -> None:
     old = rigs()
     old.finish(old.deploy("web", TEXT))
     old.kill()
@@ -48,8 +51,8 @@ def test_the_memory_cap_survives_a_daemon_restart(rigs: RigFactory, before_resta
     for iid in ("web-d1-1", "web-d1-2"):  # a crash restarts an instance with the spec the new driver holds
         rig.driver.crash(iid)
         rig.driver.restart(iid)
-    caps = {p.spec.instance_id: p.spec.memory_limit_mb for p in rig.host.running()}
-    assert caps == {"web-d1-1": 256, "web-d1-2": 256}
+    caps = {p.spec.instance_id: (p.spec.memory_limit_mb, p.spec.cpus) for p in rig.host.running()}
+    assert caps == {"web-d1-1": (256, 0.1), "web-d1-2": (256, 0.1)}  # memoryLimitMB over the plan; the plan's CPU
 
 
 def test_an_instance_gone_while_the_daemon_was_down_is_started_again(rigs: RigFactory) -> None:
@@ -124,3 +127,10 @@ def test_a_requeued_deploy_is_not_pruned_by_the_start_up_reconciliation(rigs: Ri
     rig.probes.answers["web-d3-1"] = PASS
     rec = rig.finish(3)
     assert (rec.status, rec.message) == (DeployStatus.LIVE, None)
+
+
+@pytest.mark.parametrize("setting, expected", [("plan", float(min(8, os.cpu_count() or 1))), ("off", None)])
+def test_the_cpu_share_is_capped_at_the_machine_or_off(rigs: RigFactory, setting: str, expected: float | None) -> None:
+    rig = rigs(cpu_limits=setting)
+    rig.finish(rig.deploy("web", render_yaml(web(plan="pro ultra"))))  # 8 cores on Render
+    assert [p.spec.cpus for p in rig.host.running()] == [expected]

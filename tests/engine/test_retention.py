@@ -1,11 +1,15 @@
-"""Build retention (engine.retention): what stays on disk for rollbacks, and collecting the rest."""
+"""Retention (engine.retention): what stays on disk for rollbacks, collecting the rest, and pruning events."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import pytest
 
 from slipstream.engine.retention import builds_to_keep
-from slipstream.state.store import BuildRecord, DeployRecord
+from slipstream.secrets import SecretBox
+from slipstream.state.store import BuildRecord, DeployRecord, Store
 from slipstream.states import DeployKind, DeployStatus
 
 from .conftest import RigFactory
@@ -97,3 +101,28 @@ def test_a_nearly_full_state_disk_refuses_the_build_and_keeps_the_live_release(r
     assert rec.status == S.BUILD_FAILED and rec.build_id is None
     assert "has" in (rec.message or "") and "under SLIPSTREAM_MIN_FREE_MB" in (rec.message or "")
     assert rig.live("web") == live and len(rig.builder.specs) == 1  # nothing was built
+
+
+# -- events -------------------------------------------------------------------------------------
+def test_events_go_by_age_and_then_by_count(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db", SecretBox(tmp_path / "master.key"))
+    for i in range(10):
+        store.event("deploy", f"event {i}", service="web")
+    with store.tx() as c:  # the first three are 40 days old
+        c.execute("UPDATE events SET ts = ts - 40 * 86400 WHERE message IN ('event 0', 'event 1', 'event 2')")
+    assert store.prune_events(time.time() - 30 * 86400, keep=5) == 5
+    assert [e["message"] for e in store.events(limit=100)] == [f"event {i}" for i in range(5, 10)]
+    assert store.prune_events(time.time() - 30 * 86400, keep=5) == 0  # nothing more to do
+
+
+def test_a_daemon_start_prunes_old_events(rigs: RigFactory) -> None:
+    first = rigs()
+    for i in range(150):
+        first.store.event("instance", f"event {i}", service="web")
+    with first.store.tx() as c:
+        c.execute("UPDATE events SET ts = ts - 31 * 86400 WHERE message = 'event 149'")
+    first.close()
+    again = rigs(events_max=100, events_kept_days=30.0)  # starting prunes: the newest 100, and none too old
+    messages = [e["message"] for e in again.store.events(limit=1000)]
+    assert len(messages) == 100 and "event 149" not in messages and messages[0] == "event 49"
+    assert again.engine.event_pruner.prune() == 0

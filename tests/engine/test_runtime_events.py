@@ -69,3 +69,18 @@ def test_the_live_monitor_acts_on_a_failing_check(
     rig.probes.answers["web-d1-1"] = PASS
     rig.engine.monitor.check_all()
     wait_for(lambda: rig.proxy.ready("web") == ["d1-1"], what="d1-1 ready again")
+
+
+def test_a_restarted_instance_is_not_readmitted_while_another_process_has_its_port(rig: Rig) -> None:
+    rig.finish(rig.deploy("web", render_yaml(web(numInstances=2))))
+    rig.driver.crash("web-d1-1")
+    port = next(i.port for i in rig.store.instances("web") if i.id == "web-d1-1")
+    squatter = {port: [4242]}  # between the hold's release and the app's bind, someone else took the port
+    rig.engine.instances.foreign_listeners = lambda p, pid: squatter.get(p, [])  # type: ignore[method-assign]
+    rig.driver.restart("web-d1-1")  # its check passes: it reaches the squatter's server
+    wait_for(lambda: any("not back in rotation" in m for m in said(rig, "web")), what="the refusal")
+    assert rig.proxy.ready("web") == ["d1-2"]
+    assert f"web-d1-1: port {port} is taken by pid 4242" in said(rig, "web")[-1]
+    squatter.clear()  # the squatter is gone and the app listens: now it is readmitted
+    wait_for(lambda: "web-d1-1 is healthy again and back in rotation" in said(rig, "web"), what="the readmission")
+    assert sorted(rig.proxy.ready("web")) == ["d1-1", "d1-2"]

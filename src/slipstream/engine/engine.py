@@ -31,7 +31,7 @@ from slipstream.engine.monitor import LiveMonitor
 from slipstream.engine.provision import Provisioner
 from slipstream.engine.queue import DeployQueue
 from slipstream.engine.removal import Removal
-from slipstream.engine.retention import Collected, collect_builds
+from slipstream.engine.retention import Collected, EventPruner, collect_builds
 from slipstream.proxy.base import ProxyControl
 from slipstream.runtime.base import Driver
 from slipstream.secrets import Masker
@@ -98,6 +98,7 @@ class Engine:
             real_proxy = proxy if isinstance(proxy, Proxy) else None  # its stats come off the admin socket
             self.observability = Observability(settings, store, self.instances, real_proxy, databases, keyvalues)
         self.cron = CronScheduler(self.ctx, max_run_s=settings.cron_max_s)
+        self.event_pruner = EventPruner(store, settings.events_kept_days, settings.events_max)
         self.monitor = LiveMonitor(
             self.ctx,
             interval_s=settings.live_check_interval_s,
@@ -125,12 +126,14 @@ class Engine:
             self.observability.start()
         self.cron.start()
         self.monitor.start()
+        self.event_pruner.start()
 
     def close(self) -> None:
         """Stop supervising; apps and HAProxy keep serving."""
         self._closing.set()
         self.cron.close()
         self.monitor.close()
+        self.event_pruner.close()
         if self.observability is not None:
             self.observability.stop()
         self.queue.join(timeout=1)
@@ -147,6 +150,7 @@ class Engine:
         self._closing.set()
         self.cron.close()
         self.monitor.close()
+        self.event_pruner.close()
         if self.observability is not None:
             self.observability.stop()
         insts = self.store.instances()

@@ -3,7 +3,7 @@
 Lifecycle of an instance as the engine sees it:
 1. ``spec`` builds its spec from a release and a build (the only factory: a deploy's new
    instances and every restart after a daemon restart or a failed check get the same spec,
-   memory cap included); ``start`` records it ``starting`` and launches it.
+   memory cap, CPU share and port included); ``start`` records it ``starting`` and launches it.
 2. The deploy promotes it ``live`` at the flip; runtime events then keep routing honest: a crash
    takes it out of rotation, and it is readmitted once its health check passes again.
 3. ``drain`` waits until HAProxy shows no request in flight (bounded by its shutdown delay), then
@@ -13,8 +13,10 @@ Lifecycle of an instance as the engine sees it:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from slipstream.engine.context import LogSink
@@ -25,6 +27,7 @@ from slipstream.errors import NotFound
 from slipstream.logs.model import Source, Stream
 from slipstream.proxy.base import ProxyControl
 from slipstream.runtime.base import Driver, InstanceSpec, InstanceState, InstanceStatus
+from slipstream.runtime.ports import describe_pid, foreign_listeners
 from slipstream.secrets import Masker
 from slipstream.settings import Settings
 from slipstream.state.store import InstanceRecord, Store
@@ -56,6 +59,8 @@ class Instances:
         self._closing = closing
         self.logs = logs
         self._specs: dict[str, InstanceSpec] = {}
+        # who else listens on a port: (port, instance pid) -> pids (the machine's sockets; tests replace it)
+        self.foreign_listeners: Callable[[int, int], list[int]] = foreign_listeners
 
     # -- the factory ------------------------------------------------------------------------
     def log_path(self, iid: str) -> Path:
@@ -92,10 +97,17 @@ class Instances:
             port=port,
             shutdown_delay_s=release.shutdown_delay_s,
             memory_limit_mb=release.memory_limit_mb,
+            cpus=self.cpus(release),
             image=build.image,
             container_port=_container_port(release) if build.image else None,
             volumes=self.volumes(release) if build.image else (),
         )
+
+    def cpus(self, release: Release) -> float | None:
+        """An instance's CPU cap: its plan's share, at most the machine's cores (None when off or planless)."""
+        if self.settings.cpu_limits == "off" or not release.cpus:
+            return None
+        return min(release.cpus, float(os.cpu_count() or 1))
 
     def volumes(self, release: Release) -> tuple[tuple[str, str], ...]:
         """A container's persistent disk: the service's disk directory at its mountPath."""
@@ -285,13 +297,32 @@ class Instances:
         """Put ``inst`` back in rotation once its health check passes (False if it never did)."""
         release = Release.from_dict(self.store.deploy_release(inst.deploy_id))
         deadline = time.monotonic() + within_s
+        told = False
         while time.monotonic() < deadline and not self._closing.is_set():
             if self.probe(release, inst.port or 0).ok:
+                foreign = self.foreign_listener(inst)
+                if foreign is not None:  # the check reached someone else's server: never route to it
+                    if not told:
+                        told = True
+                        self.store.event(
+                            "instance", f"{inst.id}: {foreign}; not back in rotation", service=inst.service
+                        )
+                    time.sleep(0.5)
+                    continue
                 self.proxy.set_state(inst.service, server_of(inst), "ready")
                 self.store.event("instance", f"{inst.id} is healthy again and back in rotation", service=inst.service)
                 return True
             time.sleep(0.1)
         return False
+
+    def foreign_listener(self, inst: InstanceRecord) -> str | None:
+        """What else listens on a local instance's port (``"port 20001 is taken by pid 7 (nc)"``), or
+        None when only the instance itself does (or the driver's processes cannot be seen)."""
+        spec, st = self._specs.get(inst.id), self.status(inst.id)
+        if spec is None or spec.image or not inst.port or st is None or st.pid is None:
+            return None
+        foreign = self.foreign_listeners(inst.port, st.pid)
+        return f"port {inst.port} is taken by {describe_pid(foreign[0])}" if foreign else None
 
 
 def _container_port(release: Release) -> int | None:

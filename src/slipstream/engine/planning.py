@@ -34,6 +34,20 @@ PLAN_MEMORY_MB = {
     "pro_ultra": 32768,
 }
 
+# CPU per instance type, in cores (Render's published sizes); capped at the machine's cores.
+PLAN_CPUS = {
+    "free": 0.1,
+    "starter": 0.5,
+    "standard": 1.0,
+    "pro": 2.0,
+    "pro plus": 4.0,
+    "pro_plus": 4.0,
+    "pro max": 4.0,
+    "pro_max": 4.0,
+    "pro ultra": 8.0,
+    "pro_ultra": 8.0,
+}
+
 # Stand-ins while a need is unmet (never run: the deploy provides the need and plans again).
 PENDING_VALUE = "pending-generated-value-0000000000000000000000="
 PENDING_DATABASE = {
@@ -117,6 +131,11 @@ def memory_limit(spec: Service) -> int | None:
     if spec.memory_limit_mb:
         return int(spec.memory_limit_mb)
     return PLAN_MEMORY_MB.get(spec.plan.lower()) if spec.plan else None
+
+
+def cpu_limit(spec: Service) -> float | None:
+    """The CPU cap of a service in cores: its plan's share, else none."""
+    return PLAN_CPUS.get(spec.plan.lower()) if spec.plan else None
 
 
 def find_needs(bp: Blueprint, facts: Facts) -> Needs:
@@ -251,6 +270,7 @@ def _release(spec: Service, env: dict[str, str], overrides: EnvOverrides, secret
         singleton=bool(spec.singleton),
         disk=disk,
         memory_limit_mb=memory_limit(spec),
+        cpus=cpu_limit(spec),
         static=static,
         container=container,
         smoke_checks=tuple(c.model_dump() for c in spec.smoke_checks),

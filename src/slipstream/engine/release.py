@@ -40,6 +40,7 @@ class Release:
     singleton: bool = False  # workers: stop the old release before starting the new one
     disk: Mapping[str, Any] | None = None  # {name, mount_path, size_gb}: stop old first, keep data
     memory_limit_mb: int | None = None
+    cpus: float | None = None  # the plan's CPU share in cores
     static: Mapping[str, Any] | None = None  # static sites: {publish_path, routes, headers}
     # container services: {dockerfile_path, docker_context, docker_command, image_url}
     container: Mapping[str, Any] | None = None

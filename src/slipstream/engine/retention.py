@@ -1,4 +1,4 @@
-"""Build retention: which of a service's builds stay on disk, and collecting the others.
+"""Retention: which of a service's builds stay on disk, collecting the others, and pruning events.
 
 A build's directory (``builds/<service>/<id>/``: the source tree, its build log, a static site's
 Caddy folder) is kept while something may run it: the live deploy's build, the build of any deploy
@@ -8,11 +8,17 @@ build (its directory is where a person looks first). Everything else is removed,
 once no kept build uses it, and its record says ``collected``: a rollback to it then fails with a
 message saying to deploy its commit again. ``collect`` runs after each deploy goes live and from
 ``slipstream gc`` (which can only show what it would free).
+
+Platform events (the deploy transcripts, crashes, health changes in the state database) are kept
+``SLIPSTREAM_EVENTS_KEPT_DAYS`` (30) and at most ``SLIPSTREAM_EVENTS_MAX`` (100,000) rows:
+``EventPruner`` deletes the rest when the daemon starts and every hour after.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +99,40 @@ def collect_builds(
 def _as_build(b: BuildRecord, root: Path) -> Build:
     source = Path(b.source_dir) if b.source_dir else root / "src"
     return Build(b.id, b.service, b.commit_sha, source, Path(b.workdir or source), (), dict(b.extra_env))
+
+
+class EventPruner:
+    """Deletes events older than ``keep_days`` and beyond the newest ``max_rows``: at ``start``,
+    then every ``every_s`` until ``close``."""
+
+    def __init__(self, store: Store, keep_days: float, max_rows: int, every_s: float = 3600.0) -> None:
+        self.store = store
+        self.keep_s = keep_days * 86400
+        self.max_rows = max_rows
+        self.every_s = every_s
+        self._stop = threading.Event()
+
+    def prune(self, now: float | None = None) -> int:
+        """One pass; how many events went (never raises: the next pass tries again)."""
+        try:
+            removed = self.store.prune_events((time.time() if now is None else now) - self.keep_s, self.max_rows)
+        except Exception:
+            log.exception("pruning old events failed")
+            return 0
+        if removed:
+            log.info("pruned %d old events", removed)
+        return removed
+
+    def start(self) -> None:
+        self.prune()
+        threading.Thread(target=self._loop, daemon=True, name="event-pruner").start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.prune()
 
 
 def collect_after_live(ctx: DeployContext, service: str, say: Callable[[str], None]) -> None:

@@ -6,8 +6,9 @@ Lifecycle of an instance, as every driver implements it:
    output appended to ``spec.log_path``. The driver now supervises it.
 2. While supervised, a crash (exit or vanish) is followed by ``BACKOFF`` and a restart with the
    same spec after an exponential delay; ``on_event`` tells the engine about each step.
-3. ``stop(id)`` ends supervision: SIGTERM to the group, SIGKILL after the shutdown delay, and the
-   driver forgets the instance.
+3. ``stop(id)`` ends supervision: SIGTERM to the group, SIGKILL after the shutdown delay, then
+   SIGKILL to anything else the instance started (its cgroups find ``setsid`` children too), and
+   the driver forgets the instance.
 4. ``close()`` ends supervision of everything *without* stopping anything: the apps keep serving
    while the daemon is down. A new driver takes them back with ``adopt(spec, pid, create_time)``;
    pid and process start time must both match, because a pid alone may have been reused.
@@ -43,10 +44,10 @@ class InstanceSpec:
     port: int | None = None
     shutdown_delay_s: float = 30.0  # SIGTERM, then SIGKILL after this
     memory_limit_mb: int | None = None  # RSS of the whole process tree; exceeding it restarts
+    cpus: float | None = None  # CPU cap in cores (the plan's; capped at the machine's cores)
     # Containers (runtime.podman) only; the local driver ignores these.
     image: str | None = None  # image to run, pinned (``localhost/slipstream/web:b12``, ``repo@sha256:…``)
     container_port: int | None = None  # PORT inside the container, published on 127.0.0.1:port (10000)
-    cpus: float | None = None  # CPU cap in cores
     volumes: tuple[tuple[str, str], ...] = ()  # (host directory, mount path) pairs: persistent disks
 
 

@@ -10,10 +10,13 @@ Lifecycle (see ``runtime.base`` for the protocol):
    child that exited is noticed without being reaped, its leftover group is killed, then it is
    reaped (no zombies, and the group id cannot be reused in between). An adopted process is not
    our child: it counts as dead when its pid is gone, is a zombie, or has another start time.
+   Whatever else the instance started (``setsid`` children too) is killed through its cgroups.
 3. A crashed instance starts again at once from the same spec (so on the same port); a second
-   crash in a row waits in BACKOFF (``plan_restart``: 1 s doubling to 300 s, reset after 10 min up).
+   crash in a row waits in BACKOFF (``plan_restart``: 1 s doubling to 300 s, reset after 10 min up),
+   the driver holding its port meanwhile (``runtime.ports``) so no other process takes it.
 4. ``stop`` marks the instance so the supervisor leaves it alone, SIGTERMs the group, waits until
-   no live member is left (at most the shutdown delay), SIGKILLs the rest and forgets it.
+   no live member is left (at most the shutdown delay), SIGKILLs the rest, sweeps its cgroups and
+   forgets it.
 5. ``close`` only ends the thread: the apps keep running for the next daemon to ``adopt``.
 
 Events go to ``on_event`` outside the lock, so a callback may call back into the driver.
@@ -25,6 +28,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -35,8 +39,9 @@ from pathlib import Path
 from slipstream.errors import Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
 from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_restart
 from slipstream.runtime.base import EventCallback, InstanceSpec, InstanceState, InstanceStatus
-from slipstream.runtime.cgroups import MemoryCgroups
+from slipstream.runtime.cgroups import LimitCgroups, MemoryCgroups, sweep
 from slipstream.runtime.oneoff import run_command
+from slipstream.runtime.ports import hold_port, release_port
 from slipstream.runtime.process import (
     child_create_time,
     child_has_exited,
@@ -56,6 +61,7 @@ log = logging.getLogger(__name__)
 
 _Event = tuple[str, str, str]
 _Events = list[_Event]  # (the class's own ``list`` method shadows the builtin inside it)
+_Paths = list[Path]
 
 
 @dataclass
@@ -78,6 +84,7 @@ class _Instance:
     next_memory_check: float = 0.0  # time.monotonic
     stopping: bool = False
     pidfd: int | None = None  # readable once the process exits (Linux pidfd_open)
+    port_hold: socket.socket | None = None  # keeps spec.port from other processes during BACKOFF
 
 
 class LocalDriver:
@@ -94,9 +101,13 @@ class LocalDriver:
         clock: Callable[[], float] = time.monotonic,
         memory_check_interval: float = 2.0,
         memory_cgroups: MemoryCgroups | None = None,
+        limit_cgroups: LimitCgroups | None = None,
+        pids_max: int | None = None,
     ) -> None:
         self._on_event = on_event
         self._cgroups = memory_cgroups
+        self._limits = limit_cgroups
+        self._pids_max = pids_max
         self._policy = BackoffPolicy(backoff_initial, backoff_max, backoff_reset_after)
         self._poll_interval = poll_interval
         self._clock = clock
@@ -112,6 +123,11 @@ class LocalDriver:
     def memory_cgroups(self) -> MemoryCgroups | None:
         """The per-instance memory cgroups in use, if any."""
         return self._cgroups
+
+    @property
+    def limit_cgroups(self) -> LimitCgroups | None:
+        """The per-instance cpu, pids and freezer cgroups in use, if any."""
+        return self._limits
 
     # -- protocol ------------------------------------------------------------------------------
     def start(self, spec: InstanceSpec) -> InstanceStatus:
@@ -147,12 +163,16 @@ class LocalDriver:
         how = "stopped"
         if pgid is not None:
             how = self._terminate(proc, pgid, delay)
+        swept = self._sweep(instance_id)
+        if swept:
+            how += f"; killed {swept} more process{'es' if swept > 1 else ''} it had started"
         with self._lock:
             gone = self._instances.pop(instance_id, None)
             if gone is not None:
                 _close_pidfd(gone)
-        if self._cgroups is not None:
-            self._cgroups.remove(instance_id)
+                release_port(gone.port_hold)
+                gone.port_hold = None
+        self._remove_cgroups(instance_id)
         self._emit((instance_id, "stopped", how))
 
     def signal(self, instance_id: str, sig: int) -> None:
@@ -204,6 +224,10 @@ class LocalDriver:
         """Stop supervising; instances keep running."""
         self._closed.set()
         self._wake()
+        with self._lock:
+            for inst in self._instances.values():  # the next daemon restarts what waits in back-off
+                release_port(inst.port_hold)
+                inst.port_hold = None
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=max(5.0, self._poll_interval * 5))
 
@@ -274,6 +298,7 @@ class LocalDriver:
                 self._check_memory(inst)
                 return
             signal_group(inst.pid, signal.SIGKILL)  # leftovers, while the group id is still reserved
+            self._sweep(inst.spec.instance_id)  # and what left the group (setsid), before the pid is reaped
             code: int | None = exit_code(inst.proc.wait())
         else:
             if is_same_process(inst.pid, inst.create_time or 0.0):
@@ -282,6 +307,7 @@ class LocalDriver:
             leftovers = _leftover_group(inst.pid)
             if leftovers is not None:
                 signal_group(leftovers, signal.SIGKILL)
+            self._sweep(inst.spec.instance_id)
             code = None  # not our child: the exit status went to its old parent
         what = inst.kill_reason or self._oom_reason(inst) or describe_exit(code)
         self._back_off(inst, code, what, events)
@@ -299,6 +325,8 @@ class LocalDriver:
         inst.state, inst.proc, inst.pid, inst.create_time = InstanceState.BACKOFF, None, None, None
         inst.crashes_in_row, inst.last_exit_code, inst.kill_reason = plan.crashes_in_row, code, None
         inst.restart_at = self._clock() + plan.delay_s
+        if plan.delay_s > 0:
+            self._hold_port(inst)
         inst.last_event = f"{what}; {render_restart(plan.delay_s)}"
         events.append((inst.spec.instance_id, "exited", inst.last_event))
 
@@ -330,10 +358,9 @@ class LocalDriver:
             fd = open_log(spec.log_path)
         except OSError as exc:
             raise InvalidInput(f"cannot open the log file {spec.log_path}: {exc.strerror or exc}") from None
-        procs = None
-        if self._cgroups is not None and spec.memory_limit_mb:
-            procs = self._cgroups.prepare(spec.instance_id, spec.memory_limit_mb)
-            inst.oom_kills_seen = self._cgroups.oom_kills(spec.instance_id)
+        procs = self._join_cgroups(inst)
+        release_port(inst.port_hold)  # the app binds it now
+        inst.port_hold = None
         try:
             proc = spawn(spec.command, spec.cwd, spec.env, fd, f"instance {spec.instance_id}", cgroup_procs=procs)
         finally:
@@ -343,6 +370,39 @@ class LocalDriver:
         inst.create_time = child_create_time(proc.pid)
         inst.started_at, inst.restart_at = self._clock(), None
         inst.next_memory_check = time.monotonic() + min(1.0, self._memory_check_interval)
+
+    def _join_cgroups(self, inst: _Instance) -> _Paths:
+        """Make the instance's cgroups (memory cap, CPU quota, process limit); the ``cgroup.procs``
+        files its shell joins before exec."""
+        spec, procs = inst.spec, []
+        if self._cgroups is not None and spec.memory_limit_mb:
+            memory = self._cgroups.prepare(spec.instance_id, spec.memory_limit_mb)
+            inst.oom_kills_seen = self._cgroups.oom_kills(spec.instance_id)
+            procs += [memory] if memory is not None else []
+        if self._limits is not None:
+            procs += self._limits.prepare(spec.instance_id, spec.cpus, self._pids_max)
+        return procs
+
+    def _sweep(self, instance_id: str) -> int:
+        """SIGKILL every process left in the instance's cgroups (setsid children included); how many."""
+        memory = [self._cgroups.base / instance_id] if self._cgroups is not None else []
+        if self._limits is not None:
+            return self._limits.sweep(instance_id, also=memory)
+        return sweep([g for g in memory if g.is_dir()])
+
+    def _remove_cgroups(self, instance_id: str) -> None:
+        if self._cgroups is not None:
+            self._cgroups.remove(instance_id)
+        if self._limits is not None:
+            self._limits.remove(instance_id)
+
+    @staticmethod
+    def _hold_port(inst: _Instance) -> None:
+        """Keep a backed-off instance's port from other processes until it starts again."""
+        if inst.spec.port and inst.port_hold is None:
+            inst.port_hold = hold_port(inst.spec.port)
+            if inst.port_hold is None:
+                log.warning("%s: port %d is taken while it waits to restart", inst.spec.instance_id, inst.spec.port)
 
     def _terminate(self, proc: subprocess.Popen[bytes] | None, pgid: int, delay: float) -> str:
         """SIGTERM group ``pgid``, SIGKILL what is left after ``delay``; says how it ended."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -40,10 +40,10 @@ def spawn(
     env: Mapping[str, str],
     stdout: int | IO[bytes],
     what: str,
-    cgroup_procs: Path | None = None,
+    cgroup_procs: Path | Sequence[Path] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` in its own session (first joining the memory cgroup whose ``cgroup.procs``
-    is given); raise InvalidInput when it cannot start at all."""
+    """Start ``command`` in its own session (first joining the cgroups whose ``cgroup.procs`` files
+    are given); raise InvalidInput when it cannot start at all."""
     if not Path(cwd).is_dir():
         raise InvalidInput(
             f"cannot start {what}: working directory {cwd} does not exist",

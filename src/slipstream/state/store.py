@@ -616,6 +616,16 @@ class Store:
                 logging.getLogger("slipstream.state").exception("event listener failed")
         return event_id
 
+    def prune_events(self, before: float, keep: int) -> int:
+        """Delete the events recorded before ``before`` (epoch seconds) and all but the newest
+        ``keep``; how many went."""
+        with self.tx() as c:
+            removed = c.execute("DELETE FROM events WHERE ts < ?", (before,)).rowcount
+            removed += c.execute(
+                "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)", (keep,)
+            ).rowcount
+        return removed
+
     def events(
         self, *, deploy_id: int | None = None, service: str | None = None, after: int = 0, limit: int = 500
     ) -> list[dict[str, Any]]:
