@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from slipstream.logs import (
     Stream,
 )
 from slipstream.logs.receiver import deepen_datagram_queue
+from slipstream.osusers import ServiceUsers, reachable_python
 from slipstream.proxy import Proxy
 from slipstream.runtime import LocalDriver
 from slipstream.runtime.cgroups import MemoryCgroups
@@ -93,7 +95,10 @@ def build_engine(settings: Settings) -> Engine:
         private_pool=settings.proxy_private_services,
         access_log=access_log,
     )
-    builder = Builder(settings.builds_dir, settings.cache_dir)
+    users = None
+    if settings.service_users_on:
+        users = ServiceUsers(settings.home, settings.builds_dir, settings.cache_dir, settings.disks_dir)
+    builder = Builder(settings.builds_dir, settings.cache_dir, python=reachable_python() if users else sys.executable)
     engine_ref: list[Engine] = []
     cgroups = None
     if settings.memory_cgroups != "off":
@@ -125,6 +130,7 @@ def build_engine(settings: Settings) -> Engine:
         images=images,
         logs=logs,
         observe=True,
+        service_users=users,
     )
     engine_ref.append(engine)
     return engine

@@ -218,11 +218,13 @@ class LocalDriver:
         cancel: threading.Event | None = None,
         *,
         image: str | None = None,
+        user: str | None = None,
     ) -> int:
-        """Run a one-off shell command to completion and return its exit code (124 on timeout)."""
+        """Run a one-off shell command (as ``user`` when given) to completion and return its exit code
+        (124 on timeout)."""
         if image is not None:
             raise InvalidInput("the local driver runs processes, not images", "run it through the container driver")
-        return run_command(command, cwd, env, log_path, timeout_s, on_output, cancel=cancel)
+        return run_command(command, cwd, env, log_path, timeout_s, on_output, cancel=cancel, user=user)
 
     # -- supervision ---------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -335,7 +337,9 @@ class LocalDriver:
             procs = self._cgroups.prepare(spec.instance_id, spec.memory_limit_mb)
             inst.oom_kills_seen = self._cgroups.oom_kills(spec.instance_id)
         try:
-            proc = spawn(spec.command, spec.cwd, spec.env, fd, f"instance {spec.instance_id}", cgroup_procs=procs)
+            proc = spawn(
+                spec.command, spec.cwd, spec.env, fd, f"instance {spec.instance_id}", cgroup_procs=procs, user=spec.user
+            )
         finally:
             os.close(fd)
         inst.proc, inst.pid, inst.state = proc, proc.pid, InstanceState.RUNNING
