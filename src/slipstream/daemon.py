@@ -41,8 +41,9 @@ from slipstream.logs import (
     Stream,
 )
 from slipstream.logs.receiver import deepen_datagram_queue
-from slipstream.osusers import ServiceUsers, reachable_python
+from slipstream.osusers import PROXY_USER, ServiceUsers, ensure_system_user, reachable_python
 from slipstream.proxy import Proxy
+from slipstream.proxy.process import ProxyUser
 from slipstream.runtime import LocalDriver
 from slipstream.runtime.cgroups import MemoryCgroups
 from slipstream.runtime.podman import PodmanDriver
@@ -86,6 +87,10 @@ def build_engine(settings: Settings) -> Engine:
     masker = Masker()
     logs = log_pipeline(settings, store, masker)
     access_log = settings.access_socket if settings.access_log == "on" else None
+    proxy_user = None
+    if settings.service_users_on:
+        entry = ensure_system_user(PROXY_USER, "slipstream proxy")
+        proxy_user = ProxyUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
     proxy = Proxy(
         settings.proxy_dir,
         settings.http_port,
@@ -94,6 +99,7 @@ def build_engine(settings: Settings) -> Engine:
         slots=settings.proxy_slots,
         private_pool=settings.proxy_private_services,
         access_log=access_log,
+        run_as=proxy_user,
     )
     users = None
     if settings.service_users_on:

@@ -40,6 +40,7 @@ from slipstream.errors import Conflict, Unavailable
 log = logging.getLogger("slipstream.osusers")
 
 SERVICE_USER_PREFIX = "slip-"
+PROXY_USER = "slipstream-proxy"  # HAProxy's (no service's name maps to it: theirs start with "slip-")
 USERADD_ATTEMPTS = 4
 MAX_USER_NAME = 32  # Linux (useradd) limit
 _VALID_USER = re.compile(r"[a-z_][a-z0-9_-]*")
@@ -146,7 +147,7 @@ class ServiceUsers:
     def _create(self, service: str) -> ServiceUser:
         name = plan_service_user(service)
         comment = COMMENT_PREFIX + service
-        entry = _ensure_system_user(name, comment)
+        entry = ensure_system_user(name, comment)
         log.debug("service %s runs as %s (uid %d)", service, name, entry.pw_uid)
         if entry.pw_gecos != comment:
             raise Conflict(
@@ -177,7 +178,7 @@ class ServiceUsers:
             )
 
 
-def _ensure_system_user(name: str, comment: str) -> pwd.struct_passwd:
+def ensure_system_user(name: str, comment: str) -> pwd.struct_passwd:
     """The passwd entry of ``name``, created by ``useradd`` when missing (retried: another daemon's
     ``useradd`` may hold the lock on /etc/passwd, or create the same user first)."""
     for attempt in range(USERADD_ATTEMPTS):

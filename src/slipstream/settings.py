@@ -292,7 +292,7 @@ class Settings:
         the home is traversable only, every directory in it 0700 and every file 0600, except
         ``postgres/`` and ``keyvalue/``, whose servers' own users must reach what they own there,
         and with service users ``builds/``, ``cache/`` and ``disks/``: traversable (0711) to each
-        service's own area (``osusers.ServiceUsers``)."""
+        service's own area (``osusers.ServiceUsers``), and ``run/`` to HAProxy's access-log socket."""
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o711)  # traversable, not listable: the postgres user needs to reach postgres/
         for d in (*self._private_dirs(), self.podman_dir):
@@ -307,7 +307,7 @@ class Settings:
             os.chmod(entry, 0o711 if entry.name in traversable else 0o700 if entry.is_dir() else 0o600)
 
     def _service_dirs(self) -> tuple[Path, ...]:
-        return (self.builds_dir, self.cache_dir, self.disks_dir)
+        return (self.builds_dir, self.cache_dir, self.disks_dir, self.run_dir)
 
 
 def _number(kind: type[int] | type[float], minimum: float) -> Callable[[str, str], Any]:

@@ -83,6 +83,6 @@ def test_with_service_users_their_areas_are_traversable_only(tmp_path: Path) -> 
     s = Settings(home=tmp_path / "home", service_users="auto")
     s.ensure_dirs()
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in s.home.iterdir()}
-    opened = {"builds", "cache", "disks"} if os.geteuid() == 0 else set()
+    opened = {"builds", "cache", "disks", "run"} if os.geteuid() == 0 else set()
     assert {n for n, m in modes.items() if m == 0o711} == opened  # each service's area below is 0710
     assert {n for n, m in modes.items() if m not in (0o600, 0o700, 0o711)} == set()

@@ -38,6 +38,14 @@ def connect(path):
         s.close()
 
 
+def send(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.sendto(b"forged access line", str(path))
+    finally:
+        s.close()
+
+
 def probe(other_build, other_file):
     state = Path(os.environ["STATE_HOME"])
     home = Path(os.environ["HOME"])
@@ -48,6 +56,7 @@ def probe(other_build, other_file):
         "list another service's builds": attempt(os.listdir, other_build),
         "read another service's source": attempt(read, other_file),
         "connect to the API socket": attempt(connect, state / "run" / "api.sock"),
+        "send to the access-log socket": attempt(send, state / "run" / "access.sock"),
         "write in the state directory": attempt(write, state / "slipstream-probe"),
         "write in builds/": attempt(write, state / "builds" / "slipstream-probe"),
         "write in instances/": attempt(write, state / "instances" / "slipstream-probe"),
