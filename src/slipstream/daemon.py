@@ -254,7 +254,10 @@ def run_daemon(settings: Settings) -> None:
         engine.close()
         _remove_cgroups(engine)
         raise
-    settings.daemon_pidfile.write_text(str(os.getpid()))
+    fd = os.open(settings.daemon_pidfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # run/ is traversable (HAProxy's user sends to access.sock): nothing else there is
+    with os.fdopen(fd, "w") as pidfile:
+        pidfile.write(str(os.getpid()))
     app = create_app(engine, request_shutdown)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)

@@ -1,7 +1,10 @@
 """Apps run unprivileged (issue 14): deployed through the real daemon as root, an app runs as its
 service's own system user and cannot read the platform's keys and state, another service's
-build or the API socket, nor write outside its build, disk, HOME and /tmp; its build command and
-pre-deploy command ran as that user too, and the platform keeps serving afterwards."""
+build, the API socket or HAProxy's access-log socket, nor write outside its build, disk, HOME
+and /tmp; its build command and pre-deploy command ran as that user too, and the platform keeps
+serving afterwards. (No database here, to stay lean: the PostgreSQL password file,
+postgres/cluster.json, is covered by test_database.py, where the user nobody can read nothing in
+the state directory but the public certificates.)"""
 
 from __future__ import annotations
 

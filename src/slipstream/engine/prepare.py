@@ -213,7 +213,9 @@ def prepare_build(run: DeployRun, build: BuildRef) -> None:
         )
     except SlipstreamError as exc:
         raise DeployFailed(DeployStatus.BUILD_FAILED, exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
-    path = build.workdir.parent / f"caddy-d{run.id}" / "caddy.json"
+    # beside src/, in the build's root-owned directory: never inside the tree the site's user owns
+    root = run.ctx.settings.builds_dir / run.service / str(build.build_id)
+    path = (root if root.is_dir() else build.workdir.parent) / f"caddy-d{run.id}" / "caddy.json"
     write_caddy_config(path, config)
     user = run.ctx.instances.user_of(run.service)
     if user is not None:  # Caddy runs as the site's own user: it reads this and keeps its data beside it
