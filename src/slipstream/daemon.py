@@ -103,7 +103,7 @@ def build_engine(settings: Settings) -> Engine:
     )
     users = None
     if settings.service_users_on:
-        users = ServiceUsers(settings.home, settings.builds_dir, settings.cache_dir, settings.disks_dir)
+        users = ServiceUsers(settings.builds_dir, settings.cache_dir, settings.disks_dir)
     builder = Builder(settings.builds_dir, settings.cache_dir, python=reachable_python() if users else sys.executable)
     engine_ref: list[Engine] = []
     cgroups = None

@@ -115,8 +115,7 @@ def user_environment(user: ServiceUser) -> dict[str, str]:
 class ServiceUsers:
     """Creates each service's system user and area (see the module docstring), once per service."""
 
-    def __init__(self, state_home: Path, builds_dir: Path, cache_dir: Path, disks_dir: Path) -> None:
-        self.state_home = state_home
+    def __init__(self, builds_dir: Path, cache_dir: Path, disks_dir: Path) -> None:
         self.builds_dir = builds_dir
         self.cache_dir = cache_dir
         self.disks_dir = disks_dir

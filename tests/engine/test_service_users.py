@@ -16,7 +16,7 @@ class RecordedUsers(ServiceUsers):
     """Service users without useradd: a made-up uid per service, its HOME made here."""
 
     def __init__(self, home: Path) -> None:
-        super().__init__(home, home / "builds", home / "cache", home / "disks")
+        super().__init__(home / "builds", home / "cache", home / "disks")
         self.asked: list[str] = []
 
     def prepare(self, service: str) -> ServiceUser:

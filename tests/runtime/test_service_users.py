@@ -87,7 +87,7 @@ def test_a_service_user_and_its_area(open_tmp: Path) -> None:
     os.chmod(tmp_path, 0o711)
     home = tmp_path / "home"
     home.mkdir(mode=0o711)
-    users = ServiceUsers(home, home / "builds", home / "cache", home / "disks")
+    users = ServiceUsers(home / "builds", home / "cache", home / "disks")
     user = users.prepare("unit-probe")
     entry = pwd.getpwnam("slip-unit-probe")
     assert (user.uid, user.gid, entry.pw_shell, entry.pw_dir) == (
@@ -121,6 +121,6 @@ def test_a_service_user_and_its_area(open_tmp: Path) -> None:
     subprocess.run(["usermod", "--comment", "not slipstream's", "slip-unit-probe"], check=True)
     try:
         with pytest.raises(Conflict, match="is not slipstream's user for service unit-probe"):
-            ServiceUsers(home, home / "builds", home / "cache", home / "disks").prepare("unit-probe")
+            ServiceUsers(home / "builds", home / "cache", home / "disks").prepare("unit-probe")
     finally:
         subprocess.run(["userdel", "slip-unit-probe"], check=False)
