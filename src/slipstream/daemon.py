@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,7 +47,9 @@ from slipstream.logs import (
     Stream,
 )
 from slipstream.logs.receiver import deepen_datagram_queue
+from slipstream.osusers import PROXY_USER, ServiceUsers, ensure_system_user, reachable_python
 from slipstream.proxy import Proxy
+from slipstream.proxy.process import ProxyUser
 from slipstream.runtime import LocalDriver
 from slipstream.runtime.cgroups import LimitCgroups, MemoryCgroups
 from slipstream.runtime.podman import PodmanDriver
@@ -90,6 +93,10 @@ def build_engine(settings: Settings) -> Engine:
     masker = Masker()
     logs = log_pipeline(settings, store, masker)
     access_log = settings.access_socket if settings.access_log == "on" else None
+    proxy_user = None
+    if settings.service_users_on:
+        entry = ensure_system_user(PROXY_USER, "slipstream proxy")
+        proxy_user = ProxyUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
     proxy = Proxy(
         settings.proxy_dir,
         settings.http_port,
@@ -98,8 +105,12 @@ def build_engine(settings: Settings) -> Engine:
         slots=settings.proxy_slots,
         private_pool=settings.proxy_private_services,
         access_log=access_log,
+        run_as=proxy_user,
     )
-    builder = Builder(settings.builds_dir, settings.cache_dir)
+    users = None
+    if settings.service_users_on:
+        users = ServiceUsers(settings.builds_dir, settings.cache_dir, settings.disks_dir)
+    builder = Builder(settings.builds_dir, settings.cache_dir, python=reachable_python() if users else sys.executable)
     engine_ref: list[Engine] = []
     cgroups = None
     label = "slipstream-" + hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
@@ -133,6 +144,7 @@ def build_engine(settings: Settings) -> Engine:
         images=images,
         logs=logs,
         observe=True,
+        service_users=users,
     )
     engine_ref.append(engine)
     return engine
@@ -297,7 +309,10 @@ def run_daemon(settings: Settings) -> None:
         engine.close()
         _remove_cgroups(engine)
         raise
-    settings.daemon_pidfile.write_text(str(os.getpid()))
+    fd = os.open(settings.daemon_pidfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # run/ is traversable (HAProxy's user sends to access.sock): nothing else there is
+    with os.fdopen(fd, "w") as pidfile:
+        pidfile.write(str(os.getpid()))
     app = create_app(engine, request_shutdown, listener)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     servers.append((uvicorn.Server(config), sock))

@@ -248,6 +248,20 @@ class Settings:
         metadata=_env("SLIPSTREAM_EVENTS_MAX", "most platform events kept in the state database (oldest go first)"),
     )
 
+    service_users: str = field(
+        default="auto",
+        metadata=_env(
+            "SLIPSTREAM_SERVICE_USERS",
+            "`auto`: as root, each native service builds and runs as its own system user (`slip-<service>`); "
+            "`off`: everything runs as the daemon's user",
+        ),
+    )
+
+    @property
+    def service_users_on(self) -> bool:
+        """Whether services run as their own users (only a root daemon can switch users)."""
+        return self.service_users == "auto" and os.geteuid() == 0
+
     # Derived paths ---------------------------------------------------------------------------
     @property
     def state_db(self) -> Path:
@@ -336,7 +350,9 @@ class Settings:
     def ensure_dirs(self) -> None:
         """Create the directory tree, private to root (also where an older version left it open):
         the home is traversable only, every directory in it 0700 and every file 0600, except
-        ``postgres/`` and ``keyvalue/``, whose servers' own users must reach what they own there."""
+        ``postgres/`` and ``keyvalue/``, whose servers' own users must reach what they own there,
+        and with service users ``builds/``, ``cache/`` and ``disks/``: traversable (0711) to each
+        service's own area (``osusers.ServiceUsers``), and ``run/`` to HAProxy's access-log socket."""
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o711)  # traversable, not listable: the postgres user needs to reach postgres/
         for d in (*self._private_dirs(), self.podman_dir):
@@ -344,10 +360,14 @@ class Settings:
         for f in (self.state_db, self.logs_db, self.metrics_db, self.alerts_db, self.daemon_log):
             os.close(os.open(f, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite gives its WAL the file's mode
         shared = {self.postgres_dir.name, self.keyvalue_dir.name}
+        traversable = {d.name for d in self._service_dirs()} if self.service_users_on else set()
         for entry in self.home.iterdir():
             if entry.is_symlink() or entry.name in shared or entry.stat().st_uid != os.geteuid():
                 continue
-            os.chmod(entry, 0o700 if entry.is_dir() else 0o600)
+            os.chmod(entry, 0o711 if entry.name in traversable else 0o700 if entry.is_dir() else 0o600)
+
+    def _service_dirs(self) -> tuple[Path, ...]:
+        return (self.builds_dir, self.cache_dir, self.disks_dir, self.run_dir)
 
 
 def _number(kind: type[int] | type[float], minimum: float) -> Callable[[str, str], Any]:
@@ -451,6 +471,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "pids_max": _number(int, 0),
     "events_kept_days": _number(float, 0.001),
     "events_max": _number(int, 100),
+    "service_users": _choice("auto", "off"),
     "log_drains": _addresses,
     "metrics_interval_s": _number(float, 0.5),
     "smtp_port": _port,

@@ -84,7 +84,7 @@ def test_every_knob_is_documented_with_its_default() -> None:
 
 
 def test_the_state_directory_is_private_to_its_owner(tmp_path: Path) -> None:
-    s = Settings(home=tmp_path / "home")
+    s = Settings(home=tmp_path / "home", service_users="off")
     s.home.mkdir()
     (s.home / "state.db").write_text("")  # as an older version left them: 0644 and 0755
     os.chmod(s.home / "state.db", 0o644)
@@ -96,3 +96,12 @@ def test_the_state_directory_is_private_to_its_owner(tmp_path: Path) -> None:
     assert modes.pop("postgres") == 0o711
     assert {n for n, m in modes.items() if m not in (0o600, 0o700)} == set()
     assert {"state.db", "logs.db", "metrics.db", "daemon.log", "builds", "disks", "run", "podman"} <= set(modes)
+
+
+def test_with_service_users_their_areas_are_traversable_only(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path / "home", service_users="auto")
+    s.ensure_dirs()
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in s.home.iterdir()}
+    opened = {"builds", "cache", "disks", "run"} if os.geteuid() == 0 else set()
+    assert {n for n, m in modes.items() if m == 0o711} == opened  # each service's area below is 0710
+    assert {n for n, m in modes.items() if m not in (0o600, 0o700, 0o711)} == set()

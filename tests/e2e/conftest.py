@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import os
 import shutil
@@ -21,6 +22,7 @@ import pytest
 
 from bench.procs import processes_under
 from slipstream.engine.health import free_port
+from slipstream.osusers import plan_traversal
 
 APP_DIR = Path(__file__).parent / "app"
 SLIPSTREAM = [sys.executable, "-m", "slipstream"]
@@ -49,7 +51,39 @@ class Daemon:
             conn.close()
 
 
+_OPEN_HOMES: list[Path] = []
+
+
+def open_home(home: Path) -> Path:
+    """Where a daemon asked to live at ``home`` really lives. As root, each service builds and runs
+    as its own user, which must traverse every parent of the home, and pytest makes its tmp root
+    0700 at every start (another session's too): a new home goes into an open temp dir instead,
+    linked from ``home`` so the test reads it where it asked."""
+    if os.geteuid() != 0 or home.is_symlink() or not plan_traversal(home, Path("/"), -1):
+        return home.resolve()
+    if home.exists():  # made by the test itself: open its parents inside the temp dir
+        tmp = Path(tempfile.gettempdir()).resolve()
+        for parent in home.resolve().parents:
+            if parent == tmp or tmp not in parent.parents:
+                break
+            os.chmod(parent, parent.stat().st_mode | 0o001)
+        return home.resolve()
+    real = Path(tempfile.mkdtemp(prefix="slipstream-home-"))
+    os.chmod(real, 0o711)
+    _OPEN_HOMES.append(real)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    home.symlink_to(real, target_is_directory=True)
+    return real
+
+
+@atexit.register
+def _remove_open_homes() -> None:
+    for real in _OPEN_HOMES:
+        shutil.rmtree(real, ignore_errors=True)
+
+
 def start_daemon(home: Path, **extra: str) -> Daemon:
+    home = open_home(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPSTREAM_")}
     port = free_port()
     env.update(SLIPSTREAM_HOME=str(home), SLIPSTREAM_HTTP_PORT=str(port), **extra)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -94,8 +96,11 @@ services:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp("types")
+def env():  # type: ignore[no-untyped-def]
+    # as root, each app runs as its own user and writes its journal here: open like /tmp, and not
+    # under pytest's tmp root, which any pytest start makes 0700 again
+    tmp = Path(tempfile.mkdtemp(prefix="slipstream-types-"))
+    os.chmod(tmp, 0o1777)
     repo = make_app_repo(tmp / "app", {"render.yaml": blueprint(tmp)})
     d = start_daemon(
         tmp / "home",
@@ -110,6 +115,7 @@ def env(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
         yield d, repo, tmp
     finally:
         stop_daemon(d)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def deploy(d: Daemon, repo, name: str, version: str = "2") -> str:  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ from slipstream.builds.fake import FakeBuilder
 from slipstream.engine.engine import Engine
 from slipstream.engine.health import Probe
 from slipstream.engine.release import Release
+from slipstream.osusers import ServiceUsers
 from slipstream.proxy.fake import FakeProxy
 from slipstream.runtime.fake import FakeDriver, FakeHost
 from slipstream.secrets import Masker, SecretBox
@@ -240,6 +241,7 @@ def make_rig(
     host: FakeHost | None = None,
     proxy: FakeProxy | None = None,
     start: bool = True,
+    users: ServiceUsers | None = None,
     **settings: Any,
 ) -> Rig:
     """A daemon on the state under ``tmp/home`` (a new one, or the one a previous Rig left)."""
@@ -249,7 +251,7 @@ def make_rig(
     proxy = proxy or FakeProxy()
     driver = FakeDriver(host=host)
     builder = FakeBuilder(s.builds_dir)
-    engine = Engine(s, store, proxy, driver, builder, Masker())
+    engine = Engine(s, store, proxy, driver, builder, Masker(), service_users=users)
     driver.on_event = engine.on_instance_event
     probes = Probes(driver.host)
     engine.instances.probe = probes  # type: ignore[method-assign]

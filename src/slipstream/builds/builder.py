@@ -6,10 +6,14 @@ Lifecycle of ``build(spec)`` (one service at a time; different services build in
    removed; a finished build with that id is a Conflict).
 2. The source lands in ``src/``: ``git archive`` of the resolved commit, or a copy of ``from_dir``.
 3. The runtime's toolchain is prepared (Python: the cached virtualenv; Node: the npm cache).
-4. ``buildCommand`` runs with ``/bin/sh -c`` in ``src/<rootDir>``; every line goes to
-   ``build.log`` and to ``on_output``. Non-zero exit: ``BuildFailed`` with the last 20 lines.
-5. Files in ``src/`` lose their write bits (a reminder: builds are immutable and reused by
-   rollbacks), ``build.json`` records the result, and the ``Build`` is returned.
+4. With a service user (``spec.user``), ``src/`` and a new virtualenv become that user's (the
+   build directory itself, ``build.log`` and ``build.json`` stay root's: the daemon writes them).
+5. ``buildCommand`` runs with ``/bin/sh -c`` in ``src/<rootDir>`` (as the service's user when it
+   has one); every line goes to ``build.log`` and to ``on_output``. Non-zero exit:
+   ``BuildFailed`` with the last 20 lines.
+6. Without a service user, files in ``src/`` lose their write bits (a reminder: builds are
+   immutable and reused by rollbacks; a service's own user owns its tree and may write to it, as
+   on Render's ephemeral disk). ``build.json`` records the result, and the ``Build`` is returned.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from slipstream.builds import source, toolchain
 from slipstream.builds.model import Build, BuildFailed, BuildSpec
 from slipstream.builds.toolchain import Toolchain
 from slipstream.errors import Conflict, InvalidInput
+from slipstream.osusers import hand_over
 from slipstream.runtime.oneoff import CANCELED_EXIT_CODE, TIMEOUT_EXIT_CODE, run_command
 
 LOG_TAIL_LINES = 20
@@ -117,11 +122,16 @@ class Builder:
         commit = self._materialise(spec, src, say)
         workdir = self._workdir(src, root_dir, spec)
         chain = self._toolchain(spec, workdir, say)
+        if spec.user is not None:
+            hand_over(src, spec.user)  # nothing of the user's has run yet: the walk cannot be raced
+            if chain.venv_created and chain.venv is not None:
+                hand_over(chain.venv, spec.user)
         if spec.build_command:
             self._run_build_command(spec, workdir, chain, log_path, say, on_output, cancel)
         if chain.venv is not None:
             toolchain.mark_ready(chain.venv)
-        source.freeze_tree(src)
+        if spec.user is None:
+            source.freeze_tree(src)
         duration = time.monotonic() - started
         build = Build(
             spec.build_id,
@@ -190,7 +200,8 @@ class Builder:
                 on_output(line)
 
         say(f"==> Running build command '{command}'")
-        code = run_command(command, workdir, chain.env, log_path, self.timeout_s, output, cancel=cancel)
+        user = spec.user.name if spec.user is not None else None
+        code = run_command(command, workdir, chain.env, log_path, self.timeout_s, output, cancel=cancel, user=user)
         if code == 0:
             return
         if chain.venv_created and chain.venv is not None:

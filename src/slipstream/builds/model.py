@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slipstream.errors import CommandFailed
+from slipstream.osusers import ServiceUser
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class BuildSpec:
     runtime: str  # "python" | "node" | "static" | anything else: just run the command
     build_command: str | None
     env: Mapping[str, str]  # the complete build environment
+    user: ServiceUser | None = None  # the service's OS user: owns the tree, runs the build command
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ one keep it for rollbacks. A virtualenv counts as ready only after a build comma
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -135,7 +136,8 @@ def create_venv(python: str, venv: Path) -> None:
 
 def mark_ready(venv: Path) -> None:
     """Record that a build command succeeded in ``venv``, so later builds may reuse it."""
-    (venv / READY_MARKER).touch()
+    # O_NOFOLLOW: the virtualenv may belong to the service's user, who could plant a link here
+    os.close(os.open(venv / READY_MARKER, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
 
 
 def prepare_node(workdir: Path, cache: Path, env: Mapping[str, str]) -> Toolchain:

@@ -141,8 +141,9 @@ class CronScheduler:
             self.ctx.logs.watch(log_path, Source(service, Stream.CRON, deploy_id))
         self.ctx.store.event("cron", f"{service}: run {run_id} started ({trigger})", service=service)
         command = (release.container or {}).get("docker_command") if build.image else release.start_command
+        user = None if build.image else self.ctx.instances.user_name(service)
         code = self.ctx.driver.run_once(
-            command or "", build.workdir, env, log_path, timeout_s=self.max_run_s, image=build.image
+            command or "", build.workdir, env, log_path, timeout_s=self.max_run_s, image=build.image, user=user
         )
         status = "succeeded" if code == 0 else ("timed_out" if code == 124 else "failed")
         self.ctx.store.finish_cron_run(run_id, status, code)

@@ -175,6 +175,7 @@ class DeployRun:
             on_output=lambda line: self.say(line, "pre_deploy"),
             cancel=self.canceled,
             image=build.image,
+            user=None if build.image else self.ctx.instances.user_name(self.service),
         )
         if self.ctx.logs is not None:
             self.ctx.logs.retire(log_path)

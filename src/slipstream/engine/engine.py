@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from slipstream.engine.keyvalues import KeyValueManager
     from slipstream.engine.observe import Observability
     from slipstream.logs import LogPipeline
+    from slipstream.osusers import ServiceUsers
 
 
 class Engine:
@@ -63,6 +64,7 @@ class Engine:
         images: ImageControl | None = None,
         logs: LogPipeline | None = None,
         observe: bool = False,
+        service_users: ServiceUsers | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -71,7 +73,9 @@ class Engine:
         self.log_pipeline = logs
         self._closing = threading.Event()
         base_env = base_environment()
-        self.instances = Instances(settings, store, proxy, driver, masker, base_env, self._closing, logs)
+        self.instances = Instances(
+            settings, store, proxy, driver, masker, base_env, self._closing, logs, users=service_users
+        )
         self.provisioner = Provisioner(store, proxy, masker, settings.http_port, databases, keyvalues)
         self.ctx = DeployContext(
             settings=settings,

@@ -25,6 +25,7 @@ from slipstream.engine.names import server_of
 from slipstream.engine.release import BuildRef, Release, hostname, instance_env
 from slipstream.errors import NotFound
 from slipstream.logs.model import Source, Stream
+from slipstream.osusers import ServiceUser, ServiceUsers, user_environment
 from slipstream.proxy.base import ProxyControl
 from slipstream.runtime.base import Driver, InstanceSpec, InstanceState, InstanceStatus
 from slipstream.runtime.ports import describe_pid, foreign_listeners
@@ -49,6 +50,8 @@ class Instances:
         base_env: dict[str, str],
         closing: threading.Event,
         logs: LogSink | None = None,
+        *,
+        users: ServiceUsers | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -61,6 +64,11 @@ class Instances:
         self._specs: dict[str, InstanceSpec] = {}
         # who else listens on a port: (port, instance pid) -> pids (the machine's sockets; tests replace it)
         self.foreign_listeners: Callable[[int, int], list[int]] = foreign_listeners
+        self.users = users  # None: every process runs as the daemon's own user
+
+    def user_of(self, service: str) -> ServiceUser | None:
+        """The OS user ``service``'s native processes run as (created on first use), or None."""
+        return self.users.prepare(service) if self.users is not None else None
 
     # -- the factory ------------------------------------------------------------------------
     def log_path(self, iid: str) -> Path:
@@ -70,10 +78,14 @@ class Instances:
     def env(self, release: Release, build: BuildRef, port: int | None, iid: str) -> dict[str, str]:
         """The complete environment of an instance (or of a one-off command when ``port`` is None).
         A container gets the service's variables only: the host's PATH or HOME would override its
-        image's."""
+        image's. A service with its own user gets that user's HOME, USER and LOGNAME."""
+        base = dict(self.base_env)
+        user = None if build.image else self.user_of(release.service)
+        if user is not None:
+            base.update(user_environment(user))
         return instance_env(
             release,
-            base={} if build.image else self.base_env,
+            base={} if build.image else base,
             path_prefix=build.path_prefix,
             extra=build.extra_env,
             port=port,
@@ -98,6 +110,7 @@ class Instances:
             shutdown_delay_s=release.shutdown_delay_s,
             memory_limit_mb=release.memory_limit_mb,
             cpus=self.cpus(release),
+            user=None if build.image else self.user_name(release.service),
             image=build.image,
             container_port=_container_port(release) if build.image else None,
             volumes=self.volumes(release) if build.image else (),
@@ -108,6 +121,11 @@ class Instances:
         if self.settings.cpu_limits == "off" or not release.cpus:
             return None
         return min(release.cpus, float(os.cpu_count() or 1))
+
+    def user_name(self, service: str) -> str | None:
+        """The name of the OS user ``service``'s native processes run as, or None (the daemon's)."""
+        user = self.user_of(service)
+        return user.name if user is not None else None
 
     def volumes(self, release: Release) -> tuple[tuple[str, str], ...]:
         """A container's persistent disk: the service's disk directory at its mountPath."""

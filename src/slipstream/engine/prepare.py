@@ -18,6 +18,7 @@ from slipstream.engine.planning import Needs, plan_release
 from slipstream.engine.release import BuildRef
 from slipstream.errors import CommandFailed, InvalidInput, SlipstreamError
 from slipstream.logs.model import Source, Stream
+from slipstream.osusers import hand_over, user_environment
 from slipstream.states import DeployKind, DeployStatus
 
 IMAGES_KEPT = 5  # images of a container service kept for rollbacks (besides the live one)
@@ -86,6 +87,11 @@ def build_once(run: DeployRun) -> BuildRef:
     if run.release.runtime == "image":
         return pin_image(run, build_id, started)
     src = run.payload.get("_source") or {}
+    try:
+        user = None if run.release.runtime == "docker" else ctx.instances.user_of(run.service)
+    except SlipstreamError as exc:
+        store.finish_build(build_id, status="failed", duration_s=time.monotonic() - started)
+        raise DeployFailed(DeployStatus.BUILD_FAILED, f"{exc}; the live release keeps serving") from None
     spec = BuildSpec(
         service=run.service,
         build_id=build_id,
@@ -102,7 +108,9 @@ def build_once(run: DeployRun) -> BuildRef:
             "RENDER": "true",
             "RENDER_SERVICE_NAME": run.service,
             "RENDER_GIT_COMMIT": run.rec.commit_sha or "",
+            **(user_environment(user) if user is not None else {}),
         },
+        user=user,
     )
     image = None
     build_log = ctx.settings.builds_dir / run.service / str(build_id) / "build.log"
@@ -205,8 +213,13 @@ def prepare_build(run: DeployRun, build: BuildRef) -> None:
         )
     except SlipstreamError as exc:
         raise DeployFailed(DeployStatus.BUILD_FAILED, exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
-    path = build.workdir.parent / f"caddy-d{run.id}" / "caddy.json"
+    # beside src/, in the build's root-owned directory: never inside the tree the site's user owns
+    root = run.ctx.settings.builds_dir / run.service / str(build.build_id)
+    path = (root if root.is_dir() else build.workdir.parent) / f"caddy-d{run.id}" / "caddy.json"
     write_caddy_config(path, config)
+    user = run.ctx.instances.user_of(run.service)
+    if user is not None:  # Caddy runs as the site's own user: it reads this and keeps its data beside it
+        hand_over(path.parent, user)
     run.replace_release(start_command=caddy_command(path), health_check_path=HEALTH_PATH)
 
 
@@ -217,7 +230,11 @@ def attach_disk(run: DeployRun, build: BuildRef) -> None:
     if name in (".", "..") or "/" in name or "\0" in name:  # the blueprint check says so first
         raise DeployFailed(DeployStatus.UPDATE_FAILED, f"disk name {name!r} must be one path segment")
     target = run.ctx.settings.disks_dir / run.service / name
-    target.mkdir(parents=True, exist_ok=True)
+    users = run.ctx.instances.users
+    if users is not None and build.image is None:
+        users.disk_dir(run.service, name)  # owned by the service's user
+    else:
+        target.mkdir(parents=True, exist_ok=True)
     if build.image is not None:  # a container gets the disk as a volume at mountPath (Instances.spec)
         return
     mount = Path(str(disk.get("mount_path") or "data"))

@@ -221,9 +221,11 @@ def render_config(
     slots: int = DEFAULT_SLOTS,
     private_ports: Sequence[int] = (),
     access_log: Path | None = None,
+    run_as: str | None = None,
 ) -> str:
     """Render ``haproxy.cfg``: the frontend, the no-route backend, the backend pool and one TCP
-    listener with its backend per port of ``private_ports``.
+    listener with its backend per port of ``private_ports``. With ``run_as``, HAProxy drops to
+    that user and its group once it has bound its ports and admin socket and read its maps.
 
     Every backend declares ``slots`` server slots; the servers of ``routes`` fill the first slots
     of their backend (see :func:`plan_slots`), the others stay free.
@@ -243,6 +245,15 @@ def render_config(
         "    noreuseport",
         "    hard-stop-after 10s",
         *([f"    log {access_log} len 8192 format raw local0 info"] if access_log else []),
+        *(
+            [
+                "    # binds (80/443 too), the admin socket and the maps come first, as root; then this user",
+                f"    user {run_as}",
+                f"    group {run_as}",
+            ]
+            if run_as
+            else []
+        ),
         "",
         "defaults",
         "    mode http",

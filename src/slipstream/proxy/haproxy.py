@@ -84,6 +84,7 @@ from slipstream.proxy.private import (
     ports_in_config,
     save_ports,
 )
+from slipstream.proxy.process import ProxyUser
 from slipstream.proxy.slots import (
     Live,
     Records,
@@ -117,8 +118,10 @@ class Proxy:
         private_pool: int = DEFAULT_PRIVATE_POOL,
         private_ports: Sequence[int] | None = None,
         access_log: Path | None = None,
+        run_as: ProxyUser | None = None,
     ) -> None:
         self.access_log = access_log  # a unix datagram socket HAProxy sends access lines to
+        self.run_as = run_as  # the unprivileged user HAProxy drops to (None: it stays who started it)
         self.proxy_dir = Path(proxy_dir).absolute()
         if not _SAFE_PATH.match(str(self.proxy_dir)):
             raise InvalidInput(
@@ -163,6 +166,8 @@ class Proxy:
         with self._lock:
             self.proxy_dir.mkdir(parents=True, exist_ok=True)
             fresh = process.find_running(self.pidfile, self.config_path) is None
+            if self.run_as is not None and self.access_log is not None:
+                process.open_access_log(self.access_log, self.run_as.gid)
             ports = self._settle_ports(fresh)
             if fresh:
                 self._launch(routes)
@@ -482,6 +487,7 @@ class Proxy:
                 slots=self.slots,
                 private_ports=ports,
                 access_log=self.access_log,
+                run_as=self.run_as.name if self.run_as is not None else None,
             ),
         )
         self._save(services=assignment, slots=records)

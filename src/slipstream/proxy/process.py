@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -111,6 +112,25 @@ def launch(haproxy: str, config: Path, pidfile: Path, port: int, timeout: float 
     raise CommandFailed(
         f"haproxy started but its pidfile {pidfile} names no live process", "check the system log for haproxy errors"
     )
+
+
+@dataclass(frozen=True)
+class ProxyUser:
+    """The unprivileged user HAProxy drops to after binding (its group has the same name)."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def open_access_log(socket_path: Path, gid: int) -> None:
+    """Let HAProxy's group send to the access-log socket (0620) through its directory (0711): it
+    sends each line by path, as its own user. The socket is re-made at every daemon start, so
+    this runs at each start, adopted HAProxy or not."""
+    os.chmod(socket_path.parent, 0o711)
+    if socket_path.exists():
+        os.chown(socket_path, os.geteuid(), gid, follow_symlinks=False)
+        os.chmod(socket_path, 0o620)
 
 
 def terminate(pid: int, grace: float = 10.0) -> None:

@@ -45,6 +45,7 @@ class InstanceSpec:
     shutdown_delay_s: float = 30.0  # SIGTERM, then SIGKILL after this
     memory_limit_mb: int | None = None  # RSS of the whole process tree; exceeding it restarts
     cpus: float | None = None  # CPU cap in cores (the plan's; capped at the machine's cores)
+    user: str | None = None  # the OS user it runs as (local driver; None: the daemon's own)
     # Containers (runtime.podman) only; the local driver ignores these.
     image: str | None = None  # image to run, pinned (``localhost/slipstream/web:b12``, ``repo@sha256:…``)
     container_port: int | None = None  # PORT inside the container, published on 127.0.0.1:port (10000)
@@ -115,7 +116,9 @@ class Driver(Protocol):
         cancel: threading.Event | None = None,
         *,
         image: str | None = None,
+        user: str | None = None,
     ) -> int:
         """Run a one-off shell command to completion; its exit code (124 on timeout, 130 when
-        ``cancel`` was set). With ``image``, in a new container of that image."""
+        ``cancel`` was set). With ``image``, in a new container of that image; else as OS ``user``
+        (None: the daemon's own)."""
         ...

@@ -242,11 +242,13 @@ class LocalDriver:
         cancel: threading.Event | None = None,
         *,
         image: str | None = None,
+        user: str | None = None,
     ) -> int:
-        """Run a one-off shell command to completion and return its exit code (124 on timeout)."""
+        """Run a one-off shell command (as ``user`` when given) to completion and return its exit code
+        (124 on timeout)."""
         if image is not None:
             raise InvalidInput("the local driver runs processes, not images", "run it through the container driver")
-        return run_command(command, cwd, env, log_path, timeout_s, on_output, cancel=cancel)
+        return run_command(command, cwd, env, log_path, timeout_s, on_output, cancel=cancel, user=user)
 
     # -- supervision ---------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -362,7 +364,9 @@ class LocalDriver:
         release_port(inst.port_hold)  # the app binds it now
         inst.port_hold = None
         try:
-            proc = spawn(spec.command, spec.cwd, spec.env, fd, f"instance {spec.instance_id}", cgroup_procs=procs)
+            proc = spawn(
+                spec.command, spec.cwd, spec.env, fd, f"instance {spec.instance_id}", cgroup_procs=procs, user=spec.user
+            )
         finally:
             os.close(fd)
         inst.proc, inst.pid, inst.state = proc, proc.pid, InstanceState.RUNNING

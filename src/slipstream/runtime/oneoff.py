@@ -2,7 +2,8 @@
 
 Lifecycle of a run:
 
-1. ``/bin/sh -c COMMAND`` starts in its own process group; stdout and stderr share one pipe.
+1. ``/bin/sh -c COMMAND`` starts in its own process group (as the service's user when given:
+   ``setpriv`` first, see ``osusers``); stdout and stderr share one pipe.
 2. Each complete line is appended to the log file and passed to ``on_output`` as it arrives.
 3. When the command's own process exits, whatever it left behind in its group is killed (a stray
    background process would otherwise hold the pipe open forever), and the pipe is drained.
@@ -42,11 +43,13 @@ def run_command(
     kill_grace_s: float = 2.0,
     drain_s: float = 2.0,
     cancel: threading.Event | None = None,
+    user: str | None = None,
 ) -> int:
-    """Run ``command`` to completion and return its exit code (124 on timeout, 130 when canceled)."""
+    """Run ``command`` (as OS ``user`` when given) to completion and return its exit code (124 on
+    timeout, 130 when canceled)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab", buffering=0) as log:
-        proc = spawn(command, cwd, env, subprocess.PIPE, "command")
+        proc = spawn(command, cwd, env, subprocess.PIPE, "command", user=user)
         assert proc.stdout is not None
         lines = _LineSplitter(log, on_output)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

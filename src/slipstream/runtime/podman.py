@@ -249,6 +249,7 @@ class PodmanDriver:
         memory_limit_mb: int | None = None,
         cpus: float | None = None,
         volumes: tuple[tuple[str, str], ...] = (),
+        user: str | None = None,  # (a container runs as its image's user)
     ) -> int:
         """Run ``/bin/sh -c command`` in a new container of ``image`` to completion; its exit code (124
         on timeout). ``cwd`` is a host path the container cannot see: the image's WORKDIR applies.

@@ -17,6 +17,7 @@ from typing import IO
 import psutil
 
 from slipstream.errors import InvalidInput
+from slipstream.osusers import build_as_user
 from slipstream.runtime.cgroups import wrap
 
 # Two psutil create_times name the same process when they differ by less than half a clock tick.
@@ -41,9 +42,10 @@ def spawn(
     stdout: int | IO[bytes],
     what: str,
     cgroup_procs: Path | Sequence[Path] | None = None,
+    user: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``command`` in its own session (first joining the cgroups whose ``cgroup.procs`` files
-    are given); raise InvalidInput when it cannot start at all."""
+    are given, as root, then becoming ``user`` when given); raise InvalidInput when it cannot start at all."""
     if not Path(cwd).is_dir():
         raise InvalidInput(
             f"cannot start {what}: working directory {cwd} does not exist",
@@ -51,7 +53,7 @@ def spawn(
         )
     try:
         return subprocess.Popen(
-            wrap(shell_argv(command), cgroup_procs),
+            wrap(build_as_user(shell_argv(command), user), cgroup_procs),
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,

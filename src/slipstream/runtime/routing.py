@@ -113,9 +113,10 @@ class RoutingDriver:
         cancel: threading.Event | None = None,
         *,
         image: str | None = None,
+        user: str | None = None,
     ) -> int:
         if image is None:
-            return self.local.run_once(command, cwd, env, log_path, timeout_s, on_output, cancel)
+            return self.local.run_once(command, cwd, env, log_path, timeout_s, on_output, cancel, user=user)
         if self.containers is None:
             raise Unavailable("a one-off command in a container needs Podman, which this machine lacks")
         return self.containers.run_once(command, cwd, env, log_path, timeout_s, on_output, cancel=cancel, image=image)
