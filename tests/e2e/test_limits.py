@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,7 +71,11 @@ def alive(pid: int) -> bool:
 
 
 def test_limits_survive_a_daemon_restart_and_a_stop_leaves_no_setsid_child(tmp_path: Path) -> None:
-    marker = tmp_path / "children"
+    # as root the app runs as its own user: its marker goes in a folder open like /tmp, not under
+    # pytest's tmp root (0700)
+    open_dir = Path(tempfile.mkdtemp(prefix="slipstream-limits-"))
+    os.chmod(open_dir, 0o1777)
+    marker = open_dir / "children"
     d = start_daemon(tmp_path / "home", SLIPSTREAM_HEALTH_DEADLINE="20", SLIPSTREAM_SETTLE_SECONDS="0.5")
     try:
         repo = make_app_repo(tmp_path / "app", {"render.yaml": blueprint(marker)}, versions=("1",))
@@ -98,3 +104,4 @@ def test_limits_survive_a_daemon_restart_and_a_stop_leaves_no_setsid_child(tmp_p
         assert not alive(children[1])  # 'down' swept it: it had left the process group
     finally:
         stop_daemon(d)
+        shutil.rmtree(open_dir, ignore_errors=True)
