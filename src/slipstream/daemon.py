@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import uvicorn
 
+from slipstream import failpoints
 from slipstream.api.app import create_app
 from slipstream.builds import Builder
 from slipstream.builds.docker import DockerBuilder
@@ -205,6 +206,7 @@ def _remove_cgroups(engine: Engine) -> None:
 def run_daemon(settings: Settings) -> None:
     """Run in the foreground until stopped."""
     limit_malloc_arenas()
+    failpoints.arm(settings.failpoints)
     settings.ensure_dirs()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = _bind_socket(settings.api_socket)
