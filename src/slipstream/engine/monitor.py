@@ -1,6 +1,7 @@
 """Health after the flip: live web instances keep being checked (Render's numbers by default:
 out of rotation after 15 s of failing checks, restarted after 60 s), and HAProxy itself: killed
-(kill -9, the OOM killer), it is started again with the live routes within ``PROXY_CHECK_S``."""
+(kill -9, the OOM killer), it is started again with the live routes within ``PROXY_CHECK_S``; the
+embedded PostgreSQL, killed, is started again at the next round."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ class LiveMonitor:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
+            try:
+                if self.ctx.databases is not None:
+                    self.ctx.databases.ensure_running()
+            except Exception:
+                log.exception("starting PostgreSQL again failed")
             try:
                 self.check_all()
             except Exception:
