@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,14 +26,16 @@ from typing import Any
 
 import httpx
 import psutil
+import psycopg
 import pytest
 
 from bench.procs import processes_under
 from slipstream import failpoints as fp
+from slipstream.engine.health import free_port
 from slipstream.proxy import Proxy
 from slipstream.states import ACTIVE
 from tests.e2e.blueprints import web
-from tests.e2e.conftest import SLIPSTREAM, Daemon, Load, make_app_repo, start_daemon, stop_daemon
+from tests.e2e.conftest import SLIPSTREAM, Daemon, Load, make_app_repo, stop_daemon
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -50,12 +54,27 @@ SITE = """services:
     staticPublishPath: dist
 """
 
+DB = """databases:
+  - name: chaosdb
+services:
+  - type: web
+    name: dbweb
+    runtime: python
+    buildCommand: echo building
+    startCommand: python app.py
+    healthCheckPath: /health
+    envVars:
+      - key: DATABASE_URL
+        fromDatabase: {name: chaosdb, property: connectionString}
+"""
+
 BLUEPRINTS = {
     "render.yaml": web(),
     "render-pre.yaml": web(pre="echo migrating && sleep 5 && echo migrated"),
     "render-sick-later.yaml": web(env={"SICK_AFTER_HEALTH": "0.6"}),  # fails its check after the flip
     "render-crash.yaml": web(env={"CRASH_AFTER_HEALTH": "0.05"}),  # before the flip: the deploy fails
     "render-site.yaml": SITE,
+    "render-db.yaml": DB,
 }
 
 
@@ -142,18 +161,29 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
-    tmp = tmp_path_factory.mktemp("chaos")
+    report = tmp_path_factory.mktemp("chaos") / "chaos.json"
+    tmp = Path(tempfile.mkdtemp(prefix="slipstream-chaos-"))  # not pytest's 0700 dir: PostgreSQL's user
+    os.chmod(tmp, 0o711)  # must reach its data under the home
     low = random.randrange(20000, 29800, 100)  # a slice of the instance range of our own (leak check)
     repo = make_app_repo(tmp / "app", BLUEPRINTS)
     home = tmp / "home"
-    first = start_daemon(home, **SETTINGS, SLIPSTREAM_INSTANCE_PORTS=f"{low}-{low + 99}")
-    c = Chaos(tmp, first, repo.path, repo.commits, (low, low + 99), report=tmp / "chaos.json")
+    home.mkdir(mode=0o700)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPSTREAM_")}
+    env.update(SETTINGS, SLIPSTREAM_HOME=str(home), SLIPSTREAM_HTTP_PORT=str(port))
+    env["SLIPSTREAM_INSTANCE_PORTS"] = f"{low}-{low + 99}"
+    c = Chaos(tmp, Daemon(home, port, env), repo.path, repo.commits, (low, low + 99), report=report)
     try:
-        r = c.daemon.cli("deploy", "web", "--blueprint", str(repo.path / "render.yaml"), "--commit", repo.commits["1"])
-        assert r.returncode == 0, r.stdout + r.stderr
+        c.restart(None)
+        bp = str(repo.path / "render.yaml")
+        first = api(c.daemon, "/v1/deploys", {"service": "web", "blueprint": bp, "commit": repo.commits["1"]})
+        did = first["deploy"]["id"]
+        wait_for(lambda: api(c.daemon, f"/v1/deploys/{did}")["deploy"]["status"] not in ACTIVE, 60, "v1 to deploy")
+        assert served(c.daemon) == "version=1"
         yield c
     finally:
         stop_daemon(c.daemon)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def api(d: Daemon, path: str, body: dict | None = None, *, quiet: bool = False) -> Any:
@@ -252,7 +282,6 @@ def test_daemon_killed_at_failpoint(chaos: Chaos, case: Case) -> None:
         deploy = wait_for(lambda: (d := latest_deploy(c.daemon))["status"] not in ACTIVE and d, 30, "resolution")
         resolved = time.monotonic() - died
         svc = check_consistent(c)
-        time.sleep(0.2)
     assert deploy["id"] > (before["live_deploy"]["id"] or 0)
     if case.outcome == "live":
         assert deploy["status"] == "live" and svc["live_deploy"]["id"] == deploy["id"], deploy
@@ -328,3 +357,36 @@ def test_caddy_killed_mid_traffic_is_restarted(chaos: Chaos) -> None:
     assert again["pid"] != caddy and again["process"] == "running" and again["restarts"] >= 1
     figure = {**figure, "down_s": round(float(figure["down_s"]), 2)}  # type: ignore[arg-type]
     c.record("kill -9 caddy", figure)
+
+
+def test_postgres_killed_is_started_again(chaos: Chaos) -> None:
+    c = chaos
+    bp = str(c.repo_path / "render-db.yaml")  # a service using the database makes it (and the cluster)
+    did = api(c.daemon, "/v1/deploys", {"service": "dbweb", "blueprint": bp, "commit": c.commits["1"]})["deploy"]["id"]
+    wait_for(lambda: api(c.daemon, f"/v1/deploys/{did}")["deploy"]["status"] not in ACTIVE, 90, "dbweb to deploy")
+    info = api(c.daemon, "/v1/databases/chaosdb/connection?reveal=true")
+    extra = {"sslrootcert": info["ca_file"]} if info["ca_file"] else {}
+
+    def query() -> bool:
+        try:
+            with psycopg.connect(info["url"], connect_timeout=2, **extra) as conn:
+                return conn.execute("SELECT 1").fetchone() == (1,)
+        except psycopg.Error:
+            return False
+
+    assert query()
+    pidfile = c.daemon.home / "postgres" / "pgdata" / "postmaster.pid"
+    postmaster = int(pidfile.read_text().split()[0])
+    failed = tried = 0
+    started = time.monotonic()
+    os.kill(postmaster, signal.SIGKILL)
+    while time.monotonic() - started < 30:  # a client retrying every 20 ms until the server is back
+        tried += 1
+        if query():
+            break
+        failed += 1
+        time.sleep(0.02)
+    down_s = round(time.monotonic() - started, 2)
+    assert query(), "PostgreSQL was not started again within 30 s"
+    assert int(pidfile.read_text().split()[0]) != postmaster
+    c.record("kill -9 postgres", {"failed": failed, "requests": tried, "down_s": down_s})
