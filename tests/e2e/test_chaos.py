@@ -227,7 +227,8 @@ def check_consistent(c: Chaos) -> dict:
     running = [i["pid"] for s in api(c.daemon, "/v1/status")["services"] for i in s["instances"]]
     allowed = {c.pid, haproxy, *running}
     allowed |= {p.pid for pid in (haproxy, *running) for p in psutil.Process(pid).children(True)}
-    orphans = [f"{p.pid} {' '.join(p.cmdline())}" for p in processes_under(c.daemon.home) if p.pid not in allowed]
+    under = processes_under(c.daemon.home)
+    orphans = [f"{p.pid} {' '.join(p.cmdline())}" for p in under if p.pid not in allowed]
     assert orphans == [], orphans
     low, high = c.ports
     listening = {
@@ -235,7 +236,7 @@ def check_consistent(c: Chaos) -> dict:
         for conn in psutil.net_connections("tcp")
         if conn.status == psutil.CONN_LISTEN and low <= conn.laddr.port <= high
     }
-    ours = {p.pid for p in processes_under(c.daemon.home)}  # other suites may run instances in this range
+    ours = {p.pid for p in under}  # other suites may run instances in this range
     leaked = {
         port: owner(pid) for port, pid in listening.items() if port not in {i["port"] for i in live} and pid in ours
     }
