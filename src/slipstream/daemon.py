@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from slipstream import failpoints
 from slipstream.api.app import create_app
 from slipstream.api.auth import TokenAuth
 from slipstream.api.listener import Listener, bind_tcp, fingerprint, prepare_listener
@@ -263,6 +264,7 @@ def _tcp_server(engine: Engine, app: FastAPI, listener: Listener) -> uvicorn.Ser
 def run_daemon(settings: Settings) -> None:
     """Run in the foreground until stopped."""
     limit_malloc_arenas()
+    failpoints.arm(settings.failpoints)
     settings.ensure_dirs()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     listener = prepare_listener(settings)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from slipstream import failpoints
+
 
 class SettingsError(ValueError):
     """Raised when an environment variable holds a value slipstream cannot use."""
@@ -76,6 +78,14 @@ class Settings:
     worker_grace_s: float = field(
         default=2.0,
         metadata=_env("SLIPSTREAM_WORKER_GRACE", "seconds a new worker must keep running to count as healthy"),
+    )
+    failpoints: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            "SLIPSTREAM_FAILPOINTS",
+            "tests only: deploy steps at which the daemon kills itself with SIGKILL, comma-separated "
+            "(the chaos suite; names in slipstream/failpoints.py)",
+        ),
     )
     overlap: str = field(
         default="override",
@@ -401,6 +411,13 @@ def _addresses(name: str, raw: str) -> tuple[str, ...]:
     return items
 
 
+def _failpoints(name: str, raw: str) -> tuple[str, ...]:
+    try:
+        return failpoints.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} has value {raw!r}: {exc}") from None
+
+
 def _text(name: str, raw: str) -> str:
     return raw
 
@@ -460,6 +477,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "settle_s": _number(float, 0),
     "worker_grace_s": _number(float, 0),
     "overlap": _choice("override", "wait"),
+    "failpoints": _failpoints,
     "cron_max_s": _number(float, 1),
     "live_check_interval_s": _number(float, 0.1),
     "unroute_after_s": _number(float, 0),

@@ -30,8 +30,15 @@ class FakeCluster:
         self.pruned.append(keep)
         return []
 
+    starts = 0
+    killed = False
+
     def start(self) -> None:
-        pass
+        self.starts += 1
+        self.killed = False
+
+    def gone(self) -> bool:
+        return self.killed
 
     def server_major_version(self) -> int:
         return 15
@@ -92,3 +99,15 @@ def test_ip_allow_lists_are_kept_and_applied_together(mgr: DatabaseManager) -> N
     assert fake.access == {"main": ("main", "main", ["10.0.0.0/8"]), "other": ("other", "other", ["203.0.113.7/32"])}
     mgr.ensure("main")  # the list was emptied in the blueprint: loopback only again
     assert fake.access == {"other": ("other", "other", ["203.0.113.7/32"])}
+
+
+def test_a_killed_cluster_is_started_again_only_once_it_was_started(mgr: DatabaseManager) -> None:
+    cluster = mgr._cluster
+    assert isinstance(cluster, FakeCluster)
+    cluster.killed = True
+    assert mgr.ensure_running() is False and cluster.starts == 0  # never started here: not ours to start
+    mgr.ensure_started()
+    assert mgr.ensure_running() is False and cluster.starts == 1  # running
+    cluster.killed = True
+    assert mgr.ensure_running() is True and cluster.starts == 2 and not cluster.gone()
+    assert "PostgreSQL was not running; started again" in [e["message"] for e in mgr.store.events()]

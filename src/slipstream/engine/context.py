@@ -56,6 +56,10 @@ class DatabaseControl(Protocol):
         """A backup of each named database now (before migrations run)."""
         ...
 
+    def ensure_running(self) -> bool:
+        """Start the cluster again if it was killed; True if it was down."""
+        ...
+
 
 class KeyValueControl(Protocol):
     """What the engine asks of managed key value servers (``engine.keyvalues``)."""

@@ -83,6 +83,16 @@ class DatabaseManager:
         self._thread = threading.Thread(target=self._schedule, daemon=True, name="backups")
         self._thread.start()
 
+    def ensure_running(self) -> bool:
+        """The embedded cluster killed (kill -9, OOM): start it again; True if it was down."""
+        with self._lock:
+            if not self._started or self._stop.is_set() or not self.cluster.gone():
+                return False
+            self.cluster.start()
+        self.store.event("backup", "PostgreSQL was not running; started again")
+        log.warning("PostgreSQL was not running; started again")
+        return True
+
     def close(self) -> None:
         self._stop.set()
 

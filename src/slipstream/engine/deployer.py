@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from slipstream import failpoints as fp
 from slipstream.engine.context import DeployContext
 from slipstream.engine.failures import Canceled, CancelToken, DeployFailed
 from slipstream.engine.gate import Gate
@@ -115,6 +116,7 @@ class DeployRun:
         if provision(self):
             self.release = Release.from_dict(self.payload)
         build = self._build()
+        fp.hit(fp.AFTER_BUILD)
         self.check_canceled()
         prepare_build(self, build)
         self._pre_deploy(build)
@@ -129,6 +131,7 @@ class DeployRun:
             self._stop_old_first(old)
             old = []
         self._start(build)
+        fp.hit(fp.AFTER_START)
         gate = Gate(self.ctx.instances, self.release, self.new, self.say, self.canceled)
         self._health(gate)
         if self.type.routed:
@@ -150,6 +153,7 @@ class DeployRun:
                 again = f"; deploy commit {b.commit_sha[:12]} again" if b.commit_sha else ""
                 raise DeployFailed(DeployStatus.UPDATE_FAILED, f"build {b.id} is no longer on disk{again}")
             self.say(f"-----> Reusing build {b.id} (commit {(b.commit_sha or 'directory')[:12]}), no rebuild")
+            fp.hit(fp.REUSE_BUILD)
             return BuildRef.of(b)
         return build_once(self)
 
@@ -172,7 +176,7 @@ class DeployRun:
             self.ctx.instances.env(self.release, build, None, iid),
             log_path,
             timeout_s=3600,
-            on_output=lambda line: self.say(line, "pre_deploy"),
+            on_output=self._pre_deploy_output,
             cancel=self.canceled,
             image=build.image,
             user=None if build.image else self.ctx.instances.user_name(self.service),
@@ -187,6 +191,10 @@ class DeployRun:
                 DeployStatus.PRE_DEPLOY_FAILED,
                 f"preDeployCommand exited with {code}; the live release keeps serving" + self.hint_snapshots(),
             )
+
+    def _pre_deploy_output(self, line: str) -> None:
+        fp.hit(fp.PRE_DEPLOY)  # the command is running: the chaos suite kills the daemon under it
+        self.say(line, "pre_deploy")
 
     def hint_snapshots(self) -> str:
         """How to undo a half-applied migration: the snapshot and the exact restore command."""
@@ -243,6 +251,7 @@ class DeployRun:
         else:
             what = f"GET {self.release.health_check_path}" if self.release.health_check_path else "open port"
             self.say(f"-----> Waiting for health check ({what})")
+            fp.hit(fp.HEALTH)
             took = gate.wait_healthy(self.ctx.settings.health_deadline_s)
             self.say(f"       healthy after {took:.2f} s")
         self.to(DeployStatus.HEALTH_CHECK, step="health", since=started)
@@ -258,6 +267,7 @@ class DeployRun:
             self.say(f"       deploy {self.rec.rollback_of} ran this release live before: no stability wait")
             return
         started = time.monotonic()
+        fp.hit(fp.STAY_HEALTHY)
         gate.stay_healthy(seconds)
         self.to(DeployStatus.HEALTH_CHECK, step="min_healthy", since=started)
 
@@ -265,11 +275,13 @@ class DeployRun:
         started = time.monotonic()
         self._seal()
         self.to(DeployStatus.FLIPPING)
+        fp.hit(fp.BEFORE_FLIP)
         if self.type == ServiceType.PSERV:
             self.ctx.proxy.set_private_route(self.service)
         else:
             self.ctx.proxy.set_route(self.service, list(self.release.hosts or (hostname(self.service),)))
         self.ctx.proxy.switch(self.service, ready=[n for _, n, _ in self.new], drain=[server_of(i) for i in old])
+        fp.hit(fp.AFTER_FLIP)
         self.to(DeployStatus.FLIPPING, step="flip", since=started)
         self.say(f"-----> Traffic switched to deploy {self.id} in {1000 * (time.monotonic() - started):.1f} ms")
 
@@ -280,12 +292,14 @@ class DeployRun:
         if not self.type.routed or (settle <= 0 and not self.release.smoke_checks):
             return
         started = time.monotonic()
+        fp.hit(fp.SETTLE)
         failed = run_smoke_checks(self, build) if self.release.smoke_checks else None
         if failed is None and settle > 0:
             failed = gate.watch(settle)
         if failed:
             iid, probe = failed
             self.ctx.proxy.switch(self.service, ready=[server_of(i) for i in old], drain=[n for _, n, _ in self.new])
+            fp.hit(fp.MOVED_BACK)
             back = f"traffic moved back to deploy {old[0].deploy_id}" if old else "no earlier release to move back to"
             raise gate.failure(iid, f"failed right after the flip: {probe.reason}", then=back)
         self.to(DeployStatus.FLIPPING, step="settle", since=started)
@@ -294,6 +308,7 @@ class DeployRun:
         store = self.ctx.store
         previous = store.service(self.service).live_deploy_id
         store.promote(self.id, [iid for iid, _, _ in self.new], [i.id for i in old], total_s=time.monotonic() - self.t0)
+        fp.hit(fp.PROMOTED)
         if previous is not None and previous != self.id:
             prev = store.deploy(previous)
             if prev.status == DeployStatus.LIVE:
@@ -307,6 +322,7 @@ class DeployRun:
             return
         started = time.monotonic()
         self.say(f"-----> Draining {len(old)} old instance{'s' if len(old) > 1 else ''}")
+        fp.hit(fp.DRAIN)
         with ThreadPoolExecutor(max_workers=max(1, len(old))) as pool:
             list(pool.map(self.ctx.instances.drain, old))
         self.ctx.store.transition(self.id, DeployStatus.LIVE, step=("drain", time.monotonic() - started), finished=True)
@@ -319,6 +335,7 @@ class DeployRun:
         self.stopped_old = []
 
     def _cleanup_new(self) -> None:
+        fp.hit(fp.CLEANUP)
         for iid, name, _ in self.new:
             try:
                 self.ctx.proxy.remove_server(self.service, name)

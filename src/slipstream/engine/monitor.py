@@ -1,5 +1,7 @@
 """Health after the flip: live web instances keep being checked (Render's numbers by default:
-out of rotation after 15 s of failing checks, restarted after 60 s)."""
+out of rotation after 15 s of failing checks, restarted after 60 s), and HAProxy itself: killed
+(kill -9, the OOM killer), it is started again with the live routes within ``PROXY_CHECK_S``; the
+embedded PostgreSQL, killed, is started again at the next round."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ import time
 
 from slipstream.engine.context import DeployContext
 from slipstream.engine.names import server_of
+from slipstream.engine.reconcile import live_routes
 from slipstream.engine.release import Release
 from slipstream.state.store import InstanceRecord
 from slipstream.states import InstancePhase, ServiceType
 
 log = logging.getLogger("slipstream.monitor")
+
+PROXY_CHECK_S = 0.5  # a pidfile read and a /proc look-up: cheap enough to bound an outage this tightly
 
 
 class LiveMonitor:
@@ -32,6 +37,7 @@ class LiveMonitor:
 
     def start(self) -> None:
         threading.Thread(target=self._loop, daemon=True, name="live-monitor").start()
+        threading.Thread(target=self._proxy_loop, daemon=True, name="proxy-watch").start()
 
     def close(self) -> None:
         self._stop.set()
@@ -39,9 +45,30 @@ class LiveMonitor:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
+                if self.ctx.databases is not None:
+                    self.ctx.databases.ensure_running()
+            except Exception:
+                log.exception("starting PostgreSQL again failed")
+            try:
                 self.check_all()
             except Exception:
                 log.exception("live health check round failed")
+
+    def _proxy_loop(self) -> None:
+        while not self._stop.wait(PROXY_CHECK_S):
+            try:
+                self.ensure_proxy()
+            except Exception:
+                log.exception("starting HAProxy again failed")
+
+    def ensure_proxy(self) -> bool:
+        """Start the proxy again, with the live routes, if its process is gone; True if it was."""
+        if self._stop.is_set() or self.ctx.proxy.running():  # stopped on purpose by a shutdown
+            return False
+        self.ctx.proxy.start(live_routes(self.ctx))
+        log.warning("HAProxy was not running; started again with the live routes")
+        self.ctx.store.event("instance", "HAProxy was not running; started again with the live routes")
+        return True
 
     def check_all(self) -> None:
         """One round over every live instance of every web service."""

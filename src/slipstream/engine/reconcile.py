@@ -2,16 +2,19 @@
 
 1. Every known secret value goes back into the masker before anything is logged.
 2. HAProxy is started or adopted with the live routes (it kept serving while the daemon was down).
-3. Live instances are adopted (pid + start time) or started again; any other instance record (a
-   deploy cut short) is stopped and dropped.
-4. Deploys the previous daemon left unfinished end cleanly: queued ones are queued again, one that
-   had already gone live is closed, any other fails ("interrupted by a daemon restart"); the live
-   release was never touched.
-5. Proxy servers that belong to no live instance are removed; live ones are set ready.
+3. Live instances are adopted (pid + start time) or started again.
+4. Proxy servers that belong to no live instance are removed; live ones are set ready: a daemon
+   killed after the flip left traffic on the new instances and the old ones draining.
+5. Only then is any other instance record (a deploy cut short) stopped and dropped, and a build,
+   pre-deploy or cron command the previous daemon left running (no one waits for it) killed.
+6. Deploys the previous daemon left unfinished end cleanly: queued ones are queued again, one that
+   had already gone live is closed, any other fails ("interrupted by a daemon restart"); traffic is
+   on the live release.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from slipstream.engine.context import DeployContext
@@ -19,6 +22,7 @@ from slipstream.engine.names import server_of
 from slipstream.engine.release import hostname
 from slipstream.errors import NotFound, SlipstreamError
 from slipstream.proxy.model import Route, ServerState
+from slipstream.runtime.oneoff import end_leftovers
 from slipstream.states import DeployStatus, InstancePhase, ServiceType
 
 
@@ -47,14 +51,21 @@ def live_routes(ctx: DeployContext) -> list[Route]:
 
 
 def reconcile(ctx: DeployContext, requeue: Callable[[str, int], None]) -> None:
-    """Steps 1 to 5 of the module docstring."""
+    """Steps 1 to 6 of the module docstring."""
     for svc in ctx.store.services():
         env = ctx.store.service_env(svc.name)
         secret = set(svc.config.get("secret_keys", ()))
         ctx.masker.add(v for k, v in env.items() if k in secret or len(v) >= 8)
     ctx.proxy.start(live_routes(ctx))
-    for inst in ctx.store.instances():
-        ctx.instances.recover(inst)
+    records = ctx.store.instances()
+    for inst in records:
+        if inst.state == InstancePhase.LIVE:
+            ctx.instances.recover(inst)
+    prune_proxy(ctx)  # traffic back on the live instances before any other stops (a kill after the flip)
+    for inst in records:
+        if inst.state != InstancePhase.LIVE:
+            ctx.instances.recover(inst)
+    end_leftover_commands(ctx)
     queued = []
     for d in ctx.store.unfinished_deploys():
         if d.status == DeployStatus.QUEUED:
@@ -68,20 +79,37 @@ def reconcile(ctx: DeployContext, requeue: Callable[[str, int], None]) -> None:
                 finished=True,
                 message=f"interrupted by a daemon restart during {d.status}; the live release kept serving",
             )
-    prune_proxy(ctx)
     for d in queued:  # after the pruning, which would take the servers a requeued deploy adds
         requeue(d.service, d.id)
 
 
+def end_leftover_commands(ctx: DeployContext) -> None:
+    """Kill one-off commands the previous daemon started and can no longer wait for (step 5)."""
+    keep = set()
+    for inst in ctx.store.instances():
+        st = ctx.instances.status(inst.id)
+        for pid in (inst.pid, st.pid if st else None):
+            try:
+                if pid:
+                    keep.add(os.getsid(pid))
+            except OSError:  # not running
+                continue
+    for line in end_leftovers(ctx.settings.builds_dir, keep):
+        ctx.store.event("instance", ctx.masker.mask(f"ended {line}: left running by the previous daemon"))
+
+
 def prune_proxy(ctx: DeployContext) -> None:
-    """Remove proxy servers that belong to no live instance (left by an interrupted deploy)."""
+    """Set every live instance's server ready, then remove the servers of no live instance (left by
+    an interrupted deploy): in this order a route never has no ready server in between."""
     for route in ctx.proxy.routes():
         wanted = {server_of(i) for i in ctx.store.instances(route.service) if i.state == InstancePhase.LIVE}
-        for s in route.servers:
+        ready = [s for s in route.servers if s.name in wanted and s.admin != "ready"]
+        gone = [s for s in route.servers if s.name not in wanted]
+        for s in ready + gone:
             try:
-                if s.name not in wanted:
-                    ctx.proxy.remove_server(route.service, s.name)
-                elif s.admin != "ready":
+                if s in ready:
                     ctx.proxy.set_state(route.service, s.name, "ready")
+                else:
+                    ctx.proxy.remove_server(route.service, s.name)
             except NotFound:
                 continue

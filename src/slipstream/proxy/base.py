@@ -24,6 +24,10 @@ class ProxyControl(Protocol):
         """Stop the proxy; in-flight requests finish within ``grace`` seconds."""
         ...
 
+    def running(self) -> bool:
+        """True while the proxy process is alive."""
+        ...
+
     def set_route(self, service: str, hosts: Sequence[str]) -> None:
         """Route exactly ``hosts`` to ``service`` (created or replaced)."""
         ...

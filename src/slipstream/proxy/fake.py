@@ -31,7 +31,7 @@ class FakeProxy:
     def __init__(self, *, first_private_port: int = 21000) -> None:
         self.calls: list[tuple[object, ...]] = []
         self.sessions: dict[tuple[str, str], int] = {}  # (service, server) -> requests in flight
-        self.running = False
+        self._running = False
         self._backends: dict[str, _Backend] = {}
         self._ports = itertools.count(first_private_port)
         self._lock = threading.RLock()
@@ -40,7 +40,7 @@ class FakeProxy:
     def start(self, routes: Sequence[Route] = ()) -> None:
         with self._lock:
             self.calls.append(("start", tuple(r.service for r in routes)))
-            self.running = True
+            self._running = True
             for r in routes:
                 b = self._backends.setdefault(r.service, _Backend(r.kind, r.hosts, r.port))
                 if r.kind == "private" and b.port is None:
@@ -51,7 +51,16 @@ class FakeProxy:
     def stop(self, grace: float = 10.0) -> None:
         with self._lock:
             self.calls.append(("stop",))
-            self.running = False
+            self._running = False
+
+    def running(self) -> bool:
+        return self._running
+
+    def crash(self) -> None:
+        """Test control: the proxy process dies (kill -9), keeping nothing."""
+        with self._lock:
+            self._running = False
+            self._backends.clear()
 
     # -- routes ---------------------------------------------------------------------------------
     def set_route(self, service: str, hosts: Sequence[str]) -> None:

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 from slipstream.runtime.process import child_has_exited, exit_code, signal_group, spawn
 
 TIMEOUT_EXIT_CODE = 124
@@ -124,3 +126,25 @@ class _LineSplitter:
         self._log.write(line + b"\n")
         if self._on_output is not None:
             self._on_output(line.decode("utf-8", errors="replace").rstrip("\r"))
+
+
+def end_leftovers(root: Path, keep_sessions: set[int]) -> list[str]:
+    """After a daemon restart: kill the process groups of one-off commands (a build, a pre-deploy,
+    a cron run) the previous daemon left running, i.e. of every process working under ``root`` (the
+    builds) outside ``keep_sessions`` (the live instances') and this daemon's own session. What was
+    killed, as ``pid command`` lines."""
+    ended = []
+    own = os.getsid(0)
+    for p in psutil.process_iter(["cwd", "cmdline"]):
+        cwd = p.info["cwd"]
+        if not cwd or not Path(cwd).is_relative_to(root):
+            continue
+        try:
+            sid, pgid = os.getsid(p.pid), os.getpgid(p.pid)
+        except OSError:  # gone meanwhile
+            continue
+        if sid in keep_sessions or sid == own:
+            continue
+        signal_group(pgid, signal.SIGKILL)
+        ended.append(f"{p.pid} {' '.join(p.info['cmdline'] or [])}")
+    return ended

@@ -4,7 +4,8 @@ Also: GET /env/KEY (a value of its env), /hog/N (allocate N MB), /sick (fail /he
 (a notes file on the service's persistent disk).
 
 HEALTH_STATUS: status /health answers (default 200). ERROR_EVERY=N: every Nth other request answers 500. CRASH_AFTER_HEALTH: seconds after the first
-passing /health at which the process exits with code 3. VERSION file: the version in every body.
+passing /health at which the process exits with code 3. SICK_AFTER_HEALTH: seconds after the first passing /health
+at which /health starts failing (every other request is still served). VERSION file: the version in every body.
 """
 
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 VERSION = (Path(__file__).parent / "VERSION").read_text().strip()
 HEALTH_STATUS = int(os.environ.get("HEALTH_STATUS", "200"))
 CRASH_AFTER = os.environ.get("CRASH_AFTER_HEALTH")
+SICK_AFTER = os.environ.get("SICK_AFTER_HEALTH")
 crash_armed = threading.Event()
 HOG: list[bytes] = []
 SICK = threading.Event()
@@ -60,6 +62,9 @@ class Handler(BaseHTTPRequestHandler):
             if CRASH_AFTER and status < 400 and not crash_armed.is_set():
                 crash_armed.set()
                 threading.Thread(target=crash_later, args=(float(CRASH_AFTER),), daemon=True).start()
+            if SICK_AFTER and status < 400 and not crash_armed.is_set():
+                crash_armed.set()
+                threading.Timer(float(SICK_AFTER), SICK.set).start()
         if ERROR_EVERY and self.path != "/health":
             COUNT[0] += 1
             if COUNT[0] % ERROR_EVERY == 0:
