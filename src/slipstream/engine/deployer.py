@@ -57,6 +57,7 @@ class DeployRun:
         self.snapshots: list[Any] = []  # pre-deploy database snapshots
         self.stopped_old: list[InstanceRecord] = []  # old instances stopped before the new start
         self.flipped = False
+        self.falling_back = False  # the old release is held as the new one's backup (settle window)
 
     # -- helpers ------------------------------------------------------------------------------
     def say(self, message: str, kind: str = "step") -> None:
@@ -102,6 +103,10 @@ class DeployRun:
             self.ctx.store.transition(self.id, exc.status, message=message, finished=True)
         except Exception as exc:  # an engine defect: record it, keep the live release
             log.error("deploy %s crashed:\n%s", self.id, traceback.format_exc())
+            try:
+                self._release_fallback()
+            except Exception:  # the proxy may be what failed; the next flip replaces them
+                log.debug("release_fallback failed", exc_info=True)
             self._cleanup_new()
             self._restore_old()
             message = self.ctx.masker.mask(f"internal error during deploy: {exc.__class__.__name__}: {exc}")
@@ -268,7 +273,11 @@ class DeployRun:
             self.ctx.proxy.set_private_route(self.service)
         else:
             self.ctx.proxy.set_route(self.service, list(self.release.hosts or (hostname(self.service),)))
-        self.ctx.proxy.switch(self.service, ready=[n for _, n, _ in self.new], drain=[server_of(i) for i in old])
+        drain = [server_of(i) for i in old]
+        # the old release stays behind the new one as a backup until the settle window ends
+        fallback = drain if self.ctx.settings.settle_s > 0 else []
+        self.ctx.proxy.switch(self.service, ready=[n for _, n, _ in self.new], drain=drain, fallback=fallback)
+        self.falling_back = bool(fallback)
         self.to(DeployStatus.FLIPPING, step="flip", since=started)
         self.say(f"-----> Traffic switched to deploy {self.id} in {1000 * (time.monotonic() - started):.1f} ms")
 
@@ -285,9 +294,17 @@ class DeployRun:
         if failed:
             iid, probe = failed
             self.ctx.proxy.switch(self.service, ready=[server_of(i) for i in old], drain=[n for _, n, _ in self.new])
+            self._release_fallback()
             back = f"traffic moved back to deploy {old[0].deploy_id}" if old else "no earlier release to move back to"
             raise gate.failure(iid, f"failed right after the flip: {probe.reason}", then=back)
+        self._release_fallback()
         self.to(DeployStatus.FLIPPING, step="settle", since=started)
+
+    def _release_fallback(self) -> None:
+        """The settle window is over: the old release is no longer the new one's backup."""
+        if self.falling_back:
+            self.ctx.proxy.release_fallback(self.service)
+            self.falling_back = False
 
     def _go_live(self, old: list[InstanceRecord]) -> None:
         store = self.ctx.store
