@@ -344,6 +344,14 @@ def test_adoption_refuses_a_haproxy_on_another_port(proxy: Proxy) -> None:
     assert proxy.running()
 
 
+def test_adoption_refuses_a_haproxy_without_the_backup_slots(proxy: Proxy) -> None:
+    """An HAProxy started before the settle window's backup slots existed cannot back a flip."""
+    other = Proxy(proxy.proxy_dir, proxy.http_port, pool_size=8, backup_slots=2)
+    with pytest.raises(Conflict, match="backend pool or slot count"):
+        other.start()
+    assert proxy.running()
+
+
 def test_server_connections_are_kept_alive_and_reused(proxy: Proxy, upstream) -> None:
     a = upstream("A")
     serve(proxy, "web", "web.localhost", "d1-1", a.port)
