@@ -150,6 +150,43 @@ def _proxy(r: Results) -> list[str]:
     return out
 
 
+def _realistic(r: Results) -> list[str]:
+    """Issue 15: direct vs slipstream against upstream R (~100 us of CPU per request)."""
+    if not r.realistic:
+        return ["Not measured."]
+    out = [
+        "Upstream R spends ~100 us of CPU on every request (a small JSON rendered), as an app would.",
+        "",
+        "| round | target | req/s | p50 | p99 | failed | ratio vs direct | CPU us per request: upstream / proxy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, row in enumerate(r.realistic, 1):
+        for name in ("direct", "slipstream"):
+            run, w = row[name], row[name].result
+            proxy_us = f"{run.cpu_us_per_request('haproxy'):.0f}" if name == "slipstream" else "-"
+            out.append(
+                f"| {i} | {name} | {w.rps:,.0f} | {w.p50_ms:.2f} ms | {w.p99_ms:.2f} ms | {w.failed} | "
+                f"{w.rps / row['direct'].result.rps:.3f} | {run.cpu_us_per_request('upstream_R'):.0f} / {proxy_us} |"
+            )
+    return out
+
+
+def _crash_after_check(r: Results) -> list[str]:
+    """Issue 15: deploys of a release that dies 0.3 s after its first good check, under load."""
+    if not r.crash_after_check:
+        return [f"Not measured: {r.skipped.get('crash_after_check', 'not run')}."]
+    out = [
+        "wrk `-t2 -c50` keep-alive through the daemon's HAProxy while `slipstream deploy` ships a release "
+        "that passes its first health check, takes traffic at once (no stability wait) and exits 0.3 s "
+        "later; the old release is its backup in HAProxy during the settle window.",
+        "",
+        "| deploy | status | requests | failed (non-2xx + socket errors) |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| {x['deploy_id']} | {x['status']} | {x['requests']:,} | {x['failed']} |" for x in r.crash_after_check]
+    return out
+
+
 def _flips(r: Results) -> list[str]:
     assert r.flips is not None
     out = [
@@ -448,9 +485,17 @@ def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target
         "",
         *_proxy(r),
         "",
+        "### Against a realistic upstream",
+        "",
+        *_realistic(r),
+        "",
         "## 2. Flips under load",
         "",
         *_flips(r),
+        "",
+        "### A release crashing right after its first good check",
+        "",
+        *_crash_after_check(r),
         "",
         "## 3-4. Deploys and rollbacks (medians; steps as the daemon recorded them)",
         "",

@@ -8,7 +8,8 @@ the docker and crash deploys carry no database work.
 - ``docker.yaml``: ``bench-docker``, ``runtime: docker`` from ``docker/Dockerfile`` on the local
   busybox base image; busybox httpd serves ``docker/www`` (``/`` answers ``ok <version>``).
 - ``crash-ok.yaml`` / ``crash.yaml``: ``bench-crash``, the bench app, then a start command that
-  prints one line and exits 7 at once.
+  prints one line and exits 7 at once; ``crash-after.yaml``: the bench app exiting 0.3 s after its
+  first request (the first health check), so it passes its check, takes traffic, then dies.
 - ``postgres.yaml``: ``bench-pg`` (the bench app) with database ``benchdb``.
 
 Every docker deploy gets a commit of its own (a new ``www/index.html``, as a code change would);
@@ -30,6 +31,7 @@ PG_SERVICE = "bench-pg"
 PG_DATABASE = "benchdb"
 CACHED_STAMP = "cached"  # the first RUN step of every warm build: in the layer cache after the first
 CRASH_COMMAND = 'echo "bench: exiting with 7 on purpose"; exit 7'
+CRASH_AFTER_CHECK_S = 0.3  # the crash-after-check release exits this long after its first request
 
 # PID 1 of the container: busybox httpd on $PORT (slipstream sets it); SIGTERM ends it at once.
 SERVE_SH = """\
@@ -76,9 +78,15 @@ def render_docker_blueprint() -> str:
     return "\n".join(["services:", *_web(DOCKER_SERVICE, ["    runtime: docker", "    rootDir: docker"])]) + "\n"
 
 
-def render_crash_blueprint(start_command: str) -> str:
-    """``bench-crash`` running ``start_command`` (the bench app, or one that exits at once)."""
-    return "\n".join(["services:", *_web(CRASH_SERVICE, _python(start_command))]) + "\n"
+def render_crash_blueprint(start_command: str, crash_after_s: float | None = None) -> str:
+    """``bench-crash`` running ``start_command`` (the bench app, or one that exits at once); with
+    ``crash_after_s``, the bench app exits that long after its first request."""
+    env = (
+        ["    envVars:", "      - key: CRASH_AFTER_FIRST_REQUEST_S", f'        value: "{crash_after_s:g}"']
+        if crash_after_s is not None
+        else []
+    )
+    return "\n".join(["services:", *_web(CRASH_SERVICE, [*_python(start_command), *env])]) + "\n"
 
 
 def render_postgres_blueprint() -> str:
@@ -107,6 +115,7 @@ class ExtrasRepo:
         self.docker_yaml = root / "docker.yaml"
         self.crash_ok_yaml = root / "crash-ok.yaml"
         self.crash_yaml = root / "crash.yaml"
+        self.crash_after_yaml = root / "crash-after.yaml"
         self.postgres_yaml = root / "postgres.yaml"
 
     def create(self) -> str:
@@ -117,6 +126,7 @@ class ExtrasRepo:
         self.docker_yaml.write_text(render_docker_blueprint())
         self.crash_ok_yaml.write_text(render_crash_blueprint("python app.py"))
         self.crash_yaml.write_text(render_crash_blueprint(CRASH_COMMAND))
+        self.crash_after_yaml.write_text(render_crash_blueprint("python app.py", CRASH_AFTER_CHECK_S))
         self.postgres_yaml.write_text(render_postgres_blueprint())
         (self.root / "docker" / "www").mkdir(parents=True)
         (self.root / "docker" / "serve.sh").write_text(SERVE_SH)

@@ -102,17 +102,22 @@ def wait_for(check: Callable[[], T | None], timeout: float, interval: float = 0.
         time.sleep(interval)
 
 
-def upstream_env(port: int, app_id: str, base: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a bench upstream: PORT and APP_ID over a minimal base."""
+def upstream_env(port: int, app_id: str, base: Mapping[str, str], work_us: int = 0) -> dict[str, str]:
+    """The environment of a bench upstream: PORT and APP_ID (and WORK_US) over a minimal base."""
     keep = {k: base[k] for k in ("PATH", "LANG", "LC_ALL", "HOME") if k in base}
-    return {**keep, "PORT": str(port), "APP_ID": app_id}
+    return {**keep, "PORT": str(port), "APP_ID": app_id, **({"WORK_US": str(work_us)} if work_us else {})}
 
 
-def start_upstream(app_id: str, log_dir: Path, base_env: Mapping[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the bench upstream answering ``ok <app_id>`` on a free port; wait until it answers."""
+def start_upstream(
+    app_id: str, log_dir: Path, base_env: Mapping[str, str], work_us: int = 0
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the bench upstream answering ``ok <app_id>`` on a free port (spending ``work_us``
+    microseconds of CPU per request); wait until it answers."""
     port = free_port()
     proc = spawn(
-        [sys.executable, "-I", str(UPSTREAM)], log_dir / f"upstream-{app_id}.log", upstream_env(port, app_id, base_env)
+        [sys.executable, "-I", str(UPSTREAM)],
+        log_dir / f"upstream-{app_id}.log",
+        upstream_env(port, app_id, base_env, work_us),
     )
     try:
         wait_for(lambda: get(port)[0] == 200, 10, 0.01, f"upstream {app_id} on port {port}")

@@ -12,8 +12,11 @@ Lifecycle: ``ProxyStand.start()`` starts the upstreams, HAProxy, the access sink
 bound first, as the daemon does), the logging HAProxy and nginx; ``throughput()`` runs rounds of
 wrk against the four targets side by side, rotating the order (after the access-log-on run it
 waits until the sink has stored every line, so that run's daemon CPU includes the catch-up);
-``flips()`` runs wrk with the counting script while a thread flips A<->B a fixed number of times,
-first with ``Proxy.switch``, then with nginx reloads. ``stop()`` stops everything it started.
+``realistic()`` runs direct and slipstream side by side against upstream R, which spends
+~100 us of CPU on every request (a small JSON rendered), as an app would, so the proxy's share is
+what it is next to real work; ``flips()`` runs wrk with the counting script while a thread flips
+A<->B a fixed number of times, first with ``Proxy.switch``, then with nginx reloads. ``stop()``
+stops everything it started.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from slipstream.proxy import Proxy
 
 HOST = "bench.localhost"
 FLIP_HOST = "flip.localhost"
+REAL_HOST = "real.localhost"  # the realistic upstream R: ~100 us of CPU per request
+REAL_WORK_US = 100
 ACCESS_LOG = "slipstream_access_log"  # the target: slipstream's HAProxy with its access log on
 
 
@@ -115,6 +120,7 @@ class ProxyStand:
         self.lua.write_text(COUNT_LUA)
         for ident in ("A", "B"):
             self.upstreams[ident] = procs.start_upstream(ident, self.workdir, os.environ)
+        self.upstreams["R"] = procs.start_upstream("R", self.workdir, os.environ, work_us=REAL_WORK_US)
         a, b = self.port("A"), self.port("B")
         self.proxy = Proxy(self.workdir / "proxy", procs.free_port(), pool_size=4)
         self.proxy.start()
@@ -125,6 +131,9 @@ class ProxyStand:
         self.proxy.add_server("flip", "a", a)
         self.proxy.add_server("flip", "b", b)
         self.proxy.set_state("flip", "a", "ready")
+        self.proxy.set_route("real", [REAL_HOST])
+        self.proxy.add_server("real", "r", self.port("R"))
+        self.proxy.set_state("real", "r", "ready")
         procs.wait_for(lambda: procs.get(self.proxy_port, HOST) == (200, "ok A"), 10, 0.02, "HAProxy routing to A")
         self.sink.start()
         self.logged = Proxy(self.workdir / "proxy-log", procs.free_port(), pool_size=4, access_log=self.sink.socket)
@@ -160,6 +169,7 @@ class ProxyStand:
         """Pids of the processes a load runs through (for reading their CPU use)."""
         return {
             "upstream_A": self.upstreams["A"][0].pid,
+            "upstream_R": self.upstreams["R"][0].pid,
             "haproxy": self.proxy.pid() if self.proxy else None,
             "haproxy_access_log": self.logged.pid() if self.logged else None,
             "access_sink": self.sink.pid,
@@ -209,6 +219,27 @@ class ProxyStand:
                         if side
                         else ""
                     ),
+                    flush=True,
+                )
+                time.sleep(gap)
+            results.append(row)
+        return results
+
+    def realistic(self, rounds: int, seconds: int, gap: float = 1.0) -> list[dict[str, LoadRun]]:
+        """``rounds`` rounds of direct and slipstream against upstream R (~100 us CPU a request)."""
+        targets = {"direct": self.port("R"), "slipstream": self.proxy_port}
+        results: list[dict[str, LoadRun]] = []
+        for r in range(rounds):
+            row: dict[str, LoadRun] = {}
+            for name in list(targets)[r % 2 :] + list(targets)[: r % 2]:
+                argv = build_wrk_argv(
+                    f"http://127.0.0.1:{targets[name]}/", threads=2, connections=50, seconds=seconds, host=REAL_HOST
+                )
+                row[name] = self._measured(argv, seconds)
+                w = row[name].result
+                print(
+                    f"       realistic round {r + 1} {name:<10} {w.rps:>9,.0f} req/s  p50 {w.p50_ms:.2f} ms  "
+                    f"p99 {w.p99_ms:.2f} ms  failed {w.failed}",
                     flush=True,
                 )
                 time.sleep(gap)

@@ -45,7 +45,7 @@ from bench.analysis import render_analysis
 from bench.daemon_bench import BUILD_COMMAND, DaemonStand
 from bench.docs import render_markdown
 from bench.extras_repo import CRASH_SERVICE, DOCKER_SERVICE, ExtrasRepo
-from bench.failfast_bench import run_crash_loop
+from bench.failfast_bench import run_crash_after_check, run_crash_loop
 from bench.logs_bench import LogsPlan
 from bench.proxy_bench import ProxyStand
 from bench.report import Results, build_report, check_targets, render_table
@@ -61,7 +61,15 @@ ISSUE13_S = 240
 # Seconds an added section needs before its deadline: itself plus what still follows it (the
 # 20-service apply, restarts, idle sample, TLS connects, stopping; the metrics after the logs);
 # rough, from runs on a busy machine.
-NEED_S = {"docker": 300.0, "crash_loop": 150.0, "cli": 90.0, "postgres": 60.0, "logs": 200.0, "metrics": 90.0}
+NEED_S = {
+    "docker": 300.0,
+    "crash_loop": 150.0,
+    "crash_after_check": 120.0,
+    "cli": 90.0,
+    "postgres": 60.0,
+    "logs": 200.0,
+    "metrics": 90.0,
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class Plan:
 
     rounds: int = 3
     seconds: int = 10
+    realistic_seconds: int = 5  # per run against the realistic upstream (issue 15)
     flips: int = 40
     flip_interval: float = 0.5
     deploys: int = 10
@@ -80,6 +89,7 @@ class Plan:
     docker_cold: int = 3  # cold image builds (besides the `deploys` docker deploys)
     docker_restarts: int = 3
     crash_runs: int = 5
+    crash_after_check_runs: int = 3  # deploys of a release that dies 0.3 s after its first check, under load
     tls_connects: int = 50  # per sslmode
     logs: LogsPlan = LogsPlan()
     metrics_services: int = 200
@@ -89,6 +99,7 @@ class Plan:
 QUICK = Plan(
     rounds=1,
     seconds=3,
+    realistic_seconds=2,
     flips=6,
     flip_interval=0.3,
     deploys=2,
@@ -99,6 +110,7 @@ QUICK = Plan(
     docker_cold=1,
     docker_restarts=1,
     crash_runs=2,
+    crash_after_check_runs=1,
     tls_connects=5,
     logs=LogsPlan(lines=200_000, paced_s=3.0, cold_runs=1, warm_runs=2, rss_mb=20),
     metrics_services=20,
@@ -151,6 +163,8 @@ def run_proxy(plan: Plan, work: Path, r: Results) -> None:
         stand.start()
         step(f"Proxy overhead: {plan.rounds} rounds of wrk -t2 -c50 -d{plan.seconds}s per target")
         r.rounds = stand.throughput(plan.rounds, plan.seconds)
+        step(f"Realistic upstream (~100 us CPU a request): {plan.rounds} rounds of direct and slipstream")
+        r.realistic = stand.realistic(plan.rounds, plan.realistic_seconds)
         step(f"Flips under load: {plan.flips} flips every {plan.flip_interval} s, Proxy.switch then nginx reload")
         r.flips = stand.flips(plan.flips, plan.flip_interval)
     finally:
@@ -179,6 +193,7 @@ def run_daemon(plan: Plan, work: Path, r: Results, clock: Clock) -> None:
         extras.create()
         run_docker(plan, stand, extras, r, clock)
         run_crash_loop_runs(plan, stand, extras, r, clock)
+        run_crash_after_check_runs(plan, stand, extras, r, clock, work)
         step("Deleting the docker and crash services again (the 20-service numbers below keep their meaning)")
         present = {s["name"] for s in stand.api("GET", "/v1/status")["services"]}
         for name in (DOCKER_SERVICE, CRASH_SERVICE):
@@ -232,6 +247,19 @@ def run_crash_loop_runs(plan: Plan, stand: DaemonStand, extras: ExtrasRepo, r: R
         r.crash_runs = run_crash_loop(stand, extras, plan.crash_runs)
 
     section(r, "crash_loop", measure, clock, NEED_S["crash_loop"])
+
+
+def run_crash_after_check_runs(
+    plan: Plan, stand: DaemonStand, extras: ExtrasRepo, r: Results, clock: Clock, work: Path
+) -> None:
+    """Issue 15: a release that passes its first check and dies 0.3 s later, deployed under
+    keep-alive load; every request must succeed."""
+    step(f"Crash after check: {plan.crash_after_check_runs} deploys of a release exiting 0.3 s after its first check")
+
+    def measure() -> None:
+        r.crash_after_check = run_crash_after_check(stand, extras, plan.crash_after_check_runs, work)
+
+    section(r, "crash_after_check", measure, clock, NEED_S["crash_after_check"])
 
 
 def run_tls(plan: Plan, stand: DaemonStand, extras: ExtrasRepo, r: Results, clock: Clock) -> None:

@@ -8,13 +8,21 @@ beside this file. It listens on 127.0.0.1:``$PORT``.
 Lifecycle: bind, serve until SIGTERM/SIGINT, then stop accepting, answer what is already in
 flight with ``Connection: close``, close idle connections, and exit within about a second.
 Run standalone with ``PORT=9001 APP_ID=A python upstream.py``.
+
+Two knobs for other benchmarks: ``WORK_US=100`` spends that many microseconds of CPU on every
+request (renders a small JSON document until the time is used), a realistic app rather than a bare
+reply; ``CRASH_AFTER_FIRST_REQUEST_S=0.3`` exits (code 3) that long after the first request, which
+under slipstream is the first health check: a release that passes its check and then dies. Every
+response is one write, so a crash lands between two responses, never inside one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import time
 from pathlib import Path
 
 MAX_HEAD = 65536
@@ -85,6 +93,7 @@ class HttpProtocol(asyncio.Protocol):
                 return  # the body is still arriving
             self.buf = self.buf[end + 4 + length :]
             close = close or self.app.stopping
+            self.app.handled()
             self.transport.write(self.app.closing_reply if close else self.app.reply)
             if close:
                 self.transport.close()
@@ -101,6 +110,20 @@ class App:
         self.closing_reply = render_response(body, close=True)
         self.connections: set[HttpProtocol] = set()
         self.stopping = False
+        self.work_s = float(os.environ.get("WORK_US") or 0) / 1e6
+        crash = os.environ.get("CRASH_AFTER_FIRST_REQUEST_S")
+        self.crash_after = float(crash) if crash else None
+
+    def handled(self) -> None:
+        """Per request: the CPU work asked for, and the crash timer on the first one."""
+        if self.crash_after is not None:
+            asyncio.get_running_loop().call_later(self.crash_after, os._exit, 3)
+            self.crash_after = None
+        if self.work_s:
+            until = time.thread_time() + self.work_s
+            doc = {"id": 1, "items": [{"n": i, "name": f"item {i}", "tags": ["a", "b"]} for i in range(8)]}
+            while time.thread_time() < until:
+                json.dumps(doc)
 
     async def serve(self, port: int) -> None:
         loop = asyncio.get_running_loop()

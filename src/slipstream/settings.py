@@ -62,10 +62,10 @@ class Settings:
         metadata=_env("SLIPSTREAM_HEALTH_DEADLINE", "seconds a running new release may take to pass its check"),
     )
     min_healthy_s: float = field(
-        default=1.0,
+        default=0.0,
         metadata=_env(
             "SLIPSTREAM_MIN_HEALTHY_SECONDS",
-            "seconds new instances must stay healthy before the flip (rollbacks skip it)",
+            "seconds new instances must stay healthy before the flip (opt-in; rollbacks skip it)",
         ),
     )
     settle_s: float = field(

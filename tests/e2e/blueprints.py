@@ -36,5 +36,5 @@ ALL = {
     "render-badpre.yaml": web(pre="echo migrating && exit 4"),
     "render-unhealthy.yaml": web(env={"HEALTH_STATUS": "500"}),
     "render-crash.yaml": web(env={"CRASH_AFTER_HEALTH": "0.3"}),
-    "render-crash-later.yaml": web(env={"CRASH_AFTER_HEALTH": "1.5"}),
+    "render-crash-later.yaml": web(env={"CRASH_AFTER_HEALTH": "0.9"}),
 }

@@ -228,8 +228,38 @@ def test_the_settle_window_moves_traffic_back_in_one_switch(rig: Rig) -> None:
     d = rig.deploy("web", text)
     crash_after("flip")(rig, d)
     rig.finish(d)
-    switches = [c for c in rig.proxy.calls if c[0] == "switch"]
-    assert switches == [("switch", "web", ("d2-1",), ("d1-1",)), ("switch", "web", ("d1-1",), ("d2-1",))]
+    switches = [c for c in rig.proxy.calls if c[0] in ("switch", "fallback", "release_fallback")]
+    assert switches == [
+        ("switch", "web", ("d2-1",), ("d1-1",)),
+        ("fallback", "web", ("d1-1",)),  # the old release backs the new one while it settles
+        ("switch", "web", ("d1-1",), ("d2-1",)),
+        ("release_fallback", "web"),
+    ]
+    assert rig.proxy.fallback == {}
+
+
+def test_the_old_release_backs_the_new_one_until_the_settle_window_ends(rig: Rig) -> None:
+    text = render_yaml(web())
+    rig.finish(rig.deploy("web", text))
+    rig.retime(settle_s=0.05)
+    rig.proxy.calls.clear()
+    rec = rig.finish(rig.deploy("web", text))
+    assert rec.status == LIVE and "min_healthy" not in rec.steps  # no stability wait by default
+    calls = [c for c in rig.proxy.calls if c[0] in ("switch", "fallback", "release_fallback", "remove_server")]
+    assert calls == [
+        ("switch", "web", ("d2-1",), ("d1-1",)),
+        ("fallback", "web", ("d1-1",)),
+        ("release_fallback", "web"),  # before the old instance is drained and stopped
+        ("remove_server", "web", "d1-1"),
+    ]
+
+
+def test_without_a_settle_window_nothing_is_held_back(rig: Rig) -> None:
+    text = render_yaml(web())
+    rig.finish(rig.deploy("web", text))
+    rig.proxy.calls.clear()
+    assert rig.finish(rig.deploy("web", text)).status == LIVE
+    assert not [c for c in rig.proxy.calls if c[0] in ("fallback", "release_fallback")]
 
 
 def test_a_failure_with_no_earlier_release_says_so(rig: Rig) -> None:

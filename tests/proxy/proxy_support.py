@@ -153,3 +153,47 @@ def echo(port: int, text: str = "ping", timeout: float = 5) -> str:
         return client.ask(text)
     finally:
         client.close()
+
+
+class KeepAliveLoad:
+    """Clients in threads sending GETs over keep-alive connections until the block ends; counts
+    the upstream ids of the answers (``seen``) and every failure (a non-200 or a socket error)."""
+
+    def __init__(self, port: int, host: str, threads: int = 2, max_seconds: float = 30) -> None:
+        self.port, self.host = port, host
+        self.seen: dict[str, int] = {}
+        self.failures: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_seconds
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> KeepAliveLoad:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def _client(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                conn.request("GET", "/", headers={"Host": self.host})
+                resp = conn.getresponse()
+                body = resp.read()
+                with self._lock:
+                    if resp.status != 200:
+                        self.failures.append(f"status {resp.status}")
+                    else:
+                        ident = str(json.loads(body)["id"])
+                        self.seen[ident] = self.seen.get(ident, 0) + 1
+            except (OSError, http.client.HTTPException) as exc:
+                with self._lock:
+                    self.failures.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        conn.close()

@@ -5,16 +5,20 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from proxy_support import free_port, get
+from proxy_support import KeepAliveLoad, free_port, get
 
 from slipstream.errors import Conflict, InvalidInput, NotFound, Unavailable
 from slipstream.proxy import Proxy, Route, ServerState
+from slipstream.proxy.admin import AdminClient
+from slipstream.proxy.parse import parse_servers_state
 
 pytestmark = pytest.mark.e2e
 
@@ -340,6 +344,14 @@ def test_adoption_refuses_a_haproxy_on_another_port(proxy: Proxy) -> None:
     assert proxy.running()
 
 
+def test_adoption_refuses_a_haproxy_without_the_backup_slots(proxy: Proxy) -> None:
+    """An HAProxy started before the settle window's backup slots existed cannot back a flip."""
+    other = Proxy(proxy.proxy_dir, proxy.http_port, pool_size=8, backup_slots=2)
+    with pytest.raises(Conflict, match="backend pool or slot count"):
+        other.start()
+    assert proxy.running()
+
+
 def test_server_connections_are_kept_alive_and_reused(proxy: Proxy, upstream) -> None:
     a = upstream("A")
     serve(proxy, "web", "web.localhost", "d1-1", a.port)
@@ -459,3 +471,78 @@ def test_add_server_rejects_slot_names_and_the_placeholder_port(proxy: Proxy) ->
         proxy.add_server("web", "s03", 9000)
     with pytest.raises(InvalidInput, match="port 1 of server d1-1 marks a free proxy slot"):
         proxy.add_server("web", "d1-1", 1)
+
+
+# A keep-alive HTTP upstream in a process of its own, so that a test can kill it like a crash.
+_CRASHABLE = """
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = json.dumps({"id": sys.argv[2]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+server.daemon_threads = True
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
+def backup_slots(proxy: Proxy, backend: str) -> dict[str, tuple[int, str]]:
+    """The held backup slots of ``backend``: slot -> (port, admin state), from the live process."""
+    (answer,) = AdminClient(proxy.socket_path).send([f"show servers state {backend}"], check=False)
+    rows = parse_servers_state(answer)
+    return {r.name: (r.port, r.admin) for r in rows if r.name.startswith("b") and r.port != 1}
+
+
+def test_a_new_server_dying_after_the_flip_loses_no_request(proxy: Proxy, upstream) -> None:
+    """The settle window's backup: B takes the traffic, is killed under keep-alive load, and every
+    request it refused or dropped is replayed on A (which is only drained), none fails."""
+    a = upstream("A")
+    port = free_port()
+    b = subprocess.Popen([sys.executable, "-c", _CRASHABLE, str(port), "B"], stdout=subprocess.PIPE)
+    try:
+        assert b.stdout is not None and b.stdout.readline() == b"ready\n"
+        serve(proxy, "web", "web.localhost", "a", a.port)
+        proxy.add_server("web", "b", port)
+        with KeepAliveLoad(proxy.http_port, "web.localhost", threads=3) as load:
+            time.sleep(0.3)
+            proxy.switch("web", ready=["b"], drain=["a"], fallback=["a"])
+            time.sleep(0.3)
+            assert load.seen.get("B", 0) > 0, load.seen
+            b.kill()
+            b.wait()
+            seen_a = load.seen.get("A", 0)
+            time.sleep(0.5)
+            assert load.seen.get("A", 0) > seen_a  # A took over without a switch back
+    finally:
+        b.kill()
+        b.wait()
+    assert load.failures == []
+    assert backup_slots(proxy, "be_00") == {"b00": (a.port, "ready")}
+    proxy.release_fallback("web")
+    assert backup_slots(proxy, "be_00") == {}
+    assert {s.name: s.admin for s in proxy.servers("web")} == {"a": "drain", "b": "ready"}
+
+
+def test_a_second_fallback_replaces_the_first(proxy: Proxy, upstream) -> None:
+    a, b = upstream("A"), upstream("B")
+    serve(proxy, "web", "web.localhost", "a", a.port)
+    proxy.add_server("web", "b", b.port)
+    proxy.switch("web", ready=["b"], drain=["a"], fallback=["a"])
+    proxy.switch("web", ready=["a"], drain=["b"], fallback=["b"])
+    assert backup_slots(proxy, "be_00") == {"b00": (b.port, "ready")}
+    assert get(proxy.http_port, "web.localhost")[0] == 200
+    proxy.release_fallback("web")
+    proxy.release_fallback("web")  # idempotent
+    assert backup_slots(proxy, "be_00") == {}

@@ -10,7 +10,7 @@ import pytest
 
 from slipstream.errors import Conflict, InvalidInput
 from slipstream.proxy import Route, ServerState, render_config
-from slipstream.proxy.config import listener_name, parse_layout, plan_private, private_names
+from slipstream.proxy.config import SLOT_CHECK, listener_name, parse_layout, plan_private, private_names
 from slipstream.proxy.private import check_ports, extend_ports, find_free_ports, load_ports, ports_in_config, save_ports
 
 
@@ -59,6 +59,7 @@ def render(
         pool_size=1,
         slots=2,
         private_ports=ports,
+        backup_slots=1,
     )
 
 
@@ -67,7 +68,7 @@ def test_private_listeners_bind_loopback_whatever_the_http_address(bind_host: st
     layout = parse_layout(render(bind_host, [7001, 7002]))
     assert layout["frontend priv_00"] == ["127.0.0.1:7001"]
     assert layout["frontend priv_01"] == ["127.0.0.1:7002"]
-    assert layout["backend pbe_01"] == ["s00", "s01"]
+    assert layout["backend pbe_01"] == ["s00", "s01", "b00 backup"]
     assert layout["frontend http"] == [("[" + bind_host + "]" if ":" in bind_host else bind_host) + ":8080"]
 
 
@@ -77,6 +78,8 @@ def test_private_route_servers_fill_the_slots_of_its_listener() -> None:
     section = text[text.index("backend pbe_01") :]
     assert "    server s00 127.0.0.1:9002  # d2-1\n" in section
     assert "    server s01 127.0.0.1:9001 disabled  # d1-1\n" in section
+    assert "    server b00 127.0.0.1:1 backup disabled\n" in section
+    assert f"    default-server {SLOT_CHECK}\n" in text[text.index("mode tcp") :]
     assert "default_backend pbe_01" in text and "    retries 3\n    option redispatch\n" in section
 
 

@@ -57,6 +57,7 @@ def build(case: dict, proxy_dir: Path) -> dict[str, str]:
             pool_size=case["pool_size"],
             private_ports=ports,
             **({"slots": case["slots"]} if "slots" in case else {}),
+            **({"backup_slots": case["backup_slots"]} if "backup_slots" in case else {}),
         ),
         "hosts.map": render_hosts_map(routes, assignment),
         "services.map": render_services_map(assignment),

@@ -31,7 +31,7 @@ from slipstream.engine.names import instance_id, server_name, server_of
 from slipstream.engine.prepare import build_once, pre_deploy_snapshots, prepare_build, provision, prune_images
 from slipstream.engine.release import BuildRef, Release, hostname
 from slipstream.engine.retention import collect_after_live
-from slipstream.engine.smoke import run_smoke_checks
+from slipstream.engine.settle import release_fallback, settle
 from slipstream.errors import SlipstreamError
 from slipstream.logs.model import Source, Stream
 from slipstream.runtime.oneoff import CANCELED_EXIT_CODE
@@ -58,6 +58,7 @@ class DeployRun:
         self.snapshots: list[Any] = []  # pre-deploy database snapshots
         self.stopped_old: list[InstanceRecord] = []  # old instances stopped before the new start
         self.flipped = False
+        self.falling_back = False  # the old release is held as the new one's backup (settle window)
 
     # -- helpers ------------------------------------------------------------------------------
     def say(self, message: str, kind: str = "step") -> None:
@@ -103,6 +104,10 @@ class DeployRun:
             self.ctx.store.transition(self.id, exc.status, message=message, finished=True)
         except Exception as exc:  # an engine defect: record it, keep the live release
             log.error("deploy %s crashed:\n%s", self.id, traceback.format_exc())
+            try:
+                release_fallback(self)
+            except Exception:  # the proxy may be what failed; the next flip replaces them
+                log.debug("release_fallback failed", exc_info=True)
             self._cleanup_new()
             self._restore_old()
             message = self.ctx.masker.mask(f"internal error during deploy: {exc.__class__.__name__}: {exc}")
@@ -139,7 +144,7 @@ class DeployRun:
             self._flip(old)
         else:
             self._seal()
-        self._settle(gate, old, build)
+        settle(self, gate, old, build)
         self._go_live(old)
         prune_images(self, build)  # before the deploy is finished: the next one never waits on it
         collect_after_live(self.ctx, self.service, self.say)
@@ -280,29 +285,14 @@ class DeployRun:
             self.ctx.proxy.set_private_route(self.service)
         else:
             self.ctx.proxy.set_route(self.service, list(self.release.hosts or (hostname(self.service),)))
-        self.ctx.proxy.switch(self.service, ready=[n for _, n, _ in self.new], drain=[server_of(i) for i in old])
+        drain = [server_of(i) for i in old]
+        # the old release stays behind the new one as a backup until the settle window ends
+        fallback = drain if self.ctx.settings.settle_s > 0 else []
+        self.ctx.proxy.switch(self.service, ready=[n for _, n, _ in self.new], drain=drain, fallback=fallback)
+        self.falling_back = bool(fallback)
         fp.hit(fp.AFTER_FLIP)
         self.to(DeployStatus.FLIPPING, step="flip", since=started)
         self.say(f"-----> Traffic switched to deploy {self.id} in {1000 * (time.monotonic() - started):.1f} ms")
-
-    def _settle(self, gate: Gate, old: list[InstanceRecord], build: BuildRef) -> None:
-        """Run the smoke checks, then watch the new instances a moment, while the old ones still
-        run; on any failure traffic moves straight back to them."""
-        settle = self.ctx.settings.settle_s
-        if not self.type.routed or (settle <= 0 and not self.release.smoke_checks):
-            return
-        started = time.monotonic()
-        fp.hit(fp.SETTLE)
-        failed = run_smoke_checks(self, build) if self.release.smoke_checks else None
-        if failed is None and settle > 0:
-            failed = gate.watch(settle)
-        if failed:
-            iid, probe = failed
-            self.ctx.proxy.switch(self.service, ready=[server_of(i) for i in old], drain=[n for _, n, _ in self.new])
-            fp.hit(fp.MOVED_BACK)
-            back = f"traffic moved back to deploy {old[0].deploy_id}" if old else "no earlier release to move back to"
-            raise gate.failure(iid, f"failed right after the flip: {probe.reason}", then=back)
-        self.to(DeployStatus.FLIPPING, step="settle", since=started)
 
     def _go_live(self, old: list[InstanceRecord]) -> None:
         store = self.ctx.store

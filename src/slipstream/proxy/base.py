@@ -48,8 +48,13 @@ class ProxyControl(Protocol):
         """Set one server "ready", "drain" or "maint"."""
         ...
 
-    def switch(self, service: str, ready: Sequence[str], drain: Sequence[str]) -> None:
-        """The flip: ``ready`` servers take traffic, ``drain`` ones get no new requests, at once."""
+    def switch(self, service: str, ready: Sequence[str], drain: Sequence[str], fallback: Sequence[str] = ()) -> None:
+        """The flip: ``ready`` servers take traffic, ``drain`` ones get no new requests, at once;
+        ``fallback`` (drained) servers take the requests the ready ones refuse or drop."""
+        ...
+
+    def release_fallback(self, service: str) -> None:
+        """End what ``switch(fallback=...)`` started: the drained servers are only drained."""
         ...
 
     def remove_server(self, service: str, name: str, timeout: float = 10.0) -> None:

@@ -35,6 +35,11 @@ from slipstream.proxy.model import Route, ServerState, check_port
 NO_ROUTE = "no_route"  # backend answering 503 for a host no service claims
 DEFAULT_POOL_SIZE = 64  # backends: at most this many routed services
 DEFAULT_SLOTS = 16  # server slots per backend: old + new instances during a deploy
+DEFAULT_BACKUP_SLOTS = 8  # backup slots per backend: the old release again during a settle window
+# Every slot (default-server): a TCP check (a free or held-back slot is in maint, so unchecked), and one refused or
+# dropped connection marks the server DOWN at once (back UP at the first check that connects), so
+# the retry of that request goes to another server, or to the backups when no active one is left.
+SLOT_CHECK = "check inter 5s downinter 100ms rise 1 observe layer4 error-limit 1 on-error mark-down"
 FREE_PORT = 1  # a free slot points at 127.0.0.1:1 (nothing listens there)
 
 NO_ROUTE_BODY = (
@@ -74,6 +79,14 @@ def slot_names(slots: int) -> list[str]:
         raise InvalidInput(f"proxy server slots per backend {slots} is not between 1 and 1000")
     width = max(2, len(str(slots - 1)))
     return [f"s{i:0{width}d}" for i in range(slots)]
+
+
+def backup_slot_names(count: int) -> list[str]:
+    """Names of the backup slots of every backend: ``b00`` ... (``count`` may be 0)."""
+    if not 0 <= count <= 1000:
+        raise InvalidInput(f"proxy backup slots per backend {count} is not between 0 and 1000")
+    width = max(2, len(str(count - 1)))
+    return [f"b{i:0{width}d}" for i in range(count)]
 
 
 def plan_slots(routes: Sequence[Route], slots: int) -> dict[str, dict[str, ServerState]]:
@@ -210,6 +223,11 @@ def render_slot(slot: str, server: ServerState | None) -> str:
     return f"    server {slot} 127.0.0.1:{server.port}{disabled}  # {server.name}"
 
 
+def render_backup_slots(names: Sequence[str]) -> list[str]:
+    """The backup slots of one backend, all free (a fresh process has no settle window)."""
+    return [f"    server {slot} 127.0.0.1:{FREE_PORT} backup disabled" for slot in names]
+
+
 def render_config(
     *,
     proxy_dir: Path,
@@ -222,6 +240,7 @@ def render_config(
     private_ports: Sequence[int] = (),
     access_log: Path | None = None,
     run_as: str | None = None,
+    backup_slots: int = DEFAULT_BACKUP_SLOTS,
 ) -> str:
     """Render ``haproxy.cfg``: the frontend, the no-route backend, the backend pool and one TCP
     listener with its backend per port of ``private_ports``. With ``run_as``, HAProxy drops to
@@ -231,6 +250,7 @@ def render_config(
     of their backend (see :func:`plan_slots`), the others stay free.
     """
     names = slot_names(slots)
+    backups = backup_slot_names(backup_slots)
     filled = plan_slots(routes, slots)
     by_backend = {assignment[r.service]: filled[r.service] for r in routes}
     out = [
@@ -265,6 +285,7 @@ def render_config(
         "    # a request on a connection that an instance dropped (crash, exit) is retried on another",
         "    # server; beyond connection failures only for idempotent methods (see frontend)",
         "    retry-on conn-failure empty-response",
+        f"    default-server {SLOT_CHECK}",
         "    timeout connect 5s",
         "    timeout client 60s",
         "    timeout server 60s",
@@ -292,12 +313,16 @@ def render_config(
         out += ["", f"backend {backend}", "    balance roundrobin"]
         held = by_backend.get(backend, {})
         out += [render_slot(slot, held.get(slot)) for slot in names]
-    out += render_private(private_ports, by_backend, names)
+        out += render_backup_slots(backups)
+    out += render_private(private_ports, by_backend, names, backups)
     return "\n".join(out) + "\n"
 
 
 def render_private(
-    ports: Sequence[int], by_backend: Mapping[str, Mapping[str, ServerState]], names: Sequence[str]
+    ports: Sequence[int],
+    by_backend: Mapping[str, Mapping[str, ServerState]],
+    names: Sequence[str],
+    backups: Sequence[str] = (),
 ) -> list[str]:
     """The config lines of the private listeners: a TCP defaults section, then per port a
     ``priv_NN`` frontend bound to 127.0.0.1 and its ``pbe_NN`` backend of server slots."""
@@ -311,6 +336,7 @@ def render_private(
         "    mode tcp",
         "    option clitcpka",
         "    option srvtcpka",
+        f"    default-server {SLOT_CHECK}",
         "    timeout connect 5s",
         "    timeout client 24h",
         "    timeout server 24h",
@@ -332,14 +358,16 @@ def render_private(
         ]
         held = by_backend.get(backend, {})
         out += [render_slot(slot, held.get(slot)) for slot in names]
+        out += render_backup_slots(backups)
     return out
 
 
 def parse_layout(text: str) -> dict[str, list[str]]:
     """What a rendered ``haproxy.cfg`` declares: each frontend's binds and each backend's slots.
 
-    Keys are ``frontend <name>`` and ``backend <name>``; used to check that a running HAProxy was
-    started with the layout this proxy expects before adopting it.
+    Keys are ``frontend <name>`` and ``backend <name>``; a backup slot is listed as ``<name>
+    backup``. Used to check that a running HAProxy was started with the layout this proxy expects
+    before adopting it.
     """
     layout: dict[str, list[str]] = {}
     section: list[str] | None = None
@@ -352,5 +380,5 @@ def parse_layout(text: str) -> dict[str, list[str]]:
             if words[0] in ("frontend", "backend") and len(words) > 1:
                 section = layout.setdefault(f"{words[0]} {words[1]}", [])
         elif section is not None and words[0] in ("bind", "server") and len(words) > 1:
-            section.append(words[1])
+            section.append(f"{words[1]} backup" if words[0] == "server" and "backup" in words[3:] else words[1])
     return layout

@@ -31,6 +31,7 @@ class FakeProxy:
     def __init__(self, *, first_private_port: int = 21000) -> None:
         self.calls: list[tuple[object, ...]] = []
         self.sessions: dict[tuple[str, str], int] = {}  # (service, server) -> requests in flight
+        self.fallback: dict[str, tuple[str, ...]] = {}  # service -> servers held as backups
         self._running = False
         self._backends: dict[str, _Backend] = {}
         self._ports = itertools.count(first_private_port)
@@ -117,16 +118,24 @@ class FakeProxy:
             self.calls.append(("set_state", service, name, admin))
             b.servers[name] = replace(b.servers[name], admin=admin)
 
-    def switch(self, service: str, ready: Sequence[str], drain: Sequence[str]) -> None:
+    def switch(self, service: str, ready: Sequence[str], drain: Sequence[str], fallback: Sequence[str] = ()) -> None:
         if set(ready) & set(drain):
             raise InvalidInput("servers cannot be both ready and drain")
         with self._lock:
-            b = self._require(service, [*ready, *drain])
+            b = self._require(service, [*ready, *drain, *fallback])
             self.calls.append(("switch", service, tuple(ready), tuple(drain)))
+            if fallback:
+                self.calls.append(("fallback", service, tuple(fallback)))
+                self.fallback[service] = tuple(fallback)
             for n in ready:
                 b.servers[n] = replace(b.servers[n], admin="ready")
             for n in drain:
                 b.servers[n] = replace(b.servers[n], admin="drain")
+
+    def release_fallback(self, service: str) -> None:
+        with self._lock:
+            if self.fallback.pop(service, None):
+                self.calls.append(("release_fallback", service))
 
     def remove_server(self, service: str, name: str, timeout: float = 10.0) -> None:
         with self._lock:

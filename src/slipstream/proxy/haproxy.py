@@ -19,7 +19,9 @@ Lifecycle of the proxy:
    state: ``set_route``/``remove_route`` edit the maps (a service borrows a pre-declared backend,
    recorded in services.map and mirrored in ``backends.json``); ``add_server`` records the server
    in a free slot of the service's backend and points the slot at the instance, in maint;
-   ``switch`` is the flip (all ``ready`` then all ``drain``, one line); ``remove_server`` puts
+   ``switch`` is the flip (all ``ready`` then all ``drain``, one line; with ``fallback`` the
+   drained servers also go into the backend's backup slots first, so a request that a dying new
+   instance refuses or drops is replayed on them, until ``release_fallback``); ``remove_server`` puts
    the slot in maint, waits (without blocking other calls) until its last request has finished,
    then points it back at the placeholder and frees it. ``set_private_route`` gives a private
    (TCP) service one of the pre-declared loopback listeners instead of host names; its servers
@@ -57,10 +59,12 @@ from slipstream.errors import Conflict, InvalidInput, NotFound, Unavailable
 from slipstream.proxy import process
 from slipstream.proxy.admin import AdminClient
 from slipstream.proxy.config import (
+    DEFAULT_BACKUP_SLOTS,
     DEFAULT_POOL_SIZE,
     DEFAULT_SLOTS,
     FREE_PORT,
     backend_names,
+    backup_slot_names,
     listener_name,
     parse_layout,
     plan_backends,
@@ -119,6 +123,7 @@ class Proxy:
         private_ports: Sequence[int] | None = None,
         access_log: Path | None = None,
         run_as: ProxyUser | None = None,
+        backup_slots: int = DEFAULT_BACKUP_SLOTS,
     ) -> None:
         self.access_log = access_log  # a unix datagram socket HAProxy sends access lines to
         self.run_as = run_as  # the unprivileged user HAProxy drops to (None: it stays who started it)
@@ -136,6 +141,8 @@ class Proxy:
         self.pool = backend_names(pool_size)
         self.slots = slots
         self.slot_names = slot_names(slots)
+        self.backup_slots = backup_slots
+        self.backup_names = backup_slot_names(backup_slots)
         self.private_pool = private_names(private_pool)  # pbe_00 ...: one per TCP listener
         self._given_ports = None if private_ports is None else check_ports(private_ports, private_pool, self.http_port)
         self._ports: list[int] | None = None  # settled by start()
@@ -313,19 +320,61 @@ class Proxy:
             slots = self._require(self._read(service, hosts=False, sessions=False), service, [name])
             self._admin.send([f"set server {slots[name]} state {admin}"])
 
-    def switch(self, service: str, ready: Sequence[str], drain: Sequence[str]) -> None:
-        """The flip: one admin round trip sets all ``ready`` servers ready, then ``drain`` drain."""
-        ready, drain = list(ready), list(drain)
+    def switch(self, service: str, ready: Sequence[str], drain: Sequence[str], fallback: Sequence[str] = ()) -> None:
+        """The flip: one admin round trip sets all ``ready`` servers ready, then ``drain`` drain.
+
+        ``fallback`` servers (drained ones) are put into the backend's backup slots first, ready:
+        while no ``ready`` server can take a request (each is marked DOWN by the first connection
+        it refuses or drops), HAProxy sends it, and replays the dropped ones, to them. They stay
+        until :meth:`release_fallback`; any earlier backups of the backend are replaced. Beyond the
+        backup slots (8 by default) the remaining ``fallback`` servers are only drained.
+        """
+        ready, drain, fallback = list(ready), list(drain), list(fallback)
         both = set(ready) & set(drain)
         if both:
             raise InvalidInput(f"servers {', '.join(sorted(both))} cannot be both ready and drain")
         with self._lock:
             live = self._read(service, hosts=False, sessions=False)
-            slots = self._require(live, service, ready + drain)
-            commands = [f"set server {slots[n]} state ready" for n in ready]
+            slots = self._require(live, service, ready + drain + fallback)
+            backend = live.services[service]
+            ports = {server.name: server.port for server in live.servers_of(backend)}
+            commands = self._release_commands(backend) if fallback else []
+            for slot, name in zip(self.backup_names, fallback, strict=False):
+                commands += [
+                    f"set server {backend}/{slot} addr 127.0.0.1 port {ports[name]}",
+                    f"set server {backend}/{slot} state ready",
+                ]
+            commands += [f"set server {slots[n]} state ready" for n in ready]
             commands += [f"set server {slots[n]} state drain" for n in drain]
             if commands:
                 self._admin.send(commands)
+
+    def release_fallback(self, service: str) -> None:
+        """Empty the backup slots of ``service``'s backend (the end of a settle window)."""
+        check_service(service)
+        with self._lock:
+            live = self._read(service, hosts=False, sessions=False)
+            backend = live.services.get(service)
+            if backend is not None:
+                commands = self._release_commands(backend)
+                if commands:
+                    self._admin.send(commands)
+
+    def _release_commands(self, backend: str) -> list[str]:
+        """The commands freeing every held backup slot of ``backend`` (maint, placeholder)."""
+        if not self.backup_names:
+            return []
+        backups = set(self.backup_names)
+        (answer,) = self._admin.send([f"show servers state {backend}"], check=False)
+        held = [r.name for r in parse_servers_state(answer) if r.name in backups and r.port != FREE_PORT]
+        return [
+            line
+            for slot in held
+            for line in (
+                f"set server {backend}/{slot} state maint",
+                f"set server {backend}/{slot} addr 127.0.0.1 port {FREE_PORT}",
+            )
+        ]
 
     def remove_server(self, service: str, name: str, timeout: float = 10.0) -> None:
         """Put a server in maint; free its slot once its last request ends (``timeout`` s at most).
@@ -488,6 +537,7 @@ class Proxy:
                 private_ports=ports,
                 access_log=self.access_log,
                 run_as=self.run_as.name if self.run_as is not None else None,
+                backup_slots=self.backup_slots,
             ),
         )
         self._save(services=assignment, slots=records)
@@ -510,7 +560,8 @@ class Proxy:
         except OSError:
             text = ""
         expected = {"frontend http": [render_bind(self.bind_host, self.http_port)]}
-        expected |= {f"backend {b}": self.slot_names for b in [*self.pool, *self.private_pool]}
+        layout = [*self.slot_names, *(f"{b} backup" for b in self.backup_names)]
+        expected |= {f"backend {b}": layout for b in [*self.pool, *self.private_pool]}
         expected |= {
             f"frontend {listener_name(b)}": [f"127.0.0.1:{port}"]
             for b, port in zip(self.private_pool, self._listener_ports(), strict=False)

@@ -11,6 +11,7 @@ at which /health starts failing (every other request is still served). VERSION f
 import os
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def crash_later(delay: float) -> None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         status, body = 200, f"version={VERSION}".encode()
@@ -69,10 +70,10 @@ class Handler(BaseHTTPRequestHandler):
             COUNT[0] += 1
             if COUNT[0] % ERROR_EVERY == 0:
                 status, body = 500, b"failing on purpose"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        # one write per response: a crash (CRASH_AFTER_HEALTH) lands between two responses, never
+        # inside one (a response cut in half cannot be replayed by any proxy; the request can)
+        head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Length: {len(body)}\r\n\r\n"
+        self.wfile.write(head.encode() + body)
 
     def log_message(self, fmt: str, *args: object) -> None:
         pass
