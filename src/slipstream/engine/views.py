@@ -17,7 +17,7 @@ from slipstream.states import ACTIVE, ServiceType
 def private_ports(ctx: DeployContext) -> dict[str, int]:
     """Stable loopback ports of the private services HAProxy listens for."""
     try:
-        return {r.service: r.port for r in ctx.proxy.routes() if r.kind == "private" and r.port}
+        return ctx.proxy.private_ports()
     except SlipstreamError:
         return {}
 
