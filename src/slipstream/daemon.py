@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import uvicorn
 from slipstream.api.app import create_app
 from slipstream.builds import Builder
 from slipstream.builds.docker import DockerBuilder
+from slipstream.builds.toolchain import find_uv
 from slipstream.engine.dbs import DatabaseManager
 from slipstream.engine.engine import Engine
 from slipstream.engine.keyvalues import KeyValueManager
@@ -93,7 +95,7 @@ def build_engine(settings: Settings) -> Engine:
         private_pool=settings.proxy_private_services,
         access_log=access_log,
     )
-    builder = Builder(settings.builds_dir, settings.cache_dir)
+    builder = Builder(settings.builds_dir, settings.cache_dir, uv=python_installer(settings))
     engine_ref: list[Engine] = []
     cgroups = None
     if settings.memory_cgroups != "off":
@@ -135,6 +137,16 @@ _ECHOED_KINDS = {"app", "build", "pre_deploy"}
 
 
 _TROUBLE = ("exited", "killed", "exceeded", "failed", "taken out of rotation", "could not")
+
+
+def python_installer(settings: Settings) -> str | None:
+    """The uv binary Python builds install with, or None for pip (chosen, or no uv found)."""
+    if settings.python_installer != "uv":
+        return None
+    uv = find_uv(sys.executable)
+    if uv is None:
+        log.warning("SLIPSTREAM_PYTHON_INSTALLER is uv but no uv binary was found; Python builds use pip")
+    return uv
 
 
 def event_level(kind: str, message: str) -> Level:
