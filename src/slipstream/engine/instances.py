@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Collection
 from pathlib import Path
 
 from slipstream.engine.context import LogSink
-from slipstream.engine.health import Probe, check_http, check_tcp
+from slipstream.engine.health import Probe, check_http, check_tcp, instance_port
 from slipstream.engine.names import server_of
 from slipstream.engine.release import BuildRef, Release, hostname, instance_env
 from slipstream.errors import NotFound
@@ -56,6 +58,17 @@ class Instances:
         self._closing = closing
         self.logs = logs
         self._specs: dict[str, InstanceSpec] = {}
+        self._port_lock = threading.Lock()
+        self._picked: deque[int] = deque(maxlen=1024)  # ports handed out, recorded or about to be
+
+    def pick_port(self, also_taken: Collection[int] = ()) -> int:
+        """A port for a new instance that no recorded instance uses and no deploy running in
+        parallel was just given (200 deploys at once drew the same port before either recorded it)."""
+        with self._port_lock:
+            taken = {r.port for r in self.store.instances() if r.port} | set(self._picked) | set(also_taken)
+            port = instance_port(taken, *self.settings.instance_ports)
+            self._picked.append(port)
+            return port
 
     # -- the factory ------------------------------------------------------------------------
     def log_path(self, iid: str) -> Path:
