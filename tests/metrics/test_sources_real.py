@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from slipstream.metrics.parse import build_http_figures, parse_show_stat
@@ -26,6 +27,7 @@ from slipstream.metrics.sources import (
 )
 from slipstream.proxy import Proxy
 from slipstream.runtime.base import InstanceState, InstanceStatus
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.real
 
@@ -108,6 +110,33 @@ def test_read_instance_prefers_its_cgroup(tmp_path: Path) -> None:
     status = InstanceStatus("web-d1-1", InstanceState.BACKOFF, None, None, 3, 137, 2.0, "killed")
     r = read_instance(status, "web", 64, cgroup=group)
     assert (r.memory_bytes, r.cpu_seconds) == (8 * 1024 * 1024, 1.5)
+
+
+def test_read_instance_in_a_v1_cgroup_counts_the_cpu_of_its_members(tmp_path: Path) -> None:
+    """cgroup v1's memory controller has no cpu.stat: the CPU comes from the pids the cgroup lists
+    (no walk of every process on the machine for the tree)."""
+    busy = "import time\nwhile time.process_time() < 0.3: pass\ntime.sleep(30)"  # 0.3 s of CPU, however busy
+    leader = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} -c '{busy}'; sleep 30"])
+    try:
+        app = wait_for(lambda: (c := psutil.Process(leader.pid).children()) and c[0], what="the app under sh")
+        wait_for(lambda: sum(app.cpu_times()[:2]) >= 0.25, what="the app burning its CPU")
+        group = tmp_path / "web-d1-1"  # a v1 memory cgroup directory
+        group.mkdir()
+        (group / "memory.usage_in_bytes").write_text("10485760\n")
+        (group / "memory.stat").write_text("total_inactive_file 2097152\n")
+        (group / "cgroup.procs").write_text(f"{leader.pid}\n{app.pid}\n")
+        status = InstanceStatus("web-d1-1", InstanceState.RUNNING, leader.pid, None, 0, None, None, None)
+        r = read_instance(status, "web", 64, cgroup=group, cgroup_version=1)
+        assert r.memory_bytes == 8 * 1024 * 1024
+        assert r.cpu_seconds is not None and r.cpu_seconds >= 0.2  # the app's, through cgroup.procs
+        (group / "cgroup.procs").write_text(f"{leader.pid}\n")  # the member list, not the tree, counts
+        alone = read_instance(status, "web", 64, cgroup=group, cgroup_version=1)
+        assert alone.cpu_seconds is not None and alone.cpu_seconds < 0.1
+    finally:
+        for p in psutil.Process(leader.pid).children(recursive=True):
+            p.kill()
+        leader.kill()
+        leader.wait()
 
 
 def test_read_disk_and_schedule() -> None:
