@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from slipstream.builds import Builder, BuildSpec
+from slipstream.builds import Builder, BuildFailed, BuildSpec
 from slipstream.builds.toolchain import find_uv
 
 from .conftest import Repo
@@ -90,7 +90,7 @@ def test_an_install_option_uv_refuses_falls_back_to_pip(
     out: list[str] = []
     command = "pip install --progress-bar off -r requirements.txt"  # pip knows --progress-bar; uv does not
     build = builder.build(make_spec(runtime="python", build_command=command), on_output=out.append)
-    assert any("running pip itself" in line for line in out)
+    assert any("uv does not take these arguments; running pip itself" in line for line in out)
     assert any("Successfully installed tinydep-1.0" in line for line in out), out
     venv = Path(build.extra_env["VIRTUAL_ENV"])
     ran = subprocess.run([str(venv / "bin" / "python"), "-c", "import tinydep"], capture_output=True, text=True)
@@ -104,3 +104,18 @@ def test_without_uv_pip_is_pip(tmp_path: Path, repo: Repo, make_spec: Callable[.
     builder.build(make_spec(runtime="python", build_command="pip install -r requirements.txt"), on_output=out.append)
     assert any("Successfully installed tinydep-1.0" in line for line in out), out
     assert not (tmp_path / "cache" / "api" / "uv").exists()
+
+
+def test_a_failed_install_fails_the_build_once_without_pip(
+    tmp_path: Path, repo: Repo, make_spec: Callable[..., BuildSpec], uv: str
+) -> None:
+    commit_app(repo)
+    repo.commit({"requirements.txt": REQUIREMENTS + "not-there==1.0\n"})
+    builder = Builder(tmp_path / "builds", tmp_path / "cache", uv=uv)
+    out: list[str] = []
+    with pytest.raises(BuildFailed, match="exited with"):
+        builder.build(
+            make_spec(runtime="python", build_command="pip install -r requirements.txt"), on_output=out.append
+        )
+    assert any("not-there" in line for line in out), out  # uv's own words on what is missing
+    assert not any("running pip itself" in line for line in out)

@@ -9,7 +9,7 @@ one keep it for rollbacks. A virtualenv counts as ready only after a build comma
 The virtualenv's ``pip`` is pip itself, or, when uv is the installer (the default where its binary
 is found), a shim: ``pip install ...`` runs ``uv pip install ...`` against the virtualenv (4-6x
 faster here, docs/benchmarks.md), and every other pip command, or an install whose arguments uv
-refuses (exit 2, e.g. ``--user``), runs the real pip, which the virtualenv keeps. So a
+refuses (e.g. ``--progress-bar``), runs the real pip, which the virtualenv keeps. So a
 ``buildCommand`` written for Render (``pip install -r requirements.txt``) works unchanged;
 ``python -m pip`` always means pip.
 """
@@ -158,21 +158,27 @@ def create_venv(python: str, venv: Path) -> None:
         launcher.chmod(0o755)
 
 
-# uv reads UV_* variables, not pip's: an index or find-links given to pip in the build env is passed on.
+# uv reads UV_* variables, not pip's: an index, find-links or CA bundle given to pip in the build env
+# is passed on, and uv trusts the machine's certificate store as pip does. Only arguments uv refuses
+# (exit 2 saying "unexpected argument" or "unsupported") fall back to pip: a failed download or
+# resolution fails the build as pip's would, not twice.
 UV_SHIM = """#!/bin/sh
 # slipstream: 'pip install' runs 'uv pip install' in this virtualenv; everything else runs pip.
 if [ "$1" = install ]; then
   shift
-  export UV_INDEX_URL="${{UV_INDEX_URL:-$PIP_INDEX_URL}}"
-  export UV_EXTRA_INDEX_URL="${{UV_EXTRA_INDEX_URL:-$PIP_EXTRA_INDEX_URL}}"
-  export UV_FIND_LINKS="${{UV_FIND_LINKS:-$PIP_FIND_LINKS}}"
-  [ -n "$UV_INDEX_URL" ] || unset UV_INDEX_URL
-  [ -n "$UV_EXTRA_INDEX_URL" ] || unset UV_EXTRA_INDEX_URL
-  [ -n "$UV_FIND_LINKS" ] || unset UV_FIND_LINKS
-  {uv} pip install --python {python} "$@"
-  code=$?
-  [ "$code" -eq 2 ] || exit "$code"
-  echo "slipstream: uv stopped at these arguments (exit 2); running pip itself" >&2
+  export UV_SYSTEM_CERTS="${{UV_SYSTEM_CERTS:-1}}"
+  [ -z "$PIP_CERT" ] || export SSL_CERT_FILE="${{SSL_CERT_FILE:-$PIP_CERT}}"
+  [ -z "$PIP_INDEX_URL" ] || export UV_INDEX_URL="${{UV_INDEX_URL:-$PIP_INDEX_URL}}"
+  [ -z "$PIP_EXTRA_INDEX_URL" ] || export UV_EXTRA_INDEX_URL="${{UV_EXTRA_INDEX_URL:-$PIP_EXTRA_INDEX_URL}}"
+  [ -z "$PIP_FIND_LINKS" ] || export UV_FIND_LINKS="${{UV_FIND_LINKS:-$PIP_FIND_LINKS}}"
+  err=$(mktemp) && rc=$(mktemp) || exit 1
+  {{ {{ {uv} pip install --python {python} "$@"; echo $? >"$rc"; }} 2>&1 1>&3 | tee "$err" 1>&2; }} 3>&1
+  code=$(cat "$rc")
+  refused=no
+  [ "$code" = 2 ] && grep -qE "unexpected argument|unsupported" "$err" && refused=yes
+  rm -f "$err" "$rc"
+  [ "$refused" = yes ] || exit "$code"
+  echo "slipstream: uv does not take these arguments; running pip itself" >&2
   set -- install "$@"
 fi
 exec {python} -m pip "$@"
