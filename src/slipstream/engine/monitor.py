@@ -28,6 +28,7 @@ class LiveMonitor:
         self.restart_after_s = restart_after_s
         self._failing_since: dict[str, float] = {}
         self._unrouted: set[str] = set()
+        self._releases: dict[int, Release] = {}  # a deploy's release never changes: decrypted once
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -45,6 +46,7 @@ class LiveMonitor:
 
     def check_all(self) -> None:
         """One round over every live instance of every web service."""
+        seen: dict[int, Release] = {}
         for svc in self.ctx.store.services():
             if not ServiceType(svc.type).routed:
                 continue
@@ -52,9 +54,13 @@ class LiveMonitor:
                 if inst.state != InstancePhase.LIVE or not self.ctx.instances.alive(inst.id):
                     self._failing_since.pop(inst.id, None)  # crashes are the runtime's business
                     continue
-                release = Release.from_dict(self.ctx.store.deploy_release(inst.deploy_id))
+                release = self._releases.get(inst.deploy_id) or Release.from_dict(
+                    self.ctx.store.deploy_release(inst.deploy_id)
+                )
+                seen[inst.deploy_id] = release
                 probe = self.ctx.instances.probe(release, inst.port or 0)
                 self._judge(svc.name, inst, probe.ok, probe.reason)
+        self._releases = seen  # only the deploys still live are kept
 
     def _judge(self, service: str, inst: InstanceRecord, ok: bool, reason: str) -> None:
         iid, name = inst.id, server_of(inst)
