@@ -95,6 +95,14 @@ class BuildRecord:
     image: str | None = None  # container services: the image this build runs
 
 
+# A deploy record without its release: the encrypted release holds the blueprint text it was planned
+# from (tens of KB for a large blueprint), which `status` would otherwise read for 6 deploys a service.
+DEPLOY_COLUMNS = (
+    "id, service, kind, status, build_id, commit_sha, source, rollback_of, with_pre_deploy, steps, message, "
+    "created_at, finished_at"
+)
+
+
 class Store:
     """SQLite-backed state; safe to share between threads."""
 
@@ -373,7 +381,7 @@ class Store:
             c.execute("UPDATE services SET live_deploy_id=? WHERE name=?", (deploy_id, row["service"]))
 
     def deploy(self, deploy_id: int) -> DeployRecord:
-        row = self._conn().execute("SELECT * FROM deploys WHERE id=?", (deploy_id,)).fetchone()
+        row = self._conn().execute(f"SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id=?", (deploy_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown deploy {deploy_id}", "run 'slipstream deploys SERVICE' to list deploys")
         return self._deploy(row)
@@ -387,13 +395,14 @@ class Store:
     def deploys(self, service: str, limit: int = 50) -> list[DeployRecord]:
         rows = (
             self._conn()
-            .execute("SELECT * FROM deploys WHERE service=? ORDER BY id DESC LIMIT ?", (service, limit))
+            .execute(f"SELECT {DEPLOY_COLUMNS} FROM deploys WHERE service=? ORDER BY id DESC LIMIT ?", (service, limit))
             .fetchall()
         )
         return [self._deploy(r) for r in rows]
 
     def unfinished_deploys(self) -> list[DeployRecord]:
-        rows = self._conn().execute("SELECT * FROM deploys WHERE finished_at IS NULL ORDER BY id").fetchall()
+        query = f"SELECT {DEPLOY_COLUMNS} FROM deploys WHERE finished_at IS NULL ORDER BY id"
+        rows = self._conn().execute(query).fetchall()
         return [self._deploy(r) for r in rows]
 
     @staticmethod
