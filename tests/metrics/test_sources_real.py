@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import secrets
 import shutil
 import socket
@@ -18,6 +19,8 @@ import pytest
 
 from slipstream.metrics.parse import build_http_figures, parse_show_stat
 from slipstream.metrics.sources import (
+    descendants,
+    process_tree,
     read_databases,
     read_disk,
     read_instance,
@@ -86,14 +89,16 @@ def test_read_instance_from_a_process_tree() -> None:
         [
             sys.executable,
             "-c",
-            "import time\nx = bytearray(40 * 1024 * 1024)\nt = time.time()\nwhile time.time() - t < 0.3: pass\ntime.sleep(30)",
+            "import time\nx = bytearray(40 * 1024 * 1024)\nwhile time.process_time() < 0.3: pass\ntime.sleep(30)",
         ]
     )
-    try:
-        time.sleep(1.0)
+    try:  # 0.3 s of CPU however busy the machine is (a wall-clock loop got 0.07 s under load)
+        wait_for(lambda: sum(psutil.Process(child.pid).cpu_times()[:2]) >= 0.25, what="the child's CPU")
         status = InstanceStatus("web-d1-1", InstanceState.RUNNING, child.pid, None, 1, None, None, None)
         r = read_instance(status, "web", 512, cgroup=None)
         assert r.memory_bytes is not None and r.memory_bytes > 40 * 1024 * 1024
+        shared = read_instance(status, "web", 512, cgroup=None, tree=process_tree())  # a round's one /proc pass
+        assert shared.memory_bytes is not None and shared.memory_bytes > 40 * 1024 * 1024
         assert r.cpu_seconds is not None and r.cpu_seconds >= 0.2
         assert (r.service, r.restarts, r.memory_limit_mb, r.state) == ("web", 1, 512, "running")
     finally:
@@ -137,6 +142,13 @@ def test_read_instance_in_a_v1_cgroup_counts_the_cpu_of_its_members(tmp_path: Pa
             p.kill()
         leader.kill()
         leader.wait()
+
+
+def test_descendants_come_from_one_process_tree() -> None:
+    assert sorted(descendants(1, {1: [2, 3], 3: [4], 5: [6]})) == [1, 2, 3, 4]
+    assert descendants(7, {}) == [7]
+    tree = process_tree()
+    assert os.getpid() in tree.get(os.getppid(), [])
 
 
 def test_read_disk_and_schedule() -> None:

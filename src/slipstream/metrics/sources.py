@@ -52,6 +52,27 @@ def _read(path: Path) -> str:
         return ""
 
 
+def process_tree() -> dict[int, list[int]]:
+    """Every process's children by pid, from one pass over /proc (a round reads it once, not once
+    per instance as ``psutil.Process.children`` would)."""
+    tree: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        ppid = proc.info.get("ppid")
+        if ppid is not None:
+            tree.setdefault(int(ppid), []).append(proc.pid)
+    return tree
+
+
+def descendants(pid: int, tree: Mapping[int, list[int]]) -> list[int]:
+    """``pid`` and all its descendants in ``tree``."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(tree.get(current, ()))
+    return out
+
+
 def _members(cgroup: Path) -> list[int] | None:
     """The pids in a cgroup (``cgroup.procs``), or None when it cannot be read."""
     text = _read(cgroup / "cgroup.procs")
@@ -97,10 +118,12 @@ def read_instance(
     memory_limit_mb: float | None,
     cgroup: Path | None = None,
     cgroup_version: int = 2,
+    tree: Mapping[int, list[int]] | None = None,
 ) -> InstanceReading:
     """One instance's reading: cgroup memory (working set) and CPU where the cgroup says, else psutil.
 
-    ``cgroup`` is the instance's cgroup directory (``MemoryCgroups.base / instance_id``) or None.
+    ``cgroup`` is the instance's cgroup directory (``MemoryCgroups.base / instance_id``) or None;
+    ``tree`` (:func:`process_tree`, read once per round) finds the descendants of one without.
     """
     cpu: float | None = None
     memory: int | None = None
@@ -111,6 +134,8 @@ def read_instance(
             cpu = parse_cgroup_cpu(_read(cgroup / "cpu.stat"))
     if status.pid is not None and (cpu is None or memory is None):
         members = _members(cgroup) if cgroup is not None else None
+        if members is None and tree is not None:
+            members = descendants(status.pid, tree)
         tree_cpu, tree_rss = tree_usage(status.pid, members)
         cpu = tree_cpu if cpu is None else cpu
         memory = tree_rss if memory is None else memory
