@@ -29,9 +29,9 @@ METHOD = """\
 
 Everything runs on this one machine over loopback, in one `make bench` run, so every comparison is
 side by side under the same background noise. Each wrk run is bounded (`-d` plus an outer timeout);
-everything the bench starts is stopped in `finally` blocks, and a watchdog ends the run before 22
+everything the bench starts is stopped in `finally` blocks, and a watchdog ends the run before 24
 minutes (the logs and metrics sections run near the end, with about 4 minutes of their own; issue
-15's build and 200-service sections last, with 8 minutes of their own).
+15's build and 200-service sections last, with 10 minutes of their own).
 
 * **Upstream app** (`bench/upstream.py`): a dependency-free HTTP/1.1 keep-alive server on raw
   asyncio answering `ok <id>`. The same file is the upstream of the direct, HAProxy and nginx runs
