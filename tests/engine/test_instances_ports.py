@@ -16,23 +16,23 @@ from slipstream.state.store import Store
 
 
 def test_parallel_picks_never_share_a_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A range of 64 ports and 48 picks at once: before any instance is recorded, each pick must
-    # still skip the ports handed to the others (random picks alone collided at 200 services).
-    settings = load_settings({"SLIPSTREAM_HOME": str(tmp_path), "SLIPSTREAM_INSTANCE_PORTS": "41000-41063"})
+    # 200 picks at once from 1000 ports: before any instance is recorded, each pick must still skip
+    # the ports handed to the others (random picks alone would collide some 20 times here).
+    settings = load_settings({"SLIPSTREAM_HOME": str(tmp_path), "SLIPSTREAM_INSTANCE_PORTS": "41000-41999"})
     settings.ensure_dirs()
     store = Store(settings.state_db, SecretBox(settings.master_key))
     instances = Instances(settings, store, FakeProxy(), FakeDriver(), Masker(), {}, threading.Event())
     picked: list[int] = []
-    start = threading.Barrier(48)
+    start = threading.Barrier(200)
 
     def pick() -> None:
         start.wait()
         picked.append(instances.pick_port())
 
-    threads = [threading.Thread(target=pick) for _ in range(48)]
+    threads = [threading.Thread(target=pick) for _ in range(200)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(picked) == 48 and len(set(picked)) == 48
-    assert all(41000 <= p <= 41063 for p in picked)
+    assert len(picked) == 200 and len(set(picked)) == 200
+    assert all(41000 <= p <= 41999 for p in picked)
