@@ -93,8 +93,9 @@ class Timed:
 class DaemonStand:
     """A slipstream daemon on a temp home with the bench app repo beside it."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, services: int = SERVICES, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.services = services
         self.home = workdir / "home"
         self.repo = workdir / "app"
         self.blueprint = self.repo / "render.yaml"
@@ -103,6 +104,7 @@ class DaemonStand:
         self.env.update(
             SLIPSTREAM_HOME=str(self.home), SLIPSTREAM_HTTP_PORT=str(self.http_port), SLIPSTREAM_HEALTH_DEADLINE="60"
         )
+        self.env.update(env or {})
         self.shas: dict[str, str] = {}
         self.version_of: dict[str, str] = {}
         self._http: httpx.Client | None = None
@@ -110,7 +112,7 @@ class DaemonStand:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         """Make the app repo and start the daemon (``slipstream up --detach``)."""
-        self.shas = make_app_repo(self.repo, SERVICES)
+        self.shas = make_app_repo(self.repo, self.services)
         self.version_of = {sha: v for v, sha in self.shas.items()}
         r = self.cli("up", "--detach")
         if r.returncode != 0:

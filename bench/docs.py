@@ -30,8 +30,9 @@ METHOD = """\
 
 Everything runs on this one machine over loopback, in one `make bench` run, so every comparison is
 side by side under the same background noise. Each wrk run is bounded (`-d` plus an outer timeout);
-everything the bench starts is stopped in `finally` blocks, and a watchdog ends the run before 14
-minutes (the logs and metrics sections run last, with about 4 minutes of their own).
+everything the bench starts is stopped in `finally` blocks, and a watchdog ends the run before 24
+minutes (the logs and metrics sections run near the end, with about 4 minutes of their own; issue
+15's build and 200-service sections last, with 10 minutes of their own).
 
 * **Upstream app** (`bench/upstream.py`): a dependency-free HTTP/1.1 keep-alive server on raw
   asyncio answering `ok <id>`. The same file is the upstream of the direct, HAProxy and nginx runs
@@ -459,6 +460,49 @@ def _metrics(r: Results) -> list[str]:
     ]
 
 
+def _scale(report: dict[str, Any]) -> list[str]:
+    """Issue 15, target 5: one daemon with 200 web services."""
+    x = report["scale"]
+    if "skipped" in x:
+        return [f"Not measured in this run: {x['skipped']}."]
+    return [
+        "| services | apply (builds cached) | first apply | daemon RSS | daemon CPU idle | HAProxy RSS | flip | "
+        "`slipstream status` |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {x['services']} ({x['instances']} instances) | {x['apply_s']:g} s | {x['apply_cold_s']:g} s | "
+        f"{x['daemon_rss_mb']:g} MB ({x['daemon_threads']} threads) | {x['daemon_cpu_percent_idle']:g} % | "
+        f"{x['haproxy_rss_mb']:g} MB | {x['flip_ms_median']:g} ms | {x['status_ms_median']:.0f} ms |",
+        "",
+        f"Each service is the bench upstream (`python app.py`, {x['app_rss_mb_median']} MB RSS each) with "
+        "`buildCommand: echo build`; the timed apply builds every service anew from the same commit with "
+        "its cached virtualenv. The first apply also creates 200 virtualenvs. HAProxy's pool is "
+        "`SLIPSTREAM_PROXY_SERVICES=256`. Flip: the step the daemon records, median of deploys of one "
+        "service after the apply; status: wall time of the CLI process, median of its runs.",
+    ]
+
+
+def _build(report: dict[str, Any]) -> list[str]:
+    """Issue 15, target 6: a Python build's install with pip and with uv."""
+    b = report["build"]
+    if "skipped" in b:
+        return [f"Not measured in this run: {b['skipped']}."]
+    uv = (
+        f"{b['python_uv_cold_s']:g} s | {b['python_uv_warm_s']:g} s"
+        if "python_uv_cold_s" in b
+        else f"not measured: {b.get('uv_skipped')} | -"
+    )
+    return [
+        "| installer | cold | warm |",
+        "|---|---|---|",
+        f"| pip | {b['python_pip_cold_s']:g} s | {b['python_pip_warm_s']:g} s |",
+        f"| uv (`pip install` through the shim) | {uv} |",
+        "",
+        "Whole builds of `examples/python-web` (`pip install -r requirements.txt`: psycopg[binary]) through "
+        "slipstream's Builder, medians. Cold: empty download cache, new virtualenv; warm: the cache filled, "
+        f"new virtualenv (as after a change of requirements). Default here: {b['default']}.",
+    ]
+
+
 def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target], analysis: str = "") -> str:
     """The whole docs/benchmarks.md page."""
     m = report["machine"]
@@ -470,7 +514,7 @@ def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target
         f"than editing this page. Latest run: {m.get('date')}, {r.elapsed_s:.0f} s. Raw numbers: "
         "`bench/report.json`.",
         "",
-        "## Targets (issues #6, #10, #12, 13)",
+        "## Targets (issues #6, #10, #12, 13, 15)",
         "",
         *_targets(targets),
         "",
@@ -556,6 +600,14 @@ def render_markdown(r: Results, report: dict[str, Any], targets: Sequence[Target
         "## 13. CLI start-up",
         "",
         *cli_bench.markdown(report),
+        "",
+        "## 14. 200 web services on one daemon",
+        "",
+        *_scale(report),
+        "",
+        "## 15. Python builds: pip and uv",
+        "",
+        *_build(report),
         "",
         METHOD,
     ]

@@ -55,6 +55,8 @@ class Results:
     logs: dict[str, Any] | None = None  # bench.logs_bench.measure (issue 13)
     metrics: dict[str, Any] | None = None  # bench.metrics_bench.run (issue 13)
     cli: dict[str, Any] | None = None  # bench.cli_bench.measure (issue 15)
+    scale: dict[str, Any] | None = None  # bench.scale_bench.run_scale (issue 15)
+    build: dict[str, Any] | None = None  # bench.build_bench.measure (issue 15)
     skipped: dict[str, str] = field(default_factory=dict)  # section -> why it has no numbers
 
 
@@ -326,6 +328,8 @@ def build_report(r: Results) -> dict[str, Any]:
         "logs": _logs(r),
         "metrics": _metrics(r),
         "cli": cli_bench.summary(r.cli),
+        "scale": r.scale or {"skipped": r.skipped.get("scale", "not measured")},
+        "build": r.build or {"skipped": r.skipped.get("build", "not measured")},
         "machine": r.machine,
         **({"skipped": dict(r.skipped)} if r.skipped else {}),
     }
@@ -373,6 +377,7 @@ def check_targets(report: dict[str, Any]) -> list[Target]:
         _crash_loop_target(report),
         *_logs_targets(report),
         Target(*cli_bench.target(report)),
+        *_scale_targets(report),
     ]
 
 
@@ -415,6 +420,29 @@ def _crash_after_check_target(f: dict[str, Any]) -> Target:
         "not measured" if failed is None else f"{failed} failed over {runs} deploys",
         failed == 0,
     )
+
+
+# Issue 15, target 5: one daemon with 200 web services.
+SCALE_TARGETS = (
+    ("apply_s", "apply of 200 services (builds cached)", 30.0, "s"),
+    ("daemon_rss_mb", "daemon RSS with 200 services", 100.0, "MB"),
+    ("daemon_cpu_percent_idle", "daemon CPU idle with 200 services", 1.0, "%"),
+    ("flip_ms_median", "flip with 200 services", 5.0, "ms"),
+    ("status_ms_median", "slipstream status with 200 services", 300.0, "ms"),
+)
+
+
+def _scale_targets(report: dict[str, Any]) -> list[Target]:
+    x = report["scale"]
+    out = []
+    for key, name, limit, unit in SCALE_TARGETS:
+        wanted = f"<= {limit:g} {unit}"
+        if "skipped" in x:
+            out.append(Target(name, wanted, f"not measured: {x['skipped']}", False))
+            continue
+        here = "" if x["services"] >= 200 else f" ({x['services']} services here)"
+        out.append(Target(name, wanted, f"{x[key]:g} {unit}{here}", x[key] <= limit and x["services"] >= 200))
+    return out
 
 
 def _logs_targets(report: dict[str, Any]) -> list[Target]:
@@ -496,12 +524,48 @@ def render_table(report: dict[str, Any], targets: Sequence[Target]) -> str:
     ]
     rows += _docker_rows(report) + _failfast_rows(report) + _issue13_rows(report)
     rows.append(cli_bench.row(report))
+    rows += _issue15_rows(report)
     width = max(len(r[0]) for r in rows)
     lines = [f"{name:<{width}}  {value:>14}  {note}" for name, value, note in rows]
     lines.append("")
     tw = max(len(t.name) for t in targets)
     lines += [f"{'MET ' if t.met else 'MISS'}  {t.name:<{tw}} {t.measured:>12}  (target {t.wanted})" for t in targets]
     return "\n".join(lines)
+
+
+def _issue15_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """200 services on one daemon, and pip against uv for a Python build (issue 15)."""
+    x, b = report["scale"], report["build"]
+    rows = []
+    if "skipped" in x:
+        rows.append(("scale", "skipped", x["skipped"]))
+    else:
+        rows.append(
+            (
+                f"{x['services']} services",
+                f"apply {x['apply_s']:g} s",
+                f"cold {x['apply_cold_s']:g} s; daemon {x['daemon_rss_mb']:g} MB, "
+                f"{x['daemon_cpu_percent_idle']:g} % CPU; HAProxy {x['haproxy_rss_mb']:g} MB; flip "
+                f"{x['flip_ms_median']:g} ms; status {x['status_ms_median']:.0f} ms",
+            )
+        )
+    if "skipped" in b:
+        rows.append(("python build", "skipped", b["skipped"]))
+    else:
+        uv = (
+            f"uv {b['python_uv_cold_s']:g} / {b['python_uv_warm_s']:g} s"
+            if "python_uv_cold_s" in b
+            else f"uv not measured: {b.get('uv_skipped')}"
+        )
+        rows.append(
+            (
+                "python build",
+                f"pip {b['python_pip_cold_s']:g} s",
+                f"cold / warm: pip {b['python_pip_cold_s']:g} / {b['python_pip_warm_s']:g} s, {uv}; "
+                f"default {b['default']}",
+            )
+        )
+    return rows
 
 
 def _ms(x: float | None) -> str:

@@ -17,7 +17,10 @@ writes nothing). Steps:
    them cold and warm, the RSS while an app writes 100 MB; each in a child process of its own.
 5. Metrics (bench/metrics_bench.py): 2 simulated hours of collection rounds with 200 services;
    the store's size projected to 24 h; ``--since 1h``.
-6. Print the table; write bench/report.json and docs/benchmarks.md.
+6. Issue 15 (bench/build_bench.py, bench/scale_bench.py): a Python build's install with pip and
+   with uv, cold and warm; then one daemon with 200 web services (apply, RSS, idle CPU, a flip,
+   ``slipstream status``), with ``ISSUE15_S`` of its own.
+7. Print the table; write bench/report.json and docs/benchmarks.md.
 
 Everything started is stopped in ``finally`` blocks; a watchdog (SIGALRM) ends the run before
 14 minutes, so even a hung step leaves nothing behind. The sections added for issues #10, #12 and
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from bench import cli_bench, docker_bench, logs_bench, metrics_bench, procs, profile, tools
+from bench import build_bench, cli_bench, docker_bench, logs_bench, metrics_bench, procs, profile, scale_bench, tools
 from bench.analysis import render_analysis
 from bench.daemon_bench import BUILD_COMMAND, DaemonStand
 from bench.docs import render_markdown
@@ -55,9 +58,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # The logs and metrics sections (issue 13) take some 2.5 minutes on a quiet machine and cannot be
 # shortened without shrinking issue 13's sizes, so they run last with ISSUE13_S of their own; the
 # watchdog is there to stop a hung step, not to cap the measurements. The daemon stand plans against
-# WATCHDOG_S - ISSUE13_S: the 570 s it had, plus the ~30 s the access-log-on runs add to the proxy stand.
-WATCHDOG_S = 840
+# WATCHDOG_S - ISSUE15_S - ISSUE13_S: the 570 s it had, plus the ~30 s the access-log-on runs add to the proxy stand.
+# Issue 15's sections (a Python build with pip and uv; 200 services on one daemon) run after them
+# with ISSUE15_S of their own, added to the watchdog.
 ISSUE13_S = 240
+ISSUE15_S = 600
+WATCHDOG_S = 840 + ISSUE15_S
 # Seconds an added section needs before its deadline: itself plus what still follows it (the
 # 20-service apply, restarts, idle sample, TLS connects, stopping; the metrics after the logs);
 # rough, from runs on a busy machine.
@@ -69,6 +75,8 @@ NEED_S = {
     "postgres": 60.0,
     "logs": 200.0,
     "metrics": 90.0,
+    "build": 540.0,
+    "scale": 420.0,
 }
 
 
@@ -94,6 +102,8 @@ class Plan:
     logs: LogsPlan = LogsPlan()
     metrics_services: int = 200
     metrics_hours: float = 2.0  # simulated; a day would take some 13 minutes
+    build_runs: int = 3  # per installer, cold and warm each
+    scale_services: int = 200
 
 
 QUICK = Plan(
@@ -114,6 +124,8 @@ QUICK = Plan(
     tls_connects=5,
     logs=LogsPlan(lines=200_000, paced_s=3.0, cold_runs=1, warm_runs=2, rss_mb=20),
     metrics_services=20,
+    build_runs=1,
+    scale_services=20,
 )
 
 
@@ -296,6 +308,23 @@ def run_metrics(plan: Plan, work: Path, r: Results, clock: Clock) -> None:
     section(r, "metrics", measure, clock, NEED_S["metrics"])
 
 
+def run_issue15(plan: Plan, work: Path, r: Results, clock: Clock) -> None:
+    """pip against uv for a Python build, then 200 web services on one daemon (issue 15)."""
+    step(f"Python build: pip install -r requirements.txt with pip and with uv, cold and warm, {plan.build_runs} each")
+    (work / "build").mkdir()
+
+    def builds() -> None:
+        r.build = build_bench.measure(work / "build", plan.build_runs)
+
+    section(r, "build", builds, clock, NEED_S["build"])
+    step(f"Scale: one daemon with {plan.scale_services} web services (apply twice, a flip, idle, status)")
+
+    def scale() -> None:
+        r.scale = scale_bench.run_scale(work / "scale", plan.scale_services, idle_s=plan.idle_s, say=print)
+
+    section(r, "scale", scale, clock, NEED_S["scale"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bench; print the table; write the report and the docs page (unless --quick)."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
@@ -312,9 +341,10 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp)
             os.chmod(work, 0o711)  # PostgreSQL (its own user) must pass through to the stand's home
             run_proxy(plan, work, r)
-            run_daemon(plan, work, r, Clock(started + WATCHDOG_S - ISSUE13_S))
-            run_logs(plan, work, r, Clock(started + WATCHDOG_S))
-            run_metrics(plan, work, r, Clock(started + WATCHDOG_S))
+            run_daemon(plan, work, r, Clock(started + WATCHDOG_S - ISSUE15_S - ISSUE13_S))
+            run_logs(plan, work, r, Clock(started + WATCHDOG_S - ISSUE15_S))
+            run_metrics(plan, work, r, Clock(started + WATCHDOG_S - ISSUE15_S))
+            run_issue15(plan, work, r, Clock(started + WATCHDOG_S))
     finally:
         signal.alarm(0)
     r.import_rss = profile.import_rss()

@@ -196,7 +196,7 @@ def test_table_page_and_analysis_show_issue_13() -> None:
         "## 10. HAProxy's access log",
         "## 11. Logs",
         "## 12. Metrics",
-        "## Targets (issues #6, #10, #12, 13)",
+        "## Targets (issues #6, #10, #12, 13, 15)",
     ):
         assert heading in page
     assert "| 1 | 900 | 540 | 0.600 |" in page  # round 1: off, on, ratio

@@ -108,3 +108,25 @@ def test_instance_ports_come_from_the_range_and_skip_taken_and_busy_ones() -> No
         fallback = instance_port({p - 1}, p - 1, p, tries=5)  # none free: an ephemeral port
         assert fallback not in (p - 1, p) and fallback > 30000
     assert 20000 <= instance_port(set(), 20000, 29999) <= 29999
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [(b"", "closed the connection without a response"), (b"hello there\r\n", "not an HTTP response: b'hello there'")],
+)
+def test_http_check_names_what_is_not_http(answer: bytes, reason: str) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(answer)
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        p = check_http(listener.getsockname()[1], "/health", "web.localhost")
+        t.join(5)
+    assert not p.ok and p.reason.startswith("/health failed: ") and reason in p.reason

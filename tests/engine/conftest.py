@@ -39,7 +39,7 @@ def rigs(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RigFactory]
     """Make daemons on one state directory (``rigs(host=old.host, proxy=old.proxy)`` restarts one);
     instance ports count up from 20001; every daemon is closed at the end."""
     ports = itertools.count(20001)
-    monkeypatch.setattr("slipstream.engine.deployer.instance_port", lambda taken, low, high: next(ports))
+    monkeypatch.setattr("slipstream.engine.instances.instance_port", lambda taken, low, high: next(ports))
     made: list[Rig] = []
 
     def make(**kw: Any) -> Rig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import secrets
 import shutil
 import socket
@@ -13,10 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from slipstream.metrics.parse import build_http_figures, parse_show_stat
 from slipstream.metrics.sources import (
+    descendants,
+    process_tree,
     read_databases,
     read_disk,
     read_instance,
@@ -26,6 +30,7 @@ from slipstream.metrics.sources import (
 )
 from slipstream.proxy import Proxy
 from slipstream.runtime.base import InstanceState, InstanceStatus
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.real
 
@@ -84,14 +89,16 @@ def test_read_instance_from_a_process_tree() -> None:
         [
             sys.executable,
             "-c",
-            "import time\nx = bytearray(40 * 1024 * 1024)\nt = time.time()\nwhile time.time() - t < 0.3: pass\ntime.sleep(30)",
+            "import time\nx = bytearray(40 * 1024 * 1024)\nwhile time.process_time() < 0.3: pass\ntime.sleep(30)",
         ]
     )
-    try:
-        time.sleep(1.0)
+    try:  # 0.3 s of CPU however busy the machine is (a wall-clock loop got 0.07 s under load)
+        wait_for(lambda: sum(psutil.Process(child.pid).cpu_times()[:2]) >= 0.25, what="the child's CPU")
         status = InstanceStatus("web-d1-1", InstanceState.RUNNING, child.pid, None, 1, None, None, None)
         r = read_instance(status, "web", 512, cgroup=None)
         assert r.memory_bytes is not None and r.memory_bytes > 40 * 1024 * 1024
+        shared = read_instance(status, "web", 512, cgroup=None, tree=process_tree())  # a round's one /proc pass
+        assert shared.memory_bytes is not None and shared.memory_bytes > 40 * 1024 * 1024
         assert r.cpu_seconds is not None and r.cpu_seconds >= 0.2
         assert (r.service, r.restarts, r.memory_limit_mb, r.state) == ("web", 1, 512, "running")
     finally:
@@ -108,6 +115,40 @@ def test_read_instance_prefers_its_cgroup(tmp_path: Path) -> None:
     status = InstanceStatus("web-d1-1", InstanceState.BACKOFF, None, None, 3, 137, 2.0, "killed")
     r = read_instance(status, "web", 64, cgroup=group)
     assert (r.memory_bytes, r.cpu_seconds) == (8 * 1024 * 1024, 1.5)
+
+
+def test_read_instance_in_a_v1_cgroup_counts_the_cpu_of_its_members(tmp_path: Path) -> None:
+    """cgroup v1's memory controller has no cpu.stat: the CPU comes from the pids the cgroup lists
+    (no walk of every process on the machine for the tree)."""
+    busy = "import time\nwhile time.process_time() < 0.3: pass\ntime.sleep(30)"  # 0.3 s of CPU, however busy
+    leader = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} -c '{busy}'; sleep 30"])
+    try:
+        app = wait_for(lambda: (c := psutil.Process(leader.pid).children()) and c[0], what="the app under sh")
+        wait_for(lambda: sum(app.cpu_times()[:2]) >= 0.25, what="the app burning its CPU")
+        group = tmp_path / "web-d1-1"  # a v1 memory cgroup directory
+        group.mkdir()
+        (group / "memory.usage_in_bytes").write_text("10485760\n")
+        (group / "memory.stat").write_text("total_inactive_file 2097152\n")
+        (group / "cgroup.procs").write_text(f"{leader.pid}\n{app.pid}\n")
+        status = InstanceStatus("web-d1-1", InstanceState.RUNNING, leader.pid, None, 0, None, None, None)
+        r = read_instance(status, "web", 64, cgroup=group, cgroup_version=1)
+        assert r.memory_bytes == 8 * 1024 * 1024
+        assert r.cpu_seconds is not None and r.cpu_seconds >= 0.2  # the app's, through cgroup.procs
+        (group / "cgroup.procs").write_text(f"{leader.pid}\n")  # the member list, not the tree, counts
+        alone = read_instance(status, "web", 64, cgroup=group, cgroup_version=1)
+        assert alone.cpu_seconds is not None and alone.cpu_seconds < 0.1
+    finally:
+        for p in psutil.Process(leader.pid).children(recursive=True):
+            p.kill()
+        leader.kill()
+        leader.wait()
+
+
+def test_descendants_come_from_one_process_tree() -> None:
+    assert sorted(descendants(1, {1: [2, 3], 3: [4], 5: [6]})) == [1, 2, 3, 4]
+    assert descendants(7, {}) == [7]
+    tree = process_tree()
+    assert os.getpid() in tree.get(os.getppid(), [])
 
 
 def test_read_disk_and_schedule() -> None:

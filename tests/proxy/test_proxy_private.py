@@ -68,6 +68,7 @@ def test_private_and_http_services_share_the_proxy(proxy: Proxy, echo_upstream, 
     assert json.loads(get(proxy.http_port, "web.localhost")[1])["id"] == "W"
     assert echo(port) == "A ping"
     assert [(r.service, r.kind, r.port) for r in proxy.routes()] == [("db", "private", port), ("web", "http", None)]
+    assert proxy.private_ports() == {"db": port}  # the services map alone, no slot read
     with pytest.raises(Conflict, match="service db is a private service"):
         proxy.set_route("db", ["db.localhost"])
     with pytest.raises(Conflict, match="service web is routed by host name, not as a private"):

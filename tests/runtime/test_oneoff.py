@@ -90,3 +90,20 @@ def test_driver_run_once_delegates(driver: LocalDriver, tmp_path: Path) -> None:
     lines: list[str] = []
     assert driver.run_once("echo hi; exit 5", tmp_path, BASE_ENV, tmp_path / "x.log", 10, lines.append) == 5
     assert lines == ["hi"]
+
+
+def test_output_is_read_when_descriptors_pass_1024(tmp_path: Path) -> None:
+    """A daemon with a few hundred instances holds more than 1024 descriptors, where select()
+    raised 'filedescriptor out of range' for every build command (seen with 200 services)."""
+    import os
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"the descriptor limit here is {soft}")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert run(tmp_path, "echo past-1024") == (0, ["past-1024"])
+    finally:
+        for fd in held:
+            os.close(fd)

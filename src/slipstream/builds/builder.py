@@ -43,11 +43,18 @@ class Builder:
     """Builds releases under ``builds_dir`` with per-service caches under ``cache_dir``."""
 
     def __init__(
-        self, builds_dir: Path, cache_dir: Path, python: str = sys.executable, *, timeout_s: float | None = 3600.0
+        self,
+        builds_dir: Path,
+        cache_dir: Path,
+        python: str = sys.executable,
+        *,
+        timeout_s: float | None = 3600.0,
+        uv: str | None = None,
     ) -> None:
         self.builds_dir = Path(builds_dir)
         self.cache_dir = Path(cache_dir)
         self.python = python
+        self.uv = uv  # the uv binary that Python builds' `pip install` runs, or None for pip itself
         self.timeout_s = timeout_s
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -175,7 +182,7 @@ class Builder:
         cache = self.cache_dir / spec.service
         if spec.runtime == "python":
             return toolchain.prepare_python(
-                workdir, cache, self.python, self._version(), spec.build_command, spec.env, say
+                workdir, cache, self.python, self._version(), spec.build_command, spec.env, say, self.uv
             )
         if spec.runtime == "node":
             return toolchain.prepare_node(workdir, cache, spec.env)

@@ -71,8 +71,8 @@ class CronScheduler:
     def tick(self) -> None:
         """Fire every cron service whose time has come."""
         now = self.clock()
-        for svc in self.ctx.store.services():
-            if svc.type != "cron" or svc.live_deploy_id is None:
+        for svc in self.ctx.store.services("cron"):
+            if svc.live_deploy_id is None:
                 continue
             schedule = self.ctx.store.deploy_release(svc.live_deploy_id).get("schedule")
             if not schedule:

@@ -26,7 +26,6 @@ from slipstream import failpoints as fp
 from slipstream.engine.context import DeployContext
 from slipstream.engine.failures import Canceled, CancelToken, DeployFailed
 from slipstream.engine.gate import Gate
-from slipstream.engine.health import instance_port
 from slipstream.engine.names import instance_id, server_name, server_of
 from slipstream.engine.prepare import build_once, pre_deploy_snapshots, prepare_build, provision, prune_images
 from slipstream.engine.release import BuildRef, Release, hostname
@@ -231,9 +230,8 @@ class DeployRun:
         else:
             what = self.release.start_command or ""
         self.say(f"-----> Starting {n} instance{'s' if n > 1 else ''}: {what}")
-        taken = {r.port for r in self.ctx.store.instances() if r.port}
         for i in range(1, n + 1):
-            port = instance_port(taken | {p for _, _, p in self.new}, *self.ctx.settings.instance_ports)
+            port = self.ctx.instances.pick_port({p for _, _, p in self.new})
             iid, name = instance_id(self.service, self.id, i), server_name(self.id, i)
             self.new.append((iid, name, port))
             try:

@@ -16,6 +16,7 @@ HAProxy keep serving); ``shutdown()`` stops everything.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,7 @@ class Engine:
         logs: LogPipeline | None = None,
         observe: bool = False,
         service_users: ServiceUsers | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -91,7 +93,7 @@ class Engine:
             logs=logs,
             base_env=base_env,
         )
-        self.queue = DeployQueue(store, self._run_deploy, settings.overlap, self._closing)
+        self.queue = DeployQueue(store, self._run_deploy, settings.overlap, self._closing, on_idle)
         self.intake = Intake(self.ctx, self.queue)
         self.removal = Removal(self.ctx, self.queue, databases, keyvalues)
         self.observability: Observability | None = None

@@ -16,11 +16,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from slipstream.engine.context import LogSink
-from slipstream.engine.health import Probe, check_http, check_tcp
+from slipstream.engine.health import Probe, check_http, check_tcp, instance_port
 from slipstream.engine.names import server_of
 from slipstream.engine.release import BuildRef, Release, hostname, instance_env
 from slipstream.errors import NotFound
@@ -62,13 +63,22 @@ class Instances:
         self._closing = closing
         self.logs = logs
         self._specs: dict[str, InstanceSpec] = {}
-        # who else listens on a port: (port, instance pid) -> pids (the machine's sockets; tests replace it)
-        self.foreign_listeners: Callable[[int, int], list[int]] = foreign_listeners
+        self.foreign_listeners: Callable[[int, int], list[int]] = foreign_listeners  # tests replace it
         self.users = users  # None: every process runs as the daemon's own user
+        self._port_lock = threading.Lock()
+        self._picked: deque[int] = deque(maxlen=1024)  # ports handed out, recorded or about to be
 
     def user_of(self, service: str) -> ServiceUser | None:
         """The OS user ``service``'s native processes run as (created on first use), or None."""
         return self.users.prepare(service) if self.users is not None else None
+
+    def pick_port(self, also_taken: Collection[int] = ()) -> int:
+        """A port no recorded instance uses and no parallel deploy was just given (one lock for all)."""
+        with self._port_lock:
+            taken = {r.port for r in self.store.instances() if r.port} | set(self._picked) | set(also_taken)
+            port = instance_port(taken, *self.settings.instance_ports)
+            self._picked.append(port)
+            return port
 
     # -- the factory ------------------------------------------------------------------------
     def log_path(self, iid: str) -> Path:

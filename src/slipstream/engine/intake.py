@@ -14,7 +14,7 @@ another project's resources, and ``apply`` deletes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,17 @@ def unsupported(spec: Service, containers: bool) -> str | None:
     if spec.runtime in ("docker", "image") and not containers:
         return f"runtime {spec.runtime} needs Podman, which is not installed here ('make install' installs it)"
     return None
+
+
+@dataclass
+class Batch:
+    """The deploys of one apply: recorded one by one, queued together (``deferred``), with the
+    repository and commits resolved once."""
+
+    deferred: bool = True
+    queued: list[tuple[str, int]] = field(default_factory=list)
+    roots: dict[Path, Path | None] = field(default_factory=dict)
+    shas: dict[tuple[Path, str | None, str | None], str] = field(default_factory=dict)
 
 
 class Intake:
@@ -103,8 +114,12 @@ class Intake:
         from_dir: Path | None = None,
         project: str | None = None,
         loaded: tuple[Blueprint, str] | None = None,
+        batch: Batch | None = None,
+        planned: tuple[Release, Needs] | None = None,
     ) -> int:
-        """Queue a deploy of ``service``; raises at once (nothing changed) for bad input."""
+        """Queue a deploy of ``service``; raises at once (nothing changed) for bad input. With
+        ``batch`` (apply), the deploy is recorded and left for the caller to queue, the repository
+        and commit are resolved once per batch, and ``planned`` is the release already planned."""
         known = self._known(service)
         if blueprint is None:
             if known is None or not known.blueprint:
@@ -118,8 +133,11 @@ class Intake:
         project = self.projects.project_of(blueprint, project)
         if loaded is None:
             self.projects.check_owners(bp, project, [service])
-        release, needs = self.plan(bp, blueprint, service)
-        repo = repo_root(blueprint.parent) if from_dir is None else None
+        release, needs = planned or self.plan(bp, blueprint, service)
+        batch = batch or Batch(deferred=False)
+        if from_dir is None and blueprint.parent not in batch.roots:
+            batch.roots[blueprint.parent] = repo_root(blueprint.parent)
+        repo = batch.roots[blueprint.parent] if from_dir is None else None
         if release.runtime == "image":  # a prebuilt image: no source to build
             repo, source, sha = None, f"image {(release.container or {}).get('image_url')}", None
         elif from_dir is not None:
@@ -131,10 +149,14 @@ class Intake:
                 raise InvalidInput(
                     f"{blueprint.parent} is not inside a git repository", "commit it to git, or deploy with --from-dir"
                 )
-            sha = self.ctx.builder.resolve_commit(repo, commit, release.branch)
+            key = (repo, commit, release.branch)
+            if key not in batch.shas:
+                batch.shas[key] = self.ctx.builder.resolve_commit(repo, commit, release.branch)
+            sha = batch.shas[key]
             source = f"commit {sha[:12]}"
-        self.projects.claim(bp, project, [service])
-        self.projects.record_snapshot(bp, project)
+        if not batch.deferred:
+            self.projects.claim(bp, project, [service])
+            self.projects.record_snapshot(bp, project)
         spec = bp.service(service)
         self.ctx.store.upsert_service(
             service,
@@ -150,26 +172,46 @@ class Intake:
         deploy_id = self.ctx.store.new_deploy(
             service, DeployKind.DEPLOY, source=source, commit_sha=sha, release={**release.to_dict(), "_source": src}
         )
-        self.queue.submit(service, deploy_id)
+        if batch.deferred:
+            batch.queued.append((service, deploy_id))
+        else:
+            self.queue.submit(service, deploy_id)
         return deploy_id
 
     def apply(self, blueprint: Path, project: str | None = None) -> dict[str, Any]:
-        """Deploy every service of a blueprint that slipstream can run; list the ones it skipped."""
+        """Deploy every service of a blueprint that slipstream can run; list the ones it skipped.
+
+        Every release is planned (and so checked) before anything is recorded; the deploys are
+        queued together at the end, so recording 200 of them does not compete with their runs."""
         blueprint = blueprint.resolve()
         bp, text = self.load(blueprint)
         project = self.projects.project_of(blueprint, project)
         self.projects.check_owners(bp, project)
         runnable = [s for s in bp.services if s.type != "keyvalue" and not unsupported(s, self.ctx.images is not None)]
-        for spec in runnable:  # every release must plan before anything is queued
-            self.plan(bp, blueprint, spec.name)
+        planned = {spec.name: self.plan(bp, blueprint, spec.name) for spec in runnable}
+        batch = Batch()
         deploys, skipped = [], []
-        for spec in bp.services:
-            reason = unsupported(spec, self.ctx.images is not None)
-            if reason:
-                skipped.append({"service": spec.name, "reason": reason})
-            elif spec.type != "keyvalue":
-                deploys.append(self.deploy(spec.name, blueprint=blueprint, project=project, loaded=(bp, text)))
-        self.projects.claim(bp, project, [s.name for s in runnable])
+        try:
+            for spec in bp.services:
+                reason = unsupported(spec, self.ctx.images is not None)
+                if reason:
+                    skipped.append({"service": spec.name, "reason": reason})
+                elif spec.type != "keyvalue":
+                    deploys.append(
+                        self.deploy(
+                            spec.name,
+                            blueprint=blueprint,
+                            project=project,
+                            loaded=(bp, text),
+                            batch=batch,
+                            planned=planned[spec.name],
+                        )
+                    )
+            self.projects.claim(bp, project, [s.name for s in runnable])
+            self.projects.record_snapshot(bp, project)
+        finally:
+            for service, deploy_id in batch.queued:  # what was recorded runs, as if queued one by one
+                self.queue.submit(service, deploy_id)
         return {
             "project": project,
             "deploys": deploys,

@@ -33,6 +33,7 @@ class LiveMonitor:
         self.restart_after_s = restart_after_s
         self._failing_since: dict[str, float] = {}
         self._unrouted: set[str] = set()
+        self._releases: dict[int, Release] = {}  # a deploy's release never changes: decrypted once
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -72,16 +73,21 @@ class LiveMonitor:
 
     def check_all(self) -> None:
         """One round over every live instance of every web service."""
-        for svc in self.ctx.store.services():
-            if not ServiceType(svc.type).routed:
+        seen: dict[int, Release] = {}
+        types = self.ctx.store.service_types()
+        for inst in self.ctx.store.instances():  # one query for all; no service config decoded
+            if not ServiceType(types.get(inst.service, "worker")).routed:
                 continue
-            for inst in self.ctx.store.instances(svc.name):
-                if inst.state != InstancePhase.LIVE or not self.ctx.instances.alive(inst.id):
-                    self._failing_since.pop(inst.id, None)  # crashes are the runtime's business
-                    continue
-                release = Release.from_dict(self.ctx.store.deploy_release(inst.deploy_id))
-                probe = self.ctx.instances.probe(release, inst.port or 0)
-                self._judge(svc.name, inst, probe.ok, probe.reason)
+            if inst.state != InstancePhase.LIVE or not self.ctx.instances.alive(inst.id):
+                self._failing_since.pop(inst.id, None)  # crashes are the runtime's business
+                continue
+            release = self._releases.get(inst.deploy_id) or Release.from_dict(
+                self.ctx.store.deploy_release(inst.deploy_id)
+            )
+            seen[inst.deploy_id] = release
+            probe = self.ctx.instances.probe(release, inst.port or 0)
+            self._judge(inst.service, inst, probe.ok, probe.reason)
+        self._releases = seen  # only the deploys still live are kept
 
     def _judge(self, service: str, inst: InstanceRecord, ok: bool, reason: str) -> None:
         iid, name = inst.id, server_of(inst)

@@ -31,7 +31,14 @@ from slipstream.metrics.model import (
 )
 from slipstream.metrics.parse import backup_reading, cron_run, deploy_reading
 from slipstream.metrics.report import query_report, render_text
-from slipstream.metrics.sources import read_databases, read_disk, read_instance, read_keyvalue, read_proxy
+from slipstream.metrics.sources import (
+    process_tree,
+    read_databases,
+    read_disk,
+    read_instance,
+    read_keyvalue,
+    read_proxy,
+)
 from slipstream.metrics.sources import schedule_interval as interval_of
 from slipstream.settings import Settings
 from slipstream.state.store import Store
@@ -166,6 +173,7 @@ class Observability:
         local = getattr(driver, "local", driver)
         cgroups = getattr(local, "memory_cgroups", None)
         readings = []
+        tree = process_tree()  # one pass over /proc per round, not one per instance
         for inst in self.store.instances():
             status = self.instances.status(inst.id)
             if status is None:
@@ -174,7 +182,7 @@ class Observability:
             cap = spec.memory_limit_mb if spec is not None else None
             cgroup: Path | None = cgroups.base / inst.id if cgroups is not None and cap else None
             version = cgroups.version if cgroups is not None else 2
-            readings.append(read_instance(status, inst.service, cap, cgroup, version))
+            readings.append(read_instance(status, inst.service, cap, cgroup, version, tree))
         return readings
 
     def _databases(self) -> Sequence[DatabaseReading]:

@@ -64,7 +64,7 @@ class Provisioner:
                 props = self.keyvalues.known(s.name)
                 if props is not None:
                     keyvalues[s.name] = props
-        private = {r.service: r.port for r in self.proxy.routes() if r.kind == "private" and r.port}
+        private = self.proxy.private_ports()
         return Facts(
             kept=kept,
             databases=databases,

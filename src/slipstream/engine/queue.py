@@ -41,9 +41,11 @@ class DeployQueue:
         run: Callable[[int, CancelToken], None],
         policy: str = "override",
         closing: threading.Event | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self._run = run
+        self._on_idle = on_idle  # called when the last deploy of a burst has ended
         self.policy = policy
         self._closing = closing or threading.Event()
         self._lock = threading.RLock()
@@ -113,7 +115,8 @@ class DeployQueue:
                 queue = self._queues.get(service) or []
                 if not queue:
                     self._workers.pop(service, None)
-                    return
+                    idle = not self._workers
+                    break
                 running = _Running(queue.pop(0))
                 self._running[service] = running
             try:
@@ -129,3 +132,10 @@ class DeployQueue:
             finally:
                 with self._lock:
                     self._running.pop(service, None)
+        else:
+            return
+        if idle and self._on_idle is not None:
+            try:
+                self._on_idle()
+            except Exception:
+                log.exception("the deploy queue's idle hook failed")

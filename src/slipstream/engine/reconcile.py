@@ -31,7 +31,7 @@ def live_routes(ctx: DeployContext) -> list[Route]:
     private: dict[str, int] = {}
     if any(s.type == ServiceType.PSERV for s in ctx.store.services()):
         try:  # a running HAProxy knows them; a stopped one gets them from its own record at start
-            private = {r.service: r.port for r in ctx.proxy.routes() if r.kind == "private" and r.port}
+            private = ctx.proxy.private_ports()
         except SlipstreamError:
             private = {}
     routes = []

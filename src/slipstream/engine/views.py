@@ -11,13 +11,14 @@ from slipstream.engine.context import DeployContext
 from slipstream.engine.release import hostname
 from slipstream.errors import SlipstreamError
 from slipstream.logs import Grep, Level, LogQuery, LogStore, Stream, parse_when
+from slipstream.state.store import InstanceRecord
 from slipstream.states import ACTIVE, ServiceType
 
 
 def private_ports(ctx: DeployContext) -> dict[str, int]:
     """Stable loopback ports of the private services HAProxy listens for."""
     try:
-        return {r.service: r.port for r in ctx.proxy.routes() if r.kind == "private" and r.port}
+        return ctx.proxy.private_ports()
     except SlipstreamError:
         return {}
 
@@ -26,12 +27,15 @@ def status(ctx: DeployContext) -> list[dict[str, Any]]:
     """Services with their project, live deploy, instances and URLs."""
     services = ctx.store.services()
     ports = private_ports(ctx) if any(s.type == ServiceType.PSERV for s in services) else {}
+    by_service: dict[str, list[InstanceRecord]] = {}
+    for rec in ctx.store.instances():  # one query, not one per service
+        by_service.setdefault(rec.service, []).append(rec)
     out = []
     for svc in services:
         live = ctx.store.deploy(svc.live_deploy_id) if svc.live_deploy_id else None
         active = next((d for d in ctx.store.deploys(svc.name, limit=5) if d.status in ACTIVE), None)
         instances = []
-        for i in ctx.store.instances(svc.name):
+        for i in by_service.get(svc.name, []):
             row: dict[str, Any] = {"id": i.id, "deploy": i.deploy_id, "port": i.port, "pid": i.pid, "state": i.state}
             st = ctx.instances.status(i.id)
             if st is None:

@@ -68,3 +68,7 @@ class ProxyControl(Protocol):
     def routes(self) -> list[Route]:
         """Every live route with its servers."""
         ...
+
+    def private_ports(self) -> dict[str, int]:
+        """Each private service's listener port (cheap: no server is read)."""
+        ...

@@ -160,6 +160,10 @@ class FakeProxy:
                 for svc, b in sorted(self._backends.items())
             ]
 
+    def private_ports(self) -> dict[str, int]:
+        with self._lock:
+            return {svc: b.port for svc, b in self._backends.items() if b.kind == "private" and b.port}
+
     # -- test helpers ---------------------------------------------------------------------------
     def ready(self, service: str) -> list[str]:
         """Names of the servers of ``service`` that take traffic now."""

@@ -428,6 +428,13 @@ class Proxy:
                 for service, backend in sorted(live.services.items())
             ]
 
+    def private_ports(self) -> dict[str, int]:
+        """Each private service's listener port, from the services map alone: one small round trip
+        where ``routes()`` reads every slot of every backend (~0.4 s with 256 backends here)."""
+        with self._lock:
+            answer = self._admin.send([f"show map {self.services_map}"], check=False)[0]
+            return {svc: self._port_of(be) for be, svc in parse_map(answer).items() if be in self.private_pool}
+
     # Internals -------------------------------------------------------------------------------
     def _read(self, service: str | None = None, *, hosts: bool = True, sessions: bool = True) -> Live:
         """Read the maps, then the slots of ``service``'s backend (or of every backend if None).

@@ -81,6 +81,7 @@ class _Instance:
     last_event: str | None = None
     kill_reason: str | None = None  # why the driver itself killed it (memory)
     oom_kills_seen: int = 0  # the cgroup's OOM-kill count at launch
+    capped: bool = False  # launched into a memory cgroup with its cap: the kernel enforces it
     next_memory_check: float = 0.0  # time.monotonic
     stopping: bool = False
     pidfd: int | None = None  # readable once the process exits (Linux pidfd_open)
@@ -344,8 +345,8 @@ class LocalDriver:
 
     def _check_memory(self, inst: _Instance) -> None:
         limit = inst.spec.memory_limit_mb
-        if not limit or inst.pid is None or time.monotonic() < inst.next_memory_check:
-            return
+        if not limit or inst.capped or inst.pid is None or time.monotonic() < inst.next_memory_check:
+            return  # a capped instance costs no RSS walk (psutil reads all of /proc for a process tree)
         inst.next_memory_check = time.monotonic() + self._memory_check_interval
         rss_mb = tree_rss(inst.pid) / (1024 * 1024)
         if rss_mb > limit:
@@ -370,6 +371,7 @@ class LocalDriver:
         finally:
             os.close(fd)
         inst.proc, inst.pid, inst.state = proc, proc.pid, InstanceState.RUNNING
+        inst.capped = procs is not None
         inst.pidfd = _open_pidfd(proc.pid)
         inst.create_time = child_create_time(proc.pid)
         inst.started_at, inst.restart_at = self._clock(), None

@@ -16,7 +16,6 @@ Lifecycle of a run:
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import threading
@@ -27,7 +26,7 @@ from typing import IO
 
 import psutil
 
-from slipstream.runtime.process import child_has_exited, exit_code, signal_group, spawn
+from slipstream.runtime.process import child_has_exited, exit_code, readable, signal_group, spawn
 
 TIMEOUT_EXIT_CODE = 124
 CANCELED_EXIT_CODE = 130
@@ -81,8 +80,7 @@ def run_command(
                 if eof is not None:  # output closed; usually the command is just exiting
                     time.sleep(0.005 if now - eof < 1.0 else 0.05)
                     continue
-                ready, _, _ = select.select([fd], [], [], 0.05)
-                if ready:
+                if readable(fd, 0.05):
                     chunk = os.read(fd, 65536)
                     if chunk:
                         lines.feed(chunk)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import select
 import shutil
 import subprocess
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 from slipstream.errors import CommandFailed, Unavailable
 from slipstream.runner import Result, run
 from slipstream.runtime.podman_commands import EnvPlan, plan_env, render_containers_conf
-from slipstream.runtime.process import open_log
+from slipstream.runtime.process import open_log, readable
 
 TIMEOUT_EXIT_CODE = 124
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -141,8 +140,7 @@ class PodmanCli:
                     elif timed_out and deadline is not None and time.monotonic() >= deadline:
                         proc.kill()
                         deadline = None
-                    ready, _, _ = select.select([fd], [], [], 0.1)
-                    if not ready:
+                    if not readable(fd, 0.1):
                         continue
                     chunk = os.read(fd, 65536)
                     if not chunk:
