@@ -17,10 +17,12 @@ import hashlib
 import logging
 import os
 import socket
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -49,7 +51,7 @@ from slipstream.logs import (
     Stream,
 )
 from slipstream.logs.receiver import deepen_datagram_queue
-from slipstream.osusers import PROXY_USER, ServiceUsers, ensure_system_user, reachable_python
+from slipstream.osusers import PROXY_USER, ServiceUsers, ensure_system_user, plan_traversal, reachable_python
 from slipstream.proxy import Proxy
 from slipstream.proxy.process import ProxyUser
 from slipstream.runtime import LocalDriver
@@ -116,7 +118,7 @@ def build_engine(settings: Settings) -> Engine:
         settings.builds_dir,
         settings.cache_dir,
         python=reachable_python() if users else sys.executable,
-        uv=python_installer(settings),
+        uv=python_installer(settings, users is not None),
     )
     engine_ref: list[Engine] = []
     cgroups = None
@@ -165,13 +167,17 @@ _ECHOED_KINDS = {"app", "build", "pre_deploy"}
 _TROUBLE = ("exited", "killed", "exceeded", "failed", "taken out of rotation", "could not")
 
 
-def python_installer(settings: Settings) -> str | None:
-    """The uv binary Python builds install with, or None for pip (chosen, or no uv found)."""
+def python_installer(settings: Settings, service_users: bool = False) -> str | None:
+    """The uv binary Python builds install with, or None for pip (chosen, no uv found, or one that
+    service users could not run: a checkout under root's 0700 home)."""
     if settings.python_installer != "uv":
         return None
     uv = find_uv(sys.executable)
     if uv is None:
         log.warning("SLIPSTREAM_PYTHON_INSTALLER is uv but no uv binary was found; Python builds use pip")
+    elif service_users and (plan_traversal(Path(uv), Path("/"), -1) or not os.stat(uv).st_mode & stat.S_IXOTH):
+        log.warning("service users cannot run %s; Python builds use pip", uv)
+        return None
     return uv
 
 
