@@ -2,7 +2,7 @@
 service's own system user and cannot read the platform's keys and state, another service's
 build, the API socket or HAProxy's access-log socket, nor write outside its build, disk, HOME
 and /tmp; its build command and pre-deploy command ran as that user too, and the platform keeps
-serving afterwards. (No database here, to stay lean: the PostgreSQL password file,
+serving afterwards, also after a fork bomb that meets its pids limit. (No database here, to stay lean: the PostgreSQL password file,
 postgres/cluster.json, is covered by test_database.py, where the user nobody can read nothing in
 the state directory but the public certificates.)"""
 
@@ -82,7 +82,22 @@ def test_an_app_cannot_reach_the_platform_or_another_service(open_daemon: Daemon
     disk = d.home / "disks" / "probe" / "data"
     assert disk.stat().st_uid == seen["uid"] and (disk / "probe.out").exists()
 
+    # a fork bomb meets the instance's pids limit (SLIPSTREAM_PIDS_MAX, 512 by default): the kernel
+    # refuses the fork long before the machine's own limit, and only this instance is held
+    if Path("/sys/fs/cgroup/pids").is_dir() or "pids" in _controllers():
+        status, body = d.get("probe.localhost", "/forkbomb")
+        assert status == 200, body
+        bomb = json.loads(body)
+        assert bomb["stopped_by"] == "EAGAIN" and 400 < bomb["forked"] < 512, bomb
+
     # the platform keeps serving: the daemon answers, both apps still do
     assert d.cli("status").returncode == 0
     assert d.get("probe.localhost", "/health") == (200, "ok")
     assert d.get("other-app.localhost", "/health") == (200, "ok")
+
+
+def _controllers() -> list[str]:
+    try:
+        return Path("/sys/fs/cgroup/cgroup.controllers").read_text().split()
+    except OSError:
+        return []

@@ -81,6 +81,30 @@ def probe(other_build, other_file):
     }
 
 
+def fork_bomb(cap=4096):
+    """Start sleepers until the kernel refuses a fork (or ``cap``); then end them all."""
+    children, stopped_by = [], "cap"
+    try:
+        while len(children) < cap:
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                stopped_by = errno.errorcode.get(exc.errno or 0, str(exc))
+                break
+            if pid == 0:
+                try:
+                    os.execv("/bin/sleep", ["sleep", "60"])
+                finally:
+                    os._exit(127)
+            children.append(pid)
+    finally:
+        for pid in children:
+            os.kill(pid, 9)
+        for pid in children:
+            os.waitpid(pid, 0)
+    return {"forked": len(children), "stopped_by": stopped_by}
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urlparse(self.path)
@@ -91,6 +115,8 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.dumps(probe(q["build"][0], q["file"][0])).encode()
             except Exception:
                 code, body = 500, traceback.format_exc().encode()
+        elif url.path == "/forkbomb":
+            body = json.dumps(fork_bomb()).encode()
         else:
             body = b"ok"
         self.send_response(code)
