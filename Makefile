@@ -22,8 +22,12 @@ check: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+# everything on two workers, a test file per unit of work (tests/conftest.py says why two files can
+# run at once, which ones cannot, and in what order they are handed out); bytecode cached as for
+# test-fast: the e2e tests start `python -m slipstream` hundreds of times, and without a cache each
+# start compiled every module it imports
 test: check
-	$(PYTEST) --durations=15
+	env -u PYTHONDONTWRITEBYTECODE $(PYTEST) -n 2 --dist loadfile --durations=15
 
 # unit and in-process tests only (no real daemon, database or app): seconds, for the edit loop;
 # on two workers, with bytecode cached (a machine-wide PYTHONDONTWRITEBYTECODE=1 recompiled every

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.blueprints import web
-from tests.e2e.conftest import SLIPSTREAM, Daemon, Load, make_app_repo
+from tests.e2e.conftest import SLIPSTREAM, Daemon, Load, make_app_repo, start_daemon, stop_daemon
 from tests.e2e.test_resilience import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +64,19 @@ def test_a_first_deploy_that_crash_loops_ends_in_seconds(daemon: Daemon, tmp_pat
     assert "exited before it was ever healthy" in r.stderr
 
 
-def test_cancel_under_load_leaves_the_live_release_serving(daemon: Daemon, tmp_path: Path) -> None:
+@pytest.fixture
+def patient_daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A daemon whose health deadline outlasts any wait for a cancel (the ``daemon`` fixture's 6 s
+    ran out on a loaded machine before ``cancel`` arrived, and the hanging deploy failed by itself)."""
+    d = start_daemon(tmp_path / "home", SLIPSTREAM_HEALTH_DEADLINE="120", SLIPSTREAM_SETTLE_SECONDS="1.5")
+    try:
+        yield d
+    finally:
+        stop_daemon(d)
+
+
+def test_cancel_under_load_leaves_the_live_release_serving(patient_daemon: Daemon, tmp_path: Path) -> None:
+    daemon = patient_daemon
     repo = make_app_repo(tmp_path / "app", {"render.yaml": web(), "render-hangs.yaml": HANGS, "slow.yaml": SLOW_BUILD})
     assert (
         daemon.cli(

@@ -234,7 +234,9 @@ def test_memory_cap_is_enforced_and_reported(
     drivers: Callable[..., PodmanDriver], make_spec: Callable[..., InstanceSpec], events: Events
 ) -> None:
     driver = drivers()
-    hog = "sh -c 'echo started; sleep 0.3; x=a; while :; do x=$x$x; done'"
+    # 2 s of calm first: start() must have read the container's cgroup before the kernel kills it
+    # (on a loaded machine 0.3 s was too short, and an unattributed kill reads as a plain SIGKILL)
+    hog = "sh -c 'echo started; sleep 2; x=a; while :; do x=$x$x; done'"
     spec = make_spec(command=hog, memory_limit_mb=32, port=None)
     driver.start(spec)
     wait_for(lambda: events.messages(spec.instance_id, "exited"), what="the OOM kill")
@@ -270,7 +272,7 @@ def test_adopt_removes_an_exited_container(
     drivers: Callable[..., PodmanDriver], make_spec: Callable[..., InstanceSpec], podman: PodmanCli
 ) -> None:
     old = drivers()
-    spec = make_spec(command="sh -c 'sleep 0.5'")
+    spec = make_spec(command="sh -c 'sleep 3'")  # still running when start() inspects it, even under load
     status = old.start(spec)
     old.close()
     wait_for(lambda: container(podman, spec.instance_id)["State"]["Running"] is False, what="exit")  # type: ignore[index]
