@@ -158,7 +158,9 @@ def test_a_stopped_server_costs_drops_not_blocking(closing: list[object]) -> Non
     for k in range(20):
         d.offer(lines(1000, start=10 + k * 1000))
     spent = time.perf_counter() - started
-    assert spent < 0.5, f"offering 20,000 lines took {spent:.3f} s"
+    # sending them would take 200 batches, each at least one back-off (>= 0.05 s): >= 10 s; offering
+    # only queues or drops, well under that however loaded the machine is
+    assert spent < 3, f"offering 20,000 lines took {spent:.3f} s"
     s = d.stats()
     in_flight = 20_010 - (s.sent + s.dropped + s.queued)  # every line is accounted for
     assert s.queued <= 1000 and 0 <= in_flight <= 100
