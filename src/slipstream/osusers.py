@@ -166,7 +166,7 @@ class ServiceUsers:
             area.mkdir(mode=0o710, exist_ok=True)
             os.chown(area, 0, user.gid, follow_symlinks=False)
             os.chmod(area, 0o710)
-        for own in (user.home, self.cache_dir / service / "pip", self.cache_dir / service / "npm"):
+        for own in (user.home, *(self.cache_dir / service / tool for tool in ("pip", "uv", "npm"))):
             own.mkdir(mode=0o700, exist_ok=True)
             os.chown(own, user.uid, user.gid, follow_symlinks=False)
         blocked = plan_traversal(self.builds_dir / service, Path("/"), user.uid)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from slipstream.proxy.config import DEFAULT_BACKUP_SLOTS
 from tests.e2e.blueprints import SECRET, web
 from tests.e2e.conftest import Daemon, make_app_repo, start_daemon, stop_daemon
 from tests.e2e.test_resilience import wait_until
@@ -127,6 +128,8 @@ def test_proxy_settings_access_log_off_and_pool_sizes(tmp_path: Path) -> None:
         backends = [line.split()[1] for line in config.splitlines() if line.startswith("backend ")]
         assert len([b for b in backends if b.startswith("be_")]) == 5
         assert len([b for b in backends if b.startswith("pbe_")]) == 2
-        assert config.count("    server ") == 7 * 4
+        servers = [line for line in config.splitlines() if line.startswith("    server ")]
+        assert len([line for line in servers if " backup " not in line]) == 7 * 4
+        assert len([line for line in servers if " backup " in line]) == 7 * DEFAULT_BACKUP_SLOTS
     finally:
         stop_daemon(d)

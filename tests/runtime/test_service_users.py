@@ -101,6 +101,8 @@ def test_a_service_user_and_its_area(open_tmp: Path) -> None:
         area = (home / top / "unit-probe").stat()
         assert (area.st_uid, area.st_gid, stat.S_IMODE(area.st_mode)) == (0, user.gid, 0o710)
     assert user.home.stat().st_uid == user.uid and stat.S_IMODE(user.home.stat().st_mode) == 0o700
+    for tool in ("pip", "uv", "npm"):  # the installers' caches (a build's pip may be uv's shim)
+        assert (home / "cache" / "unit-probe" / tool).stat().st_uid == user.uid, tool
     disk = users.disk_dir("unit-probe", "data")
     assert disk.stat().st_uid == user.uid
 

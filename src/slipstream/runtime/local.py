@@ -371,7 +371,6 @@ class LocalDriver:
         finally:
             os.close(fd)
         inst.proc, inst.pid, inst.state = proc, proc.pid, InstanceState.RUNNING
-        inst.capped = procs is not None
         inst.pidfd = _open_pidfd(proc.pid)
         inst.create_time = child_create_time(proc.pid)
         inst.started_at, inst.restart_at = self._clock(), None
@@ -381,10 +380,12 @@ class LocalDriver:
         """Make the instance's cgroups (memory cap, CPU quota, process limit); the ``cgroup.procs``
         files its shell joins before exec."""
         spec, procs = inst.spec, []
+        inst.capped = False  # until the kernel holds its memory cap, the RSS watchdog does
         if self._cgroups is not None and spec.memory_limit_mb:
             memory = self._cgroups.prepare(spec.instance_id, spec.memory_limit_mb)
             inst.oom_kills_seen = self._cgroups.oom_kills(spec.instance_id)
             procs += [memory] if memory is not None else []
+            inst.capped = memory is not None
         if self._limits is not None:
             procs += self._limits.prepare(spec.instance_id, spec.cpus, self._pids_max)
         return procs
