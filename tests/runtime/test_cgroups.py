@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from slipstream.runtime import InstanceSpec, InstanceState, LocalDriver
-from slipstream.runtime.cgroups import LimitCgroups, MemoryCgroups, cpu_quota_us, members, own_cgroup, wrap
+from slipstream.runtime.cgroups import (
+    LimitCgroups,
+    MemoryCgroups,
+    OneOffCgroups,
+    cpu_quota_us,
+    members,
+    own_cgroup,
+    wrap,
+)
 from tests.polling import wait_for
 
 from .conftest import Events, is_live
@@ -311,3 +319,15 @@ def test_a_one_off_gets_the_plan_memory_cap_and_cpu_share(
     cat = f"cat {dict(limits.bases)['cpu']}/run-*/{quota}"
     assert driver.run_once(cat, tmp_path, env, tmp_path / "c.log", 30, lines.append, cpus=0.5) == 0
     assert lines[0].split()[0] == "50000"
+
+
+def test_a_new_daemon_ends_what_an_old_one_off_left_in_its_cgroups(limits: LimitCgroups, tmp_path: Path) -> None:
+    oneoff = OneOffCgroups(None, limits, 16)
+    name, procs = oneoff.prepare(None, None)
+    # as if the daemon died mid-run: a daemonised child is still in the run's cgroups
+    subprocess.run(wrap(["/bin/sh", "-c", f"setsid sleep 1000 & echo $! > {tmp_path}/child"], procs), check=True)
+    child = int((tmp_path / "child").read_text())
+    assert is_live(child)
+    assert oneoff.end_stale() == 1
+    assert not is_live(child) and limits.groups(name) == []
+    assert oneoff.end_stale() == 0

@@ -343,6 +343,23 @@ class OneOffCgroups:
         if self.limits is not None:
             self.limits.remove(name)
 
+    def end_stale(self) -> int:
+        """Sweep and remove every run's cgroups a previous daemon left (call before any run starts);
+        how many processes were killed."""
+        bases = [b for _, b in self.limits.bases] if self.limits is not None else []
+        bases += [self.memory.base] if self.memory is not None else []
+        names: set[str] = set()
+        for base in bases:
+            try:
+                names.update(c.name for c in base.iterdir() if c.is_dir() and c.name.startswith("run-"))
+            except OSError:
+                continue
+        killed = 0
+        for name in sorted(names):
+            killed += self.sweep(name)
+            self.remove(name)
+        return killed
+
 
 def cpu_quota_us(cpus: float, cores: float, period_us: int = CPU_PERIOD_US) -> int:
     """The CFS quota for ``cpus`` cores per ``period_us``, capped at the machine's ``cores`` (at least 1 ms)."""
