@@ -114,12 +114,6 @@ def build_engine(settings: Settings) -> Engine:
     users = None
     if settings.service_users_on:
         users = ServiceUsers(settings.builds_dir, settings.cache_dir, settings.disks_dir)
-    builder = Builder(
-        settings.builds_dir,
-        settings.cache_dir,
-        python=reachable_python() if users else sys.executable,
-        uv=python_installer(settings, users is not None),
-    )
     engine_ref: list[Engine] = []
     cgroups = None
     label = "slipstream-" + hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
@@ -138,6 +132,13 @@ def build_engine(settings: Settings) -> Engine:
         images = DockerBuilder(podman)
     local = LocalDriver(on_event=on_event, memory_cgroups=cgroups, limit_cgroups=limits, pids_max=settings.pids_max)
     driver = RoutingDriver(local, podman_driver)
+    builder = Builder(
+        settings.builds_dir,
+        settings.cache_dir,
+        python=reachable_python() if users else sys.executable,
+        uv=python_installer(settings, users is not None),
+        cgroups=local.oneoff_cgroups,  # a build command gets the process limit and the sweep
+    )
     dbs = DatabaseManager(
         settings, store, masker, backup_interval_s=settings.backup_interval_s, retention=settings.backup_retention
     )

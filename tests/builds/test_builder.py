@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from slipstream.builds import Build, Builder, BuildFailed, BuildSpec
 from slipstream.errors import CommandFailed, Conflict, InvalidInput, NotFound
+from slipstream.runtime.cgroups import LimitCgroups, OneOffCgroups
 
 from .conftest import BUILD_ENV, Repo, git
 
@@ -185,6 +188,27 @@ def test_failing_build_command_raises_build_failed_with_the_log_tail(
     assert exc.log_tail == [f"line {i}" for i in range(11, 31)]
     log = builder.builds_dir / "api" / str(spec.build_id) / "build.log"
     assert "line 1\n" in log.read_text() and exc.hint and str(log) in exc.hint
+
+
+def test_a_build_command_runs_under_the_process_limit_and_its_setsid_children_are_killed(
+    tmp_path: Path, repo: Repo, make_spec: Callable[..., BuildSpec]
+) -> None:
+    limits = LimitCgroups.detect(f"slipstream-test-{secrets.token_hex(4)}")
+    if limits is None or "pids" not in dict(limits.bases):
+        pytest.skip("this machine gives no pids cgroup to the test process")
+    try:
+        repo.commit({"a": "1"})
+        builder = Builder(tmp_path / "b", tmp_path / "c", cgroups=OneOffCgroups(None, limits, 32))
+        pids = dict(limits.bases)["pids"]
+        command = f"setsid sleep 1000 & echo $! > {tmp_path}/child; cat {pids}/run-*/pids.max"
+        lines: list[str] = []
+        builder.build(make_spec(build_command=command), on_output=lines.append)
+        assert "32" in lines  # the build's own cgroup, with the instances' process limit
+        child = int((tmp_path / "child").read_text())
+        assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+        assert list(pids.glob("run-*")) == []
+    finally:
+        limits.cleanup()
 
 
 def test_build_timeout(tmp_path: Path, repo: Repo, make_spec: Callable[..., BuildSpec]) -> None:

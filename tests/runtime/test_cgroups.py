@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from slipstream.runtime import InstanceSpec, InstanceState, LocalDriver
-from slipstream.runtime.cgroups import LimitCgroups, MemoryCgroups, cpu_quota_us, members, own_cgroup, wrap
+from slipstream.runtime.cgroups import (
+    LimitCgroups,
+    MemoryCgroups,
+    OneOffCgroups,
+    cpu_quota_us,
+    members,
+    own_cgroup,
+    wrap,
+)
 from tests.polling import wait_for
 
 from .conftest import Events, is_live
@@ -237,3 +245,89 @@ def test_cpu_quota_holds_an_instance_to_its_share(
     used = (sum(proc.cpu_times()[:2]) - before) / (time.monotonic() - t0)
     assert used < 0.2  # a busy loop held to about a tenth of a core (unlimited it takes a whole one)
     driver.stop(spec.instance_id, timeout=1)
+
+
+def _run_groups(limits: LimitCgroups) -> list[Path]:
+    return [g for _, base in limits.bases for g in base.glob("run-*")]
+
+
+def test_a_one_off_leaves_no_setsid_child_behind(
+    limits: LimitCgroups, drivers: Callable[..., LocalDriver], tmp_path: Path
+) -> None:
+    # a cron-like run that daemonises a child out of its process group and exits at once
+    driver = drivers(limit_cgroups=limits, pids_max=64)
+    command = "setsid sleep 1000 & echo $! > child.pid; cat /proc/self/cgroup | grep -c run- ; echo done"
+    lines: list[str] = []
+    started = time.monotonic()
+    code = driver.run_once(command, tmp_path, {"PATH": os.environ["PATH"]}, tmp_path / "run.log", 30, lines.append)
+    assert code == 0 and lines[-1] == "done" and int(lines[0]) >= 1  # it ran inside its run-* cgroups
+    assert time.monotonic() - started < 1.5  # swept, so nothing held the output pipe until the 2 s drain
+    assert not is_live(int((tmp_path / "child.pid").read_text()))
+    assert _run_groups(limits) == []  # removed after the run
+
+
+def test_a_one_off_that_times_out_loses_its_setsid_children_too(
+    limits: LimitCgroups, drivers: Callable[..., LocalDriver], tmp_path: Path
+) -> None:
+    driver = drivers(limit_cgroups=limits)
+    command = "setsid sleep 1000 & echo $! > child.pid; exec sleep 60"
+    assert driver.run_once(command, tmp_path, {"PATH": os.environ["PATH"]}, tmp_path / "run.log", 0.5) == 124
+    assert not is_live(int((tmp_path / "child.pid").read_text()))
+    assert _run_groups(limits) == []
+
+
+def test_a_one_off_fork_bomb_is_held_at_the_process_limit(
+    limits: LimitCgroups, drivers: Callable[..., LocalDriver], tmp_path: Path
+) -> None:
+    driver = drivers(limit_cgroups=limits, pids_max=20)
+    # forks setsid children until the kernel refuses, says how many it got, and exits
+    bomb = (
+        "import subprocess\nkids = []\nwhile len(kids) < 1000:\n"
+        " try: kids.append(subprocess.Popen(['setsid', 'sleep', '1000']).pid)\n except OSError: break\n"
+        "open('kids', 'w').write(' '.join(map(str, kids)))\nprint(len(kids))"
+    )
+    lines: list[str] = []
+    code = driver.run_once(
+        f'exec {sys.executable} -c "{bomb}"',
+        tmp_path,
+        {"PATH": os.environ["PATH"]},
+        tmp_path / "r.log",
+        30,
+        lines.append,
+    )
+    assert code == 0 and 10 < int(lines[-1]) < 20  # refused at pids.max (the python process counts too)
+    kids = [int(k) for k in (tmp_path / "kids").read_text().split()]
+    assert not any(is_live(k) for k in kids)  # every one swept when the run ended
+    assert _run_groups(limits) == []
+
+
+def test_a_one_off_gets_the_plan_memory_cap_and_cpu_share(
+    cgroups: MemoryCgroups, limits: LimitCgroups, drivers: Callable[..., LocalDriver], tmp_path: Path
+) -> None:
+    driver = drivers(memory_cgroups=cgroups, limit_cgroups=limits)
+    env = {"PATH": os.environ["PATH"]}
+    grow = "b = bytearray(120 * 1024 * 1024)"
+    code = driver.run_once(
+        f'exec {sys.executable} -c "{grow}"', tmp_path, env, tmp_path / "m.log", 30, memory_limit_mb=40
+    )
+    assert code == 137  # the kernel killed it at its 40 MB cap
+    assert list(cgroups.base.glob("run-*")) == []
+    if "cpu" not in dict(limits.bases):
+        return
+    quota = "cpu.cfs_quota_us" if limits.version == 1 else "cpu.max"
+    lines: list[str] = []
+    cat = f"cat {dict(limits.bases)['cpu']}/run-*/{quota}"
+    assert driver.run_once(cat, tmp_path, env, tmp_path / "c.log", 30, lines.append, cpus=0.5) == 0
+    assert lines[0].split()[0] == "50000"
+
+
+def test_a_new_daemon_ends_what_an_old_one_off_left_in_its_cgroups(limits: LimitCgroups, tmp_path: Path) -> None:
+    oneoff = OneOffCgroups(None, limits, 16)
+    name, procs = oneoff.prepare(None, None)
+    # as if the daemon died mid-run: a daemonised child is still in the run's cgroups
+    subprocess.run(wrap(["/bin/sh", "-c", f"setsid sleep 1000 & echo $! > {tmp_path}/child"], procs), check=True)
+    child = int((tmp_path / "child").read_text())
+    assert is_live(child)
+    assert oneoff.end_stale() == 1
+    assert not is_live(child) and limits.groups(name) == []
+    assert oneoff.end_stale() == 0

@@ -33,6 +33,7 @@ from slipstream.builds.model import Build, BuildFailed, BuildSpec
 from slipstream.builds.toolchain import Toolchain
 from slipstream.errors import Conflict, InvalidInput
 from slipstream.osusers import hand_over
+from slipstream.runtime.cgroups import OneOffCgroups
 from slipstream.runtime.oneoff import CANCELED_EXIT_CODE, TIMEOUT_EXIT_CODE, run_command
 
 LOG_TAIL_LINES = 20
@@ -50,12 +51,14 @@ class Builder:
         *,
         timeout_s: float | None = 3600.0,
         uv: str | None = None,
+        cgroups: OneOffCgroups | None = None,
     ) -> None:
         self.builds_dir = Path(builds_dir)
         self.cache_dir = Path(cache_dir)
         self.python = python
         self.uv = uv  # the uv binary that Python builds' `pip install` runs, or None for pip itself
         self.timeout_s = timeout_s
+        self.cgroups = cgroups  # the build command runs in cgroups of its own: the process limit, no memory or CPU cap
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._python_version: str | None = None
@@ -208,7 +211,17 @@ class Builder:
 
         say(f"==> Running build command '{command}'")
         user = spec.user.name if spec.user is not None else None
-        code = run_command(command, workdir, chain.env, log_path, self.timeout_s, output, cancel=cancel, user=user)
+        code = run_command(
+            command,
+            workdir,
+            chain.env,
+            log_path,
+            self.timeout_s,
+            output,
+            cancel=cancel,
+            user=user,
+            cgroups=self.cgroups,
+        )
         if code == 0:
             return
         if chain.venv_created and chain.venv is not None:

@@ -143,7 +143,15 @@ class CronScheduler:
         command = (release.container or {}).get("docker_command") if build.image else release.start_command
         user = None if build.image else self.ctx.instances.user_name(service)
         code = self.ctx.driver.run_once(
-            command or "", build.workdir, env, log_path, timeout_s=self.max_run_s, image=build.image, user=user
+            command or "",
+            build.workdir,
+            env,
+            log_path,
+            timeout_s=self.max_run_s,
+            image=build.image,
+            user=user,
+            memory_limit_mb=release.memory_limit_mb,
+            cpus=self.ctx.instances.cpus(release),
         )
         status = "succeeded" if code == 0 else ("timed_out" if code == 124 else "failed")
         self.ctx.store.finish_cron_run(run_id, status, code)

@@ -184,6 +184,8 @@ class DeployRun:
             cancel=self.canceled,
             image=build.image,
             user=None if build.image else self.ctx.instances.user_name(self.service),
+            memory_limit_mb=self.release.memory_limit_mb,
+            cpus=self.ctx.instances.cpus(self.release),
         )
         if self.ctx.logs is not None:
             self.ctx.logs.retire(log_path)

@@ -22,6 +22,7 @@ from slipstream.engine.names import server_of
 from slipstream.engine.release import hostname
 from slipstream.errors import NotFound, SlipstreamError
 from slipstream.proxy.model import Route, ServerState
+from slipstream.runtime.cgroups import OneOffCgroups
 from slipstream.runtime.oneoff import end_leftovers
 from slipstream.states import DeployStatus, InstancePhase, ServiceType
 
@@ -96,6 +97,10 @@ def end_leftover_commands(ctx: DeployContext) -> None:
                 continue
     for line in end_leftovers(ctx.settings.builds_dir, keep):
         ctx.store.event("instance", ctx.masker.mask(f"ended {line}: left running by the previous daemon"))
+    oneoff = getattr(getattr(ctx.driver, "local", ctx.driver), "oneoff_cgroups", None)
+    killed = oneoff.end_stale() if isinstance(oneoff, OneOffCgroups) else 0
+    if killed:  # what left its process group, or its directory, in a one-off's cgroups
+        ctx.store.event("instance", f"ended {killed} process(es) a one-off command left running in its cgroups")
 
 
 def prune_proxy(ctx: DeployContext) -> None:

@@ -29,6 +29,8 @@ def run_smoke_checks(run: DeployRun, build: BuildRef) -> tuple[str, Probe] | Non
                 on_output=lambda line: run.say(line, "pre_deploy"),
                 image=build.image,
                 user=None if build.image else run.ctx.instances.user_name(run.service),
+                memory_limit_mb=run.release.memory_limit_mb,
+                cpus=run.ctx.instances.cpus(run.release),
             )
             if code != 0:
                 return run.new[0][0], Probe(False, f"smoke check `{check['command']}` exited with {code}")

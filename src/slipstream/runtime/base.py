@@ -117,8 +117,10 @@ class Driver(Protocol):
         *,
         image: str | None = None,
         user: str | None = None,
+        memory_limit_mb: int | None = None,
+        cpus: float | None = None,
     ) -> int:
         """Run a one-off shell command to completion; its exit code (124 on timeout, 130 when
         ``cancel`` was set). With ``image``, in a new container of that image; else as OS ``user``
-        (None: the daemon's own)."""
+        (None: the daemon's own). ``memory_limit_mb`` and ``cpus`` cap it as they cap an instance."""
         ...

@@ -17,6 +17,10 @@ hierarchy each on v1. Every process an instance starts stays in its cgroups, ``s
 double-forked children included, so ``sweep`` finds and kills all of them when it stops: v2 writes
 ``cgroup.kill``; v1 freezes the group (nothing can fork while frozen), SIGKILLs every member, thaws
 it, and reads ``cgroup.procs`` again until it is empty.
+
+``OneOffCgroups`` gives each one-off command (a build, a pre-deploy, a cron run, a smoke check) a
+cgroup set of its own, ``run-<random>``, with the same limits as an instance: it is made before the
+command starts, swept when the command's own process ends (exit, timeout, cancel) and then removed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import signal
 import time
 from collections.abc import Sequence
@@ -300,6 +305,60 @@ class LimitCgroups:
                 base.rmdir()
             except OSError:
                 pass
+
+
+@dataclass(frozen=True)
+class OneOffCgroups:
+    """Cgroups for one-off commands, made with the daemon's memory and limit cgroups (either may be
+    None) and the same process limit as instances."""
+
+    memory: MemoryCgroups | None
+    limits: LimitCgroups | None
+    pids_max: int | None = None
+
+    def prepare(self, memory_limit_mb: int | None, cpus: float | None) -> tuple[str, list[Path]]:
+        """A new run's cgroup name and the ``cgroup.procs`` files its shell joins: memory capped at
+        ``memory_limit_mb`` (None: no memory cgroup), ``cpus`` cores (None: no quota), ``pids_max``."""
+        name = f"run-{secrets.token_hex(6)}"
+        procs: list[Path] = []
+        if self.memory is not None and memory_limit_mb:
+            memory = self.memory.prepare(name, memory_limit_mb)
+            procs += [memory] if memory is not None else []
+        if self.limits is not None:
+            procs += self.limits.prepare(name, cpus, self.pids_max)
+        return name, procs
+
+    def sweep(self, name: str) -> int:
+        """SIGKILL every process left in run ``name``'s cgroups (``setsid`` children too); how many."""
+        memory = [self.memory.base / name] if self.memory is not None else []
+        if self.limits is not None:
+            return self.limits.sweep(name, also=memory)
+        return sweep([g for g in memory if g.is_dir()])
+
+    def remove(self, name: str) -> None:
+        """Sweep run ``name``'s cgroups once more and remove them."""
+        self.sweep(name)
+        if self.memory is not None:
+            self.memory.remove(name)
+        if self.limits is not None:
+            self.limits.remove(name)
+
+    def end_stale(self) -> int:
+        """Sweep and remove every run's cgroups a previous daemon left (call before any run starts);
+        how many processes were killed."""
+        bases = [b for _, b in self.limits.bases] if self.limits is not None else []
+        bases += [self.memory.base] if self.memory is not None else []
+        names: set[str] = set()
+        for base in bases:
+            try:
+                names.update(c.name for c in base.iterdir() if c.is_dir() and c.name.startswith("run-"))
+            except OSError:
+                continue
+        killed = 0
+        for name in sorted(names):
+            killed += self.sweep(name)
+            self.remove(name)
+        return killed
 
 
 def cpu_quota_us(cpus: float, cores: float, period_us: int = CPU_PERIOD_US) -> int:

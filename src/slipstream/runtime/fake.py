@@ -75,6 +75,7 @@ class FakeDriver:
         self.policy = policy or BackoffPolicy()
         self.calls: list[tuple[object, ...]] = []
         self.run_once_users: list[str | None] = []  # the OS user each one-off command was given
+        self.run_once_limits: list[tuple[int | None, float | None]] = []  # and its (memory MB, cpus)
         self.fail_start: set[str] = set()  # start commands that fail to launch (InvalidInput)
         # command -> exit code, or a callable(command, env) -> exit code; unknown commands exit 0
         self.run_once_results: dict[str, int | Callable[[str, Mapping[str, str]], int]] = {}
@@ -179,10 +180,13 @@ class FakeDriver:
         *,
         image: str | None = None,
         user: str | None = None,
+        memory_limit_mb: int | None = None,
+        cpus: float | None = None,
     ) -> int:
         """Pretend to run a command: print the configured lines, take ``run_once_seconds`` (130 at
         once when ``cancel`` is set meanwhile), return the configured code."""
         self.run_once_users.append(user)
+        self.run_once_limits.append((memory_limit_mb, cpus))
         self.calls.append(("run_once", command) if image is None else ("run_once", command, image))
         lines = self.run_once_output.get(command, [])
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ from pathlib import Path
 from slipstream.errors import Conflict, InvalidInput, NotFound, SlipstreamError, Unavailable
 from slipstream.runtime.backoff import BackoffPolicy, plan_restart, render_restart
 from slipstream.runtime.base import EventCallback, InstanceSpec, InstanceState, InstanceStatus
-from slipstream.runtime.cgroups import LimitCgroups, MemoryCgroups, sweep
+from slipstream.runtime.cgroups import LimitCgroups, MemoryCgroups, OneOffCgroups, sweep
 from slipstream.runtime.oneoff import run_command
 from slipstream.runtime.ports import hold_port, release_port
 from slipstream.runtime.process import (
@@ -109,6 +109,9 @@ class LocalDriver:
         self._cgroups = memory_cgroups
         self._limits = limit_cgroups
         self._pids_max = pids_max
+        self._oneoff = (
+            OneOffCgroups(memory_cgroups, limit_cgroups, pids_max) if memory_cgroups or limit_cgroups else None
+        )
         self._policy = BackoffPolicy(backoff_initial, backoff_max, backoff_reset_after)
         self._poll_interval = poll_interval
         self._clock = clock
@@ -129,6 +132,11 @@ class LocalDriver:
     def limit_cgroups(self) -> LimitCgroups | None:
         """The per-instance cpu, pids and freezer cgroups in use, if any."""
         return self._limits
+
+    @property
+    def oneoff_cgroups(self) -> OneOffCgroups | None:
+        """The cgroups one-off commands run in (builds use them too), if any."""
+        return self._oneoff
 
     # -- protocol ------------------------------------------------------------------------------
     def start(self, spec: InstanceSpec) -> InstanceStatus:
@@ -244,12 +252,26 @@ class LocalDriver:
         *,
         image: str | None = None,
         user: str | None = None,
+        memory_limit_mb: int | None = None,
+        cpus: float | None = None,
     ) -> int:
-        """Run a one-off shell command (as ``user`` when given) to completion and return its exit code
-        (124 on timeout)."""
+        """Run a one-off shell command (as ``user`` when given, in cgroups of its own with the same
+        limits as an instance) to completion and return its exit code (124 on timeout)."""
         if image is not None:
             raise InvalidInput("the local driver runs processes, not images", "run it through the container driver")
-        return run_command(command, cwd, env, log_path, timeout_s, on_output, cancel=cancel, user=user)
+        return run_command(
+            command,
+            cwd,
+            env,
+            log_path,
+            timeout_s,
+            on_output,
+            cancel=cancel,
+            user=user,
+            cgroups=self._oneoff,
+            memory_limit_mb=memory_limit_mb,
+            cpus=cpus,
+        )
 
     # -- supervision ---------------------------------------------------------------------------
     def _supervise(self) -> None:

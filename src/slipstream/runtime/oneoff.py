@@ -3,10 +3,12 @@
 Lifecycle of a run:
 
 1. ``/bin/sh -c COMMAND`` starts in its own process group (as the service's user when given:
-   ``setpriv`` first, see ``osusers``); stdout and stderr share one pipe.
+   ``setpriv`` first, see ``osusers``); stdout and stderr share one pipe. Given ``cgroups``, it
+   first joins a cgroup set of its own (the plan's memory cap and CPU share, the process limit).
 2. Each complete line is appended to the log file and passed to ``on_output`` as it arrives.
 3. When the command's own process exits, whatever it left behind in its group is killed (a stray
-   background process would otherwise hold the pipe open forever), and the pipe is drained.
+   background process would otherwise hold the pipe open forever), and so is everything left in
+   its cgroups (``setsid`` children too); then the pipe is drained and the cgroups are removed.
 4. At the deadline the group gets SIGTERM, then SIGKILL after a short grace; the result is 124,
    like coreutils ``timeout``. Killed by signal N otherwise reads as 128+N.
 5. When ``cancel`` is set (a deploy was canceled) the group is killed the same way and the result
@@ -20,12 +22,14 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import psutil
 
+from slipstream.runtime.cgroups import OneOffCgroups
 from slipstream.runtime.process import child_has_exited, exit_code, readable, signal_group, spawn
 
 TIMEOUT_EXIT_CODE = 124
@@ -45,12 +49,17 @@ def run_command(
     drain_s: float = 2.0,
     cancel: threading.Event | None = None,
     user: str | None = None,
+    cgroups: OneOffCgroups | None = None,
+    memory_limit_mb: int | None = None,
+    cpus: float | None = None,
 ) -> int:
-    """Run ``command`` (as OS ``user`` when given) to completion and return its exit code (124 on
+    """Run ``command`` (as OS ``user`` when given; in cgroups of its own with ``cgroups``, capped at
+    ``memory_limit_mb`` and ``cpus`` when given) to completion and return its exit code (124 on
     timeout, 130 when canceled)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab", buffering=0) as log:
-        proc = spawn(command, cwd, env, subprocess.PIPE, "command", user=user)
+    confined = _own_cgroups(cgroups, memory_limit_mb, cpus)
+    with confined as (procs, sweep_leftovers), open(log_path, "ab", buffering=0) as log:
+        proc = spawn(command, cwd, env, subprocess.PIPE, "command", cgroup_procs=procs, user=user)
         assert proc.stdout is not None
         lines = _LineSplitter(log, on_output)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -64,6 +73,7 @@ def run_command(
                 now = time.monotonic()
                 if drain_until is None and child_has_exited(proc):
                     signal_group(proc.pid, signal.SIGKILL)  # leftovers; the pid is not reaped yet
+                    sweep_leftovers()  # and what left the group (setsid), so the pipe closes too
                     proc.wait()
                     drain_until = now + drain_s
                 elif drain_until is None and (
@@ -95,6 +105,21 @@ def run_command(
     if canceled:
         return CANCELED_EXIT_CODE
     return TIMEOUT_EXIT_CODE if timed_out else exit_code(proc.returncode)
+
+
+@contextmanager
+def _own_cgroups(
+    cgroups: OneOffCgroups | None, memory_limit_mb: int | None, cpus: float | None
+) -> Iterator[tuple[list[Path], Callable[[], object]]]:
+    """A run's ``cgroup.procs`` files and the sweep of its cgroups; swept and removed at the end."""
+    if cgroups is None:
+        yield [], lambda: 0
+        return
+    name, procs = cgroups.prepare(memory_limit_mb, cpus)
+    try:
+        yield procs, lambda: cgroups.sweep(name)
+    finally:
+        cgroups.remove(name)
 
 
 class _LineSplitter:

@@ -114,12 +114,36 @@ class RoutingDriver:
         *,
         image: str | None = None,
         user: str | None = None,
+        memory_limit_mb: int | None = None,
+        cpus: float | None = None,
     ) -> int:
         if image is None:
-            return self.local.run_once(command, cwd, env, log_path, timeout_s, on_output, cancel, user=user)
+            return self.local.run_once(
+                command,
+                cwd,
+                env,
+                log_path,
+                timeout_s,
+                on_output,
+                cancel,
+                user=user,
+                memory_limit_mb=memory_limit_mb,
+                cpus=cpus,
+            )
         if self.containers is None:
             raise Unavailable("a one-off command in a container needs Podman, which this machine lacks")
-        return self.containers.run_once(command, cwd, env, log_path, timeout_s, on_output, cancel=cancel, image=image)
+        return self.containers.run_once(
+            command,
+            cwd,
+            env,
+            log_path,
+            timeout_s,
+            on_output,
+            cancel=cancel,
+            image=image,
+            memory_limit_mb=memory_limit_mb,
+            cpus=cpus,
+        )
 
     def remove_unsupervised(self) -> tuple[str, ...]:
         """Containers of this installation that nothing supervises (after adoption at start)."""
