@@ -119,6 +119,7 @@ def build_engine(settings: Settings) -> Engine:
         settings.cache_dir,
         python=reachable_python() if users else sys.executable,
         uv=python_installer(settings, users is not None),
+        slots=settings.build_slots,
     )
     engine_ref: list[Engine] = []
     cgroups = None
