@@ -138,6 +138,7 @@ def build_engine(settings: Settings) -> Engine:
         python=reachable_python() if users else sys.executable,
         uv=python_installer(settings, users is not None),
         cgroups=local.oneoff_cgroups,  # a build command gets the process limit and the sweep
+        slots=settings.build_slots,
     )
     dbs = DatabaseManager(
         settings, store, masker, backup_interval_s=settings.backup_interval_s, retention=settings.backup_retention

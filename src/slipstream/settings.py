@@ -255,6 +255,14 @@ class Settings:
             "cores) by cgroup; `off`: no CPU limit",
         ),
     )
+    build_slots: int = field(
+        default=0,
+        metadata=_env(
+            "SLIPSTREAM_BUILD_SLOTS",
+            "most builds that run at once (0: one per CPU core); more wait their turn, as a blueprint's "
+            "200 services would otherwise fight over two cores",
+        ),
+    )
     pids_max: int = field(
         default=512,
         metadata=_env("SLIPSTREAM_PIDS_MAX", "most processes and threads one instance may have (0: no limit)"),
@@ -495,6 +503,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "backup_retention": _number(int, 1),
     "memory_cgroups": _choice("auto", "off"),
     "cpu_limits": _choice("plan", "off"),
+    "build_slots": _number(int, 0),
     "pids_max": _number(int, 0),
     "events_kept_days": _number(float, 0.001),
     "events_max": _number(int, 100),

@@ -15,6 +15,7 @@ import pytest
 from slipstream.builds import Build, Builder, BuildFailed, BuildSpec
 from slipstream.errors import CommandFailed, Conflict, InvalidInput, NotFound
 from slipstream.runtime.cgroups import LimitCgroups, OneOffCgroups
+from tests.polling import wait_for
 
 from .conftest import BUILD_ENV, Repo, git
 
@@ -292,3 +293,37 @@ def test_remove_deletes_the_build_directory(
     with pytest.raises(InvalidInput):
         builder.remove(fake)
     assert stat.S_ISDIR(os.stat(builder.builds_dir / "api").st_mode)
+
+
+def test_builds_beyond_the_slots_wait_their_turn_and_a_cancel_ends_the_wait(
+    tmp_path: Path, repo: Repo, make_spec: Callable[..., BuildSpec]
+) -> None:
+    repo.commit({"a": "1"})
+    builder = Builder(tmp_path / "b", tmp_path / "c", slots=1)
+    gate = tmp_path / "go"
+    first = threading.Thread(
+        target=builder.build,
+        args=(make_spec(service="one", build_command=f"while [ ! -f {gate} ]; do sleep 0.02; done"),),
+    )
+    first.start()
+    try:
+        wait_for(lambda: (builder.builds_dir / "one").is_dir(), what="the first build to take the slot")
+        lines: list[str] = []
+        cancel = threading.Event()
+        threading.Timer(0.3, cancel.set).start()
+        with pytest.raises(BuildFailed, match="was canceled before it started"):
+            builder.build(make_spec(service="two", build_command="true"), on_output=lines.append, cancel=cancel)
+        assert lines == ["       waiting for a build slot (1 builds run at once)"]
+        assert not (builder.builds_dir / "two").exists()  # it never started
+
+        later: list[Build] = []
+        second = threading.Thread(target=lambda: later.append(builder.build(make_spec(service="three"))))
+        second.start()
+        second.join(0.3)
+        assert not later  # still waiting for the slot
+        gate.touch()
+        second.join(30)
+        assert later and later[0].service == "three"
+    finally:
+        gate.touch()
+        first.join(30)

@@ -50,3 +50,25 @@ def test_instances_and_reopen(store: Store, tmp_path: Path) -> None:
     assert again.instances("web") == [InstanceRecord("web-d1-1", "web", 1, 4000, 123, 1.5, "draining")]
     again.delete_instance("web-d1-1")
     assert again.instances() == []
+
+
+def test_status_reads_deploys_in_two_queries_with_the_per_service_answers(store: Store) -> None:
+    from slipstream.states import ACTIVE
+
+    for name in ("a", "b", "c"):
+        store.upsert_service(name, "web", "python", {}, {}, None, None)
+    a1 = store.new_deploy("a", "deploy", source="x")  # queued, but behind five newer ones of a
+    for _ in range(5):
+        store.transition(store.new_deploy("a", "deploy", source="x"), "live", finished=True)
+    b1 = store.new_deploy("b", "deploy", source="x")
+    store.transition(b1, "live", make_live=True, finished=True)
+    b2, b3 = store.new_deploy("b", "deploy", source="x"), store.new_deploy("b", "deploy", source="x")
+    store.transition(b2, "building")
+    store.transition(b3, "canceled", finished=True)
+
+    one_by_one = {s: next((d for d in store.deploys(s, limit=5) if d.status in ACTIVE), None) for s in ("a", "b", "c")}
+    assert one_by_one == {"a": None, "b": store.deploy(b2), "c": None}
+    batched = store.newest_deploys_in(sorted(ACTIVE), among=5)
+    assert batched == {"b": store.deploy(b2)} and store.deploy(a1).status == "queued"
+    assert store.deploys_by_id([b1, b2, 999]) == {b1: store.deploy(b1), b2: store.deploy(b2)}
+    assert store.deploys_by_id([]) == {}

@@ -241,3 +241,21 @@ def test_rollback_reads_again_from_the_committed_offset(tmp_path: Path, store: L
     again = t.poll()
     assert [b.messages for b in first.batches] == [b.messages for b in again.batches] == [["a", "b"]]
     t.close()
+
+
+def test_a_quiet_file_costs_one_stat_per_poll_and_its_next_line_still_arrives(
+    tmp_path: Path, store: LogStore, pipeline: LogPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "web-d1-1.log"
+    write(log, "one\n")
+    pipeline.watch(log, APP)
+    drain(pipeline)
+    fstats: list[int] = []
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: (fstats.append(fd), real_fstat(fd))[1])
+    for _ in range(5):
+        drain(pipeline)
+    assert fstats == []  # nothing new: no fstat, no read
+    write(log, "two\n")
+    drain(pipeline)
+    assert stored(store) == ["one", "two"]

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -185,6 +186,25 @@ def test_kill_9_of_an_instance_restarts_it(
         and psutil.Process(first.pid).status() == psutil.STATUS_ZOMBIE
         and psutil.Process(first.pid).ppid() == os.getpid()
     ), "crashed child was not reaped"
+
+
+def test_the_supervisor_sleeps_while_its_instances_are_healthy_and_wakes_for_a_death(
+    driver: LocalDriver, make_spec: Callable[..., InstanceSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks: list[float] = []
+    tick = driver._tick
+    monkeypatch.setattr(driver, "_tick", lambda: (ticks.append(time.monotonic()), tick())[1])
+    specs = [make_spec(LONG, instance_id=f"web-d1-{i}") for i in range(1, 11)]
+    started = [driver.start(spec) for spec in specs]
+    time.sleep(0.3)  # the wake-ups of the starts themselves
+    before = len(ticks)
+    time.sleep(1.0)  # 50 rounds of poll_interval (0.02 s) when the supervisor polled
+    assert len(ticks) - before <= 1
+
+    killed_at = time.monotonic()
+    os.kill(started[3].pid, signal.SIGKILL)  # type: ignore[arg-type]
+    wait_for(lambda: driver.inspect(specs[3].instance_id).restarts == 1, what="the restart")
+    assert ticks[-1] - killed_at < 0.5  # its pidfd woke the supervisor
 
 
 def test_a_crash_kills_what_the_instance_left_behind(

@@ -25,7 +25,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from slipstream.builds import source, toolchain
@@ -52,6 +53,7 @@ class Builder:
         timeout_s: float | None = 3600.0,
         uv: str | None = None,
         cgroups: OneOffCgroups | None = None,
+        slots: int = 0,
     ) -> None:
         self.builds_dir = Path(builds_dir)
         self.cache_dir = Path(cache_dir)
@@ -62,6 +64,8 @@ class Builder:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._python_version: str | None = None
+        self.slots = slots or os.cpu_count() or 1  # builds at once; the rest wait (a blueprint's apply)
+        self._slots = threading.BoundedSemaphore(self.slots)
 
     def repo_root(self, path: Path) -> Path | None:
         """The top of the git work tree holding ``path``, or None."""
@@ -85,8 +89,25 @@ class Builder:
             raise InvalidInput(
                 f"build {spec.build_id} of {spec.service} needs exactly one of a git repository or a directory"
             )
-        with self._lock_for(spec.service):
+        with self._lock_for(spec.service), self._slot(spec, on_output, cancel):
             return self._build(spec, root_dir.as_posix(), on_output, cancel)
+
+    @contextmanager
+    def _slot(
+        self, spec: BuildSpec, on_output: Callable[[str], None] | None, cancel: threading.Event | None
+    ) -> Iterator[None]:
+        """Hold one of the ``slots`` build slots; waits (saying so) while all are taken, and gives up
+        with BuildFailed when ``cancel`` is set meanwhile."""
+        if not self._slots.acquire(blocking=False):
+            if on_output is not None:
+                on_output(f"       waiting for a build slot ({self.slots} builds run at once)")
+            while not self._slots.acquire(timeout=0.2):
+                if cancel is not None and cancel.is_set():
+                    raise BuildFailed(f"build {spec.build_id} of {spec.service} was canceled before it started", [])
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def remove(self, build: Build) -> None:
         """Delete a build's directory, and its virtualenv once no other build uses it."""

@@ -31,9 +31,11 @@ def status(ctx: DeployContext) -> list[dict[str, Any]]:
     for rec in ctx.store.instances():  # one query, not one per service
         by_service.setdefault(rec.service, []).append(rec)
     out = []
+    lives = ctx.store.deploys_by_id([s.live_deploy_id for s in services if s.live_deploy_id])
+    actives = ctx.store.newest_deploys_in(sorted(ACTIVE), among=5)  # two queries, not two per service
     for svc in services:
-        live = ctx.store.deploy(svc.live_deploy_id) if svc.live_deploy_id else None
-        active = next((d for d in ctx.store.deploys(svc.name, limit=5) if d.status in ACTIVE), None)
+        live = lives.get(svc.live_deploy_id) if svc.live_deploy_id else None
+        active = actives.get(svc.name)
         instances = []
         for i in by_service.get(svc.name, []):
             row: dict[str, Any] = {"id": i.id, "deploy": i.deploy_id, "port": i.port, "pid": i.pid, "state": i.state}

@@ -175,6 +175,10 @@ class Tailer:
             replaced, f.gone = (st.st_dev, st.st_ino) != (f.dev, f.ino), False
         except FileNotFoundError:
             f.gone = True
+        else:
+            quiet = not (replaced or f.retired or f.carry or f.skipping) and f.pos == f.offset == st.st_size
+            if quiet:  # nothing new and nothing pending: 200 idle instances' logs cost a stat each per poll
+                return
         if os.fstat(f.fh.fileno()).st_size < f.fh.tell():  # truncated: start over
             f.fh.seek(0)
             f.pos, f.carry, f.skipping = 0, b"", False

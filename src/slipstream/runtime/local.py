@@ -6,7 +6,9 @@ Lifecycle (see ``runtime.base`` for the protocol):
    the instance's log file (O_APPEND), never through a pipe the daemon owns, so an app outlives
    the daemon.
 2. The supervisor thread wakes when an instance's process exits (it waits on a pidfd per
-   process, so a death is noticed at once), and every ``poll_interval`` for the memory checks. A
+   process, so a death is noticed at once), when a memory check is due, and every
+   ``poll_interval`` only while something needs polling (an instance in BACKOFF, or one without a
+   pidfd); an idle set of healthy instances costs no wake-ups (``IDLE_WAKE_S`` is a safety net). A
    child that exited is noticed without being reaped, its leftover group is killed, then it is
    reaped (no zombies, and the group id cannot be reused in between). An adopted process is not
    our child: it counts as dead when its pid is gone, is a zombie, or has another start time.
@@ -58,6 +60,9 @@ from slipstream.runtime.process import (
 )
 
 log = logging.getLogger(__name__)
+
+# Longest the supervisor sleeps when nothing is due: a safety net (every death wakes it at once).
+IDLE_WAKE_S = 30.0
 
 _Event = tuple[str, str, str]
 _Events = list[_Event]  # (the class's own ``list`` method shadows the builtin inside it)
@@ -285,19 +290,36 @@ class LocalDriver:
                 log.exception("runtime supervisor tick failed")
 
     def _wait_for_exit(self) -> None:
-        """Sleep ``poll_interval``, or less: until a supervised process exits or ``close`` is called."""
+        """Sleep until a supervised process exits, ``close`` or ``start`` wakes us, or the next
+        check is due (``_next_wake``)."""
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
         with self._lock:
             for inst in self._instances.values():
                 if inst.pidfd is not None and inst.state is InstanceState.RUNNING and not inst.stopping:
                     poller.register(inst.pidfd, select.POLLIN)
-        for fd, _ in poller.poll(self._poll_interval * 1000):
+            timeout = self._next_wake()
+        for fd, _ in poller.poll(timeout * 1000):
             if fd == self._wake_r:
                 try:
                     os.read(self._wake_r, 64)
                 except BlockingIOError:
                     pass
+
+    def _next_wake(self) -> float:
+        """Seconds until the supervisor must look without being woken: ``poll_interval`` while an
+        instance waits in BACKOFF (its restart time is on the driver's clock, which tests move) or
+        runs without a pidfd; else until the earliest memory check; else ``IDLE_WAKE_S``."""
+        due = IDLE_WAKE_S
+        now = time.monotonic()
+        for inst in self._instances.values():
+            if inst.stopping:
+                continue
+            if inst.state is not InstanceState.RUNNING or inst.pidfd is None:
+                return self._poll_interval
+            if inst.spec.memory_limit_mb and not inst.capped:
+                due = min(due, max(0.0, inst.next_memory_check - now))
+        return due
 
     def _tick(self) -> None:
         events: _Events = []
