@@ -284,7 +284,7 @@ def render_config(
         # refused within a millisecond, and HAProxy 2.6 marks the server DOWN (observe layer4)
         # only a little later, so 3 quick retries could all go to the dead server and end in a
         # 503 "SC" that a keep-alive client sees as a closed connection (1-2 in 100 crash-after-
-        # flip deploys, bench/crashflake harness). A refused loopback connect costs ~nothing.
+        # flip deploys in a standalone loop). A refused loopback connect costs ~nothing.
         "    retries 10",
         "    option redispatch 1",
         "    # a request on a connection that an instance dropped (crash, exit) is retried on another",
