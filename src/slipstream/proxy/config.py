@@ -280,7 +280,12 @@ def render_config(
         "    option http-keep-alive",
         "    # the client's address as HAProxy saw it: a client's own X-Forwarded-For is replaced, never kept",
         "    http-reuse safe",
-        "    retries 3",
+        # 10, not 3: when an instance dies, the requests already on their way to it come back
+        # refused within a millisecond, and HAProxy 2.6 marks the server DOWN (observe layer4)
+        # only a little later, so 3 quick retries could all go to the dead server and end in a
+        # 503 "SC" that a keep-alive client sees as a closed connection (7 in 500 crash-after-
+        # flip deploys, bench/crash_race.py). A refused loopback connect costs ~nothing.
+        "    retries 10",
         "    option redispatch 1",
         "    # a request on a connection that an instance dropped (crash, exit) is retried on another",
         "    # server; beyond connection failures only for idempotent methods (see frontend)",
