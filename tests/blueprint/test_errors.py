@@ -631,3 +631,11 @@ def test_a_flood_of_problems_is_capped() -> None:
     exc = errors_of("services: [" + ", ".join(["1"] * 800) + "]\n")
     assert len(exc.problems) == 501
     assert exc.problems[-1].message == "... and 300 more problems"
+
+
+def test_a_file_that_never_ends_is_refused_after_the_cap_not_read_whole() -> None:
+    from slipstream.blueprint.parse import load_blueprint
+
+    with pytest.raises(BlueprintError) as caught:
+        load_blueprint("/dev/zero")  # read whole, this was a MemoryError
+    assert "larger than 1024 KiB" in str(caught.value)

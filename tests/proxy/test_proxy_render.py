@@ -148,3 +148,13 @@ def test_route_lowercases_hosts() -> None:
 def test_invalid_input_is_rejected_with_a_clear_message(build_it, message: str) -> None:
     with pytest.raises(InvalidInput, match=message.replace("*", r"\*").replace("'", "'")):
         build_it()
+
+
+@pytest.mark.parametrize("name", ["web\n", "web\nbe_01", "d1-1\n"])
+def test_names_end_at_the_end_of_the_string_not_before_a_newline(name: str) -> None:
+    from slipstream.proxy.model import check_server_name, check_service
+
+    with pytest.raises(InvalidInput):
+        check_service(name)
+    with pytest.raises(InvalidInput):
+        check_server_name(name)

@@ -142,7 +142,7 @@ def parse_threshold(kind: ThresholdKind, value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("is not a number")
     if kind == "share":
-        if isinstance(value, str) and (m := _PERCENT.match(value.strip())):
+        if isinstance(value, str) and (m := _PERCENT.fullmatch(value.strip())):
             share = float(m.group(1)) / 100
         elif isinstance(value, (int, float)):
             share = float(value)

@@ -60,7 +60,7 @@ def digest(text: str) -> str:
 
 def issue(store: Store, name: str, scope: Scope) -> NewToken:
     """Make and record a token named ``name`` (unique) with ``scope``."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidInput(
             f"token name {name!r} is not allowed", "use letters, digits, '.', '_' and '-' (at most 63, e.g. ci-deploy)"
         )
@@ -83,7 +83,7 @@ def verify(store: Store, authorization: str | None, now: float | None = None) ->
         raise Unauthenticated("this API needs a token (Authorization: Bearer ...)", "set SLIPSTREAM_TOKEN; " + _HINT)
     scheme, _, text = authorization.partition(" ")
     text = text.strip()
-    match = _TOKEN.match(text)
+    match = _TOKEN.fullmatch(text)
     if scheme.lower() != "bearer" or match is None:
         raise Unauthenticated("the token is not a slipstream token (Authorization: Bearer slp_...)", _HINT)
     record = store.token(match.group(1))

@@ -20,7 +20,7 @@ from slipstream.blueprint.convert import INVALID, read_model
 from slipstream.blueprint.inventory import build_inventory
 from slipstream.blueprint.model import Blueprint, Document, EnvironmentRef, Previews
 from slipstream.blueprint.problems import BlueprintError, Collector, Problem, sorted_problems
-from slipstream.blueprint.yamltree import load_tree
+from slipstream.blueprint.yamltree import MAX_BYTES, load_tree
 
 
 def parse_blueprint(text: str | bytes, filename: str = "render.yaml") -> Blueprint:
@@ -78,7 +78,8 @@ def load_blueprint(path: FilePath | str) -> Blueprint:
     """Read ``path`` and parse it; a missing or unreadable file is a :class:`BlueprintError` too."""
     path = FilePath(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:  # one byte past the cap is enough to refuse it (/dev/zero never ends)
+            data = f.read(MAX_BYTES + 1)
     except OSError as exc:
         problem = Problem(
             str(path),

@@ -57,7 +57,7 @@ def _relative(field: str, value: str) -> PurePosixPath:
 def image_repo(service: str) -> str:
     """``localhost/slipstream/<service>``: image names are lower case, so the service name is lowered."""
     name = service.lower()
-    if not _REPO_PART.match(name):
+    if not _REPO_PART.fullmatch(name):
         raise InvalidInput(
             f"service name '{service}' cannot name an image", "use letters, digits and single '-', '_' or '.'"
         )
@@ -85,7 +85,7 @@ def plan_build_args(env: Mapping[str, str]) -> BuildArgs:
     for key in sorted(env):
         if not key or "=" in key or "\0" in key or "\0" in env[key] or any(c.isspace() for c in key):
             raise InvalidInput(f"environment variable {key!r} cannot be a build argument")
-        (left_out if PODMAN_OWN_ENV.match(key) else names).append(key)
+        (left_out if PODMAN_OWN_ENV.fullmatch(key) else names).append(key)
     return BuildArgs(tuple(names), {k: env[k] for k in names}, tuple(left_out))
 
 
@@ -183,7 +183,7 @@ def parse_build_tags(images_json: str, repo: str) -> dict[int, str]:
     for image in data or []:
         for name in image.get("Names") or []:
             base, _, tag = str(name).rpartition(":")
-            match = _TAG.match(tag)
+            match = _TAG.fullmatch(tag)
             if base == repo and match:
                 tags[int(match.group(1))] = str(name)
     return tags

@@ -179,7 +179,7 @@ class BackupStore:
 
     def directory(self, name: str) -> Path:
         """The directory of one database's backups."""
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise InvalidInput(
                 f"database name {name!r} cannot name a backup directory", "use letters, digits, '.', '_' and '-'"
             )

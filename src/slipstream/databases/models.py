@@ -108,7 +108,7 @@ def derive_identifier(name: str) -> str:
 
 def check_identifier(value: str, what: str) -> str:
     """Return ``value`` if it is a plain lower-case identifier slipstream may create, else raise InvalidInput."""
-    if len(value) > IDENTIFIER_MAX or not _IDENTIFIER.match(value):
+    if len(value) > IDENTIFIER_MAX or not _IDENTIFIER.fullmatch(value):
         raise InvalidInput(
             f"{what} {value!r} is not a valid PostgreSQL name",
             "use lower-case letters, digits and '_', starting with a letter, at most 63 characters",
@@ -127,7 +127,7 @@ def check_kind(kind: str) -> str:
 
 def check_extension(name: str) -> str:
     """Return ``name`` if it looks like an extension name (``vector``, ``uuid-ossp``), else raise InvalidInput."""
-    if len(name) > IDENTIFIER_MAX or not _EXTENSION.match(name):
+    if len(name) > IDENTIFIER_MAX or not _EXTENSION.fullmatch(name):
         raise InvalidInput(
             f"extension {name!r} is not a valid extension name",
             "use the name CREATE EXTENSION takes, e.g. 'vector' or 'pg_trgm'",

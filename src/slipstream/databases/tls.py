@@ -72,7 +72,7 @@ def plan_cert_names(listen: Sequence[str], hostname: str = "", interfaces: Seque
             if not ip.is_link_local:
                 names.append(str(ip))
     remote = any(not _is_loopback(name) for name in names)
-    if remote and hostname and _HOSTNAME.match(hostname) and hostname.lower() != "localhost":
+    if remote and hostname and _HOSTNAME.fullmatch(hostname) and hostname.lower() != "localhost":
         names.append(hostname.lower())
     return tuple(dict.fromkeys(names))
 

@@ -50,7 +50,7 @@ def parse_duration(text: str | float | int, what: str = "duration") -> float:
         if not math.isfinite(text) or text < 0:
             raise InvalidInput(f"{what} {text!r} is not a duration", "write it like 30s, 15m, 1h or 2d")
         return float(text)
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise InvalidInput(f"{what} {text!r} is not a duration", "write it like 30s, 15m, 1h or 2d")
     return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]

@@ -128,7 +128,7 @@ class Proxy:
         self.access_log = access_log  # a unix datagram socket HAProxy sends access lines to
         self.run_as = run_as  # the unprivileged user HAProxy drops to (None: it stays who started it)
         self.proxy_dir = Path(proxy_dir).absolute()
-        if not _SAFE_PATH.match(str(self.proxy_dir)):
+        if not _SAFE_PATH.fullmatch(str(self.proxy_dir)):
             raise InvalidInput(
                 f"proxy directory {self.proxy_dir} contains characters HAProxy's "
                 "config cannot hold (spaces, quotes, ';', ',', '#')",

@@ -25,7 +25,7 @@ _HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 def check_service(service: str) -> str:
     """Return ``service`` if it is a valid service name; raise :class:`InvalidInput` otherwise."""
-    if not isinstance(service, str) or not _SERVICE_NAME.match(service):
+    if not isinstance(service, str) or not _SERVICE_NAME.fullmatch(service):
         raise InvalidInput(
             f"service name {service!r} is not valid: use letters, digits, '-', '_' or '.' (at most 100 characters)"
         )
@@ -34,7 +34,7 @@ def check_service(service: str) -> str:
 
 def check_server_name(name: str) -> str:
     """Return ``name`` if HAProxy accepts it as a server name; else raise :class:`InvalidInput`."""
-    if not isinstance(name, str) or not _SERVER_NAME.match(name):
+    if not isinstance(name, str) or not _SERVER_NAME.fullmatch(name):
         raise InvalidInput(
             f"server name {name!r} is not valid: use letters, digits, '-', '_' or "
             "'.' (at most 64 characters, e.g. 'd12-1')"
@@ -65,7 +65,7 @@ def normalise_host(host: str) -> str:
     if not isinstance(host, str) or not host or len(host) > 253:
         raise InvalidInput(f"host {host!r} is not a host name")
     lowered = host.lower()
-    if not all(_HOST_LABEL.match(label) for label in lowered.split(".")):
+    if not all(_HOST_LABEL.fullmatch(label) for label in lowered.split(".")):
         raise InvalidInput(
             f"host {host!r} is not a host name: use labels of letters, digits and "
             "'-' separated by dots, without port or scheme (e.g. 'web.localhost')"

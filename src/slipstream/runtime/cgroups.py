@@ -71,7 +71,7 @@ class MemoryCgroups:
     ) -> MemoryCgroups | None:
         """The controller the daemon can use, with instance cgroups under ``label`` (one per
         slipstream home), or None (then only the RSS watchdog enforces caps)."""
-        if not _NAME.match(label):
+        if not _NAME.fullmatch(label):
             return None
         try:
             text = proc_self.read_text()
@@ -106,7 +106,7 @@ class MemoryCgroups:
 
     def prepare(self, name: str, limit_mb: int) -> Path | None:
         """The cgroup of instance ``name`` capped at ``limit_mb`` (no swap); its ``cgroup.procs``, or None."""
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             return None
         group = self.base / name
         limit = str(int(limit_mb) * 1024 * 1024)
@@ -178,7 +178,7 @@ class LimitCgroups:
     ) -> LimitCgroups | None:
         """The controllers the daemon can use, each with instance cgroups under ``label``, or None
         (then instances have no CPU or process limit and a stop kills their process group only)."""
-        if not _NAME.match(label):
+        if not _NAME.fullmatch(label):
             return None
         try:
             text = proc_self.read_text()
@@ -219,7 +219,7 @@ class LimitCgroups:
     def prepare(self, name: str, cpus: float | None, pids_max: int | None) -> list[Path]:
         """The ``cgroup.procs`` files instance ``name`` joins, its groups made and limited: at most
         ``cpus`` cores (capped at the machine's; None: no quota) and ``pids_max`` processes (None or 0: none)."""
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             return []
         out: list[Path] = []
         for controller, base in self.bases:

@@ -62,7 +62,7 @@ def render_containers_conf(nofile: int = 20000, nproc: int = 32768) -> str:
 def container_name(prefix: str, instance_id: str) -> str:
     """The container's name: ``<prefix><instance_id>``; raises InvalidInput for a name Podman refuses."""
     name = prefix + instance_id
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidInput(f"'{name}' cannot name a container", "instance ids are like 'web-d12-1'")
     return name
 
@@ -87,7 +87,7 @@ def plan_env(env: Mapping[str, str]) -> EnvPlan:
         if "\0" in value:
             raise InvalidInput(f"environment variable {key} holds a NUL byte, which no process environment can carry")
         if "\n" in value or "\r" in value:  # the env-file format is one line per variable
-            if PODMAN_OWN_ENV.match(key):
+            if PODMAN_OWN_ENV.fullmatch(key):
                 raise InvalidInput(
                     f"environment variable {key} has a multi-line value, which cannot be passed to a container",
                     "use a single-line value",

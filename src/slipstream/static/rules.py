@@ -184,7 +184,7 @@ def check_route(route: StaticRouteLike, where: str) -> None:
 
 def check_header(header: HeaderLike, where: str) -> None:
     """Raise InvalidInput unless ``header`` is a valid name and a single-line value."""
-    if not _TOKEN.match(header.name):
+    if not _TOKEN.fullmatch(header.name):
         raise InvalidInput(
             f"{where}: {header.name!r} is not a valid header name", "use letters, digits and '-', e.g. Cache-Control"
         )
