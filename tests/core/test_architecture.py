@@ -129,3 +129,14 @@ def test_environment_is_read_in_settings_only() -> None:
     # inspect and pathlib imports cost more than all the rest of the fast path's). cli.fast derives the socket as settings does (tests/cli/test_fast.py
     # checks they agree) and calls load_settings whenever any other SLIPSTREAM_ variable is set.
     assert readers == {"slipstream.cli.fast"}
+
+
+def test_the_daemon_loads_database_drivers_and_x509_only_when_used() -> None:
+    """Importing the daemon must not load psycopg or cryptography's x509 (about 10 MB of RSS for a
+    daemon whose services use no database and which serves no TCP listener)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, slipstream.daemon; print(sorted({'psycopg', 'cryptography.x509'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -16,14 +16,18 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
-from slipstream.databases import tls
 from slipstream.errors import Conflict, InvalidInput
 from slipstream.settings import Settings
+
+if TYPE_CHECKING:
+    from slipstream.databases.tls import KeyPair
+
+# cryptography's x509 and the TLS builders (which load the databases package, psycopg included) are
+# imported where a listener is configured, not by every daemon: ~10 MB of RSS otherwise
 
 log = logging.getLogger("slipstream.api")
 
@@ -58,6 +62,9 @@ class Listener:
 
 def fingerprint(cert_pem: bytes) -> str:
     """The SHA-256 fingerprint of a PEM certificate, as ``AB:CD:...``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     cert = x509.load_pem_x509_certificate(cert_pem)
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
@@ -79,6 +86,8 @@ def prepare_listener(settings: Settings) -> Listener | None:
                 "give a PEM certificate (chain) and its unencrypted PEM private key",
             ) from None
         return Listener(host, port, settings.api_cert, settings.api_key, None)
+    from slipstream.databases import tls
+
     names = tls.plan_cert_names([host], socket.gethostname(), _addresses())
     ensure_tls(settings.api_tls_dir, names, dt.datetime.now(dt.UTC))
     d = settings.api_tls_dir
@@ -87,6 +96,8 @@ def prepare_listener(settings: Settings) -> Listener | None:
 
 def ensure_tls(directory: Path, names: tuple[str, ...], now: dt.datetime) -> None:
     """Make the CA and the server certificate for ``names`` in ``directory`` where missing or no longer fit."""
+    from slipstream.databases import tls
+
     directory.mkdir(mode=0o700, exist_ok=True)
     os.chmod(directory, 0o700)
     ca_key, ca_cert = directory / "ca.key", directory / "ca.crt"
@@ -134,9 +145,11 @@ def _addresses() -> list[str]:
     ]
 
 
-def _read_pair(key: Path, cert: Path) -> tls.KeyPair | None:
+def _read_pair(key: Path, cert: Path) -> KeyPair | None:
+    from slipstream.databases.tls import KeyPair
+
     try:
-        return tls.KeyPair(key.read_bytes(), cert.read_bytes())
+        return KeyPair(key.read_bytes(), cert.read_bytes())
     except OSError:
         return None
 
