@@ -16,6 +16,10 @@ first, so a long end-to-end file never starts last while the other worker sits i
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +73,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     config.option.loadscopereorder = False  # keep the order above, not the most tests first
     return Scheduling(config, log)
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temp dir every user can traverse (0711): pytest's own lie under a 0700 directory, which a
+    service's or the proxy's user could not cross."""
+    root = Path(tempfile.mkdtemp(prefix="slipstream-open-"))
+    os.chmod(root, 0o711)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

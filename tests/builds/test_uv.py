@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -123,23 +121,18 @@ def test_a_failed_install_fails_the_build_once_without_pip(
     assert not any("running pip itself" in line for line in out)
 
 
-def test_service_users_build_with_pip_when_they_cannot_run_uv(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> None:
+def test_service_users_build_with_pip_when_they_cannot_run_uv(open_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from slipstream import daemon
     from slipstream.settings import Settings
 
-    open_dir = Path(tempfile.mkdtemp())  # pytest's own tmp root is 0700: start from an open one
-    open_dir.chmod(0o755)
-    request.addfinalizer(lambda: shutil.rmtree(open_dir))
-    hidden = open_dir / "home"  # like a checkout under root's 0700 home
+    hidden = open_tmp / "home"  # like a checkout under root's 0700 home
     (hidden / "bin").mkdir(parents=True)
     uv = hidden / "bin" / "uv"
     uv.write_text("#!/bin/sh\n")
     uv.chmod(0o755)
     hidden.chmod(0o700)
     monkeypatch.setattr(daemon, "find_uv", lambda python: str(uv))
-    settings = Settings(home=tmp_path / "state")
+    settings = Settings(home=open_tmp / "state")
     assert daemon.python_installer(settings, service_users=False) == str(uv)
     assert daemon.python_installer(settings, service_users=True) is None
     hidden.chmod(0o755)

@@ -5,11 +5,8 @@ access lines still reach the daemon's socket, which only its group may send to."
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -33,29 +30,19 @@ def test_the_user_lines_come_only_with_a_user(tmp_path: Path) -> None:
     ]
 
 
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="slipstream-proxy-user-"))
-    os.chmod(root, 0o711)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.mark.e2e
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
-def test_haproxy_runs_as_its_own_user(open_dir: Path, upstream) -> None:  # type: ignore[no-untyped-def]
+def test_haproxy_runs_as_its_own_user(open_tmp: Path, upstream) -> None:  # type: ignore[no-untyped-def]
     entry = ensure_system_user(PROXY_USER, "slipstream proxy")
     user = ProxyUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
-    run = open_dir / "run"
+    run = open_tmp / "run"
     run.mkdir(mode=0o700)
     access = run / "access.sock"
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     receiver.bind(str(access))
     os.chmod(access, 0o600)
     receiver.settimeout(5)
-    proxy = Proxy(open_dir / "proxy", free_port(), pool_size=2, access_log=access, run_as=user)
+    proxy = Proxy(open_tmp / "proxy", free_port(), pool_size=2, access_log=access, run_as=user)
     try:
         proxy.start()
         pid = proxy.pid()
@@ -68,7 +55,7 @@ def test_haproxy_runs_as_its_own_user(open_dir: Path, upstream) -> None:  # type
         assert get(proxy.http_port, "web.localhost")[0] == 200
         assert b"web" in receiver.recv(65536)  # the access line, sent as the proxy's user
 
-        again = Proxy(open_dir / "proxy", proxy.http_port, pool_size=2, access_log=access, run_as=user)
+        again = Proxy(open_tmp / "proxy", proxy.http_port, pool_size=2, access_log=access, run_as=user)
         again.start()  # adopts it
         assert again.pid() == pid and [s.name for s in again.servers("web")] == ["d1-1"]
     finally:

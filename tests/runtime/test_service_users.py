@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import stat
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,17 +21,6 @@ from slipstream.osusers import (
     user_environment,
 )
 from slipstream.runtime.oneoff import run_command
-
-
-@pytest.fixture
-def open_tmp() -> Iterator[Path]:
-    """A temp dir every user can traverse (pytest's own are under a 0700 directory)."""
-    root = Path(tempfile.mkdtemp(prefix="slipstream-users-"))
-    os.chmod(root, 0o711)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
