@@ -43,7 +43,7 @@ def _build(builder: Builder, service: str, build_id: int) -> float:
 
 
 def measure(work: Path, runs: int = 3) -> dict[str, Any]:
-    """Median build seconds, cold and warm, with pip and with uv (``build.python_*`` keys)."""
+    """Median build seconds, cold and warm, with pip and with uv (``build.python_{cold,warm}_s[_pip|_uv]`` keys)."""
     uv = find_uv(sys.executable)
     out: dict[str, Any] = {"default": "uv" if uv else "pip"}
     for name, installer in (("pip", None), ("uv", uv)):
@@ -57,8 +57,11 @@ def measure(work: Path, runs: int = 3) -> dict[str, Any]:
             cold.append(_build(builder, service, 1))
             shutil.rmtree(builder.cache_dir / service / "venvs")
             warm.append(_build(builder, service, 2))
-        out[f"python_{name}_cold_s"] = round(statistics.median(cold), 2)
-        out[f"python_{name}_warm_s"] = round(statistics.median(warm), 2)
+        out[f"python_cold_s_{name}"] = round(statistics.median(cold), 2)
+        out[f"python_warm_s_{name}"] = round(statistics.median(warm), 2)
+    # the default installer's numbers under the plain names (issue 15's report keys)
+    out["python_cold_s"] = out[f"python_cold_s_{out['default']}"]
+    out["python_warm_s"] = out[f"python_warm_s_{out['default']}"]
     return out
 
 

@@ -487,14 +487,14 @@ def _build(report: dict[str, Any]) -> list[str]:
     if "skipped" in b:
         return [f"Not measured in this run: {b['skipped']}."]
     uv = (
-        f"{b['python_uv_cold_s']:g} s | {b['python_uv_warm_s']:g} s"
-        if "python_uv_cold_s" in b
+        f"{b['python_cold_s_uv']:g} s | {b['python_warm_s_uv']:g} s"
+        if "python_cold_s_uv" in b
         else f"not measured: {b.get('uv_skipped')} | -"
     )
     return [
         "| installer | cold | warm |",
         "|---|---|---|",
-        f"| pip | {b['python_pip_cold_s']:g} s | {b['python_pip_warm_s']:g} s |",
+        f"| pip | {b['python_cold_s_pip']:g} s | {b['python_warm_s_pip']:g} s |",
         f"| uv (`pip install` through the shim) | {uv} |",
         "",
         "Whole builds of `examples/python-web` (`pip install -r requirements.txt`: psycopg[binary]) through "

@@ -63,14 +63,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # with ISSUE15_S of their own, added to the watchdog.
 ISSUE13_S = 240
 ISSUE15_S = 600
-WATCHDOG_S = 840 + ISSUE15_S
+WATCHDOG_S = 900 + ISSUE15_S  # 840 until the crash-after-check runs went from 3 to 10 (~60 s more)
 # Seconds an added section needs before its deadline: itself plus what still follows it (the
 # 20-service apply, restarts, idle sample, TLS connects, stopping; the metrics after the logs);
 # rough, from runs on a busy machine.
 NEED_S = {
     "docker": 300.0,
     "crash_loop": 150.0,
-    "crash_after_check": 120.0,
+    "crash_after_check": 180.0,
     "cli": 90.0,
     "postgres": 60.0,
     "logs": 200.0,
@@ -97,7 +97,9 @@ class Plan:
     docker_cold: int = 3  # cold image builds (besides the `deploys` docker deploys)
     docker_restarts: int = 3
     crash_runs: int = 5
-    crash_after_check_runs: int = 3  # deploys of a release that dies 0.3 s after its first check, under load
+    crash_after_check_runs: int = (
+        10  # (issue 15 asks for >= 10) deploys of a release that dies 0.3 s after its first check, under load
+    )
     tls_connects: int = 50  # per sslmode
     logs: LogsPlan = LogsPlan()
     metrics_services: int = 200

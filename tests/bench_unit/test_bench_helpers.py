@@ -266,6 +266,27 @@ def test_report_numbers_are_medians_and_same_round_ratios() -> None:
     assert report["daemon"] == {"services": 20, "rss_mb": 85.0, "cpu_percent_idle": 0.7}
 
 
+def test_crash_after_check_is_met_only_over_ten_deploys_without_a_failure() -> None:
+    def target(runs: int, failed: int) -> tuple[bool, str]:
+        r = _results()
+        r.crash_after_check = [
+            {
+                "deploy_id": i,
+                "requests": 1000,
+                "failed": failed if i == 0 else 0,
+                "status": "update_failed",
+                "message": "",
+            }
+            for i in range(runs)
+        ]
+        t = next(t for t in check_targets(build_report(r)) if t.name == "crash after check")
+        return t.met, t.measured
+
+    assert target(10, 0) == (True, "0 failed over 10 deploys")
+    assert target(10, 1) == (False, "1 failed over 10 deploys")
+    assert target(9, 0) == (False, "0 failed over 9 deploys")
+
+
 def test_targets_say_which_are_met() -> None:
     report = build_report(_results())
     met = {t.name: t.met for t in check_targets(report)}
@@ -274,7 +295,7 @@ def test_targets_say_which_are_met() -> None:
         "proxy CPU per request": True,
         "proxy throughput": True,  # 1350 >= nginx's 900 req/s
         "proxy, realistic upstream": True,
-        "crash after check": True,
+        "crash after check": False,  # 0 failed, but over 2 deploys: issue 15 asks for >= 10
         "proxy p99": True,
         "deploy overhead": True,
         "rollback": True,
@@ -456,13 +477,15 @@ def test_scale_and_build_numbers_meet_their_targets_or_say_why() -> None:
     r.scale = dict(SCALE)
     r.build = {
         "default": "uv",
-        "python_pip_cold_s": 2.4,
-        "python_pip_warm_s": 2.0,
-        "python_uv_cold_s": 0.8,
-        "python_uv_warm_s": 0.5,
+        "python_cold_s_pip": 2.4,
+        "python_warm_s_pip": 2.0,
+        "python_cold_s_uv": 0.8,
+        "python_warm_s_uv": 0.5,
+        "python_cold_s": 0.8,
+        "python_warm_s": 0.5,
     }
     report = build_report(r)
-    assert report["scale"] == SCALE and report["build"]["python_uv_warm_s"] == 0.5
+    assert report["scale"] == SCALE and report["build"]["python_warm_s_uv"] == 0.5
     met = {t.name: (t.met, t.measured) for t in check_targets(report) if "200 services" in t.name}
     assert met == {
         "apply of 200 services (builds cached)": (True, "24.5 s"),
@@ -473,6 +496,7 @@ def test_scale_and_build_numbers_meet_their_targets_or_say_why() -> None:
     }
     table = render_table(report, check_targets(report))
     assert "apply 24.5 s" in table and "pip 2.4 / 2 s, uv 0.8 / 0.5 s; default uv" in table
+    assert "uv 0.8 / 0.5 s" in table.split("pip 2.4")[0]  # the default installer in the measured column
     page = render_markdown(r, report, check_targets(report))
     assert "| 200 (200 instances) | 24.5 s | 61 s | 96 MB (14 threads) | 2.5 % | 40 MB | 3.2 ms | 350 ms |" in page
     assert "| pip | 2.4 s | 2 s |" in page and "| uv (`pip install` through the shim) | 0.8 s | 0.5 s |" in page
