@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from slipstream.logs.block import Batch, decode, decompress, encode
 from slipstream.logs.grep import terms_for
 from slipstream.logs.index import condition
 from slipstream.logs.mask import LogMasker
@@ -296,7 +297,7 @@ def test_no_form_of_a_secret_reaches_the_file(tmp_path: Path, form: str) -> None
             assert needle not in data, f"{needle!r} in {f.name}"
     db = sqlite3.connect(tmp_path / "l.db")
     for payload, fields_json in db.execute("SELECT data, fields FROM blocks"):
-        text = zlib.decompress(payload) + (fields_json or "").encode()
+        text = decompress(payload) + (fields_json or "").encode()
         assert SECRET.encode() not in text and form.encode() not in text
     terms = terms_for(Grep("hunter2"))
     assert terms is not None
@@ -318,3 +319,16 @@ def test_schema_version_is_checked(tmp_path: Path) -> None:
 def test_sources_round_trip() -> None:
     s = Source("web", Stream.PRE_DEPLOY, 3, "web-d3-predeploy", None)
     assert Source.from_json(s.to_json()) == s
+
+
+def test_blocks_are_zstd_and_a_zlib_block_from_before_still_reads() -> None:
+    batch = Batch(Source("web", Stream.APP, 3, "web-d3-1"))
+    batch.add(T0, "first line", Level.INFO)
+    batch.add(T0 + 1, "second line", fields={"k": "v"})
+    text = "\n".join(batch.messages)
+    payload, fields = encode(batch, text)
+    assert payload.startswith(b"\x28\xb5\x2f\xfd")  # a zstd frame
+    for stored in (payload, zlib.compress(decompress(payload), 1)):  # written now, and by an older slipstream
+        got = decode(40, 2, batch.source, stored, fields)
+        assert got.messages == ["first line", "second line"] and list(got.ts) == [T0, T0 + 1]
+        assert got.levels == bytes([int(Level.INFO), 0]) and got.fields == {"1": {"k": "v"}}

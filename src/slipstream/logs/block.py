@@ -5,25 +5,53 @@ emitted line), written in one row: a row per line cost ~17 µs to insert (58,000
 index), a row per block costs next to nothing per line. A block's lines have consecutive sequence
 numbers ``first .. first + n - 1``: the cursor a client pages and follows with.
 
-Payload: ``zlib(levels[n] + ts[n] as float64 + "\\n".join(messages))`` (about 3x smaller than the
-text; the float64s are native-endian, a store is not moved between machines of different
+Payload: ``zstd(levels[n] + ts[n] as float64 + "\\n".join(messages))`` (about 4.5x smaller than
+the text; the float64s are native-endian, a store is not moved between machines of different
 endianness). Per-line fields that a producer gave explicitly (access lines) are a JSON object
 ``{"<index>": {...}}`` beside it; a JSON message's own fields are parsed again when it is read.
+
+Zstandard at level 3 replaced zlib at level 1: on the bench's million lines (side by side, CPU
+time) it compressed in 376 ms instead of 758 ms and decompressed in 235 ms instead of 592 ms, into
+20.9 MB instead of 25.1 MB; decompressing is most of a ``--grep`` that has to read every block.
+Blocks written before still read: a payload that does not start with zstd's frame magic is zlib.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import zstandard
+
 from slipstream.logs.model import Level, LogLine, Source
 
 MAX_LINES = 1024
 MAX_BYTES = 256 * 1024  # of message text in one block
+ZSTD_LEVEL = 3
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_codecs = threading.local()  # a zstd (de)compressor object is not safe to share between threads
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    c: zstandard.ZstdCompressor | None = getattr(_codecs, "compressor", None)
+    if c is None:
+        c = _codecs.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return c
+
+
+def decompress(payload: bytes) -> bytes:
+    """A stored payload's bytes: zstd, or zlib for a block written before zstd."""
+    if not payload.startswith(_ZSTD_MAGIC):
+        return zlib.decompress(payload)  # a block written before zstd
+    d: zstandard.ZstdDecompressor | None = getattr(_codecs, "decompressor", None)
+    if d is None:
+        d = _codecs.decompressor = zstandard.ZstdDecompressor()
+    return d.decompress(payload)
 
 
 @dataclass
@@ -88,7 +116,7 @@ def encode(batch: Batch, text: str) -> tuple[bytes, str | None]:
     """The payload and fields column of a batch whose joined (masked) messages are ``text``."""
     raw = bytes(batch.levels) + batch.ts.tobytes() + text.encode()
     fields = json.dumps({str(k): v for k, v in batch.fields.items()}, default=str) if batch.fields else None
-    return zlib.compress(raw, 1), fields
+    return _compressor().compress(raw), fields
 
 
 @dataclass(frozen=True)
@@ -126,7 +154,7 @@ class Decoded:
 
 def decode(first: int, n: int, source: Source, payload: bytes, fields: str | None) -> Decoded:
     """The inverse of ``encode``."""
-    raw = zlib.decompress(payload)
+    raw = decompress(payload)
     ts = array("d")
     ts.frombytes(raw[n : 9 * n])
     return Decoded(first, source, raw[:n], ts, raw[9 * n :].decode(), json.loads(fields) if fields else None)

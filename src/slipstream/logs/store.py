@@ -363,6 +363,8 @@ class LogStore:
                     order, check = candidates, None  # the lines holding a match
             if not ascending:
                 order = order[::-1]
+            if not order:
+                continue  # no line to read: the block's text is not split
             messages = block.messages
             for i in order:
                 seq = first + i
