@@ -307,6 +307,7 @@ def test_nginx_config_keeps_upstream_connections_and_listens_on_loopback(tmp_pat
     conf = render_nginx_conf(tmp_path, 8081, tmp_path / "up.conf")
     assert "listen 127.0.0.1:8081;" in conf and "keepalive 64;" in conf
     assert 'proxy_set_header Connection "";' in conf and f"include {tmp_path / 'up.conf'};" in conf
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf and "X-Forwarded-Proto $scheme;" in conf
     assert render_upstream(9001) == "server 127.0.0.1:9001;\n"
 
 
