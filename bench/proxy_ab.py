@@ -270,6 +270,12 @@ def main() -> None:
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument("--syscalls", action="store_true", help="count syscalls per request (perf stat)")
     parser.add_argument("--perf", action="store_true", help="perf record each run; print the top symbols")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=1.0,
+        help="with --direct, summarise only rounds whose direct run reached this share of its best (e.g. 0.8)",
+    )
     parser.add_argument("--direct", action="store_true", help="also run wrk straight at the upstream")
     args = parser.parse_args()
     unknown = [v for v in args.variants if v not in VARIANTS]
@@ -318,7 +324,12 @@ def main() -> None:
                     flush=True,
                 )
                 time.sleep(0.5)
-        print(f"\nmedians over {args.rounds} rounds of {args.seconds} s (wrk -t2 -c50)")
+        if "direct" in rows and args.quiet < 1:
+            best = max(s.result.rps for s in rows["direct"])
+            keep = [i for i, s in enumerate(rows["direct"]) if s.result.rps >= args.quiet * best]
+            print(f"\nquiet rounds (direct >= {args.quiet:.0%} of its best): {', '.join(str(i + 1) for i in keep)}")
+            rows = {n: [xs[i] for i in keep] for n, xs in rows.items()}
+        print(f"\nmedians over {len(rows[names[0]])} rounds of {args.seconds} s (wrk -t2 -c50)")
         print(f"{'target':<13} {'rps':>8} {'us/req':>7} {'user':>5} {'p99 ms':>7} {'up us':>6}")
         for name in names:
             xs = rows[name]
