@@ -100,8 +100,8 @@ def _proxy_p99(r: Results) -> str:
         f"p99 over the mean latency (mean = {conns} connections / throughput): direct {shape('direct'):.1f}x, "
         f"slipstream {shape('slipstream'):.1f}x, nginx {shape('nginx'):.1f}x. "
         + (
-            "The proxies' tails have about the shape of direct's, so their p99 is the mean latency of a loaded "
-            "closed loop scaled up: it follows throughput, i.e. the CPU each request costs on the 2 shared cores. "
+            "slipstream's tail has about the shape of direct's, so its p99 is the mean latency of a loaded "
+            "closed loop scaled up: it follows throughput, i.e. the CPU each request costs on the shared cores. "
             if shape("slipstream") <= 1.3 * shape("direct")
             else "slipstream's tail is wider than direct's beyond what throughput explains: scheduling of its "
             "threads next to wrk and the app on 2 cores adds to it. "
