@@ -7,9 +7,11 @@ when the numbers change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 
 from bench.docker_bench import median_phases
+from bench.proxy_bench import LoadRun
 from bench.report import Results, Target, median, start_to_first_200_ms, step_medians, step_ms, step_overheads_ms
 
 CRASH_TARGET = "crash-looping release fails within 10 s"
@@ -58,7 +60,62 @@ def _proxy(r: Results) -> str:
             "fewer requests in flight at once, the tail is shorter even though each request costs more."
         )
     )
+    text.append(_proxy_split(r, us))
+    text.append(_proxy_p99(r))
     return " ".join(text)
+
+
+def _proxy_split(r: Results, us: Callable[[str, str], float]) -> str:
+    """HAProxy's and nginx's CPU per request split into user space and kernel."""
+    hu, nu = us("slipstream", "haproxy_user"), us("nginx", "nginx_user")
+    if hu != hu or nu != nu or (hu == 0 and nu == 0):  # NaN or not recorded (an older report)
+        return ""
+    hk, nk = us("slipstream", "haproxy") - hu, us("nginx", "nginx") - nu
+    return (
+        f"Split: HAProxy {hu:.1f} us user space + {hk:.1f} us kernel per request, nginx {nu:.1f} + {nk:.1f} us. "
+        "Both make the same system calls per request (2 reads, 2 writes, a fraction of an epoll_wait; "
+        "`python -m bench.proxy_ab --syscalls`), so the kernel parts match and the gap is HAProxy's own code. "
+        "Its largest known part is the L7 retry buffer: with `retry-on ... empty-response` HAProxy 2.6 copies "
+        "the whole request buffer (tune.bufsize, 16 KB) before sending each GET/HEAD/OPTIONS it may retry. "
+        "slipstream keeps it: it turns an instance that dies with a request in flight, or closes a keep-alive "
+        "connection as a request arrives, into a retry on another server instead of a 502 (nginx retries such "
+        "requests too, from buffers it keeps anyway). docs/architecture.md lists the measured variants."
+    )
+
+
+def _proxy_p99(r: Results) -> str:
+    """Whether the p99 follows throughput (CPU per request) or a proxy's own tail."""
+    conns = 50  # wrk -c50: a closed loop, so the mean latency is connections / throughput (Little's law)
+    cores = os.cpu_count() or 1  # the bench runs where it is analysed
+
+    def shape(name: str) -> float:  # p99 over the mean latency
+        return median(row[name].result.p99_ms / (1000 * conns / max(1.0, row[name].result.rps)) for row in r.rounds)
+
+    def med(name: str, what: Callable[[LoadRun], float]) -> float:
+        return median(what(row[name]) for row in r.rounds)
+
+    direct_p99, direct_rps = med("direct", lambda x: x.result.p99_ms), med("direct", lambda x: x.result.rps)
+    need = shape("direct") * 1000 * conns / (direct_p99 + 2)
+    return (
+        f"p99 over the mean latency (mean = {conns} connections / throughput): direct {shape('direct'):.1f}x, "
+        f"slipstream {shape('slipstream'):.1f}x, nginx {shape('nginx'):.1f}x. "
+        + (
+            "slipstream's tail has about the shape of direct's, so its p99 is the mean latency of a loaded "
+            "closed loop scaled up: it follows throughput, i.e. the CPU each request costs on the shared cores. "
+            if shape("slipstream") <= 1.3 * shape("direct")
+            else "slipstream's tail is wider than direct's beyond what throughput explains: scheduling of its "
+            "threads next to wrk and the app on 2 cores adds to it. "
+        )
+        + f"With direct's shape, p99 <= direct + 2 ms needs about {need:,.0f} req/s "
+        f"({need / max(1.0, direct_rps):.2f}x direct) at this concurrency: on {cores} busy cores a proxy would have "
+        f"to add under {max(0.0, cores * (1e6 / need - 1e6 / max(1.0, direct_rps))):.0f} us of CPU per request, "
+        f"while HAProxy spends {us_of(r, 'slipstream', 'haproxy'):.0f} us and nginx {us_of(r, 'nginx', 'nginx'):.0f} us."
+    )
+
+
+def us_of(r: Results, name: str, key: str) -> float:
+    """Median CPU microseconds per request of process ``key`` in the ``name`` runs."""
+    return median(row[name].cpu_us_per_request(key) for row in r.rounds)
 
 
 def _restart(r: Results) -> str:
@@ -284,7 +341,7 @@ def render_analysis(r: Results, targets: Sequence[Target]) -> str:
     if not missed:
         return ""
     parts = ["## Where targets are missed: what dominates", ""]
-    if missed & {"proxy throughput", "proxy p99"}:
+    if missed & {"proxy throughput", "proxy p99", "proxy CPU per request"}:
         parts += [_proxy(r), ""]
     if "deploy overhead" in missed:
         parts += [_steps(r, "deploy"), ""]

@@ -2,7 +2,8 @@
 
 The config mirrors the anchors in shared/reference/proxy-measurements.md: ``worker_processes
 auto``, upstream keep-alive (``keepalive 64`` with HTTP/1.1 and an empty Connection header),
-access log off, loopback listener. The upstream address lives in an included file, so a flip is
+access log off, loopback listener; it sets X-Forwarded-For and X-Forwarded-Proto as slipstream's
+HAProxy does, so both proxies do the same work per request. The upstream address lives in an included file, so a flip is
 "rewrite that file atomically, then ``nginx -s reload``" -- the usual nginx way.
 
 Lifecycle: ``start()`` runs the master in the foreground of its own session (``daemon off``) with
@@ -48,6 +49,9 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
+            # the same two headers slipstream's HAProxy sets (a client's own are replaced)
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
         }}
     }}
 }}

@@ -43,6 +43,7 @@ FLIP_HOST = "flip.localhost"
 REAL_HOST = "real.localhost"  # the realistic upstream R: ~100 us of CPU per request
 REAL_WORK_US = 100
 ACCESS_LOG = "slipstream_access_log"  # the target: slipstream's HAProxy with its access log on
+USER_SPLIT = ("haproxy", "nginx")  # processes whose user-space CPU is also recorded apart (key + "_user")
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ class LoadRun:
         return self.cpu.get(key, 0.0) / 100 * self.result.duration_s / max(1, self.result.requests) * 1e6
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of ``pid`` and its children so far (0 when gone)."""
+def cpu_seconds(pid: int | None, user_only: bool = False) -> float:
+    """User + system (or only user) CPU seconds of ``pid`` and its children so far (0 when gone)."""
     if pid is None:
         return 0.0
     try:
@@ -69,7 +70,7 @@ def cpu_seconds(pid: int | None) -> float:
         total = 0.0
         for q in (p, *p.children(recursive=True)):
             t = q.cpu_times()
-            total += t.user + t.system
+            total += t.user + (0.0 if user_only else t.system)
         return total
     except psutil.Error:
         return 0.0
@@ -251,6 +252,7 @@ class ProxyStand:
         ``sink``, also what the daemon's side did with the run's access lines until it settled."""
         pids = self.pids()
         before = {k: cpu_seconds(pid) for k, pid in pids.items()}
+        user_before = {k: cpu_seconds(pids[k], user_only=True) for k in USER_SPLIT}
         sink_before = sink.stats() if sink else None
         opens_before = passive_opens()
         wrk_before, idle_before = _children_cpu(), psutil.cpu_times().idle
@@ -259,6 +261,8 @@ class ProxyStand:
         wall = time.monotonic() - started
         idle = 100 * (psutil.cpu_times().idle - idle_before) / wall / (os.cpu_count() or 1)
         cpu = {k: 100 * (cpu_seconds(pid) - before[k]) / wall for k, pid in pids.items()}
+        for k in USER_SPLIT:  # "haproxy_user": the proxy's own code; the rest of "haproxy" is the kernel's
+            cpu[f"{k}_user"] = 100 * (cpu_seconds(pids[k], user_only=True) - user_before[k]) / wall
         cpu["wrk"] = 100 * (_children_cpu() - wrk_before) / wall
         opens = passive_opens() - opens_before
         access = None

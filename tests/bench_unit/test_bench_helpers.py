@@ -328,6 +328,7 @@ def test_nginx_config_keeps_upstream_connections_and_listens_on_loopback(tmp_pat
     conf = render_nginx_conf(tmp_path, 8081, tmp_path / "up.conf")
     assert "listen 127.0.0.1:8081;" in conf and "keepalive 64;" in conf
     assert 'proxy_set_header Connection "";' in conf and f"include {tmp_path / 'up.conf'};" in conf
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf and "X-Forwarded-Proto $scheme;" in conf
     assert render_upstream(9001) == "server 127.0.0.1:9001;\n"
 
 
@@ -380,6 +381,22 @@ def test_analysis_explains_each_missed_target() -> None:
     assert "**Restart.** Median 1200 ms" in text and "+5 ms s02-d7-1: was killed by SIGKILL" in text
     assert "already takes 40 MB" in text and "psycopg serve features" in text
     assert "**Flips.**" in text and "**Proxy.**" not in text  # proxy targets were met
+
+
+def test_proxy_analysis_splits_user_and_kernel_and_explains_p99() -> None:
+    from bench.analysis import render_analysis
+
+    r = _results()
+    for row in r.rounds:  # HAProxy: 40 % of a core, 30 of it user space; nginx: 30 %, 10 user
+        row["slipstream"].cpu.update(haproxy=40.0, haproxy_user=30.0)
+        row["nginx"].cpu.update(nginx=30.0, nginx_user=10.0)
+    text = render_analysis(r, check_targets(build_report(r)))
+    assert "**Proxy.**" in text
+    # the CPU per request splits 3:1 (HAProxy) and 1:2 (nginx), as the user shares above
+    assert "Split: HAProxy 6.3 us user space + 2.1 us kernel per request, nginx 2.1 + 4.2 us" in text
+    # mean latency = 50 / rps: direct p99 2.0, 4.0, 3.0 ms over means of 50, 25, 33 ms -> 0.1x (median)
+    assert "p99 over the mean latency (mean = 50 connections / throughput): direct 0.1x" in text
+    assert "p99 <= direct + 2 ms needs about" in text
 
 
 def test_docs_page_renders_every_section() -> None:
