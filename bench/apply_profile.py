@@ -6,9 +6,10 @@ It starts the scale stand (bench/scale_bench.py), applies once cold, then applie
 sampling CPU, and prints: the wall time, the daemon's CPU seconds (its own threads) and the
 machine's busy CPU seconds over the timed apply, the median and the sum of each recorded step,
 and the median gap between the deploy's events (queued → build → start → healthy → flip → live).
-With ``PY_SPY`` naming a py-spy binary (not a project dependency), the daemon is sampled during the
-timed apply into ``apply.collapsed.txt`` (collapsed stacks) in the current directory; with
-``PERF=1`` instead, ``perf record -a`` samples the whole machine into ``apply.perf.data``.
+With ``PY_SPY`` naming a py-spy binary (not a project dependency), the daemon's threads that hold
+the GIL are sampled during the timed apply into ``apply.collapsed.txt`` (collapsed stacks) in the
+current directory: its CPU in Python, not its waits. With ``PERF=1`` instead, ``perf record -a``
+samples the whole machine into ``apply.perf.data``. ``SLIPSTREAM_BUILD_SLOTS`` is passed on.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from bench.scale_bench import POOL
 MARKS = (
     ("queued", None),
     ("build started", "-----> Building"),
+    ("checked out", "==> Checking out commit"),  # a build slot was free: the commit is resolved
+    ("venv found", "==> Reusing virtualenv"),
     ("build command", "==> Running build command"),
     ("built", "==> Build "),
     ("starting", "-----> Starting"),
@@ -76,7 +79,8 @@ def main(services: int = 50) -> None:
     spy = os.environ.get("PY_SPY")
     with tempfile.TemporaryDirectory(prefix="apply-profile-") as tmp:
         os.chmod(tmp, 0o711)  # the services' users cross it to their builds
-        stand = DaemonStand(Path(tmp), services, {"SLIPSTREAM_PROXY_SERVICES": str(max(POOL, services))})
+        extra = {k: v for k, v in os.environ.items() if k == "SLIPSTREAM_BUILD_SLOTS"}
+        stand = DaemonStand(Path(tmp), services, {"SLIPSTREAM_PROXY_SERVICES": str(max(POOL, services)), **extra})
         try:
             stand.start()
             cold = stand.apply_all()
@@ -106,6 +110,7 @@ def main(services: int = 50) -> None:
                         "-r",
                         "50",
                         "--nonblocking",
+                        "--gil",
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
