@@ -72,3 +72,27 @@ def test_status_reads_deploys_in_two_queries_with_the_per_service_answers(store:
     assert batched == {"b": store.deploy(b2)} and store.deploy(a1).status == "queued"
     assert store.deploys_by_id([b1, b2, 999]) == {b1: store.deploy(b1), b2: store.deploy(b2)}
     assert store.deploys_by_id([]) == {}
+
+
+def test_events_commit_without_fsync_and_transitions_with_it(store: Store) -> None:
+    store.upsert_service("web", "web", "python", {}, {}, None, None)
+    d = store.new_deploy("web", "deploy", source="x")
+    conn = store._conn()
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    store.event("step", "-----> Building", service="web", deploy_id=d)
+    store.transition(d, "building")
+    conn.set_trace_callback(None)
+    commits = [i for i, sql in enumerate(seen) if sql == "COMMIT"]
+    modes = [sql for sql in seen if sql.startswith("PRAGMA synchronous")]
+    assert len(commits) == 2 and modes == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
+    assert seen.index("PRAGMA synchronous=NORMAL") < commits[0] < seen.index("PRAGMA synchronous=FULL") < commits[1]
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_failed_relaxed_write_leaves_the_connection_durable(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.tx(durable=False) as c:
+        c.execute("INSERT INTO events(ts, service, deploy_id, kind, message) VALUES(1, NULL, NULL, 'x', 'y')")
+        raise RuntimeError("boom")
+    assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert store.events() == []

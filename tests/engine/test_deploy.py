@@ -262,6 +262,30 @@ def test_without_a_settle_window_nothing_is_held_back(rig: Rig) -> None:
     assert not [c for c in rig.proxy.calls if c[0] in ("fallback", "release_fallback")]
 
 
+def test_the_settle_window_probes_a_few_times_a_second_and_catches_a_silent_instance(rig: Rig) -> None:
+    text = render_yaml(web())
+    rig.finish(rig.deploy("web", text))
+    rig.retime(settle_s=1.0)
+    calls: list[float] = []
+    probe = rig.engine.instances.probe
+    rig.engine.instances.probe = lambda release, port: (calls.append(time.monotonic()), probe(release, port))[1]  # type: ignore[method-assign]
+    rec = rig.finish(rig.deploy("web", text))
+    assert rec.status == LIVE
+    # the health gate's probes, then the settle window's: one every WATCH_PROBE_S (0.25 s), not every tick
+    assert 4 <= len(calls) <= 8, calls
+
+    rig.retime(settle_s=30)
+    d = rig.deploy("web", text)
+    rig.wait_step(d, "flip")
+    silent = time.monotonic()
+    rig.probes.answers["web-d3-1"] = FAIL  # running, but no longer answering its check
+    rec = rig.finish(d)
+    assert time.monotonic() - silent < 1.0
+    assert rec.status == DeployStatus.UPDATE_FAILED
+    assert "failed right after the flip: /healthz answered status 503" in (rec.message or "")
+    assert rig.proxy.ready("web") == ["d2-1"]
+
+
 def test_a_failure_with_no_earlier_release_says_so(rig: Rig) -> None:
     rig.retime(settle_s=30)
     d = rig.deploy("web", render_yaml(web()))

@@ -129,6 +129,26 @@ def test_stop_kills_the_whole_process_group(
     assert not is_live(child) and not is_live(grandchild)
 
 
+def test_stop_waits_for_a_member_that_outlives_the_leader(
+    drivers: Callable[..., LocalDriver], make_spec: Callable[..., InstanceSpec], tmp_path: Path
+) -> None:
+    events = Events()
+    driver = drivers(on_event=events)
+    # the leader (sh) dies at SIGTERM; its child finishes its work for 0.4 s first, as an app drains
+    child_script = "trap 'sleep 0.4; exit 0' TERM; touch trapped; while :; do sleep 0.05; done"
+    spec = make_spec(f'sh -c "{child_script}" & echo $! > child.pid; wait', shutdown_delay_s=5)
+    driver.start(spec)
+    child = read_pid(tmp_path / "child.pid")
+    wait_for(lambda: (tmp_path / "trapped").exists(), what="the child's trap")
+
+    started = time.monotonic()
+    driver.stop(spec.instance_id)
+
+    assert not is_live(child)
+    assert time.monotonic() - started >= 0.3
+    assert events.items[-1] == (spec.instance_id, "stopped", "stopped")
+
+
 def test_stop_of_a_crashed_instance_in_backoff_just_forgets_it(
     drivers: Callable[..., LocalDriver], make_spec: Callable[..., InstanceSpec]
 ) -> None:

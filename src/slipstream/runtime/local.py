@@ -48,11 +48,13 @@ from slipstream.runtime.process import (
     child_create_time,
     child_has_exited,
     create_time_of,
+    descendants,
     describe_exit,
     exit_code,
-    group_has_live_members,
     group_of,
     is_same_process,
+    live_group_members,
+    member_state,
     open_log,
     signal_group,
     spawn,
@@ -67,6 +69,7 @@ IDLE_WAKE_S = 30.0
 _Event = tuple[str, str, str]
 _Events = list[_Event]  # (the class's own ``list`` method shadows the builtin inside it)
 _Paths = list[Path]
+_Pids = list[int]
 
 
 @dataclass
@@ -457,22 +460,47 @@ class LocalDriver:
 
     def _terminate(self, proc: subprocess.Popen[bytes] | None, pgid: int, delay: float) -> str:
         """SIGTERM group ``pgid``, SIGKILL what is left after ``delay``; says how it ended."""
+        known = descendants(proc.pid) if proc is not None and proc.poll() is None else []
         signal_group(pgid, signal.SIGTERM)
-        if self._wait_group(proc, pgid, delay):
+        if self._wait_group(proc, pgid, delay, known):
             return "stopped"
         signal_group(pgid, signal.SIGKILL)
-        if not self._wait_group(proc, pgid, 10.0):
+        if not self._wait_group(proc, pgid, 10.0, known):
             log.warning("process group %d survived SIGKILL", pgid)
         return f"stopped with SIGKILL after {delay:g} s"
 
     @staticmethod
-    def _wait_group(proc: subprocess.Popen[bytes] | None, pgid: int, timeout: float) -> bool:
-        """Reap our leader when it exits and wait until no live member is left in the group."""
+    def _wait_group(proc: subprocess.Popen[bytes] | None, pgid: int, timeout: float, known: _Pids) -> bool:
+        """Reap our leader when it exits and wait until no live member is left in the group.
+
+        A scan of /proc reads every process's stat (17.8 ms of CPU with 900 processes), and 200
+        draining instances scanning every 20 ms were the largest part of a 200-service apply's
+        daemon CPU. So the members are followed by pid instead: ``known`` (the leader's descendants
+        before the signal), then the descendants of whichever still run (a few reads each). The
+        group is over when ``killpg(pgid, 0)`` finds nobody, or when what is left of the members we
+        followed are zombies (an orphan's zombie waits for init, which took ~1.7 s to reap here).
+        /proc is scanned only when the group outlives the members we know of without such a zombie
+        (e.g. a member we never saw, or an adopted instance, whose descendants we never noted); what
+        a member forks and leaves in the last tick is killed with the instance's cgroups."""
         deadline = time.monotonic() + timeout
+        members: _Pids = [*known]
         while True:
-            if proc is not None:
-                proc.poll()
-            if not group_has_live_members(pgid):
+            over = False
+            if proc is not None and proc.poll() is None:  # our leader runs
+                members = descendants(proc.pid) or members
+            elif not signal_group(pgid, 0):  # no process at all, not even a zombie
+                over = True
+            else:
+                states = {pid: member_state(pid, pgid) for pid in members}
+                live = [pid for pid, state in states.items() if state == "live"]
+                if live:
+                    members = list(dict.fromkeys([*live, *(d for pid in live for d in descendants(pid))]))
+                elif "zombie" in states.values():
+                    over = True  # what keeps the group is our members' zombies
+                else:
+                    members = live_group_members(pgid)
+                    over = not members
+            if over:
                 if proc is not None:
                     proc.wait()
                 return True

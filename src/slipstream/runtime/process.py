@@ -153,26 +153,56 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def group_has_live_members(pgid: int) -> bool:
-    """True when a process other than a zombie is still in group ``pgid``.
+def live_group_members(pgid: int) -> list[int]:
+    """The pids of group ``pgid``'s members that are not zombies (a scan of every process).
 
     ``killpg(pgid, 0)`` alone is not enough: zombies count as members, and an init that does not
     reap (as in some containers) leaves them around for good.
     """
     if not signal_group(pgid, 0):
-        return False
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+        return []
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and is_live_member(int(name), pgid)]
+
+
+def descendants(pid: int) -> list[int]:
+    """The pids of ``pid``'s children, their children and so on, from /proc/<pid>/task/*/children
+    (a few reads; empty when the process is gone or the kernel lacks that file)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo and len(found) < 4096:
+        parent = todo.pop()
         try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
+            tasks = os.listdir(f"/proc/{parent}/task")
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", "rb") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def is_live_member(pid: int, pgid: int) -> bool:
+    """True when ``pid`` exists, is in group ``pgid`` and is not a zombie (one file read)."""
+    return member_state(pid, pgid) == "live"
+
+
+def member_state(pid: int, pgid: int) -> str:
+    """``"live"`` or ``"zombie"`` for a process of group ``pgid``; ``"gone"`` when ``pid`` is no
+    process of that group (one file read)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return "gone"
+    fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
+    if len(fields) < 3 or int(fields[2]) != pgid:
+        return "gone"
+    return "zombie" if fields[0] in (b"Z", b"X") else "live"
 
 
 def readable(fd: int, timeout_s: float) -> bool:
