@@ -32,7 +32,7 @@ from slipstream.metrics.model import (
 from slipstream.metrics.parse import backup_reading, cron_run, deploy_reading
 from slipstream.metrics.report import query_report, render_text
 from slipstream.metrics.sources import (
-    process_tree,
+    LazyTree,
     read_databases,
     read_disk,
     read_instance,
@@ -172,8 +172,10 @@ class Observability:
         driver = self.instances.driver
         local = getattr(driver, "local", driver)
         cgroups = getattr(local, "memory_cgroups", None)
+        limits = getattr(local, "limit_cgroups", None)  # every instance is in a pids cgroup: no /proc walk
+        listed = next((base for c, base in limits.bases if c in ("pids", "freezer")), None) if limits else None
         readings = []
-        tree = process_tree()  # one pass over /proc per round, not one per instance
+        tree = LazyTree()  # at most one pass over /proc per round, and none while every instance has its cgroup
         for inst in self.store.instances():
             status = self.instances.status(inst.id)
             if status is None:
@@ -182,7 +184,8 @@ class Observability:
             cap = spec.memory_limit_mb if spec is not None else None
             cgroup: Path | None = cgroups.base / inst.id if cgroups is not None and cap else None
             version = cgroups.version if cgroups is not None else 2
-            readings.append(read_instance(status, inst.service, cap, cgroup, version, tree))
+            listing = listed / inst.id if listed is not None else None
+            readings.append(read_instance(status, inst.service, cap, cgroup, version, tree, listing))
         return readings
 
     def _databases(self) -> Sequence[DatabaseReading]:
