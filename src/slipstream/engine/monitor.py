@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 from slipstream.engine.context import DeployContext
+from slipstream.engine.health import Probe, Target, probe_many
 from slipstream.engine.names import server_of
 from slipstream.engine.reconcile import live_routes
-from slipstream.engine.release import Release
+from slipstream.engine.release import Release, hostname
 from slipstream.state.store import InstanceRecord
 from slipstream.states import InstancePhase, ServiceType
 
@@ -35,6 +37,7 @@ class LiveMonitor:
         self._unrouted: set[str] = set()
         self._releases: dict[int, Release] = {}  # a deploy's release never changes: decrypted once
         self._stop = threading.Event()
+        self.probe_all: Callable[[Sequence[Target]], list[Probe]] = probe_many  # tests steer the checks here
 
     def start(self) -> None:
         threading.Thread(target=self._loop, daemon=True, name="live-monitor").start()
@@ -72,8 +75,9 @@ class LiveMonitor:
         return True
 
     def check_all(self) -> None:
-        """One round over every live instance of every web service."""
+        """One round over every live instance of every web service: all checked at once, then judged."""
         seen: dict[int, Release] = {}
+        due: list[tuple[InstanceRecord, Release]] = []
         types = self.ctx.store.service_types()
         for inst in self.ctx.store.instances():  # one query for all; no service config decoded
             if not ServiceType(types.get(inst.service, "worker")).routed:
@@ -85,7 +89,9 @@ class LiveMonitor:
                 self.ctx.store.deploy_release(inst.deploy_id)
             )
             seen[inst.deploy_id] = release
-            probe = self.ctx.instances.probe(release, inst.port or 0)
+            due.append((inst, release))
+        probes = self.probe_all([check_target(release, inst.port or 0) for inst, release in due])
+        for (inst, _), probe in zip(due, probes, strict=True):
             self._judge(inst.service, inst, probe.ok, probe.reason)
         self._releases = seen  # only the deploys still live are kept
 
@@ -119,3 +125,10 @@ class LiveMonitor:
                 f"{iid} failed its health check for {failing:.0f} s ({reason}); taken out of rotation",
                 service=service,
             )
+
+
+def check_target(release: Release, port: int) -> Target:
+    """The live check of an instance of ``release`` on ``port``: its path (or a TCP probe), sent
+    with the service's first host name, as the deploy's check does."""
+    host = release.hosts[0] if release.hosts else hostname(release.service)
+    return Target(port, release.health_check_path or None, host)
