@@ -97,13 +97,13 @@ class Observability:
     # -- lifecycle ----------------------------------------------------------------------------
     def _refresh_overrides(self) -> None:
         """Each service's alert settings come from its live release: read again when that changes."""
-        for svc in self.store.services():
-            if svc.live_deploy_id is not None and self._live.get(svc.name) != svc.live_deploy_id:
-                self._live[svc.name] = svc.live_deploy_id
+        for name, live in self.store.live_deploy_ids().items():  # no service config decoded each round
+            if live is not None and self._live.get(name) != live:
+                self._live[name] = live
                 try:
-                    self.set_overrides(svc.name, Release.from_dict(self.store.deploy_release(svc.live_deploy_id)))
+                    self.set_overrides(name, Release.from_dict(self.store.deploy_release(live)))
                 except InvalidInput as exc:  # checked at intake; an older release may predate a rule
-                    log.warning("alert settings of %s ignored: %s", svc.name, exc.message)
+                    log.warning("alert settings of %s ignored: %s", name, exc.message)
 
     def start(self) -> None:
         self._refresh_overrides()
@@ -207,8 +207,8 @@ class Observability:
     def _crons(self) -> Sequence[CronReading]:
         now = time.time()
         out = []
-        for svc in self.store.services():
-            if svc.type != ServiceType.CRON or svc.live_deploy_id is None:
+        for svc in self.store.services(ServiceType.CRON):
+            if svc.live_deploy_id is None:
                 continue
             runs = self.store.cron_runs(svc.name, 1)
             schedule = self.store.deploy_release(svc.live_deploy_id).get("schedule")
@@ -228,9 +228,7 @@ class Observability:
         return out
 
     def _deploys(self) -> Sequence[DeployReading]:
-        out = []
-        for svc in self.store.services():
-            finished = next((d for d in self.store.deploys(svc.name, limit=5) if d.finished_at is not None), None)
-            if finished is not None:
-                out.append(deploy_reading(finished.public(), DeployStatus(finished.status).failed))
-        return out
+        names = self.store.service_types()
+        newest = self.store.newest_finished_deploys(among=5)
+        finished = [d for name, d in sorted(newest.items()) if name in names]
+        return [deploy_reading(d.public(), DeployStatus(d.status).failed) for d in finished]

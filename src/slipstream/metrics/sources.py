@@ -113,10 +113,10 @@ def descendants(pid: int, tree: Mapping[int, list[int]]) -> list[int]:
 
 def _members(cgroup: Path) -> list[int] | None:
     """The pids in a cgroup (``cgroup.procs``), or None when it cannot be read."""
-    text = _read(cgroup / "cgroup.procs")
     try:
-        return [int(line) for line in text.split()] or None
-    except ValueError:
+        with open(os.path.join(cgroup, "cgroup.procs"), "rb") as f:  # pathlib's read_text cost more than the read
+            return [int(line) for line in f.read().split()] or None
+    except (OSError, ValueError):
         return None
 
 
