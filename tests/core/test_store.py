@@ -94,3 +94,15 @@ def test_status_reads_deploys_in_two_queries_with_the_per_service_answers(store:
     assert batched == {"b": store.deploy(b2)} and store.deploy(a1).status == "queued"
     assert store.deploys_by_id([b1, b2, 999]) == {b1: store.deploy(b1), b2: store.deploy(b2)}
     assert store.deploys_by_id([]) == {}
+
+
+def test_every_threads_connection_keeps_a_small_page_cache(store: Store) -> None:
+    """Each thread's connection caches at most 512 KiB of pages (SQLite's default is 2000 KiB: a
+    few idle threads held ~2 MB each of a 200-service state.db)."""
+    import threading
+
+    sizes: list[int] = []
+    t = threading.Thread(target=lambda: sizes.append(store._conn().execute("PRAGMA cache_size").fetchone()[0]))
+    t.start()
+    t.join()
+    assert sizes == [-512] and store._conn().execute("PRAGMA cache_size").fetchone()[0] == -512
