@@ -149,7 +149,11 @@ def probe_many(targets: Sequence[Target], timeout: float = 5.0, parallel: int = 
 
 
 def _begin(sel: selectors.BaseSelector, i: int, t: Target, deadline: float, results: list[Probe | None]) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as exc:  # out of file descriptors: this check fails, as check_http's would
+        results[i] = _failed(t, exc)
+        return
     sock.setblocking(False)
     check = _Check(i, t, sock, deadline, _request(t.path, t.host) if t.path is not None else b"")
     err = sock.connect_ex(("127.0.0.1", t.port))
