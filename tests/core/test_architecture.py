@@ -133,10 +133,11 @@ def test_environment_is_read_in_settings_only() -> None:
 
 def test_the_daemon_loads_database_drivers_and_x509_only_when_used() -> None:
     """Importing the daemon must not load psycopg or cryptography's x509 (about 10 MB of RSS for a
-    daemon whose services use no database and which serves no TCP listener)."""
+    daemon whose services use no database and which serves no TCP listener), nor httpx (with rich
+    and pygments for its CLI, another ~10 MB, for a daemon with no log drain or alert webhook)."""
     import subprocess
     import sys
 
-    probe = "import sys, slipstream.daemon; print(sorted({'psycopg', 'cryptography.x509'} & set(sys.modules)))"
+    probe = "import sys, slipstream.daemon; print(sorted({'psycopg', 'cryptography.x509', 'httpx', 'rich'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

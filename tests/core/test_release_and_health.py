@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from slipstream.engine.health import check_http, check_tcp, free_port, instance_port
+from slipstream.engine.health import Target, check_http, check_tcp, free_port, instance_port, probe_many
 from slipstream.engine.release import Release, instance_env
 
 
@@ -82,6 +83,37 @@ def test_refused_and_tcp() -> None:
     port = free_port()
     assert "refused" in check_http(port, "/", "x").reason
     assert not check_tcp(port).ok
+
+
+def test_probe_many_answers_as_the_single_checks_do(server: int) -> None:
+    """One batch (at most 2 in flight) gives each target the verdict and reason of check_http or
+    check_tcp, in order."""
+    refused = free_port()
+    targets = [
+        Target(server, "/ok", "web.localhost"),
+        Target(server, "/redirect", "web.localhost"),
+        Target(server, "/bad", "web.localhost"),
+        Target(refused, "/", "x"),
+        Target(server),
+        Target(refused),
+    ]
+    singles = [check_http(t.port, t.path, t.host) if t.path else check_tcp(t.port) for t in targets]
+    assert probe_many(targets, parallel=2) == singles
+    assert [p.ok for p in singles] == [True, True, False, False, True, False]
+    assert probe_many([]) == []
+
+
+def test_probe_many_times_out_a_silent_app_without_holding_up_the_rest(server: int) -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        probes = probe_many([Target(port, "/health", "x"), Target(server, "/ok", "x"), Target(port, "/h", "x")], 0.5)
+        took = time.monotonic() - started
+    assert [p.ok for p in probes] == [False, True, False]
+    assert probes[0].reason == "/health did not answer within 0.5 s"
+    assert 0.4 < took < 1.5  # the two silent checks ran side by side: one timeout, not two
 
 
 def _listen_at_free_pair() -> tuple[socket.socket, int]:

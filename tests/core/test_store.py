@@ -52,6 +52,28 @@ def test_instances_and_reopen(store: Store, tmp_path: Path) -> None:
     assert again.instances() == []
 
 
+def test_metrics_read_the_newest_finished_deploys_and_live_ids_in_one_query_each(store: Store) -> None:
+    """As the per-service reads answered: each service's newest finished deploy among its five
+    newest (a service whose five newest are unfinished has none), and its live deploy id."""
+    for name in ("a", "b", "c"):
+        store.upsert_service(name, "web", "python", {}, {}, None, None)
+    a1 = store.new_deploy("a", "deploy", source="x")
+    store.transition(a1, "live", make_live=True, finished=True)
+    a2 = store.new_deploy("a", "deploy", source="x")
+    store.transition(a2, "build_failed", finished=True)
+    store.new_deploy("a", "deploy", source="x")  # still queued: not finished
+    b1 = store.new_deploy("b", "deploy", source="x")
+    store.transition(b1, "live", make_live=True, finished=True)
+    for _ in range(5):  # five newer unfinished ones push b1 out of the window
+        store.new_deploy("b", "deploy", source="x")
+
+    one_by_one = {
+        s: d for s in ("a", "b", "c") if (d := next((d for d in store.deploys(s, limit=5) if d.finished_at), None))
+    }
+    assert store.newest_finished_deploys(among=5) == one_by_one == {"a": store.deploy(a2)}
+    assert store.live_deploy_ids() == {"a": a1, "b": b1, "c": None}
+
+
 def test_status_reads_deploys_in_two_queries_with_the_per_service_answers(store: Store) -> None:
     from slipstream.states import ACTIVE
 
@@ -96,3 +118,15 @@ def test_a_failed_relaxed_write_leaves_the_connection_durable(store: Store) -> N
         raise RuntimeError("boom")
     assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == 2
     assert store.events() == []
+
+
+def test_every_threads_connection_keeps_a_small_page_cache(store: Store) -> None:
+    """Each thread's connection caches at most 512 KiB of pages (SQLite's default is 2000 KiB: a
+    few idle threads held ~2 MB each of a 200-service state.db)."""
+    import threading
+
+    sizes: list[int] = []
+    t = threading.Thread(target=lambda: sizes.append(store._conn().execute("PRAGMA cache_size").fetchone()[0]))
+    t.start()
+    t.join()
+    assert sizes == [-512] and store._conn().execute("PRAGMA cache_size").fetchone()[0] == -512

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +30,7 @@ import yaml
 
 from slipstream.builds.fake import FakeBuilder
 from slipstream.engine.engine import Engine
-from slipstream.engine.health import Probe
+from slipstream.engine.health import Probe, Target
 from slipstream.engine.release import Release
 from slipstream.osusers import ServiceUsers
 from slipstream.proxy.fake import FakeProxy
@@ -86,7 +86,7 @@ def render_yaml(*services: Mapping[str, Any], **top: Any) -> str:
 
 # -- health checks ------------------------------------------------------------------------------
 class Probes:
-    """The health checks of one engine, steered by the test (replaces ``Instances.probe``).
+    """The health checks of one engine, steered by the test (replaces ``Instances.probe`` and the live monitor's ``probe_all``).
 
     ``answers[instance id]`` is what a live instance answers (else ``default``); an instance with no
     live pretend process is refused. ``freeze()`` makes every later check block for good: the
@@ -101,6 +101,9 @@ class Probes:
         self._frozen = False
 
     def __call__(self, release: Release, port: int) -> Probe:
+        return self.answer(port)
+
+    def answer(self, port: int) -> Probe:
         if self._frozen:
             self.frozen.append(threading.current_thread())
             threading.Event().wait()  # never returns: the daemon is dead
@@ -108,6 +111,10 @@ class Probes:
         if not alive:
             return Probe(False, f"connection refused on port {port} (is the app listening on $PORT?)")
         return self.answers.get(alive[-1].spec.instance_id, self.default)
+
+    def all(self, targets: Sequence[Target]) -> list[Probe]:
+        """The batch the live monitor asks for (replaces ``LiveMonitor.probe_all``)."""
+        return [self.answer(t.port) for t in targets]
 
     def freeze(self) -> None:
         self._frozen = True
@@ -255,6 +262,7 @@ def make_rig(
     driver.on_event = engine.on_instance_event
     probes = Probes(driver.host)
     engine.instances.probe = probes  # type: ignore[method-assign]
+    engine.monitor.probe_all = probes.all
     engine.instances.foreign_listeners = lambda port, pid: []  # no real sockets: a pretend port is the instance's
     rig = Rig(tmp, s, store, proxy, driver, builder, probes, engine)
     if start:

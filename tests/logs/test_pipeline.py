@@ -117,3 +117,35 @@ def test_lines_emitted_without_wake_wait_for_the_poll_unless_many(store: LogStor
         wait_for(lambda: store.stats()["lines"] == WAKE_AT)  # a full batch wakes the thread
     finally:
         p.stop(grace_s=1)
+
+
+def test_an_idle_pipeline_polls_less_often_and_still_reads_a_new_line(tmp_path: Path, store: LogStore) -> None:
+    """Quiet files: the wait between polls doubles up to ``idle_poll_s``; a written line is still
+    read within that, and a poll that finds one goes back to ``poll_s``."""
+    f = tmp_path / "web-d1-1.log"
+    f.write_text("")
+    p = LogPipeline(store, poll_s=0.01, idle_poll_s=0.16)
+    polls: list[float] = []
+    poll = p.tailer.poll
+
+    def counted():  # type: ignore[no-untyped-def]
+        polls.append(time.monotonic())
+        return poll()
+
+    p.tailer.poll = counted  # type: ignore[method-assign]
+    p.watch(f, Source("web", Stream.APP, 1, "web-d1-1"))
+    p.start()
+    try:
+        time.sleep(1.0)
+        idle = len(polls)
+        assert 5 <= idle <= 15  # 0.01, 0.02, 0.04, 0.08, then 0.16 s apart: not the 100 polls of 0.01 s
+        with open(f, "a") as out:
+            out.write("hello\n")
+        written = time.monotonic()
+        wait_for(lambda: store.search(LogQuery(service="web")), timeout=5, what="the line")
+        assert time.monotonic() - written < 0.16 + 0.5  # within one idle wait (and a loaded machine's slack)
+        time.sleep(0.05)
+        after = [t for t in polls if t > written]
+        assert len(after) >= 3 and after[1] - after[0] < 0.05  # back to the short wait once it found one
+    finally:
+        p.stop(grace_s=1)

@@ -26,6 +26,7 @@ from slipstream.metrics.sources import (
     read_instance,
     read_keyvalue,
     read_proxy,
+    read_stat,
     schedule_interval,
 )
 from slipstream.proxy import Proxy
@@ -137,6 +138,14 @@ def test_read_instance_in_a_v1_cgroup_counts_the_cpu_of_its_members(tmp_path: Pa
         (group / "cgroup.procs").write_text(f"{leader.pid}\n")  # the member list, not the tree, counts
         alone = read_instance(status, "web", 64, cgroup=group, cgroup_version=1)
         assert alone.cpu_seconds is not None and alone.cpu_seconds < 0.1
+        pids = tmp_path / "pids-web-d1-1"  # no memory cgroup (no memory cap): the pids cgroup lists them
+        pids.mkdir()
+        (pids / "cgroup.procs").write_text(f"{leader.pid}\n{app.pid}\n")
+        listed = read_instance(status, "web", None, cgroup=None, tree={}, listing=pids)
+        assert listed.cpu_seconds is not None and listed.cpu_seconds >= 0.2  # the app's, with no tree
+        assert listed.memory_bytes is not None and listed.memory_bytes > 1024 * 1024
+        gone = read_instance(status, "web", None, cgroup=None, tree={}, listing=tmp_path / "none")
+        assert gone.cpu_seconds is not None and gone.cpu_seconds < 0.1  # no listing, an empty tree: the leader
     finally:
         for p in psutil.Process(leader.pid).children(recursive=True):
             p.kill()
@@ -149,6 +158,36 @@ def test_descendants_come_from_one_process_tree() -> None:
     assert descendants(7, {}) == [7]
     tree = process_tree()
     assert os.getpid() in tree.get(os.getppid(), [])
+
+
+def test_read_stat_agrees_with_psutil(tmp_path: Path) -> None:
+    """One read of /proc/<pid>/stat gives what psutil reads from three files: parent, CPU with
+    reaped children, RSS (a command name with spaces and parentheses does not shift the fields)."""
+    busy = "import time\nx = bytearray(30 * 1024 * 1024)\nwhile time.process_time() < 0.2: pass\ntime.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        p = psutil.Process(child.pid)
+        wait_for(lambda: sum(p.cpu_times()[:2]) >= 0.15, what="the child's CPU")
+        stat = read_stat(child.pid)
+        t, rss = p.cpu_times(), p.memory_info().rss
+        assert stat is not None
+        assert stat[0] == os.getpid()
+        assert abs(stat[1] - (t.user + t.system + t.children_user + t.children_system)) < 0.05
+        assert stat[2] > 30 * 1024 * 1024 and abs(stat[2] - rss) < 1024 * 1024
+    finally:
+        child.kill()
+        child.wait()
+    assert read_stat(child.pid) is None  # reaped: gone
+    odd_name = tmp_path / "a) 1 (b"  # the kernel's comm field is the executable's file name
+    odd_name.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    odd = subprocess.Popen([str(odd_name), "30"])
+    try:
+        assert b"(a) 1 (b)" in Path(f"/proc/{odd.pid}/stat").read_bytes()
+        stat = read_stat(odd.pid)
+        assert stat is not None and stat[0] == os.getpid() and stat[1] < 1
+    finally:
+        odd.kill()
+        odd.wait()
 
 
 def test_read_disk_and_schedule() -> None:

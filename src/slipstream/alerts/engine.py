@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from slipstream.alerts.rules import Rule, show_seconds
@@ -200,7 +200,9 @@ def step(
         elif now - since >= rule.hold_s:
             transition = resolve()
             status, since, fired_at = "ok", now, None
-    new = replace(track, status=status, since=since, fired_at=fired_at, value=value, samples=tuple(samples))
+    # Track(...) rather than dataclasses.replace: 600 tracks a round with 200 services, and replace
+    # was a tenth of the metrics round's CPU.
+    new = Track(track.rule, track.entity, track.service, status, since, fired_at, value, tuple(samples))
     return new, transition
 
 

@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-import httpx
-
 from slipstream.alerts.engine import Transition
 
 log = logging.getLogger("slipstream.alerts")
@@ -199,6 +197,8 @@ def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
 # Effectful transports --------------------------------------------------------------------------
 def post_webhook(config: WebhookConfig, body: bytes, headers: Mapping[str, str]) -> Attempt:
     """POST one signed body; retry-worthy on network errors, 408, 429 and 5xx."""
+    import httpx  # only once a webhook is sent: the daemon's RSS without it is ~10 MB less (see drains.py)
+
     try:
         response = httpx.post(config.url, content=body, headers=dict(headers), timeout=config.timeout_s)
     except httpx.HTTPError as exc:

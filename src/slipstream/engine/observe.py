@@ -32,7 +32,7 @@ from slipstream.metrics.model import (
 from slipstream.metrics.parse import backup_reading, cron_run, deploy_reading
 from slipstream.metrics.report import query_report, render_text
 from slipstream.metrics.sources import (
-    process_tree,
+    LazyTree,
     read_databases,
     read_disk,
     read_instance,
@@ -97,13 +97,13 @@ class Observability:
     # -- lifecycle ----------------------------------------------------------------------------
     def _refresh_overrides(self) -> None:
         """Each service's alert settings come from its live release: read again when that changes."""
-        for svc in self.store.services():
-            if svc.live_deploy_id is not None and self._live.get(svc.name) != svc.live_deploy_id:
-                self._live[svc.name] = svc.live_deploy_id
+        for name, live in self.store.live_deploy_ids().items():  # no service config decoded each round
+            if live is not None and self._live.get(name) != live:
+                self._live[name] = live
                 try:
-                    self.set_overrides(svc.name, Release.from_dict(self.store.deploy_release(svc.live_deploy_id)))
+                    self.set_overrides(name, Release.from_dict(self.store.deploy_release(live)))
                 except InvalidInput as exc:  # checked at intake; an older release may predate a rule
-                    log.warning("alert settings of %s ignored: %s", svc.name, exc.message)
+                    log.warning("alert settings of %s ignored: %s", name, exc.message)
 
     def start(self) -> None:
         self._refresh_overrides()
@@ -172,8 +172,10 @@ class Observability:
         driver = self.instances.driver
         local = getattr(driver, "local", driver)
         cgroups = getattr(local, "memory_cgroups", None)
+        limits = getattr(local, "limit_cgroups", None)  # every instance is in a pids cgroup: no /proc walk
+        listed = next((base for c, base in limits.bases if c in ("pids", "freezer")), None) if limits else None
         readings = []
-        tree = process_tree()  # one pass over /proc per round, not one per instance
+        tree = LazyTree()  # at most one pass over /proc per round, and none while every instance has its cgroup
         for inst in self.store.instances():
             status = self.instances.status(inst.id)
             if status is None:
@@ -182,7 +184,8 @@ class Observability:
             cap = spec.memory_limit_mb if spec is not None else None
             cgroup: Path | None = cgroups.base / inst.id if cgroups is not None and cap else None
             version = cgroups.version if cgroups is not None else 2
-            readings.append(read_instance(status, inst.service, cap, cgroup, version, tree))
+            listing = listed / inst.id if listed is not None else None
+            readings.append(read_instance(status, inst.service, cap, cgroup, version, tree, listing))
         return readings
 
     def _databases(self) -> Sequence[DatabaseReading]:
@@ -204,8 +207,8 @@ class Observability:
     def _crons(self) -> Sequence[CronReading]:
         now = time.time()
         out = []
-        for svc in self.store.services():
-            if svc.type != ServiceType.CRON or svc.live_deploy_id is None:
+        for svc in self.store.services(ServiceType.CRON):
+            if svc.live_deploy_id is None:
                 continue
             runs = self.store.cron_runs(svc.name, 1)
             schedule = self.store.deploy_release(svc.live_deploy_id).get("schedule")
@@ -225,9 +228,7 @@ class Observability:
         return out
 
     def _deploys(self) -> Sequence[DeployReading]:
-        out = []
-        for svc in self.store.services():
-            finished = next((d for d in self.store.deploys(svc.name, limit=5) if d.finished_at is not None), None)
-            if finished is not None:
-                out.append(deploy_reading(finished.public(), DeployStatus(finished.status).failed))
-        return out
+        names = self.store.service_types()
+        newest = self.store.newest_finished_deploys(among=5)
+        finished = [d for name, d in sorted(newest.items()) if name in names]
+        return [deploy_reading(d.public(), DeployStatus(d.status).failed) for d in finished]

@@ -27,8 +27,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from slipstream.logs.model import Level, LogLine, LogsError, iso_time
 
 SD_ID = "slipstream@32473"  # 32473: the example enterprise number of RFC 5612
@@ -259,6 +257,8 @@ class HttpDrain(Drain):
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=str(spec.ca_file)) if spec.ca_file is not None else True
         )
+        import httpx  # here, not at the top: with click and rich installed it loads its CLI too (~10 MB)
+
         self._client = httpx.Client(timeout=spec.timeout_s, headers=dict(spec.headers), verify=verify)
         super().__init__(spec)
 
@@ -270,6 +270,8 @@ class HttpDrain(Drain):
         if 400 <= r.status_code < 500 and r.status_code not in (408, 429):
             self.last_error = f"HTTP {r.status_code}"
             return False
+        import httpx  # loaded by __init__ already
+
         raise httpx.HTTPStatusError(f"HTTP {r.status_code}", request=r.request, response=r)
 
     def close(self, grace_s: float = 2.0) -> None:

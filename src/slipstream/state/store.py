@@ -123,6 +123,13 @@ DEPLOY_COLUMNS = (
 )
 
 
+# Page cache per connection, in KiB as SQLite takes it (negative). Every thread has its own
+# connection and SQLite's default (2000 KiB) filled up on the idle daemon's rounds: 200 services'
+# releases are ~8 MB of state.db. Pages come back from the OS's file cache in microseconds, and a
+# write by any other connection empties a WAL reader's cache anyway.
+CACHE_KIB = -512
+
+
 class Store:
     """SQLite-backed state; safe to share between threads."""
 
@@ -147,6 +154,7 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA cache_size={CACHE_KIB}")
             self._local.conn = conn
         return conn
 
@@ -244,6 +252,11 @@ class Store:
     def service_types(self) -> dict[str, str]:
         """Each service's type by name, without decoding any config."""
         return {r["name"]: r["type"] for r in self._conn().execute("SELECT name, type FROM services")}
+
+    def live_deploy_ids(self) -> dict[str, int | None]:
+        """Each service's live deploy id by name, without decoding any config (a metrics round asks)."""
+        rows = self._conn().execute("SELECT name, live_deploy_id FROM services")
+        return {r["name"]: r["live_deploy_id"] for r in rows}
 
     @staticmethod
     def _service(row: sqlite3.Row) -> ServiceRecord:
@@ -456,6 +469,20 @@ class Store:
         out: dict[str, DeployRecord] = {}
         for r in self._conn().execute(query, (*statuses, among)).fetchall():
             out.setdefault(r["service"], self._deploy(r))
+        return out
+
+    def newest_finished_deploys(self, among: int = 5) -> dict[str, DeployRecord]:
+        """Each service's newest finished deploy among its ``among`` newest, in one query (a metrics
+        round asked once per service: the larger part of its CPU with 200 services)."""
+        query = (
+            f"SELECT {DEPLOY_COLUMNS} FROM (SELECT {DEPLOY_COLUMNS},"
+            " ROW_NUMBER() OVER (PARTITION BY service ORDER BY id DESC) AS n FROM deploys)"
+            " WHERE n <= ? AND finished_at IS NOT NULL ORDER BY id DESC"
+        )
+        out: dict[str, DeployRecord] = {}
+        for r in self._conn().execute(query, (among,)).fetchall():
+            if r["service"] not in out:  # the newest of the service's finished ones; the rest not decoded
+                out[r["service"]] = self._deploy(r)
         return out
 
     def unfinished_deploys(self) -> list[DeployRecord]:
