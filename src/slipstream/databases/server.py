@@ -260,10 +260,13 @@ class EmbeddedServer:
         """``pg_ctl stop --mode fast`` (rolls back open transactions); a no-op when not running."""
         if not self.running():
             return
+        postmaster = self.postmaster()
         try:
             self.run_as_owner(build_pg_ctl_argv(self.bin_dir, "stop", self.pgdata), timeout=330)
         except CommandFailed as exc:
             raise Unavailable(f"PostgreSQL did not stop: {exc.message}", f"see {self.log}") from None
+        if postmaster is not None:
+            _wait_exited(postmaster.pid, STOP_EXIT_WAIT_S)
 
     # Steps -----------------------------------------------------------------------------------
     def _prepare_root(self) -> None:
@@ -469,3 +472,21 @@ def _hba_extra(state: dict[str, object]) -> list[str]:
     """The ``ipAllowList`` pg_hba lines kept in ``cluster.json``."""
     lines = state.get("hba_extra")
     return [str(line) for line in lines] if isinstance(lines, list) else []
+
+
+# pg_ctl stop returns once postmaster.pid is gone; the postmaster unlinks it just before it exits,
+# so its process can still be there for a moment (seen on a loaded machine)
+STOP_EXIT_WAIT_S = 5.0
+
+
+def _wait_exited(pid: int, timeout: float) -> None:
+    """Wait (at most ``timeout`` s) until ``pid`` has exited: gone, or a zombie its parent has not
+    reaped yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.Error:
+            return
+        time.sleep(0.02)
