@@ -14,8 +14,6 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import psutil
-
 from slipstream.databases import admin
 from slipstream.databases.backups import BackupStore, drill_backup, restore_backup, take_backup
 from slipstream.databases.commands import (
@@ -90,13 +88,7 @@ class Cluster:
         """Cheap (no pg_ctl): True when the embedded server's ``postmaster.pid`` names a process that
         is no longer there (it was killed); False while it runs, when it was stopped cleanly (no pid
         file) and for an external server."""
-        postmaster = self._server.postmaster() if self._server is not None else None
-        if postmaster is None:
-            return False
-        try:
-            return bool(psutil.Process(postmaster.pid).status() == psutil.STATUS_ZOMBIE)
-        except psutil.Error:
-            return True
+        return self._server is not None and self._server.dead_postmaster()
 
     def pid(self) -> int | None:
         """The embedded postmaster's pid, or None (not running, or an external server)."""

@@ -202,7 +202,7 @@ class EmbeddedServer:
             return False
         result = self.run_as_owner(build_pg_ctl_argv(self.bin_dir, "status", self.pgdata), check=False, timeout=30)
         if result.returncode == 0:
-            return not self._dead_postmaster()
+            return not self.dead_postmaster()
         if result.returncode == 3:  # not running
             return False
         detail = (result.stderr or result.stdout).strip().splitlines()
@@ -211,15 +211,12 @@ class EmbeddedServer:
             f"check that user {self.os_user.name or 'slipstream'} can reach {self.pgdata}",
         )
 
-    def _dead_postmaster(self) -> bool:
-        """A killed postmaster nobody has reaped yet still passes ``kill(pid, 0)``: check for a zombie."""
+    def dead_postmaster(self) -> bool:
+        """Cheap (no pg_ctl): True when ``postmaster.pid`` names a process that has exited (a killed
+        postmaster nobody has reaped yet still passes ``kill(pid, 0)``); False while it runs and
+        when there is no pid file (stopped cleanly)."""
         postmaster = self.postmaster()
-        if postmaster is None:
-            return False
-        try:
-            return bool(psutil.Process(postmaster.pid).status() == psutil.STATUS_ZOMBIE)
-        except psutil.Error:
-            return True
+        return postmaster is not None and _has_exited(postmaster.pid)
 
     # Lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -483,10 +480,13 @@ def _wait_exited(pid: int, timeout: float) -> None:
     """Wait (at most ``timeout`` s) until ``pid`` has exited: gone, or a zombie its parent has not
     reaped yet."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return
-        except psutil.Error:
-            return
+    while time.monotonic() < deadline and not _has_exited(pid):
         time.sleep(0.02)
+
+
+def _has_exited(pid: int) -> bool:
+    """True when ``pid`` is gone, or a zombie its parent has not reaped yet."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return True
